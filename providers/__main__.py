@@ -1,0 +1,46 @@
+"""``python -m providers``: serve the stand-in provider APIs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from providers.app import create_app
+from providers.ledger import Ledger
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Stand-in car, hotel and airline provider service.")
+    parser.add_argument("--host", default=os.environ.get("PROVIDERS_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PROVIDERS_PORT", "8001")),
+                        help="0 picks a free port; the chosen URL is printed on the first line")
+    parser.add_argument("--db", type=Path, default=Path(os.environ.get("PROVIDERS_DB", ".providers/ledger.db")))
+    parser.add_argument("--capacity", type=int, default=10_000, help="default capacity per resource and day")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s providers %(levelname)s %(message)s")
+    asyncio.run(serve(args.host, args.port, args.db, args.capacity))
+
+
+async def serve(host: str, port: int, db: Path, capacity: int) -> None:
+    runner = web.AppRunner(create_app(Ledger(db, default_capacity=capacity)), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    actual = runner.addresses[0][1]
+    print(f"providers listening on http://{host}:{actual} (ledger {db})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    main()

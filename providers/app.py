@@ -1,0 +1,218 @@
+"""HTTP JSON API of the provider service (aiohttp).
+
+Routes:
+  POST /{kind}/reservations                  book, keyed by ``idempotency_key``
+  POST /{kind}/reservations/{key}/cancel     undo; a no-op if nothing was booked
+  GET  /reservations[?booking_id=...]        the ledger, for tests and operators
+  PUT  /inventory/{kind}                     set capacity (makes "sold out" real)
+  GET  /stats                                request counts and handling times
+  GET  /health
+
+Every answer is JSON. Bad requests get a 4xx with ``{"error", "message"}``;
+an unexpected exception becomes a JSON 500 and rolls back its transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from providers.ledger import Ledger, LedgerConflict
+from trip.models import CarRequest, FlightRequest, HotelRequest, Kind, Scenario, Traveller
+from trip.scenarios import ALWAYS, SCENARIOS, Fault
+
+log = logging.getLogger("providers")
+
+LEDGER = web.AppKey("ledger", Ledger)
+STATS = web.AppKey("stats", dict)
+
+_DETAILS = {Kind.CAR: CarRequest, Kind.HOTEL: HotelRequest, Kind.FLIGHT: FlightRequest}
+_ERROR_STATUS = {"SoldOut": 409, "ReservationVoided": 410, "InvalidBooking": 422}
+SCENARIO_HEADER = "X-Scenario"
+
+
+def _error(status: int, error: str, message: str) -> web.Response:
+    return web.json_response({"error": error, "message": message}, status=status)
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.response = _error(status, error, message)
+
+
+def _kind(request: web.Request) -> Kind:
+    try:
+        return Kind(request.match_info["kind"])
+    except ValueError:
+        raise _Reject(404, "NotFound", f"unknown kind {request.match_info['kind']!r}; use car, hotel or flight") from None
+
+
+def _fault(request: web.Request, kind: Kind) -> Fault:
+    name = request.headers.get(SCENARIO_HEADER, Scenario.HAPPY.value)
+    try:
+        return SCENARIOS[Scenario(name)].fault(kind)
+    except ValueError:
+        raise _Reject(400, "BadRequest", f"unknown scenario {name!r}") from None
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _Reject(400, "BadRequest", "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise _Reject(400, "BadRequest", "the body must be a JSON object")
+    return body
+
+
+def _failing(n: int, attempt: int) -> bool:
+    return n == ALWAYS or attempt <= n
+
+
+def _resource(kind: Kind, details: Any) -> tuple[str, str]:
+    if isinstance(details, FlightRequest):
+        return f"{details.origin}->{details.destination}", details.date.isoformat()
+    if isinstance(details, CarRequest):
+        return details.city, details.pickup.isoformat()
+    return details.city, details.check_in.isoformat()
+
+
+async def reserve(request: web.Request) -> web.Response:
+    kind = _kind(request)
+    fault = _fault(request, kind)
+    body = await _json_body(request)
+    key, booking_id = body.get("idempotency_key"), body.get("booking_id")
+    if not isinstance(key, str) or not (1 <= len(key) <= 200):
+        return _error(422, "InvalidBooking", "idempotency_key must be a string of 1 to 200 characters")
+    if not isinstance(booking_id, str) or not (1 <= len(booking_id) <= 200):
+        return _error(422, "InvalidBooking", "booking_id must be a string of 1 to 200 characters")
+    try:
+        traveller = Traveller.model_validate(body.get("traveller"))
+        details = _DETAILS[kind].model_validate(body.get("details"))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        return _error(422, "InvalidBooking", f"{where}: {first['msg']}")
+
+    ledger = request.app[LEDGER]
+    if fault.latency_ms:
+        await asyncio.sleep(fault.latency_ms / 1000)
+    attempt = ledger.count_attempt(key, "reserve")
+    if _failing(fault.fail_first, attempt):
+        return _error(503, "Unavailable", f"{kind.value} provider is temporarily unavailable (attempt {attempt})")
+    resource, day = _resource(kind, details)
+    try:
+        outcome = ledger.reserve(
+            kind=kind.value,
+            key=key,
+            booking_id=booking_id,
+            resource=resource,
+            day=day,
+            traveller=traveller.model_dump(mode="json"),
+            details=details.model_dump(mode="json"),
+            force_sold_out=fault.sold_out,
+        )
+    except LedgerConflict as exc:
+        return _error(_ERROR_STATUS[exc.error], exc.error, exc.message)
+    return web.json_response(outcome.row, status=201 if outcome.created else 200)
+
+
+async def cancel(request: web.Request) -> web.Response:
+    kind = _kind(request)
+    fault = _fault(request, kind)
+    key = request.match_info["key"]
+    body = await _json_body(request)
+    booking_id = body.get("booking_id")
+    if not isinstance(booking_id, str) or not booking_id:
+        return _error(422, "InvalidBooking", "booking_id must be a non-empty string")
+    ledger = request.app[LEDGER]
+    if fault.latency_ms:
+        await asyncio.sleep(fault.latency_ms / 1000)
+    attempt = ledger.count_attempt(key, "cancel")
+    if _failing(fault.cancel_fail_first, attempt):
+        return _error(503, "Unavailable", f"{kind.value} provider cannot cancel right now (attempt {attempt})")
+    try:
+        outcome = ledger.cancel(kind=kind.value, key=key, booking_id=booking_id)
+    except LedgerConflict as exc:
+        return _error(_ERROR_STATUS[exc.error], exc.error, exc.message)
+    return web.json_response({"kind": kind.value, "idempotency_key": key, "outcome": outcome})
+
+
+async def list_reservations(request: web.Request) -> web.Response:
+    booking_id = request.query.get("booking_id")
+    return web.json_response(request.app[LEDGER].list(booking_id))
+
+
+async def set_inventory(request: web.Request) -> web.Response:
+    kind = _kind(request)
+    body = await _json_body(request)
+    resource, day, capacity = body.get("resource"), body.get("day"), body.get("capacity")
+    if not isinstance(resource, str) or not resource or not isinstance(day, str) or not day:
+        return _error(422, "InvalidBooking", "resource and day must be non-empty strings")
+    if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
+        return _error(422, "InvalidBooking", "capacity must be a non-negative integer")
+    request.app[LEDGER].set_capacity(kind=kind.value, resource=resource, day=day, capacity=capacity)
+    return web.json_response({"kind": kind.value, "resource": resource, "day": day, "capacity": capacity})
+
+
+async def stats(request: web.Request) -> web.Response:
+    data = request.app[STATS]
+    times = sorted(data["handling_ms"])
+    def pct(p: float) -> float | None:
+        return round(times[min(len(times) - 1, int(p * len(times)))], 3) if times else None
+    return web.json_response({"requests": data["requests"], "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99)})
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@web.middleware
+async def errors_and_timing(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except _Reject as exc:
+        response = exc.response
+    except web.HTTPException as exc:
+        response = _error(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = _error(500, "InternalError", "the provider failed unexpectedly; nothing was written")
+    if request.path not in ("/stats", "/health"):
+        data = request.app[STATS]
+        data["requests"] += 1
+        # Handling time without injected latency would be nicer, but the
+        # benchmark wants what a caller sees from this process.
+        data["handling_ms"].append((time.perf_counter() - started) * 1000)
+        if len(data["handling_ms"]) > 100_000:
+            del data["handling_ms"][:50_000]
+    return response
+
+
+def create_app(ledger: Ledger) -> web.Application:
+    app = web.Application(middlewares=[errors_and_timing], client_max_size=64 * 1024)
+    app[LEDGER] = ledger
+    app[STATS] = {"requests": 0, "handling_ms": []}
+    app.router.add_post("/{kind}/reservations", reserve)
+    app.router.add_post("/{kind}/reservations/{key}/cancel", cancel)
+    app.router.add_get("/reservations", list_reservations)
+    app.router.add_put("/inventory/{kind}", set_inventory)
+    app.router.add_get("/stats", stats)
+    app.router.add_get("/health", health)
+
+    async def close_ledger(app: web.Application) -> None:
+        ledger.close()
+
+    app.on_cleanup.append(close_ledger)
+    return app

@@ -1,0 +1,30 @@
+"""Names every part of the booking saga agrees on.
+
+The task queue, the search attribute keys and the environment variable names
+live here so that the worker, the CLI, the web app, the tests and the dev stack
+cannot drift apart. This module must stay import-light: workflow code imports
+it inside the sandbox.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+TASK_QUEUE = "booking-saga"
+WORKFLOW_TYPE = "BookingWorkflow"
+WORKFLOW_ID_PREFIX = "trip"
+
+#: Custom search attributes. ``make run`` registers them on the dev server; on
+#: any other cluster create them once with ``temporal operator search-attribute
+#: create --name BookingStatus --type Keyword`` (and the same for the traveller).
+SA_BOOKING_STATUS = SearchAttributeKey.for_keyword("BookingStatus")
+SA_TRAVELLER = SearchAttributeKey.for_keyword("BookingTraveller")
+SEARCH_ATTRIBUTES = (SA_BOOKING_STATUS, SA_TRAVELLER)
+
+DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
+DEFAULT_TEMPORAL_UI_URL = "http://127.0.0.1:8233"
+DEFAULT_PROVIDERS_URL = "http://127.0.0.1:8001"
+
+ENV_PROVIDERS_URL = "PROVIDERS_URL"
+ENV_TEMPORAL_UI_URL = "TEMPORAL_UI_URL"
+ENV_TASK_QUEUE = "BOOKING_TASK_QUEUE"

@@ -1,0 +1,295 @@
+"""The booking's inputs and the messages between workflow and activities.
+
+One model validates the web form, the CLI and the workflow input, so the rules
+exist once. Models are built with keywords and every field added later must
+have a default: running workflows then keep deserialising their old input.
+
+Checks that depend on today's date run only when the caller passes
+``context={"today": ...}`` (the form and the CLI do). Workflow code must never
+pass it: a replay next month would otherwise reject the input it started with.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from datetime import date, timedelta
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+MAX_DAYS_AHEAD = 365
+MAX_TRIP_DAYS = 60
+
+
+class Kind(str, Enum):
+    CAR = "car"
+    HOTEL = "hotel"
+    FLIGHT = "flight"
+
+
+class Mode(str, Enum):
+    PARALLEL = "parallel"
+    SEQUENTIAL = "sequential"
+
+
+class Scenario(str, Enum):
+    """Demo fault injection. ``trip.scenarios`` says what each one does."""
+
+    HAPPY = "happy"
+    FLIGHT_FLAKY = "flight-flaky"
+    FLIGHT_SOLD_OUT = "flight-sold-out"
+    HOTEL_DOWN = "hotel-down"
+    CAR_CANCEL_FLAKY = "car-cancel-flaky"
+    CAR_CANCEL_BROKEN = "car-cancel-broken"
+    SLOW = "slow"
+
+
+class _Model(BaseModel):
+    # Unknown keys are errors: a typo in a CLI flag or a forged form field must
+    # not be silently dropped.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+def _no_control_chars(value: str) -> str:
+    if any(unicodedata.category(ch).startswith("C") for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+_PLACE_RE = re.compile(r"^[^\W\d_]+(?:[ '.\-][^\W\d_]+)*\.?$")
+_NAME_RE = re.compile(r"^[^\W\d_]+(?:[ '.,\-]{1,2}[^\W\d_]+)*\.?$")
+_EMAIL_RE = re.compile(r"^[^@\s<>\"']+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+
+
+def _check_place(value: str) -> str:
+    _no_control_chars(value)
+    if not _PLACE_RE.match(value):
+        raise ValueError("must be a place name: letters, spaces, hyphens and apostrophes only")
+    return value
+
+
+def _check_not_past(value: date, info: ValidationInfo) -> date:
+    today = (info.context or {}).get("today")
+    if today is None:
+        return value
+    if value < today:
+        raise ValueError(f"must not be in the past (today is {today.isoformat()})")
+    if value > today + timedelta(days=MAX_DAYS_AHEAD):
+        raise ValueError(f"must be within {MAX_DAYS_AHEAD} days from today")
+    return value
+
+
+Place = Annotated[str, StringConstraints(min_length=2, max_length=64), AfterValidator(_check_place)]
+TripDate = Annotated[date, AfterValidator(_check_not_past)]
+
+
+class Traveller(_Model):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    email: Annotated[str, StringConstraints(min_length=3, max_length=254)]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        _no_control_chars(value)
+        if not _NAME_RE.match(value):
+            raise ValueError("must be a name: letters, spaces, hyphens, apostrophes and dots only")
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not _EMAIL_RE.match(value):
+            raise ValueError("must be an email address like ada@example.com")
+        return value.lower()
+
+
+class CarRequest(_Model):
+    city: Place
+    pickup: TripDate
+    dropoff: TripDate
+
+    @model_validator(mode="after")
+    def _order(self) -> CarRequest:
+        if self.dropoff < self.pickup:
+            raise ValueError("the drop-off date must not be before the pick-up date")
+        if (self.dropoff - self.pickup).days > MAX_TRIP_DAYS:
+            raise ValueError(f"a car can be rented for at most {MAX_TRIP_DAYS} days")
+        return self
+
+
+class HotelRequest(_Model):
+    city: Place
+    check_in: TripDate
+    check_out: TripDate
+
+    @model_validator(mode="after")
+    def _order(self) -> HotelRequest:
+        if self.check_out <= self.check_in:
+            raise ValueError("the check-out date must be after the check-in date")
+        if (self.check_out - self.check_in).days > MAX_TRIP_DAYS:
+            raise ValueError(f"a hotel stay can be at most {MAX_TRIP_DAYS} nights")
+        return self
+
+
+class FlightRequest(_Model):
+    origin: Place
+    destination: Place
+    date: TripDate
+
+    @model_validator(mode="after")
+    def _route(self) -> FlightRequest:
+        if self.origin.casefold() == self.destination.casefold():
+            raise ValueError("the flight must go to a different place than it leaves from")
+        return self
+
+
+class RetryOverrides(_Model):
+    """Optional tuning of every step's retry policy (tests use short intervals).
+
+    ``None`` keeps each step's own default from ``workflows.booking.STEP_POLICIES``.
+    """
+
+    initial_interval_s: Annotated[float, Field(gt=0, le=60)] | None = None
+    backoff: Annotated[float, Field(ge=1, le=10)] | None = None
+    max_interval_s: Annotated[float, Field(gt=0, le=600)] | None = None
+    max_attempts: Annotated[int, Field(ge=1, le=50)] | None = None
+    activity_timeout_s: Annotated[float, Field(gt=0, le=600)] | None = None
+    undo_max_attempts: Annotated[int, Field(ge=1, le=100)] | None = None
+    undo_max_interval_s: Annotated[float, Field(gt=0, le=600)] | None = None
+
+
+class BookingRequest(_Model):
+    """Everything needed to book one trip: the workflow's only argument."""
+
+    traveller: Traveller
+    car: CarRequest
+    hotel: HotelRequest
+    flight: FlightRequest
+    mode: Mode = Mode.PARALLEL
+    scenario: Scenario = Scenario.HAPPY
+    retry: RetryOverrides | None = None
+
+    @classmethod
+    def from_flat(cls, data: Mapping[str, Any], *, today: date) -> BookingRequest:
+        """Build from flat form/CLI fields; raise ``BookingInputError`` keyed by field."""
+        nested: dict[str, Any] = {}
+        for flat, path in FLAT_FIELDS.items():
+            value = data.get(flat)
+            if value is None or (isinstance(value, str) and value.strip() == "" and len(path) == 1):
+                continue  # mode/scenario fall back to their defaults
+            target = nested
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            target[path[-1]] = value
+        for section in ("traveller", "car", "hotel", "flight"):
+            nested.setdefault(section, {})
+        try:
+            return cls.model_validate(nested, context={"today": today})
+        except ValidationError as exc:
+            raise BookingInputError.from_validation_error(exc) from None
+
+
+#: Flat field name (form input, CLI flag) → path in ``BookingRequest``.
+FLAT_FIELDS: dict[str, tuple[str, ...]] = {
+    "traveller_name": ("traveller", "name"),
+    "traveller_email": ("traveller", "email"),
+    "car_city": ("car", "city"),
+    "car_pickup": ("car", "pickup"),
+    "car_dropoff": ("car", "dropoff"),
+    "hotel_city": ("hotel", "city"),
+    "hotel_check_in": ("hotel", "check_in"),
+    "hotel_check_out": ("hotel", "check_out"),
+    "flight_from": ("flight", "origin"),
+    "flight_to": ("flight", "destination"),
+    "flight_date": ("flight", "date"),
+    "mode": ("mode",),
+    "scenario": ("scenario",),
+}
+_PATH_TO_FLAT = {path: flat for flat, path in FLAT_FIELDS.items()}
+#: Where an error about a whole section (e.g. date order) is shown.
+_SECTION_ERROR_FIELD = {
+    ("car",): "car_dropoff",
+    ("hotel",): "hotel_check_out",
+    ("flight",): "flight_to",
+}
+
+_FRIENDLY = {
+    "string_too_short": lambda e: "is required" if not e.get("input") else f"must be at least {e['ctx']['min_length']} characters",
+    "string_too_long": lambda e: f"must be at most {e['ctx']['max_length']} characters",
+    "missing": lambda e: "is required",
+    "date_from_datetime_parsing": lambda e: "must be a date like 2030-01-31",
+    "date_parsing": lambda e: "must be a date like 2030-01-31",
+    "date_type": lambda e: "must be a date like 2030-01-31",
+    "enum": lambda e: f"must be one of: {e['ctx']['expected']}",
+    "extra_forbidden": lambda e: "is not a known field",
+    "string_type": lambda e: "must be text",
+}
+
+
+class BookingInputError(ValueError):
+    """Bad input, with one plain-language message per flat field."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{field}: {msg}" for field, msg in errors.items()))
+
+    @classmethod
+    def from_validation_error(cls, exc: ValidationError) -> BookingInputError:
+        errors: dict[str, str] = {}
+        for err in exc.errors():
+            loc = tuple(str(p) for p in err["loc"])
+            field = _PATH_TO_FLAT.get(loc) or _SECTION_ERROR_FIELD.get(loc) or ".".join(loc) or "form"
+            friendly = _FRIENDLY.get(err["type"])
+            message = friendly(err) if friendly else str(err["msg"]).removeprefix("Value error, ")
+            errors.setdefault(field, message)
+        return cls(errors)
+
+
+# --- messages between the workflow and the activities ---------------------
+
+
+class ReserveRequest(_Model):
+    """One provider call. The same ``idempotency_key`` books and undoes."""
+
+    kind: Kind
+    booking_id: str
+    idempotency_key: str
+    scenario: Scenario = Scenario.HAPPY
+    traveller: Traveller
+    details: CarRequest | HotelRequest | FlightRequest
+
+
+class Reservation(_Model):
+    kind: Kind
+    reservation_id: str
+    confirmation: str
+    attempt: int = 1
+
+
+class CancelRequest(_Model):
+    kind: Kind
+    booking_id: str
+    idempotency_key: str
+    scenario: Scenario = Scenario.HAPPY
+
+
+class CancelResult(_Model):
+    kind: Kind
+    idempotency_key: str
+    #: ``cancelled``: a reservation was released; ``not_booked``: nothing was
+    #: held, so the undo had nothing to do.
+    outcome: str
+    attempt: int = 1

@@ -1,0 +1,86 @@
+"""What each demo scenario does to the providers, and what it should end in.
+
+The workflow and the activities never look at this table: they only carry the
+scenario's name on every provider request. The provider service reads the
+table and misbehaves accordingly, the way a real outage would look from the
+outside. The form, the CLI and the tests read the descriptions and outcomes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trip.models import Kind, Scenario
+
+#: ``fail_first`` / ``cancel_fail_first`` value meaning "every attempt fails".
+ALWAYS = -1
+
+
+@dataclass(frozen=True)
+class Fault:
+    """How one provider misbehaves for one booking."""
+
+    #: Answer 503 to the first N reserve attempts for a key (``ALWAYS``: all).
+    fail_first: int = 0
+    #: Answer 409 SoldOut, as if the inventory were exhausted.
+    sold_out: bool = False
+    #: Added to every reserve and cancel call.
+    latency_ms: int = 0
+    #: Answer 503 to the first N cancel attempts for a key (``ALWAYS``: all).
+    cancel_fail_first: int = 0
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    scenario: Scenario
+    description: str
+    #: A ``SagaStatus`` value; kept as text to avoid importing workflow code.
+    expected: str
+    faults: dict[Kind, Fault] = field(default_factory=dict)
+
+    def fault(self, kind: Kind) -> Fault:
+        return self.faults.get(kind, Fault())
+
+
+SCENARIOS: dict[Scenario, ScenarioSpec] = {
+    spec.scenario: spec
+    for spec in (
+        ScenarioSpec(Scenario.HAPPY, "happy path: every provider confirms at once", "COMPLETED"),
+        ScenarioSpec(
+            Scenario.FLIGHT_FLAKY,
+            "recover forward: the airline fails 3 times, then the 4th attempt books the flight",
+            "COMPLETED",
+            {Kind.FLIGHT: Fault(fail_first=3)},
+        ),
+        ScenarioSpec(
+            Scenario.FLIGHT_SOLD_OUT,
+            "recover backward: the flight is sold out, so the car and hotel are undone",
+            "ROLLED_BACK",
+            {Kind.FLIGHT: Fault(sold_out=True)},
+        ),
+        ScenarioSpec(
+            Scenario.HOTEL_DOWN,
+            "hotel outage: the hotel keeps failing past its retry budget, then everything booked is undone",
+            "ROLLED_BACK",
+            {Kind.HOTEL: Fault(fail_first=ALWAYS)},
+        ),
+        ScenarioSpec(
+            Scenario.CAR_CANCEL_FLAKY,
+            "flaky undo: the flight is sold out and cancelling the car fails twice before it succeeds",
+            "ROLLED_BACK",
+            {Kind.FLIGHT: Fault(sold_out=True), Kind.CAR: Fault(cancel_fail_first=2)},
+        ),
+        ScenarioSpec(
+            Scenario.CAR_CANCEL_BROKEN,
+            "broken undo: the flight is sold out and the car can never be cancelled; needs an operator",
+            "ROLLBACK_INCOMPLETE",
+            {Kind.FLIGHT: Fault(sold_out=True), Kind.CAR: Fault(cancel_fail_first=ALWAYS)},
+        ),
+        ScenarioSpec(
+            Scenario.SLOW,
+            "slow providers: every call takes 1.5 seconds, so you can watch (or kill the worker)",
+            "COMPLETED",
+            {kind: Fault(latency_ms=1500) for kind in Kind},
+        ),
+    )
+}
