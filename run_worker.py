@@ -1,0 +1,48 @@
+"""Run a booking worker: ``python run_worker.py [--task-queue Q]``.
+
+Connection settings come from the Temporal env config (TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS variables or a profile), so the same
+command serves a dev server, a self-hosted cluster or Temporal Cloud.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from datetime import timedelta
+
+from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, ENV_TASK_QUEUE, TASK_QUEUE
+from trip import worker as booking_worker
+from trip.temporal import connect
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Run the booking saga worker.")
+    parser.add_argument("--task-queue", default=os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE))
+    parser.add_argument("--providers-url", default=os.environ.get(ENV_PROVIDERS_URL, DEFAULT_PROVIDERS_URL))
+    parser.add_argument("--profile", default=None, help="Temporal env-config profile")
+    parser.add_argument("--grace", type=float, default=10.0, help="seconds in-flight activities get on shutdown")
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    args = parser.parse_args()
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def go() -> None:
+        client = await connect(args.profile)
+        await booking_worker.run(client, task_queue=args.task_queue, providers_url=args.providers_url,
+                                 graceful_shutdown_timeout=timedelta(seconds=args.grace))
+
+    try:
+        asyncio.run(go())
+    except RuntimeError as err:
+        if "connect" in str(err).lower():
+            print(f"run_worker: cannot reach Temporal: {err}", file=sys.stderr)
+            return 4
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

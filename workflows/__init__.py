@@ -1,0 +1,1 @@
+"""Workflow code: the generic saga core and the booking workflow built on it."""

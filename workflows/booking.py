@@ -1,0 +1,322 @@
+"""The booking workflow: car, hotel and flight as one saga.
+
+The workflow decides *what* to book and *what to undo*; the providers'
+behaviour is only ever seen through activity results and typed errors. Workflow
+code must stay deterministic: no I/O, no clocks, no randomness here.
+
+Outcomes, as the Temporal Web UI shows them:
+
+* Completed: returns ``BookingResult`` with the three confirmations.
+* Failed, ``BookingRolledBack``: a step failed and every booking was undone.
+* Failed, ``RollbackIncomplete``: an undo ran out of budget; the reservations
+  still held are listed. (Operator actions to retry them come later; the
+  workflow closes so that the Web UI shows it needs attention.)
+* Canceled: someone cancelled it; everything booked was undone first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
+    from trip.errors import NON_RETRYABLE_BUSINESS_ERRORS, ErrorType
+    from trip.models import (
+        BookingRequest,
+        CancelRequest,
+        CancelResult,
+        CarRequest,
+        FlightRequest,
+        HotelRequest,
+        Kind,
+        Mode,
+        Reservation,
+        ReserveRequest,
+        RetryOverrides,
+    )
+    from workflows.saga import CANCELLED, Compensation, Saga, SagaCompensationError, StepRecord, StepState
+    from workflows.status import BookingResult, BookingStatus, FailureView, SagaStatus, StepView
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    """A forward step's own retry policy and per-attempt timeout."""
+
+    initial_interval: timedelta
+    backoff: float
+    maximum_interval: timedelta
+    maximum_attempts: int
+    timeout: timedelta
+
+    def retry_policy(self, overrides: RetryOverrides | None) -> RetryPolicy:
+        o = overrides or RetryOverrides()
+        return RetryPolicy(
+            initial_interval=_seconds(o.initial_interval_s) or self.initial_interval,
+            backoff_coefficient=o.backoff or self.backoff,
+            maximum_interval=_seconds(o.max_interval_s) or self.maximum_interval,
+            maximum_attempts=o.max_attempts or self.maximum_attempts,
+            non_retryable_error_types=list(NON_RETRYABLE_BUSINESS_ERRORS),
+        )
+
+
+def _seconds(value: float | None) -> timedelta | None:
+    return None if value is None else timedelta(seconds=value)
+
+
+#: Each provider gets its own policy: airlines are the flakiest, so the flight
+#: waits longer between attempts before giving up.
+STEP_POLICIES: dict[Kind, StepPolicy] = {
+    Kind.CAR: StepPolicy(timedelta(seconds=1), 2.0, timedelta(seconds=10), 5, timedelta(seconds=10)),
+    Kind.HOTEL: StepPolicy(timedelta(seconds=1), 2.0, timedelta(seconds=10), 5, timedelta(seconds=10)),
+    Kind.FLIGHT: StepPolicy(timedelta(seconds=1), 2.0, timedelta(seconds=20), 5, timedelta(seconds=15)),
+}
+STEP_ORDER: tuple[Kind, ...] = (Kind.CAR, Kind.HOTEL, Kind.FLIGHT)
+UNDO_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+)
+
+
+def step_name(kind: Kind) -> str:
+    return f"book_{kind.value}"
+
+
+def _describe(kind: Kind, details: Any) -> str:
+    if isinstance(details, CarRequest):
+        return f"car in {details.city}, {details.pickup} to {details.dropoff}"
+    if isinstance(details, HotelRequest):
+        return f"hotel in {details.city}, {details.check_in} to {details.check_out}"
+    assert isinstance(details, FlightRequest)
+    return f"flight {details.origin} to {details.destination} on {details.date}"
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class BookingWorkflow:
+    @workflow.init
+    def __init__(self, req: BookingRequest) -> None:
+        self._req = req
+        self._status = SagaStatus.RUNNING
+        self._failure: FailureView | None = None
+        retry = req.retry or RetryOverrides()
+        self._saga = Saga(
+            # Undos are independent, so in parallel mode they unwind together.
+            parallel_compensation=req.mode is Mode.PARALLEL,
+            undo_retry_policy=RetryPolicy(
+                initial_interval=_seconds(retry.initial_interval_s) or UNDO_POLICY.initial_interval,
+                backoff_coefficient=retry.backoff or UNDO_POLICY.backoff_coefficient,
+                maximum_interval=_seconds(retry.undo_max_interval_s) or UNDO_POLICY.maximum_interval,
+                maximum_attempts=retry.undo_max_attempts or UNDO_POLICY.maximum_attempts,
+            ),
+            undo_timeout=_seconds(retry.activity_timeout_s) or timedelta(seconds=30),
+            on_change=self._publish_details,
+        )
+        self._saga.declare(*(step_name(k) for k in STEP_ORDER))
+
+    @workflow.run
+    async def run(self, req: BookingRequest) -> BookingResult:
+        try:
+            if req.mode is Mode.PARALLEL:
+                await self._book_parallel()
+            else:
+                for kind in STEP_ORDER:
+                    await self._book(kind)
+        except (FailureError, asyncio.CancelledError) as err:
+            await self._unwind(err)  # always raises
+        self._set_status(SagaStatus.COMPLETED)
+        view = self.status()
+        return BookingResult(confirmations=view.confirmations, steps=view.steps)
+
+    @workflow.query(name="status")
+    def status(self) -> BookingStatus:
+        records = self._saga.records
+        return BookingStatus(
+            status=self._status,
+            mode=self._req.mode,
+            scenario=self._req.scenario,
+            traveller=self._req.traveller.name,
+            steps=[_view(r) for r in records],
+            compensation_plan=self._saga.plan(),
+            failure=self._failure,
+            confirmations={
+                r.name.removeprefix("book_"): r.result.confirmation
+                for r in records
+                if isinstance(r.result, Reservation) and r.state is StepState.SUCCEEDED
+            },
+            outstanding=[r.name for r in records if r.state is StepState.COMPENSATION_FAILED],
+        )
+
+    # --- forward ------------------------------------------------------------
+
+    async def _book(self, kind: Kind) -> Reservation:
+        details = {Kind.CAR: self._req.car, Kind.HOTEL: self._req.hotel, Kind.FLIGHT: self._req.flight}[kind]
+        info = workflow.info()
+        # The same key books and undoes, so a retried booking never books
+        # twice and the undo can find (or void) exactly this reservation.
+        key = f"{info.workflow_id}:{kind.value}"
+        policy = STEP_POLICIES[kind]
+        what = _describe(kind, details)
+        result: Reservation = await self._saga.run(
+            step_name(kind),
+            step_name(kind),
+            ReserveRequest(
+                kind=kind,
+                booking_id=info.workflow_id,
+                idempotency_key=key,
+                scenario=self._req.scenario,
+                traveller=self._req.traveller,
+                details=details,
+            ),
+            undo=Compensation(
+                f"undo_book_{kind.value}",
+                CancelRequest(kind=kind, booking_id=info.workflow_id, idempotency_key=key,
+                              scenario=self._req.scenario),
+                summary=f"Undo {what}",
+                result_type=CancelResult,
+            ),
+            start_to_close_timeout=_seconds(self._retry.activity_timeout_s) or policy.timeout,
+            retry_policy=policy.retry_policy(self._req.retry),
+            summary=f"Book {what}",
+            result_type=Reservation,
+        )
+        return result
+
+    @property
+    def _retry(self) -> RetryOverrides:
+        return self._req.retry or RetryOverrides()
+
+    async def _book_parallel(self) -> None:
+        # The providers are independent, so all three book at once. On the
+        # first failure the siblings still in flight are cancelled: their
+        # undos are already registered, so nothing they booked is lost.
+        tasks = [asyncio.ensure_future(self._book(kind)) for kind in STEP_ORDER]
+        try:
+            await workflow.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        except asyncio.CancelledError:
+            await _cancel_and_drain(tasks)
+            raise
+        failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+        if failed:
+            await _cancel_and_drain(tasks)
+            exc = failed[0].exception()
+            assert exc is not None
+            raise exc
+
+    # --- backward -----------------------------------------------------------
+
+    async def _unwind(self, err: BaseException) -> None:
+        cancelled = is_cancelled_exception(err)
+        failed_step = next((r.name for r in self._saga.records
+                            if r.state is StepState.FAILED and r.error_type != CANCELLED), None)
+        if cancelled:
+            self._failure = FailureView(step=None, type="Cancelled", message="the booking was cancelled")
+        else:
+            record = self._saga.record(failed_step) if failed_step else None
+            self._failure = FailureView(
+                step=failed_step,
+                type=(record.error_type if record else None) or type(err).__name__,
+                message=(record.error if record else None) or str(err),
+            )
+        self._set_status(SagaStatus.COMPENSATING)
+        try:
+            undone = await self._saga.compensate()
+        except SagaCompensationError as comp_err:
+            self._set_status(SagaStatus.ROLLBACK_INCOMPLETE)
+            raise self._incomplete_error(comp_err) from err
+        except asyncio.CancelledError:
+            # Cancelled while unwinding: the unwind finished regardless.
+            cancelled, undone = True, [r.name for r in self._saga.records if r.state is StepState.COMPENSATED]
+            self._failure = FailureView(step=failed_step, type="Cancelled",
+                                        message="the booking was cancelled while it was being undone")
+        if cancelled:
+            self._set_status(SagaStatus.CANCELLED)
+            raise asyncio.CancelledError()
+        self._set_status(SagaStatus.ROLLED_BACK)
+        assert self._failure is not None
+        raise ApplicationError(
+            f"Trip not booked: {self._failure.step} failed ({self._failure.type}: {self._failure.message}). "
+            f"Undone: {', '.join(undone) or 'nothing was booked'}.",
+            {"failed_step": self._failure.step, "cause_type": self._failure.type,
+             "cause": self._failure.message, "compensated": undone},
+            type=ErrorType.BOOKING_ROLLED_BACK.value,
+            non_retryable=True,
+        ) from err
+
+    def _incomplete_error(self, comp_err: SagaCompensationError) -> ApplicationError:
+        held = []
+        for failure in comp_err.failures:
+            record = self._saga.record(failure.step)
+            confirmation = record.result.confirmation if isinstance(record.result, Reservation) else None
+            held.append({"step": failure.step, "confirmation": confirmation,
+                         "undo_error_type": failure.error_type, "undo_error": failure.message})
+        listing = "; ".join(
+            f"{h['step']}{' (' + h['confirmation'] + ')' if h['confirmation'] else ''}: {h['undo_error']}"
+            for h in held
+        )
+        assert self._failure is not None
+        return ApplicationError(
+            f"Rollback incomplete after {self._failure.step or 'cancellation'} failed: still held: {listing}. "
+            "An operator must release these reservations.",
+            {"failed_step": self._failure.step, "cause_type": self._failure.type,
+             "cause": self._failure.message, "outstanding": held},
+            type=ErrorType.ROLLBACK_INCOMPLETE.value,
+            non_retryable=True,
+        )
+
+    # --- visibility ---------------------------------------------------------
+
+    def _set_status(self, status: SagaStatus) -> None:
+        self._status = status
+        # Upsert only where the starter set the attribute: then the namespace
+        # has it registered, and a server without it keeps working.
+        current = workflow.info().typed_search_attributes.get(SA_BOOKING_STATUS)
+        if current is not None and current != status.value:
+            workflow.upsert_search_attributes([SA_BOOKING_STATUS.value_set(status.value)])
+        self._publish_details()
+
+    def _publish_details(self) -> None:
+        lines = [f"**{self._status.value}** ({self._req.mode.value}, scenario `{self._req.scenario.value}`)", ""]
+        for record in self._saga.records:
+            line = f"- {record.name}: {record.state.value}"
+            if record.attempts > 1:
+                line += f" after {record.attempts} attempts"
+            if isinstance(record.result, Reservation):
+                line += f", confirmation {record.result.confirmation}"
+            if record.error:
+                line += f" ({record.error_type}: {record.error})"
+            if record.undo_error:
+                line += f"; undo failed: {record.undo_error}"
+            lines.append(line)
+        if self._failure is not None:
+            lines += ["", f"Failure: {self._failure.type}: {self._failure.message}"]
+        workflow.set_current_details("\n".join(lines))
+
+
+async def _cancel_and_drain(tasks: list[asyncio.Future[Any]]) -> None:
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _view(record: StepRecord) -> StepView:
+    undo = record.undo_result
+    return StepView(
+        name=record.name,
+        state=record.state,
+        attempts=record.attempts,
+        confirmation=record.result.confirmation if isinstance(record.result, Reservation) else None,
+        error_type=record.error_type,
+        error=record.error,
+        undo_attempts=record.undo_attempts,
+        undo_outcome=undo.outcome if isinstance(undo, CancelResult) else None,
+        undo_error=record.undo_error,
+    )

@@ -1,0 +1,336 @@
+"""A compensation stack for any Temporal workflow.
+
+Usage inside a workflow::
+
+    saga = Saga(parallel_compensation=False)
+    try:
+        await saga.run("debit", "debit", req, undo=Compensation("refund", req))
+        await saga.run("ship", "ship", order, undo=Compensation("cancel_shipment", order))
+    except BaseException:
+        await saga.compensate()   # survives cancellation; raises SagaCompensationError
+        raise
+
+Rules it enforces, each a defect we have seen in sagas elsewhere:
+
+* The undo is registered *before* the step is attempted: a call that timed out
+  may still have booked, so its undo must run.
+* A step that the activity itself refused with a non-retryable error is known
+  not to have happened; its undo is dropped (configurable).
+* Unwinding continues past a failed undo; every failure is collected into one
+  ``SagaCompensationError``.
+* The unwind runs in its own task behind ``asyncio.shield``: cancelling the
+  workflow cannot skip it, and the cancellation is re-raised once it is done.
+
+This module knows nothing about what the steps do. It must only be imported
+from workflow code (it calls ``temporalio.workflow``), and it does no I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import Enum
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    RetryState,
+    is_cancelled_exception,
+)
+
+COMPENSATION_FAILED_TYPE = "CompensationFailed"
+#: ``StepRecord.error_type`` of a step cancelled while it ran.
+CANCELLED = "Cancelled"
+
+#: Undos must eventually succeed, so they retry longer than forward steps; but
+#: the budget is bounded, so a stuck undo surfaces instead of hiding forever.
+DEFAULT_UNDO_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+)
+DEFAULT_UNDO_TIMEOUT = timedelta(seconds=30)
+
+
+class StepState(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation-failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Compensation:
+    """An undo: an activity (name or function) and its argument."""
+
+    activity: str | Callable[..., Any]
+    arg: Any
+    summary: str | None = None
+    retry_policy: RetryPolicy | None = None
+    start_to_close_timeout: timedelta | None = None
+    result_type: type | None = None
+
+
+@dataclass
+class StepRecord:
+    name: str
+    state: StepState = StepState.PENDING
+    #: Attempts of the forward activity; 0 while unknown (e.g. still running).
+    attempts: int = 0
+    result: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    undo_attempts: int = 0
+    undo_result: Any = None
+    undo_error: str | None = None
+    undo: Compensation | None = field(default=None, repr=False)
+    #: True while the undo is on the stack and has not run yet.
+    undo_pending: bool = False
+
+
+@dataclass(frozen=True)
+class UndoFailure:
+    step: str
+    error_type: str | None
+    message: str
+
+
+class SagaCompensationError(ApplicationError):
+    """One or more undos did not succeed within their budget."""
+
+    def __init__(self, failures: Sequence[UndoFailure]) -> None:
+        self.failures = list(failures)
+        summary = "; ".join(f"{f.step}: {f.message}" for f in self.failures)
+        super().__init__(
+            f"{len(self.failures)} compensation(s) failed: {summary}",
+            [{"step": f.step, "type": f.error_type, "message": f.message} for f in self.failures],
+            type=COMPENSATION_FAILED_TYPE,
+            non_retryable=True,
+        )
+
+
+def _root_message(err: BaseException) -> tuple[str | None, str]:
+    """The innermost Temporal failure's type and message: what a person needs."""
+    cause: BaseException = err
+    while isinstance(cause, FailureError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(cause, ApplicationError):
+        return cause.type, cause.message
+    if isinstance(cause, FailureError):
+        return type(cause).__name__, cause.message
+    return type(cause).__name__, str(cause) or type(cause).__name__
+
+
+def _attempts_from_failure(err: ActivityError, policy: RetryPolicy | None) -> int:
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.details:
+        first = cause.details[0]
+        if isinstance(first, dict) and isinstance(first.get("attempt"), int):
+            return int(first["attempt"])
+    if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED and policy and policy.maximum_attempts:
+        return policy.maximum_attempts
+    return 0
+
+
+def _attempts_from_result(result: Any) -> int:
+    attempt = getattr(result, "attempt", None)
+    if attempt is None and isinstance(result, dict):
+        attempt = result.get("attempt")
+    return int(attempt) if isinstance(attempt, int) else 1
+
+
+def _refused(err: ActivityError) -> bool:
+    """Did the activity itself say "no, and trying again will not help"?"""
+    return (
+        err.retry_state == RetryState.NON_RETRYABLE_FAILURE
+        and isinstance(err.cause, ApplicationError)
+        and err.cause.non_retryable
+    )
+
+
+class Saga:
+    def __init__(
+        self,
+        *,
+        parallel_compensation: bool = False,
+        undo_retry_policy: RetryPolicy = DEFAULT_UNDO_RETRY,
+        undo_timeout: timedelta = DEFAULT_UNDO_TIMEOUT,
+        keep_undo_when_refused: bool = False,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.parallel_compensation = parallel_compensation
+        self.undo_retry_policy = undo_retry_policy
+        self.undo_timeout = undo_timeout
+        self.keep_undo_when_refused = keep_undo_when_refused
+        self._on_change = on_change
+        self._records: dict[str, StepRecord] = {}
+        #: Records whose undo is registered, in registration order.
+        self._stack: list[StepRecord] = []
+        self.compensating = False
+
+    # --- introspection, for queries --------------------------------------
+
+    @property
+    def records(self) -> list[StepRecord]:
+        return list(self._records.values())
+
+    def record(self, name: str) -> StepRecord:
+        return self._records[name]
+
+    def plan(self) -> list[str]:
+        """Steps whose undo would run if the saga unwound now, in run order."""
+        pending = [r.name for r in self._stack if r.undo_pending]
+        return pending if self.parallel_compensation else list(reversed(pending))
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+    # --- forward steps ----------------------------------------------------
+
+    def declare(self, *names: str) -> None:
+        """Show steps as ``pending`` before they start (status queries list them)."""
+        for name in names:
+            self._records.setdefault(name, StepRecord(name))
+
+    def add_compensation(self, name: str, undo: Compensation) -> StepRecord:
+        """Push ``undo`` for step ``name``. ``run`` calls this before its activity."""
+        record = self._records.setdefault(name, StepRecord(name))
+        if record.undo_pending:
+            raise ValueError(f"step {name!r} already has a registered compensation")
+        record.undo = undo
+        record.undo_pending = True
+        self._stack.append(record)
+        return record
+
+    async def run(
+        self,
+        name: str,
+        activity: str | Callable[..., Any],
+        arg: Any,
+        *,
+        undo: Compensation | None,
+        start_to_close_timeout: timedelta,
+        retry_policy: RetryPolicy | None = None,
+        summary: str | None = None,
+        result_type: type | None = None,
+    ) -> Any:
+        """Run one forward step as an activity, with ``undo`` registered first."""
+        record = self.add_compensation(name, undo) if undo is not None else self._records.setdefault(
+            name, StepRecord(name)
+        )
+        record.state = StepState.RUNNING
+        self._changed()
+        try:
+            result = await workflow.execute_activity(
+                activity,
+                arg,
+                start_to_close_timeout=start_to_close_timeout,
+                retry_policy=retry_policy,
+                summary=summary,
+                result_type=result_type,
+            )
+        except ActivityError as err:
+            record.state = StepState.FAILED
+            record.attempts = _attempts_from_failure(err, retry_policy)
+            if is_cancelled_exception(err):
+                record.error_type, record.error = CANCELLED, "cancelled before it finished"
+            else:
+                record.error_type, record.error = _root_message(err)
+            if _refused(err) and not self.keep_undo_when_refused:
+                record.undo_pending = False
+            self._changed()
+            raise
+        except asyncio.CancelledError:
+            # Cancelled in flight: the provider may or may not have acted, so
+            # the undo stays on the stack.
+            record.state = StepState.FAILED
+            record.error_type, record.error = CANCELLED, "cancelled before it finished"
+            self._changed()
+            raise
+        record.state = StepState.SUCCEEDED
+        record.result = result
+        record.attempts = _attempts_from_result(result)
+        self._changed()
+        return result
+
+    # --- unwinding ----------------------------------------------------------
+
+    async def compensate(self) -> list[str]:
+        """Run every registered undo; return the names compensated.
+
+        Raises ``SagaCompensationError`` if any undo failed, after trying all.
+        If the workflow was cancelled while unwinding, the unwind still
+        finishes and ``asyncio.CancelledError`` is raised afterwards.
+        """
+        self.compensating = True
+        for record in self._records.values():
+            if record.state is StepState.PENDING:
+                record.state = StepState.SKIPPED
+        self._changed()
+        unwind = asyncio.ensure_future(self._unwind())
+        cancelled = False
+        while not unwind.done():
+            try:
+                await asyncio.shield(unwind)
+            except asyncio.CancelledError:
+                # The shield lets the unwind task run on; keep waiting for it.
+                cancelled = True
+        failures = unwind.result()
+        self.compensating = False
+        self._changed()
+        if failures:
+            raise SagaCompensationError(failures)
+        if cancelled:
+            raise asyncio.CancelledError()
+        return [r.name for r in self._stack if r.state is StepState.COMPENSATED]
+
+    async def _unwind(self) -> list[UndoFailure]:
+        todo = [r for r in self._stack if r.undo_pending]
+        if self.parallel_compensation:
+            results = await asyncio.gather(*(self._undo(r) for r in todo))
+        else:
+            results = [await self._undo(r) for r in reversed(todo)]
+        return [f for f in results if f is not None]
+
+    async def _undo(self, record: StepRecord) -> UndoFailure | None:
+        undo = record.undo
+        assert undo is not None
+        record.state = StepState.COMPENSATING
+        self._changed()
+        policy = undo.retry_policy or self.undo_retry_policy
+        try:
+            result = await workflow.execute_activity(
+                undo.activity,
+                undo.arg,
+                start_to_close_timeout=undo.start_to_close_timeout or self.undo_timeout,
+                retry_policy=policy,
+                summary=undo.summary,
+                result_type=undo.result_type,
+            )
+        except ActivityError as err:
+            record.state = StepState.COMPENSATION_FAILED
+            record.undo_attempts = _attempts_from_failure(err, policy)
+            error_type, record.undo_error = _root_message(err)
+            self._changed()
+            if is_cancelled_exception(err):
+                error_type = CANCELLED
+            return UndoFailure(record.name, error_type, record.undo_error)
+        finally:
+            record.undo_pending = False
+        record.state = StepState.COMPENSATED
+        record.undo_result = result
+        record.undo_attempts = _attempts_from_result(result)
+        self._changed()
+        return None
