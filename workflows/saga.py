@@ -308,6 +308,7 @@ class Saga:
         undo = record.undo
         assert undo is not None
         record.state = StepState.COMPENSATING
+        record.undo_pending = False  # the plan lists only undos not yet started
         self._changed()
         policy = undo.retry_policy or self.undo_retry_policy
         try:
@@ -327,8 +328,6 @@ class Saga:
             if is_cancelled_exception(err):
                 error_type = CANCELLED
             return UndoFailure(record.name, error_type, record.undo_error)
-        finally:
-            record.undo_pending = False
         record.state = StepState.COMPENSATED
         record.undo_result = result
         record.undo_attempts = _attempts_from_result(result)

@@ -1,0 +1,40 @@
+# The front door. On a machine with only python3 and make, every target
+# bootstraps what it needs: uv into .tools/, then the locked env into .venv/.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+SYNCED := $(VENV)/.synced
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: install run test lint format bench bench-quick clean-data
+
+install: $(SYNCED)
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(SYNCED): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python "$$(command -v $(PYTHON))"
+	@touch $@
+
+run: install
+	$(VENV)/bin/python -m trip.devstack
+
+test: install
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Removes the dev server's and the providers' local databases (make run's state).
+clean-data:
+	rm -rf .temporal .providers

