@@ -114,7 +114,7 @@ class SagaCompensationError(ApplicationError):
         summary = "; ".join(f"{f.step}: {f.message}" for f in self.failures)
         super().__init__(
             f"{len(self.failures)} compensation(s) failed: {summary}",
-            [{"step": f.step, "type": f.error_type, "message": f.message} for f in self.failures],
+            *[{"step": f.step, "type": f.error_type, "message": f.message} for f in self.failures],
             type=COMPENSATION_FAILED_TYPE,
             non_retryable=True,
         )
