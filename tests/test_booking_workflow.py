@@ -1,0 +1,169 @@
+"""The booking workflow on the dev server, with the real activities and providers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from activities import BookingActivities, make_http_client
+from tests.conftest import ProviderService, make_request
+from trip import SA_BOOKING_STATUS, SA_TRAVELLER
+from trip.errors import ErrorType
+from trip.models import CancelRequest, CancelResult, Mode, ReserveRequest, Scenario
+from trip.scenarios import SCENARIOS
+from trip.temporal import await_outcome, fetch_status, start_booking
+from trip.worker import build_worker
+from workflows.booking import BookingWorkflow
+from workflows.saga import StepState
+from workflows.status import SagaStatus
+
+S = StepState
+
+
+@pytest_asyncio.fixture
+async def worker(dev_client: Client, providers: ProviderService, task_queue: str) -> AsyncIterator[str]:
+    async with make_http_client(providers.url) as http, build_worker(dev_client, BookingActivities(http),
+                                                                     task_queue=task_queue):
+        yield task_queue
+
+
+def expected_steps(scenario: Scenario, mode: Mode) -> dict[str, tuple[StepState, int | None]]:
+    """Final (state, attempts) per step; ``None`` where a race makes it either."""
+    ok = {"book_car": (S.SUCCEEDED, 1), "book_hotel": (S.SUCCEEDED, 1), "book_flight": (S.SUCCEEDED, 1)}
+    # In parallel mode a sibling still in flight when another step fails is
+    # cancelled, so its attempt count is not known to the workflow.
+    race = None if mode is Mode.PARALLEL else 1
+    sold_out = {"book_car": (S.COMPENSATED, race), "book_hotel": (S.COMPENSATED, race),
+                "book_flight": (S.FAILED, 1)}
+    return {
+        Scenario.HAPPY: ok,
+        Scenario.SLOW: ok,
+        Scenario.FLIGHT_FLAKY: {**ok, "book_flight": (S.SUCCEEDED, 4)},
+        Scenario.FLIGHT_SOLD_OUT: sold_out,
+        Scenario.CAR_CANCEL_FLAKY: sold_out,
+        Scenario.CAR_CANCEL_BROKEN: {**sold_out, "book_car": (S.COMPENSATION_FAILED, race)},
+        Scenario.HOTEL_DOWN: {
+            "book_car": (S.COMPENSATED, 1),
+            "book_hotel": (S.COMPENSATED, 5),
+            "book_flight": (S.COMPENSATED, 1) if mode is Mode.PARALLEL else (S.SKIPPED, 0),
+        },
+    }[scenario]
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("scenario", list(Scenario))
+async def test_every_scenario_ends_as_documented(
+    dev_client: Client, providers: ProviderService, worker: str, scenario: Scenario, mode: Mode
+) -> None:
+    handle = await start_booking(dev_client, make_request(scenario, mode), task_queue=worker)
+    outcome = await await_outcome(handle)
+    status = await fetch_status(handle)  # the query still answers on a closed workflow
+    expected = SagaStatus(SCENARIOS[scenario].expected)
+    assert outcome.status is expected and status.status is expected
+
+    steps = {s.name: s for s in status.steps}
+    for name, (state, attempts) in expected_steps(scenario, mode).items():
+        assert steps[name].state is state, (name, steps[name])
+        if attempts is not None:
+            assert steps[name].attempts == attempts, (name, steps[name])
+
+    active = providers.active_kinds(handle.id)
+    if expected is SagaStatus.COMPLETED:
+        assert outcome.result is not None
+        assert set(outcome.result.confirmations) == {"car", "hotel", "flight"}
+        assert active == ["car", "flight", "hotel"]
+        assert status.compensation_plan  # everything booked could still be undone
+    elif expected is SagaStatus.ROLLED_BACK:
+        assert outcome.error_type == ErrorType.BOOKING_ROLLED_BACK.value
+        failed = "book_hotel" if scenario is Scenario.HOTEL_DOWN else "book_flight"
+        assert outcome.error_message and outcome.error_message.startswith(f"Trip not booked: {failed} failed")
+        assert outcome.error_details["failed_step"] == failed
+        assert active == []
+        assert status.compensation_plan == []
+    else:
+        assert outcome.error_type == ErrorType.ROLLBACK_INCOMPLETE.value
+        assert outcome.error_details["outstanding"][0]["step"] == "book_car"
+        assert "still held: book_car" in (outcome.error_message or "")
+        assert status.outstanding == ["book_car"]
+        assert active == ["car"]
+    if scenario is Scenario.CAR_CANCEL_FLAKY:
+        assert steps["book_car"].undo_attempts == 3
+    if scenario is Scenario.CAR_CANCEL_BROKEN:
+        assert steps["book_car"].undo_attempts == 3  # the whole (test-sized) undo budget
+
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(SA_BOOKING_STATUS) == expected.value
+    assert description.status == (
+        WorkflowExecutionStatus.COMPLETED if expected is SagaStatus.COMPLETED else WorkflowExecutionStatus.FAILED
+    )
+
+
+class Gates:
+    def __init__(self) -> None:
+        self.flight_started = asyncio.Event()
+        self.release_flight = asyncio.Event()
+        self.undo_hotel_started = asyncio.Event()
+        self.release_undo_hotel = asyncio.Event()
+
+
+async def test_status_query_mid_run_and_mid_unwind(
+    dev_client: Client, providers: ProviderService, task_queue: str
+) -> None:
+    gates = Gates()
+    async with make_http_client(providers.url) as http:
+        real = BookingActivities(http)
+
+        @activity.defn(name="book_flight")
+        async def gated_flight(req: ReserveRequest) -> Any:
+            gates.flight_started.set()
+            await gates.release_flight.wait()
+            raise ApplicationError("no seats", type=ErrorType.SOLD_OUT.value, non_retryable=True)
+
+        @activity.defn(name="undo_book_hotel")
+        async def gated_undo_hotel(req: CancelRequest) -> CancelResult:
+            gates.undo_hotel_started.set()
+            await gates.release_undo_hotel.wait()
+            return await real.undo_book_hotel(req)
+
+        acts = [real.book_car, real.book_hotel, gated_flight, real.undo_book_car, gated_undo_hotel,
+                real.undo_book_flight]
+        async with Worker(dev_client, task_queue=task_queue, workflows=[BookingWorkflow], activities=acts):
+            req = make_request(Scenario.HAPPY, Mode.SEQUENTIAL, name="Grace Hopper")
+            handle = await start_booking(dev_client, req, workflow_id=f"trip-{uuid.uuid4().hex[:8]}",
+                                         task_queue=task_queue)
+            await gates.flight_started.wait()
+            status = await fetch_status(handle)
+            assert status.status is SagaStatus.RUNNING
+            assert [(s.name, s.state) for s in status.steps] == [
+                ("book_car", S.SUCCEEDED), ("book_hotel", S.SUCCEEDED), ("book_flight", S.RUNNING)]
+            assert status.steps[2].attempts == 1  # live, from the server's pending activity
+            assert set(status.confirmations) == {"car", "hotel"}
+            # The flight's undo is registered before it runs: it is on the plan.
+            assert status.compensation_plan == ["book_flight", "book_hotel", "book_car"]
+
+            gates.release_flight.set()
+            await gates.undo_hotel_started.wait()
+            status = await fetch_status(handle)
+            assert status.status is SagaStatus.COMPENSATING
+            assert status.failure is not None and status.failure.step == "book_flight"
+            assert status.failure.type == ErrorType.SOLD_OUT.value
+            assert {s.name: s.state for s in status.steps}["book_hotel"] is S.COMPENSATING
+            assert status.compensation_plan == ["book_car"]
+            assert (await handle.describe()).typed_search_attributes.get(SA_BOOKING_STATUS) == "COMPENSATING"
+
+            gates.release_undo_hotel.set()
+            outcome = await await_outcome(handle)
+    assert outcome.status is SagaStatus.ROLLED_BACK
+    assert providers.active_kinds(handle.id) == []
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(SA_TRAVELLER) == "Grace Hopper"
+    assert "Grace Hopper" in (await description.static_summary() or "")
