@@ -31,8 +31,12 @@ def main() -> int:
 
     async def go() -> None:
         client = await connect(args.profile)
-        await booking_worker.run(client, task_queue=args.task_queue, providers_url=args.providers_url,
-                                 graceful_shutdown_timeout=timedelta(seconds=args.grace))
+        await booking_worker.run(
+            client,
+            task_queue=args.task_queue,
+            providers_url=args.providers_url,
+            graceful_shutdown_timeout=timedelta(seconds=args.grace),
+        )
 
     try:
         asyncio.run(go())

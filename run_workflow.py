@@ -81,8 +81,13 @@ def parse_args(argv: list[str] | None, today: date) -> argparse.Namespace:
     # Values are validated by BookingRequest, not argparse, so the messages
     # match the web form's word for word.
     for field in FLAT_FIELDS:
-        parser.add_argument(f"--{field.replace('_', '-')}", dest=field, default=defaults[field], metavar="VALUE",
-                            help=f"(default: {defaults[field]})")
+        parser.add_argument(
+            f"--{field.replace('_', '-')}",
+            dest=field,
+            default=defaults[field],
+            metavar="VALUE",
+            help=f"(default: {defaults[field]})",
+        )
     for flag, (kind, help_text) in _RETRY_FLAGS.items():
         parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=None, help=help_text)
     parser.add_argument("--workflow-id", default=None, help="default: a new unique id")
@@ -144,11 +149,17 @@ async def watch(handle: WorkflowHandle[Any, Any], quiet: bool) -> tuple[Outcome,
 def report(workflow_id: str, namespace: str, outcome: Outcome, status: BookingStatus | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "workflow_id": workflow_id,
-        "status": outcome.status.value if outcome.status else (
-            outcome.execution_status.name if outcome.execution_status else "UNKNOWN"),
+        "status": outcome.status.value
+        if outcome.status
+        else (outcome.execution_status.name if outcome.execution_status else "UNKNOWN"),
         "steps": [
-            {"name": s.name, "state": s.state.value, "attempts": s.attempts, "confirmation": s.confirmation,
-             "undo_attempts": s.undo_attempts}
+            {
+                "name": s.name,
+                "state": s.state.value,
+                "attempts": s.attempts,
+                "confirmation": s.confirmation,
+                "undo_attempts": s.undo_attempts,
+            }
             for s in (status.steps if status else [])
         ],
         "web_ui_url": web_ui_url(workflow_id, namespace),
@@ -156,8 +167,7 @@ def report(workflow_id: str, namespace: str, outcome: Outcome, status: BookingSt
     if outcome.result is not None:
         out["confirmations"] = outcome.result.confirmations
     else:
-        out["error"] = {"type": outcome.error_type, "message": outcome.error_message,
-                        "details": outcome.error_details}
+        out["error"] = {"type": outcome.error_type, "message": outcome.error_message, "details": outcome.error_details}
     return out
 
 
@@ -215,5 +225,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def exit_now(code: int) -> None:
+    """Exit without interpreter finalisation.
+
+    The SDK's Rust runtime threads can call back into Python while a
+    short-lived client process finalises, which aborts it with "PyGILState_Release:
+    thread state must be current" (temporalio/sdk-python#300) and replaces our
+    exit code with SIGABRT. Everything we print is flushed first.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

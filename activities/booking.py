@@ -49,11 +49,13 @@ class BookingActivities:
         try:
             response = await self._http.post(path, json=payload, headers={SCENARIO_HEADER: scenario})
         except httpx.TimeoutException as exc:
-            raise _fail(ErrorType.PROVIDER_TIMEOUT, f"{kind.value} provider did not answer in time ({exc!r})",
-                        retryable=True) from None
+            raise _fail(
+                ErrorType.PROVIDER_TIMEOUT, f"{kind.value} provider did not answer in time ({exc!r})", retryable=True
+            ) from None
         except httpx.TransportError as exc:
-            raise _fail(ErrorType.PROVIDER_UNAVAILABLE, f"{kind.value} provider unreachable ({exc!r})",
-                        retryable=True) from None
+            raise _fail(
+                ErrorType.PROVIDER_UNAVAILABLE, f"{kind.value} provider unreachable ({exc!r})", retryable=True
+            ) from None
         if response.status_code < 300:
             return response
         message = f"{kind.value} provider answered {response.status_code}: {_provider_message(response)}"
@@ -70,8 +72,7 @@ class BookingActivities:
 
     async def _reserve(self, kind: Kind, req: ReserveRequest) -> Reservation:
         if req.kind is not kind:
-            raise _fail(ErrorType.INVALID_BOOKING, f"book_{kind.value} got a {req.kind.value} request",
-                        retryable=False)
+            raise _fail(ErrorType.INVALID_BOOKING, f"book_{kind.value} got a {req.kind.value} request", retryable=False)
         payload = {
             "booking_id": req.booking_id,
             "idempotency_key": req.idempotency_key,
@@ -97,8 +98,9 @@ class BookingActivities:
         )
         outcome = response.json()["outcome"]
         activity.logger.info("undo %s %s: %s", kind.value, req.idempotency_key, outcome)
-        return CancelResult(kind=kind, idempotency_key=req.idempotency_key, outcome=outcome,
-                            attempt=activity.info().attempt)
+        return CancelResult(
+            kind=kind, idempotency_key=req.idempotency_key, outcome=outcome, attempt=activity.info().attempt
+        )
 
     @activity.defn(name="book_car")
     async def book_car(self, req: ReserveRequest) -> Reservation:
@@ -125,8 +127,14 @@ class BookingActivities:
         return await self._cancel(Kind.FLIGHT, req)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.book_car, self.book_hotel, self.book_flight,
-                self.undo_book_car, self.undo_book_hotel, self.undo_book_flight]
+        return [
+            self.book_car,
+            self.book_hotel,
+            self.book_flight,
+            self.undo_book_car,
+            self.undo_book_hotel,
+            self.undo_book_flight,
+        ]
 
 
 def make_http_client(base_url: str, *, timeout_s: float = 5.0, max_connections: int = 200) -> httpx.AsyncClient:

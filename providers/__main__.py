@@ -18,8 +18,12 @@ from providers.ledger import Ledger
 def main() -> None:
     parser = argparse.ArgumentParser(description="Stand-in car, hotel and airline provider service.")
     parser.add_argument("--host", default=os.environ.get("PROVIDERS_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PROVIDERS_PORT", "8001")),
-                        help="0 picks a free port; the chosen URL is printed on the first line")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PROVIDERS_PORT", "8001")),
+        help="0 picks a free port; the chosen URL is printed on the first line",
+    )
     parser.add_argument("--db", type=Path, default=Path(os.environ.get("PROVIDERS_DB", ".providers/ledger.db")))
     parser.add_argument("--capacity", type=int, default=10_000, help="default capacity per resource and day")
     args = parser.parse_args()

@@ -33,7 +33,11 @@ log = logging.getLogger("providers")
 LEDGER = web.AppKey("ledger", Ledger)
 STATS = web.AppKey("stats", dict)
 
-_DETAILS = {Kind.CAR: CarRequest, Kind.HOTEL: HotelRequest, Kind.FLIGHT: FlightRequest}
+_DETAILS: dict[Kind, type[CarRequest] | type[HotelRequest] | type[FlightRequest]] = {
+    Kind.CAR: CarRequest,
+    Kind.HOTEL: HotelRequest,
+    Kind.FLIGHT: FlightRequest,
+}
 _ERROR_STATUS = {"SoldOut": 409, "ReservationVoided": 410, "InvalidBooking": 422}
 SCENARIO_HEADER = "X-Scenario"
 
@@ -52,7 +56,9 @@ def _kind(request: web.Request) -> Kind:
     try:
         return Kind(request.match_info["kind"])
     except ValueError:
-        raise _Reject(404, "NotFound", f"unknown kind {request.match_info['kind']!r}; use car, hotel or flight") from None
+        raise _Reject(
+            404, "NotFound", f"unknown kind {request.match_info['kind']!r}; use car, hotel or flight"
+        ) from None
 
 
 def _fault(request: web.Request, kind: Kind) -> Fault:
@@ -166,9 +172,13 @@ async def set_inventory(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     data = request.app[STATS]
     times = sorted(data["handling_ms"])
+
     def pct(p: float) -> float | None:
         return round(times[min(len(times) - 1, int(p * len(times)))], 3) if times else None
-    return web.json_response({"requests": data["requests"], "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99)})
+
+    return web.json_response(
+        {"requests": data["requests"], "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99)}
+    )
 
 
 async def health(request: web.Request) -> web.Response:

@@ -128,9 +128,7 @@ class Ledger:
         force_sold_out: bool = False,
     ) -> ReserveOutcome:
         with self._tx():
-            existing = self._db.execute(
-                "SELECT * FROM reservations WHERE idempotency_key = ?", (key,)
-            ).fetchone()
+            existing = self._db.execute("SELECT * FROM reservations WHERE idempotency_key = ?", (key,)).fetchone()
             if existing is not None:
                 if existing["kind"] != kind or existing["booking_id"] != booking_id:
                     raise LedgerConflict(
@@ -141,9 +139,7 @@ class Ledger:
                     raise LedgerConflict("ReservationVoided", f"reservation for key {key!r} was cancelled")
                 return ReserveOutcome(_row(existing), created=False)
             if self._db.execute("SELECT 1 FROM voided_keys WHERE idempotency_key = ?", (key,)).fetchone():
-                raise LedgerConflict(
-                    "ReservationVoided", f"key {key!r} was cancelled before this booking arrived"
-                )
+                raise LedgerConflict("ReservationVoided", f"key {key!r} was cancelled before this booking arrived")
             if force_sold_out or self._available(kind, resource, day) <= 0:
                 raise LedgerConflict("SoldOut", f"no {kind} left for {resource} on {day}")
             reservation_id = secrets.token_hex(8)

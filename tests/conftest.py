@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -171,8 +171,16 @@ class WorkerProcess:
         env["TEMPORAL_ADDRESS"] = client.service_client.config.target_host
         env["TEMPORAL_NAMESPACE"] = client.namespace
         self.proc = subprocess.Popen(
-            [sys.executable, "run_worker.py", "--task-queue", task_queue, "--providers-url", providers_url,
-             "--grace", "2"],
+            [
+                sys.executable,
+                "run_worker.py",
+                "--task-queue",
+                task_queue,
+                "--providers-url",
+                providers_url,
+                "--grace",
+                "2",
+            ],
             cwd=ROOT,
             env=env,
             stderr=subprocess.PIPE,

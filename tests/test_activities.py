@@ -27,13 +27,20 @@ def reserve_req(kind: Kind, scenario: Scenario = Scenario.HAPPY, booking_id: str
     booking_id = booking_id or f"act-{uuid.uuid4().hex[:10]}"
     req = make_request(scenario)
     details = {Kind.CAR: req.car, Kind.HOTEL: req.hotel, Kind.FLIGHT: req.flight}[kind]
-    return ReserveRequest(kind=kind, booking_id=booking_id, idempotency_key=f"{booking_id}:{kind.value}",
-                          scenario=scenario, traveller=req.traveller, details=details)
+    return ReserveRequest(
+        kind=kind,
+        booking_id=booking_id,
+        idempotency_key=f"{booking_id}:{kind.value}",
+        scenario=scenario,
+        traveller=req.traveller,
+        details=details,
+    )
 
 
 def cancel_req(req: ReserveRequest) -> CancelRequest:
-    return CancelRequest(kind=req.kind, booking_id=req.booking_id, idempotency_key=req.idempotency_key,
-                         scenario=req.scenario)
+    return CancelRequest(
+        kind=req.kind, booking_id=req.booking_id, idempotency_key=req.idempotency_key, scenario=req.scenario
+    )
 
 
 async def test_repeated_booking_calls_book_once(acts: BookingActivities, providers: ProviderService) -> None:

@@ -31,8 +31,10 @@ S = StepState
 
 @pytest_asyncio.fixture
 async def worker(dev_client: Client, providers: ProviderService, task_queue: str) -> AsyncIterator[str]:
-    async with make_http_client(providers.url) as http, build_worker(dev_client, BookingActivities(http),
-                                                                     task_queue=task_queue):
+    async with (
+        make_http_client(providers.url) as http,
+        build_worker(dev_client, BookingActivities(http), task_queue=task_queue),
+    ):
         yield task_queue
 
 
@@ -42,8 +44,7 @@ def expected_steps(scenario: Scenario, mode: Mode) -> dict[str, tuple[StepState,
     # In parallel mode a sibling still in flight when another step fails is
     # cancelled, so its attempt count is not known to the workflow.
     race = None if mode is Mode.PARALLEL else 1
-    sold_out = {"book_car": (S.COMPENSATED, race), "book_hotel": (S.COMPENSATED, race),
-                "book_flight": (S.FAILED, 1)}
+    sold_out = {"book_car": (S.COMPENSATED, race), "book_hotel": (S.COMPENSATED, race), "book_flight": (S.FAILED, 1)}
     return {
         Scenario.HAPPY: ok,
         Scenario.SLOW: ok,
@@ -134,17 +135,27 @@ async def test_status_query_mid_run_and_mid_unwind(
             await gates.release_undo_hotel.wait()
             return await real.undo_book_hotel(req)
 
-        acts = [real.book_car, real.book_hotel, gated_flight, real.undo_book_car, gated_undo_hotel,
-                real.undo_book_flight]
+        acts = [
+            real.book_car,
+            real.book_hotel,
+            gated_flight,
+            real.undo_book_car,
+            gated_undo_hotel,
+            real.undo_book_flight,
+        ]
         async with Worker(dev_client, task_queue=task_queue, workflows=[BookingWorkflow], activities=acts):
             req = make_request(Scenario.HAPPY, Mode.SEQUENTIAL, name="Grace Hopper")
-            handle = await start_booking(dev_client, req, workflow_id=f"trip-{uuid.uuid4().hex[:8]}",
-                                         task_queue=task_queue)
+            handle = await start_booking(
+                dev_client, req, workflow_id=f"trip-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+            )
             await gates.flight_started.wait()
             status = await fetch_status(handle)
             assert status.status is SagaStatus.RUNNING
             assert [(s.name, s.state) for s in status.steps] == [
-                ("book_car", S.SUCCEEDED), ("book_hotel", S.SUCCEEDED), ("book_flight", S.RUNNING)]
+                ("book_car", S.SUCCEEDED),
+                ("book_hotel", S.SUCCEEDED),
+                ("book_flight", S.RUNNING),
+            ]
             assert status.steps[2].attempts == 1  # live, from the server's pending activity
             assert set(status.confirmations) == {"car", "hotel"}
             # The flight's undo is registered before it runs: it is on the plan.

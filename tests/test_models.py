@@ -24,8 +24,10 @@ def errors_for(**changes: str) -> dict[str, str]:
 
 
 def test_valid_flat_input_builds_the_nested_model() -> None:
-    req = BookingRequest.from_flat({**valid(), "traveller_email": " Ada@Example.COM ", "mode": "sequential",
-                                    "scenario": "flight-sold-out"}, today=TODAY)
+    req = BookingRequest.from_flat(
+        {**valid(), "traveller_email": " Ada@Example.COM ", "mode": "sequential", "scenario": "flight-sold-out"},
+        today=TODAY,
+    )
     assert req.traveller.email == "ada@example.com"
     assert req.mode is Mode.SEQUENTIAL and req.scenario is Scenario.FLIGHT_SOLD_OUT
     assert req.flight.date == TODAY + timedelta(days=30)

@@ -21,8 +21,12 @@ def body(booking_id: str, kind: str = "car") -> dict[str, Any]:
         "hotel": {"city": "Lisbon", "check_in": "2030-01-01", "check_out": "2030-01-05"},
         "flight": {"origin": "London", "destination": "Lisbon", "date": "2030-01-01"},
     }[kind]
-    return {"booking_id": booking_id, "idempotency_key": f"{booking_id}:{kind}",
-            "traveller": {"name": "Ada", "email": "ada@example.com"}, "details": details}
+    return {
+        "booking_id": booking_id,
+        "idempotency_key": f"{booking_id}:{kind}",
+        "traveller": {"name": "Ada", "email": "ada@example.com"},
+        "details": details,
+    }
 
 
 @pytest.fixture
@@ -46,8 +50,10 @@ def test_reserve_is_idempotent_per_key(providers: ProviderService, booking_id: s
 def test_cancel_releases_then_is_a_no_op(providers: ProviderService, booking_id: str) -> None:
     post(providers, "/hotel/reservations", body(booking_id, "hotel"))
     key = f"{booking_id}:hotel"
-    outcomes = [post(providers, f"/hotel/reservations/{key}/cancel", {"booking_id": booking_id}).json()["outcome"]
-                for _ in range(2)]
+    outcomes = [
+        post(providers, f"/hotel/reservations/{key}/cancel", {"booking_id": booking_id}).json()["outcome"]
+        for _ in range(2)
+    ]
     assert outcomes == ["cancelled", "already_cancelled"]
     assert providers.active_kinds(booking_id) == []
 
@@ -79,16 +85,20 @@ def test_inventory_makes_sold_out_real(providers: ProviderService) -> None:
 
 
 def test_transient_failures_then_success(providers: ProviderService, booking_id: str) -> None:
-    codes = [post(providers, "/flight/reservations", body(booking_id, "flight"), "flight-flaky").status_code
-             for _ in range(4)]
+    codes = [
+        post(providers, "/flight/reservations", body(booking_id, "flight"), "flight-flaky").status_code
+        for _ in range(4)
+    ]
     assert codes == [503, 503, 503, 201]
 
 
 def test_broken_cancel_keeps_the_reservation(providers: ProviderService, booking_id: str) -> None:
     post(providers, "/car/reservations", body(booking_id), "car-cancel-broken")
     key = f"{booking_id}:car"
-    codes = {post(providers, f"/car/reservations/{key}/cancel", {"booking_id": booking_id},
-                  "car-cancel-broken").status_code for _ in range(5)}
+    codes = {
+        post(providers, f"/car/reservations/{key}/cancel", {"booking_id": booking_id}, "car-cancel-broken").status_code
+        for _ in range(5)
+    }
     assert codes == {503}
     assert providers.active_kinds(booking_id) == ["car"]
 
@@ -100,8 +110,12 @@ def test_broken_cancel_keeps_the_reservation(providers: ProviderService, booking
         ("/car/reservations", ["a", "list"], 400, "BadRequest"),
         ("/boat/reservations", {}, 404, "NotFound"),
         ("/car/reservations", {"booking_id": "b"}, 422, "InvalidBooking"),
-        ("/car/reservations", {"booking_id": "b", "idempotency_key": "k", "traveller": {"name": "A"},
-                               "details": {}}, 422, "InvalidBooking"),
+        (
+            "/car/reservations",
+            {"booking_id": "b", "idempotency_key": "k", "traveller": {"name": "A"}, "details": {}},
+            422,
+            "InvalidBooking",
+        ),
         ("/car/reservations/k/cancel", {}, 422, "InvalidBooking"),
     ],
 )

@@ -70,14 +70,16 @@ class MockActivities:
 async def harness(ts_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[tuple[Provider, str]]:
     provider = Provider()
     acts = MockActivities(provider)
-    async with Worker(ts_env.client, task_queue=task_queue, workflows=[SagaTestWorkflow],
-                      activities=[acts.do_step, acts.undo_step]):
+    async with Worker(
+        ts_env.client, task_queue=task_queue, workflows=[SagaTestWorkflow], activities=[acts.do_step, acts.undo_step]
+    ):
         yield provider, task_queue
 
 
 async def run_plan(env: WorkflowEnvironment, task_queue: str, plan: Plan) -> BaseException | None:
-    handle = await env.client.start_workflow(SagaTestWorkflow.run, plan, id=f"saga-{uuid.uuid4().hex}",
-                                             task_queue=task_queue)
+    handle = await env.client.start_workflow(
+        SagaTestWorkflow.run, plan, id=f"saga-{uuid.uuid4().hex}", task_queue=task_queue
+    )
     try:
         await handle.result()
     except WorkflowFailureError as err:
@@ -125,6 +127,7 @@ async def test_sequential_unwind_cannot_pass_the_barrier(
     steps = [Step("a", undo="barrier"), Step("b", undo="barrier"), Step("d", "fail")]
     cause = await run_plan(ts_env, tq, Plan(steps, parallel_compensation=False, undo_attempts=1))
     assert isinstance(cause, ApplicationError) and cause.type == "CompensationFailed"
+    assert provider.undo_calls == ["b", "a"] and provider.undone == []
 
 
 async def test_continues_past_failed_undos_and_reports_them_all(
@@ -157,8 +160,11 @@ async def test_cancel_during_a_step_compensates_then_ends_cancelled(
 ) -> None:
     provider, tq = harness
     handle = await ts_env.client.start_workflow(
-        SagaTestWorkflow.run, Plan([Step("a"), Step("b", "block"), Step("c")]), id=f"saga-{uuid.uuid4().hex}",
-        task_queue=tq)
+        SagaTestWorkflow.run,
+        Plan([Step("a"), Step("b", "block"), Step("c")]),
+        id=f"saga-{uuid.uuid4().hex}",
+        task_queue=tq,
+    )
     await provider.event(provider.started, "b").wait()
     assert await handle.query(SagaTestWorkflow.plan) == ["b", "a"]
     await handle.cancel()
@@ -168,8 +174,7 @@ async def test_cancel_during_a_step_compensates_then_ends_cancelled(
     assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
     # b may or may not have booked: its undo ran either way.
     assert provider.undo_calls == ["b", "a"]
-    assert await handle.query(SagaTestWorkflow.states) == {"a": "compensated", "b": "compensated",
-                                                            "c": "skipped"}
+    assert await handle.query(SagaTestWorkflow.states) == {"a": "compensated", "b": "compensated", "c": "skipped"}
 
 
 async def test_cancel_during_the_unwind_still_finishes_it(
@@ -177,8 +182,9 @@ async def test_cancel_during_the_unwind_still_finishes_it(
 ) -> None:
     provider, tq = harness
     steps = [Step("a"), Step("b", undo="gate"), Step("c", "fail")]
-    handle = await ts_env.client.start_workflow(SagaTestWorkflow.run, Plan(steps), id=f"saga-{uuid.uuid4().hex}",
-                                                task_queue=tq)
+    handle = await ts_env.client.start_workflow(
+        SagaTestWorkflow.run, Plan(steps), id=f"saga-{uuid.uuid4().hex}", task_queue=tq
+    )
     await provider.event(provider.started, "undo:b").wait()
     # Once cancel() returns the request is in the history, ahead of the undo's
     # completion, so the workflow sees the cancellation mid-unwind.

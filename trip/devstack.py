@@ -25,9 +25,19 @@ DEV_HOST, DEV_PORT, UI_PORT = "127.0.0.1", 7233, 8233
 
 def dev_server_command(db: Path, *, host: str = DEV_HOST, port: int = DEV_PORT, ui_port: int = UI_PORT) -> list[str]:
     cmd = [
-        temporal_cli_path(), "server", "start-dev",
-        "--ip", host, "--port", str(port), "--ui-port", str(ui_port),
-        "--db-filename", str(db), "--log-level", "warn",
+        temporal_cli_path(),
+        "server",
+        "start-dev",
+        "--ip",
+        host,
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(db),
+        "--log-level",
+        "warn",
     ]
     for key in SEARCH_ATTRIBUTES:
         cmd += ["--search-attribute", f"{key.name}=Keyword"]
@@ -38,7 +48,7 @@ def wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before listening on {port}")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening on {port}")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
@@ -91,8 +101,10 @@ def main() -> int:
             print(f"[make run] using the Temporal server at {env['TEMPORAL_ADDRESS']} (no dev server started)")
         else:
             if port_in_use(DEV_HOST, DEV_PORT):
-                print(f"error: {DEV_HOST}:{DEV_PORT} is taken. Stop that server, or set TEMPORAL_ADDRESS to use it.",
-                      file=sys.stderr)
+                print(
+                    f"error: {DEV_HOST}:{DEV_PORT} is taken. Stop that server, or set TEMPORAL_ADDRESS to use it.",
+                    file=sys.stderr,
+                )
                 return 1
             (ROOT / ".temporal").mkdir(exist_ok=True)
             proc = stack.start("temporal dev server", dev_server_command(ROOT / ".temporal" / "dev.db"), env)

@@ -71,7 +71,9 @@ def _no_control_chars(value: str) -> str:
 
 _PLACE_RE = re.compile(r"^[^\W\d_]+(?:[ '.\-][^\W\d_]+)*\.?$")
 _NAME_RE = re.compile(r"^[^\W\d_]+(?:[ '.,\-]{1,2}[^\W\d_]+)*\.?$")
-_EMAIL_RE = re.compile(r"^[^@\s<>\"']+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_EMAIL_RE = re.compile(
+    r"^[^@\s<>\"']+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
 
 
 def _check_place(value: str) -> str:
@@ -220,14 +222,16 @@ FLAT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 _PATH_TO_FLAT = {path: flat for flat, path in FLAT_FIELDS.items()}
 #: Where an error about a whole section (e.g. date order) is shown.
-_SECTION_ERROR_FIELD = {
+_SECTION_ERROR_FIELD: dict[tuple[str, ...], str] = {
     ("car",): "car_dropoff",
     ("hotel",): "hotel_check_out",
     ("flight",): "flight_to",
 }
 
 _FRIENDLY = {
-    "string_too_short": lambda e: "is required" if not e.get("input") else f"must be at least {e['ctx']['min_length']} characters",
+    "string_too_short": lambda e: (
+        "is required" if not e.get("input") else f"must be at least {e['ctx']['min_length']} characters"
+    ),
     "string_too_long": lambda e: f"must be at most {e['ctx']['max_length']} characters",
     "missing": lambda e: "is required",
     "date_from_datetime_parsing": lambda e: "must be a date like 2030-01-31",

@@ -17,7 +17,12 @@ from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError, CancelledError, FailureError
@@ -121,7 +126,10 @@ async def start_booking(
     """
     attrs = (
         TypedSearchAttributes(
-            [SearchAttributePair(SA_BOOKING_STATUS, SagaStatus.RUNNING.value), SearchAttributePair(SA_TRAVELLER, req.traveller.name)]
+            [
+                SearchAttributePair(SA_BOOKING_STATUS, SagaStatus.RUNNING.value),
+                SearchAttributePair(SA_TRAVELLER, req.traveller.name),
+            ]
         )
         if search_attributes
         else TypedSearchAttributes.empty
@@ -201,6 +209,7 @@ async def await_outcome(handle: WorkflowHandle[Any, BookingResult]) -> Outcome:
             )
         message = cause.message if isinstance(cause, FailureError) else str(cause or err)
         description = await handle.describe()
-        return Outcome(None, error_type=type(cause).__name__, error_message=message,
-                       execution_status=description.status)
+        return Outcome(
+            None, error_type=type(cause).__name__, error_message=message, execution_status=description.status
+        )
     return Outcome(SagaStatus.COMPLETED, result=result)

@@ -74,6 +74,8 @@ async def run(
                 providers_url,
             )
             await stop.wait()
-            log.info("shutting down: letting in-flight activities finish (up to %ss)",
-                     graceful_shutdown_timeout.total_seconds())
+            log.info(
+                "shutting down: letting in-flight activities finish (up to %ss)",
+                graceful_shutdown_timeout.total_seconds(),
+            )
     log.info("worker stopped")

@@ -17,6 +17,7 @@ Outcomes, as the Temporal Web UI shows them:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -177,8 +178,7 @@ class BookingWorkflow:
             ),
             undo=Compensation(
                 f"undo_book_{kind.value}",
-                CancelRequest(kind=kind, booking_id=info.workflow_id, idempotency_key=key,
-                              scenario=self._req.scenario),
+                CancelRequest(kind=kind, booking_id=info.workflow_id, idempotency_key=key, scenario=self._req.scenario),
                 summary=f"Undo {what}",
                 result_type=CancelResult,
             ),
@@ -214,8 +214,9 @@ class BookingWorkflow:
 
     async def _unwind(self, err: BaseException) -> None:
         cancelled = is_cancelled_exception(err)
-        failed_step = next((r.name for r in self._saga.records
-                            if r.state is StepState.FAILED and r.error_type != CANCELLED), None)
+        failed_step = next(
+            (r.name for r in self._saga.records if r.state is StepState.FAILED and r.error_type != CANCELLED), None
+        )
         if cancelled:
             self._failure = FailureView(step=None, type="Cancelled", message="the booking was cancelled")
         else:
@@ -234,8 +235,9 @@ class BookingWorkflow:
         except asyncio.CancelledError:
             # Cancelled while unwinding: the unwind finished regardless.
             cancelled, undone = True, [r.name for r in self._saga.records if r.state is StepState.COMPENSATED]
-            self._failure = FailureView(step=failed_step, type="Cancelled",
-                                        message="the booking was cancelled while it was being undone")
+            self._failure = FailureView(
+                step=failed_step, type="Cancelled", message="the booking was cancelled while it was being undone"
+            )
         if cancelled:
             self._set_status(SagaStatus.CANCELLED)
             raise asyncio.CancelledError()
@@ -244,8 +246,12 @@ class BookingWorkflow:
         raise ApplicationError(
             f"Trip not booked: {self._failure.step} failed ({self._failure.type}: {self._failure.message}). "
             f"Undone: {', '.join(undone) or 'nothing was booked'}.",
-            {"failed_step": self._failure.step, "cause_type": self._failure.type,
-             "cause": self._failure.message, "compensated": undone},
+            {
+                "failed_step": self._failure.step,
+                "cause_type": self._failure.type,
+                "cause": self._failure.message,
+                "compensated": undone,
+            },
             type=ErrorType.BOOKING_ROLLED_BACK.value,
             non_retryable=True,
         ) from err
@@ -255,18 +261,27 @@ class BookingWorkflow:
         for failure in comp_err.failures:
             record = self._saga.record(failure.step)
             confirmation = record.result.confirmation if isinstance(record.result, Reservation) else None
-            held.append({"step": failure.step, "confirmation": confirmation,
-                         "undo_error_type": failure.error_type, "undo_error": failure.message})
+            held.append(
+                {
+                    "step": failure.step,
+                    "confirmation": confirmation,
+                    "undo_error_type": failure.error_type,
+                    "undo_error": failure.message,
+                }
+            )
         listing = "; ".join(
-            f"{h['step']}{' (' + h['confirmation'] + ')' if h['confirmation'] else ''}: {h['undo_error']}"
-            for h in held
+            f"{h['step']}{' (' + h['confirmation'] + ')' if h['confirmation'] else ''}: {h['undo_error']}" for h in held
         )
         assert self._failure is not None
         return ApplicationError(
             f"Rollback incomplete after {self._failure.step or 'cancellation'} failed: still held: {listing}. "
             "An operator must release these reservations.",
-            {"failed_step": self._failure.step, "cause_type": self._failure.type,
-             "cause": self._failure.message, "outstanding": held},
+            {
+                "failed_step": self._failure.step,
+                "cause_type": self._failure.type,
+                "cause": self._failure.message,
+                "outstanding": held,
+            },
             type=ErrorType.ROLLBACK_INCOMPLETE.value,
             non_retryable=True,
         )
@@ -300,7 +315,7 @@ class BookingWorkflow:
         workflow.set_current_details("\n".join(lines))
 
 
-async def _cancel_and_drain(tasks: list[asyncio.Future[Any]]) -> None:
+async def _cancel_and_drain(tasks: Sequence[asyncio.Future[Any]]) -> None:
     for task in tasks:
         if not task.done():
             task.cancel()

@@ -227,14 +227,14 @@ class Saga:
         result_type: type | None = None,
     ) -> Any:
         """Run one forward step as an activity, with ``undo`` registered first."""
-        record = self.add_compensation(name, undo) if undo is not None else self._records.setdefault(
-            name, StepRecord(name)
+        record = (
+            self.add_compensation(name, undo) if undo is not None else self._records.setdefault(name, StepRecord(name))
         )
         record.state = StepState.RUNNING
         self._changed()
         try:
             result = await workflow.execute_activity(
-                activity,
+                activity,  # type: ignore[arg-type]  # a name or an @activity.defn function
                 arg,
                 start_to_close_timeout=start_to_close_timeout,
                 retry_policy=retry_policy,
@@ -313,7 +313,7 @@ class Saga:
         policy = undo.retry_policy or self.undo_retry_policy
         try:
             result = await workflow.execute_activity(
-                undo.activity,
+                undo.activity,  # type: ignore[arg-type]  # a name or an @activity.defn function
                 undo.arg,
                 start_to_close_timeout=undo.start_to_close_timeout or self.undo_timeout,
                 retry_policy=policy,

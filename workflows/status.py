@@ -24,8 +24,9 @@ class SagaStatus(str, Enum):
     CANCELLED = "CANCELLED"
 
 
-TERMINAL = frozenset({SagaStatus.COMPLETED, SagaStatus.ROLLED_BACK, SagaStatus.ROLLBACK_INCOMPLETE,
-                      SagaStatus.CANCELLED})
+TERMINAL = frozenset(
+    {SagaStatus.COMPLETED, SagaStatus.ROLLED_BACK, SagaStatus.ROLLBACK_INCOMPLETE, SagaStatus.CANCELLED}
+)
 
 
 class StepView(BaseModel):

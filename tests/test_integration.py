@@ -1,0 +1,162 @@
+"""The shipped processes together: dev server, ``run_worker.py``, the provider
+service and ``run_workflow.py``, each its own process, as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port
+from trip.models import Scenario
+from trip.scenarios import SCENARIOS
+from trip.temporal import fetch_status
+from workflows.status import SagaStatus
+
+EXIT_CODES = {"COMPLETED": 0, "ROLLED_BACK": 1, "ROLLBACK_INCOMPLETE": 3, "CANCELLED": 5}
+FAST = [
+    "--initial-interval",
+    "0.05",
+    "--backoff",
+    "1",
+    "--max-interval",
+    "0.1",
+    "--undo-max-attempts",
+    "3",
+    "--undo-max-interval",
+    "0.1",
+]
+
+
+@pytest.fixture(scope="module")
+def worker_queue(dev_client: Client, providers: ProviderService) -> Iterator[str]:
+    queue = f"tq-{uuid.uuid4().hex}"
+    worker = WorkerProcess(dev_client, providers.url, queue)
+    yield queue
+    worker.stop()
+
+
+def cli(client: Client, *args: str, address: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["TEMPORAL_ADDRESS"] = address or client.service_client.config.target_host
+    env["TEMPORAL_NAMESPACE"] = client.namespace
+    env["TEMPORAL_UI_URL"] = "http://ui.example"
+    return subprocess.run(
+        [sys.executable, "run_workflow.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("scenario", list(Scenario))
+def test_cli_runs_each_scenario_with_the_documented_exit_code_json_and_ledger(
+    dev_client: Client, providers: ProviderService, worker_queue: str, scenario: Scenario
+) -> None:
+    workflow_id = f"cli-{scenario.value}-{uuid.uuid4().hex[:8]}"
+    done = cli(
+        dev_client,
+        "--scenario",
+        scenario.value,
+        "--task-queue",
+        worker_queue,
+        "--workflow-id",
+        workflow_id,
+        "--json",
+        *FAST,
+    )
+    expected = SCENARIOS[scenario].expected
+    assert done.returncode == EXIT_CODES[expected], done.stderr
+    out: dict[str, Any] = json.loads(done.stdout)  # exactly one JSON object on stdout
+    assert out["workflow_id"] == workflow_id and out["status"] == expected
+    assert out["web_ui_url"] == f"http://ui.example/namespaces/{dev_client.namespace}/workflows/{workflow_id}"
+    assert [s["name"] for s in out["steps"]] == ["book_car", "book_hotel", "book_flight"]
+    active = providers.active_kinds(workflow_id)
+    if expected == "COMPLETED":
+        assert set(out["confirmations"]) == {"car", "hotel", "flight"}
+        assert active == ["car", "flight", "hotel"]
+        assert len(providers.reservations(workflow_id)) == 3
+    elif expected == "ROLLED_BACK":
+        assert out["error"]["type"] == "BookingRolledBack"
+        assert active == []
+    else:
+        assert out["error"]["type"] == "RollbackIncomplete"
+        assert active == ["car"]
+
+
+def test_cli_prints_progress_and_the_web_ui_link(dev_client: Client, worker_queue: str) -> None:
+    done = cli(dev_client, "--scenario", "flight-flaky", "--task-queue", worker_queue, *FAST)
+    assert done.returncode == 0, done.stderr
+    assert "book_flight" in done.stdout and "attempt 4" in done.stdout
+    assert "Outcome: COMPLETED" in done.stdout and "http://ui.example/namespaces/" in done.stdout
+
+
+async def test_cancelled_booking_exits_5_after_undoing_everything(
+    dev_client: Client, providers: ProviderService, worker_queue: str
+) -> None:
+    workflow_id = f"cli-cancel-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, TEMPORAL_ADDRESS=dev_client.service_client.config.target_host)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "run_workflow.py",
+        "--scenario",
+        "slow",
+        "--mode",
+        "sequential",
+        "--task-queue",
+        worker_queue,
+        "--workflow-id",
+        workflow_id,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    first = await asyncio.wait_for(proc.stdout.readline(), 30)
+    assert first.decode().startswith(f"Booking {workflow_id} started")
+    handle = dev_client.get_workflow_handle(workflow_id)
+    # Cancel once the car is booked, while the hotel call is in flight.
+    while b"book_car     succeeded" not in (line := await asyncio.wait_for(proc.stdout.readline(), 30)):
+        assert line, "the CLI ended before the car was booked"
+    await handle.cancel()
+    rest = await asyncio.wait_for(proc.stdout.read(), 60)
+    assert await proc.wait() == 5
+    assert b"Outcome: CANCELLED" in rest
+    status = await fetch_status(handle)
+    assert status.status is SagaStatus.CANCELLED
+    assert providers.active_kinds(workflow_id) == []
+    assert {s.name: s.state.value for s in status.steps}["book_flight"] == "skipped"
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--traveller-name", ""], "--traveller-name"),
+        (["--traveller-email", "nope"], "--traveller-email"),
+        (["--car-pickup", "2001-01-01"], "--car-pickup"),
+        (["--hotel-check-out", "2001-01-01"], "--hotel-check-out"),
+        (["--flight-to", "London"], "--flight-to"),
+        (["--scenario", "meteor"], "--scenario"),
+        (["--max-attempts", "0"], "--retry"),
+    ],
+)
+async def test_bad_input_exits_2_and_starts_nothing(
+    dev_client: Client, task_queue: str, args: list[str], field: str
+) -> None:
+    done = cli(dev_client, *args, "--task-queue", task_queue)
+    assert done.returncode == 2
+    assert "not started" in done.stderr and field in done.stderr
+    assert "Traceback" not in done.stderr
+    count = await dev_client.count_workflows(f'TaskQueue = "{task_queue}"')
+    assert count.count == 0
+
+
+def test_unreachable_temporal_exits_4_without_a_traceback(dev_client: Client) -> None:
+    done = cli(dev_client, "--json", address=f"127.0.0.1:{free_port()}")
+    assert done.returncode == 4
+    assert "cannot reach Temporal" in done.stderr and "Traceback" not in done.stderr
