@@ -13,14 +13,14 @@ import asyncio
 import json
 import os
 import sys
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from trip import ENV_TASK_QUEUE, TASK_QUEUE
-from trip.models import FLAT_FIELDS, BookingInputError, BookingRequest, Mode, RetryOverrides, Scenario
+from trip.models import FLAT_FIELDS, BookingInputError, BookingRequest, RetryOverrides, Scenario, demo_trip
 from trip.scenarios import SCENARIOS
 from trip.temporal import Outcome, await_outcome, connect, fetch_status, new_workflow_id, start_booking, web_ui_url
 from workflows.status import BookingStatus, SagaStatus
@@ -51,25 +51,6 @@ _RETRY_FIELDS = {
 }
 
 
-def demo_defaults(today: date) -> dict[str, str]:
-    start, end = today + timedelta(days=30), today + timedelta(days=35)
-    return {
-        "traveller_name": "Ada Lovelace",
-        "traveller_email": "ada@example.com",
-        "car_city": "Lisbon",
-        "car_pickup": start.isoformat(),
-        "car_dropoff": end.isoformat(),
-        "hotel_city": "Lisbon",
-        "hotel_check_in": start.isoformat(),
-        "hotel_check_out": end.isoformat(),
-        "flight_from": "London",
-        "flight_to": "Lisbon",
-        "flight_date": start.isoformat(),
-        "mode": Mode.PARALLEL.value,
-        "scenario": Scenario.HAPPY.value,
-    }
-
-
 def parse_args(argv: list[str] | None, today: date) -> argparse.Namespace:
     scenarios = "\n".join(f"  {s.value:18} {SCENARIOS[s].description}" for s in Scenario)
     parser = argparse.ArgumentParser(
@@ -77,7 +58,7 @@ def parse_args(argv: list[str] | None, today: date) -> argparse.Namespace:
         epilog=f"scenarios:\n{scenarios}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    defaults = demo_defaults(today)
+    defaults = demo_trip(today)
     # Values are validated by BookingRequest, not argparse, so the messages
     # match the web form's word for word.
     for field in FLAT_FIELDS:

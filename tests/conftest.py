@@ -85,14 +85,24 @@ def task_queue() -> str:
     return f"tq-{uuid.uuid4().hex}"
 
 
+@pytest.fixture(scope="session")
+def dev_ui_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def dev_ui_url(dev_ui_port: int) -> str:
+    return f"http://127.0.0.1:{dev_ui_port}"
+
+
 @pytest_asyncio.fixture(scope="session")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+async def dev_env(dev_ui_port: int) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         dev_server_existing_path=temporal_cli_path(),
         search_attributes=SEARCH_ATTRIBUTES,
         ui=True,
-        ui_port=free_port(),
+        ui_port=dev_ui_port,
     )
     async with env:
         yield env

@@ -6,14 +6,13 @@ from datetime import date, timedelta
 
 import pytest
 
-from run_workflow import demo_defaults
-from trip.models import BookingInputError, BookingRequest, Mode, Scenario
+from trip.models import BookingInputError, BookingRequest, Mode, Scenario, demo_trip
 
 TODAY = date(2030, 6, 1)
 
 
 def valid() -> dict[str, str]:
-    return demo_defaults(TODAY)
+    return demo_trip(TODAY)
 
 
 def errors_for(**changes: str) -> dict[str, str]:

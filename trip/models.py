@@ -126,9 +126,9 @@ class CarRequest(_Model):
     @model_validator(mode="after")
     def _order(self) -> CarRequest:
         if self.dropoff < self.pickup:
-            raise ValueError("the drop-off date must not be before the pick-up date")
+            raise ValueError("must not be before the pick-up date")
         if (self.dropoff - self.pickup).days > MAX_TRIP_DAYS:
-            raise ValueError(f"a car can be rented for at most {MAX_TRIP_DAYS} days")
+            raise ValueError(f"must be at most {MAX_TRIP_DAYS} days after the pick-up date")
         return self
 
 
@@ -140,9 +140,9 @@ class HotelRequest(_Model):
     @model_validator(mode="after")
     def _order(self) -> HotelRequest:
         if self.check_out <= self.check_in:
-            raise ValueError("the check-out date must be after the check-in date")
+            raise ValueError("must be after the check-in date")
         if (self.check_out - self.check_in).days > MAX_TRIP_DAYS:
-            raise ValueError(f"a hotel stay can be at most {MAX_TRIP_DAYS} nights")
+            raise ValueError(f"must be at most {MAX_TRIP_DAYS} nights after the check-in date")
         return self
 
 
@@ -154,7 +154,7 @@ class FlightRequest(_Model):
     @model_validator(mode="after")
     def _route(self) -> FlightRequest:
         if self.origin.casefold() == self.destination.casefold():
-            raise ValueError("the flight must go to a different place than it leaves from")
+            raise ValueError("must be a different place from where the flight leaves")
         return self
 
 
@@ -202,6 +202,26 @@ class BookingRequest(_Model):
             return cls.model_validate(nested, context={"today": today})
         except ValidationError as exc:
             raise BookingInputError.from_validation_error(exc) from None
+
+
+def demo_trip(today: date) -> dict[str, str]:
+    """Flat field values for a valid demo trip a month from ``today``."""
+    start, end = today + timedelta(days=30), today + timedelta(days=35)
+    return {
+        "traveller_name": "Ada Lovelace",
+        "traveller_email": "ada@example.com",
+        "car_city": "Lisbon",
+        "car_pickup": start.isoformat(),
+        "car_dropoff": end.isoformat(),
+        "hotel_city": "Lisbon",
+        "hotel_check_in": start.isoformat(),
+        "hotel_check_out": end.isoformat(),
+        "flight_from": "London",
+        "flight_to": "Lisbon",
+        "flight_date": start.isoformat(),
+        "mode": Mode.PARALLEL.value,
+        "scenario": Scenario.HAPPY.value,
+    }
 
 
 #: Flat field name (form input, CLI flag) → path in ``BookingRequest``.

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
@@ -79,9 +80,12 @@ async def connect(profile: str | None = None, **overrides: Any) -> Client:
     return await Client.connect(**config, data_converter=pydantic_data_converter)
 
 
-def web_ui_url(workflow_id: str, namespace: str = "default", run_id: str | None = None) -> str:
-    base = os.environ.get(ENV_TEMPORAL_UI_URL, DEFAULT_TEMPORAL_UI_URL).rstrip("/")
-    url = f"{base}/namespaces/{namespace}/workflows/{workflow_id}"
+def web_ui_url(
+    workflow_id: str, namespace: str = "default", run_id: str | None = None, *, base: str | None = None
+) -> str:
+    """Link to a run in the Temporal Web UI (``TEMPORAL_UI_URL``, or the dev server's)."""
+    base = (base or os.environ.get(ENV_TEMPORAL_UI_URL, DEFAULT_TEMPORAL_UI_URL)).rstrip("/")
+    url = f"{base}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
     return f"{url}/{run_id}/history" if run_id else url
 
 

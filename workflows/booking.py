@@ -153,6 +153,7 @@ class BookingWorkflow:
                 if isinstance(r.result, Reservation) and r.state is StepState.SUCCEEDED
             },
             outstanding=[r.name for r in records if r.state is StepState.COMPENSATION_FAILED],
+            trip=self._req,
         )
 
     # --- forward ------------------------------------------------------------

@@ -11,7 +11,7 @@ from enum import Enum
 
 from pydantic import BaseModel
 
-from trip.models import Mode, Scenario
+from trip.models import BookingRequest, Mode, Scenario
 from workflows.saga import StepState
 
 
@@ -61,6 +61,8 @@ class BookingStatus(BaseModel):
     confirmations: dict[str, str] = {}
     #: Steps whose reservation is still held after a failed unwind.
     outstanding: list[str] = []
+    #: The booking as requested, so a status page can show the trip.
+    trip: BookingRequest | None = None
 
 
 class BookingResult(BaseModel):

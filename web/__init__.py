@@ -1,0 +1,71 @@
+"""The Flask booking form, status pages and bookings list.
+
+``create_app`` is the application factory. Views are plain sync functions: all
+Temporal calls go through the one ``TemporalPortal`` (``web.portal``), never a
+client per request and never an async view. No view waits for a saga to end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from trip import DEFAULT_TEMPORAL_UI_URL, ENV_TASK_QUEUE, ENV_TEMPORAL_UI_URL, TASK_QUEUE
+from trip.temporal import connect
+from web.portal import PORTAL_KEY, TemporalPortal
+
+csrf = CSRFProtect()
+
+
+def _secret_key(instance: Path) -> str:
+    """SECRET_KEY from the environment, else one generated once and kept in
+    the (git-ignored) instance folder, so sessions survive restarts."""
+    from_env = os.environ.get("SECRET_KEY")
+    if from_env:
+        return from_env
+    path = instance / "secret_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(
+        TASK_QUEUE=os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE),
+        TEMPORAL_UI_URL=os.environ.get(ENV_TEMPORAL_UI_URL, DEFAULT_TEMPORAL_UI_URL),
+        TEMPORAL_PROFILE=None,
+        #: Seconds a view waits for Temporal before answering 503.
+        TEMPORAL_TIMEOUT=10.0,
+        #: How often the status page polls while a saga runs, in ms.
+        POLL_INTERVAL_MS=1000,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,  # a form left open over lunch should still submit
+    )
+    app.config.from_prefixed_env()  # FLASK_* variables
+    if test_config:
+        app.config.from_mapping(test_config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _secret_key(Path(app.instance_path))
+
+    csrf.init_app(app)
+    portal = app.config.get("TEMPORAL_PORTAL")
+    if portal is None:
+        profile = app.config["TEMPORAL_PROFILE"]
+        portal = TemporalPortal(lambda: connect(profile), timeout=app.config["TEMPORAL_TIMEOUT"])
+    app.extensions[PORTAL_KEY] = portal
+
+    from web import booking, errors, listing, status
+
+    app.register_blueprint(booking.bp)
+    app.register_blueprint(status.bp)
+    app.register_blueprint(listing.bp)
+    errors.register(app)
+    return app

@@ -1,0 +1,36 @@
+"""``python -m web``: serve the app with waitress on 127.0.0.1:5000.
+
+Waitress is a production WSGI server that runs one process with a thread pool.
+That fits the app's one Temporal client per process (owned by one event-loop
+thread): a pre-forking server would have to rebuild it in every child.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from waitress import create_server
+
+from web import create_app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve the booking web app.")
+    parser.add_argument("--host", default=os.environ.get("WEB_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", "5000")),
+                        help="0 picks a free port; the URL is printed once listening")
+    parser.add_argument("--threads", type=int, default=16)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = create_server(create_app(), host=args.host, port=args.port, threads=args.threads)
+    print(f"web app listening on http://{args.host}:{server.effective_port}", flush=True)  # type: ignore[union-attr]
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""``GET /bookings``: recent bookings from Temporal visibility, filterable by status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import Blueprint, current_app, render_template, request
+from temporalio.client import Client
+
+from trip import SA_BOOKING_STATUS, SA_TRAVELLER, WORKFLOW_TYPE
+from trip.temporal import web_ui_url
+from web.portal import current_portal
+from workflows.status import SagaStatus
+
+bp = Blueprint("listing", __name__)
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Row:
+    workflow_id: str
+    traveller: str | None
+    status: str | None
+    temporal_status: str
+    start_time: datetime
+    web_ui_url: str
+
+
+@bp.get("/bookings")
+def list_bookings() -> tuple[str, int]:
+    wanted = request.args.get("status", "")
+    valid = {s.value for s in SagaStatus}
+    if wanted and wanted not in valid:
+        return render_template("list.html", rows=[], statuses=sorted(valid), wanted="",
+                               error=f"Unknown status filter; choose one of: {', '.join(sorted(valid))}."), 400
+    query = f'WorkflowType = "{WORKFLOW_TYPE}"'
+    if wanted:  # validated against the enum above, so safe to embed
+        query += f' AND {SA_BOOKING_STATUS.name} = "{wanted}"'
+    ui_base = current_app.config["TEMPORAL_UI_URL"]
+
+    async def fetch(client: Client) -> list[Row]:
+        rows = []
+        async for wf in client.list_workflows(query, limit=PAGE_SIZE):
+            attrs = wf.typed_search_attributes
+            rows.append(Row(
+                workflow_id=wf.id,
+                traveller=attrs.get(SA_TRAVELLER),
+                status=attrs.get(SA_BOOKING_STATUS),
+                temporal_status=wf.status.name if wf.status else "UNKNOWN",
+                start_time=wf.start_time,
+                web_ui_url=web_ui_url(wf.id, client.namespace, base=ui_base),
+            ))
+        return rows
+
+    rows = current_portal().call(fetch)
+    return render_template("list.html", rows=rows, statuses=sorted(valid), wanted=wanted, error=None), 200

@@ -1,0 +1,75 @@
+// Live status: poll the JSON endpoint and redraw while the saga runs.
+// Progressive enhancement: the server-rendered page is complete without this.
+(function () {
+  "use strict";
+  const root = document.getElementById("booking");
+  if (!root) return;
+  const url = root.dataset.statusUrl;
+  const every = Number(root.dataset.pollMs) || 1000;
+  const terminal = new Set(root.dataset.terminal.split(","));
+
+  function cell(text) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    return td;
+  }
+
+  function undoText(step) {
+    if (step.undo_outcome) {
+      return step.undo_outcome + (step.undo_attempts > 1 ? " after " + step.undo_attempts + " attempts" : "");
+    }
+    if (step.undo_error) return "failed: " + step.undo_error;
+    if (step.state === "compensating" && step.undo_attempts > 1) return "attempt " + step.undo_attempts;
+    return "";
+  }
+
+  function render(data) {
+    const badge = document.getElementById("saga-status");
+    badge.textContent = data.status.replace(/_/g, " ").toLowerCase().replace(/^./, (c) => c.toUpperCase());
+    badge.className = "badge badge-" + data.status.toLowerCase();
+    const body = document.getElementById("steps");
+    if (data.steps.length) {
+      body.replaceChildren(...data.steps.map((step) => {
+        const tr = document.createElement("tr");
+        tr.dataset.step = step.name;
+        const th = document.createElement("th");
+        th.scope = "row";
+        th.textContent = step.name;
+        const state = document.createElement("span");
+        state.className = "state state-" + step.state;
+        state.textContent = step.state;
+        const stateCell = document.createElement("td");
+        stateCell.append(state);
+        tr.append(th, stateCell, cell(step.attempts || ""), cell(step.confirmation || ""), cell(undoText(step)));
+        return tr;
+      }));
+    }
+    document.getElementById("plan").textContent = data.compensation_plan.join(" → ") || "nothing";
+    const failure = document.getElementById("failure");
+    if (data.failure) {
+      failure.hidden = false;
+      failure.textContent = (data.failure.step ? data.failure.step + " failed: " : "") +
+        data.failure.type + ": " + data.failure.message;
+    }
+    document.getElementById("attention").hidden = data.status !== "ROLLBACK_INCOMPLETE";
+    document.getElementById("outstanding").textContent = data.outstanding.join(", ");
+    document.getElementById("cancel-form").hidden = data.closed;
+    root.dataset.live = data.status;
+  }
+
+  async function poll() {
+    try {
+      const response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+      if (response.ok) {
+        const data = await response.json();
+        render(data);
+        if (data.closed && terminal.has(data.status)) return;
+      }
+    } catch (err) {
+      // Network hiccup: keep the last good state and try again.
+    }
+    setTimeout(poll, every);
+  }
+
+  poll();
+})();
