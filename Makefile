@@ -8,7 +8,7 @@ SYNCED := $(VENV)/.synced
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint format bench bench-quick clean-data
+.PHONY: install run test lint format screenshots clean-data
 
 install: $(SYNCED)
 
@@ -30,6 +30,10 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# Re-take the README's screenshots (needs chromium) into static/.
+screenshots: install
+	SCREENSHOTS_DIR=static $(VENV)/bin/python -m pytest tests/test_web_e2e.py -k browser_books -q
 
 format: install
 	$(VENV)/bin/ruff check --fix .

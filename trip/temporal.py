@@ -12,6 +12,7 @@ import shutil
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -152,17 +153,18 @@ async def start_booking(
     )
 
 
-async def fetch_status(handle: WorkflowHandle[Any, Any]) -> BookingStatus:
+async def fetch_status(handle: WorkflowHandle[Any, Any], *, rpc_timeout: timedelta | None = None) -> BookingStatus:
     """The ``status`` query, with live attempt counts of steps still running.
 
     Workflow code cannot see an activity's attempts until it ends; the
     server's pending-activity list can, so running steps are filled in here.
+    A query waits for a worker to answer; ``rpc_timeout`` bounds that wait.
     """
-    status: BookingStatus = await handle.query(BookingWorkflow.status)
+    status: BookingStatus = await handle.query(BookingWorkflow.status, rpc_timeout=rpc_timeout)
     running = {s.name for s in status.steps if s.state in (StepState.RUNNING, StepState.COMPENSATING)}
     if not running:
         return status
-    description = await handle.describe()
+    description = await handle.describe(rpc_timeout=rpc_timeout)
     live: dict[str, int] = {}
     for pending in description.raw_description.pending_activities:
         name = pending.activity_type.name

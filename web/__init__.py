@@ -44,6 +44,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         TEMPORAL_PROFILE=None,
         #: Seconds a view waits for Temporal before answering 503.
         TEMPORAL_TIMEOUT=10.0,
+        #: Seconds a status query may wait for a worker to answer it.
+        QUERY_TIMEOUT=2.0,
         #: How often the status page polls while a saga runs, in ms.
         POLL_INTERVAL_MS=1000,
         MAX_CONTENT_LENGTH=64 * 1024,

@@ -11,7 +11,7 @@ import argparse
 import logging
 import os
 
-from waitress import create_server
+from waitress.server import create_server
 
 from web import create_app
 
@@ -19,13 +19,19 @@ from web import create_app
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the booking web app.")
     parser.add_argument("--host", default=os.environ.get("WEB_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", "5000")),
-                        help="0 picks a free port; the URL is printed once listening")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("WEB_PORT", "5000")),
+        help="0 picks a free port; the URL is printed once listening",
+    )
     parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     server = create_server(create_app(), host=args.host, port=args.port, threads=args.threads)
-    print(f"web app listening on http://{args.host}:{server.effective_port}", flush=True)  # type: ignore[union-attr]
+    # One host gives one TCP server; its stubs omit the port it actually bound.
+    port = getattr(server, "effective_port", args.port)
+    print(f"web app listening on http://{args.host}:{port}", flush=True)
     try:
         server.run()
     except KeyboardInterrupt:

@@ -46,14 +46,37 @@ class Section:
 
 
 SECTIONS = [
-    Section("Traveller", [Field("traveller_name", "Full name", autocomplete="name", maxlength=100),
-                          Field("traveller_email", "Email", "email", "email", 254)]),
-    Section("Car", [Field("car_city", "Pick-up city", maxlength=64), Field("car_pickup", "Pick-up date", "date"),
-                    Field("car_dropoff", "Drop-off date", "date")]),
-    Section("Hotel", [Field("hotel_city", "City", maxlength=64), Field("hotel_check_in", "Check-in", "date"),
-                      Field("hotel_check_out", "Check-out", "date")]),
-    Section("Flight", [Field("flight_from", "From", maxlength=64), Field("flight_to", "To", maxlength=64),
-                       Field("flight_date", "Date", "date")]),
+    Section(
+        "Traveller",
+        [
+            Field("traveller_name", "Full name", autocomplete="name", maxlength=100),
+            Field("traveller_email", "Email", "email", "email", 254),
+        ],
+    ),
+    Section(
+        "Car",
+        [
+            Field("car_city", "Pick-up city", maxlength=64),
+            Field("car_pickup", "Pick-up date", "date"),
+            Field("car_dropoff", "Drop-off date", "date"),
+        ],
+    ),
+    Section(
+        "Hotel",
+        [
+            Field("hotel_city", "City", maxlength=64),
+            Field("hotel_check_in", "Check-in", "date"),
+            Field("hotel_check_out", "Check-out", "date"),
+        ],
+    ),
+    Section(
+        "Flight",
+        [
+            Field("flight_from", "From", maxlength=64),
+            Field("flight_to", "To", maxlength=64),
+            Field("flight_date", "Date", "date"),
+        ],
+    ),
 ]
 MODES = [
     (Mode.PARALLEL.value, "parallel: car, hotel and flight book at the same time"),
@@ -101,8 +124,13 @@ def create_booking() -> Response | tuple[str, int]:
     async def start(client: Client) -> None:
         try:
             # A second submit of the same form while the first runs gets that run.
-            await start_booking(client, req, workflow_id=workflow_id, task_queue=task_queue,
-                                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+            await start_booking(
+                client,
+                req,
+                workflow_id=workflow_id,
+                task_queue=task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
         except WorkflowAlreadyStartedError:
             pass  # ... and after it closed, the same: the booking exists already.
 

@@ -30,14 +30,20 @@ def register(app: Flask) -> None:
     @app.errorhandler(TemporalUnavailable)
     def temporal_down(err: TemporalUnavailable) -> Response | tuple[str, int]:
         log.warning("Temporal unavailable: %s", err)
-        return _page(503, "Temporal is unavailable",
-                     "The booking service cannot reach Temporal right now, so nothing was started or changed. "
-                     "Please try again in a moment.")
+        return _page(
+            503,
+            "Temporal is unavailable",
+            "The booking service cannot reach Temporal right now, so nothing was started or changed. "
+            "Please try again in a moment.",
+        )
 
     @app.errorhandler(CSRFError)
     def csrf_failed(err: CSRFError) -> Response | tuple[str, int]:
-        return _page(400, "Form expired",
-                     "This form's security token is missing or no longer valid. Reload the page and submit again.")
+        return _page(
+            400,
+            "Form expired",
+            "This form's security token is missing or no longer valid. Reload the page and submit again.",
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response | tuple[str, int]:

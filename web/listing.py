@@ -33,8 +33,13 @@ def list_bookings() -> tuple[str, int]:
     wanted = request.args.get("status", "")
     valid = {s.value for s in SagaStatus}
     if wanted and wanted not in valid:
-        return render_template("list.html", rows=[], statuses=sorted(valid), wanted="",
-                               error=f"Unknown status filter; choose one of: {', '.join(sorted(valid))}."), 400
+        return render_template(
+            "list.html",
+            rows=[],
+            statuses=sorted(valid),
+            wanted="",
+            error=f"Unknown status filter; choose one of: {', '.join(sorted(valid))}.",
+        ), 400
     query = f'WorkflowType = "{WORKFLOW_TYPE}"'
     if wanted:  # validated against the enum above, so safe to embed
         query += f' AND {SA_BOOKING_STATUS.name} = "{wanted}"'
@@ -44,14 +49,16 @@ def list_bookings() -> tuple[str, int]:
         rows = []
         async for wf in client.list_workflows(query, limit=PAGE_SIZE):
             attrs = wf.typed_search_attributes
-            rows.append(Row(
-                workflow_id=wf.id,
-                traveller=attrs.get(SA_TRAVELLER),
-                status=attrs.get(SA_BOOKING_STATUS),
-                temporal_status=wf.status.name if wf.status else "UNKNOWN",
-                start_time=wf.start_time,
-                web_ui_url=web_ui_url(wf.id, client.namespace, base=ui_base),
-            ))
+            rows.append(
+                Row(
+                    workflow_id=wf.id,
+                    traveller=attrs.get(SA_TRAVELLER),
+                    status=attrs.get(SA_BOOKING_STATUS),
+                    temporal_status=wf.status.name if wf.status else "UNKNOWN",
+                    start_time=wf.start_time,
+                    web_ui_url=web_ui_url(wf.id, client.namespace, base=ui_base),
+                )
+            )
         return rows
 
     rows = current_portal().call(fetch)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, url_for
@@ -42,12 +42,13 @@ class BookingView:
     start_time: datetime | None
     status: BookingStatus | None
     outcome: Outcome | None
+    ui_base: str
     #: Why step details are missing, if they are.
     note: str | None = None
 
     @property
     def web_ui_url(self) -> str:
-        return web_ui_url(self.workflow_id, self.namespace, base=current_app.config["TEMPORAL_UI_URL"])
+        return web_ui_url(self.workflow_id, self.namespace, base=self.ui_base)
 
     def to_json(self) -> dict[str, Any]:
         status = self.status
@@ -73,7 +74,8 @@ class BookingView:
         }
 
 
-async def _load(client: Client, workflow_id: str) -> BookingView:
+async def _load(client: Client, workflow_id: str, ui_base: str, query_timeout: timedelta) -> BookingView:
+    # Runs on the portal's loop thread: no Flask context here, so settings come in as arguments.
     handle = client.get_workflow_handle(workflow_id)
     try:
         description = await handle.describe()
@@ -85,7 +87,7 @@ async def _load(client: Client, workflow_id: str) -> BookingView:
     status: BookingStatus | None = None
     note = None
     try:
-        status = await fetch_status(handle)
+        status = await fetch_status(handle, rpc_timeout=query_timeout)
     except (RPCError, WorkflowQueryFailedError):
         note = "Step details are unavailable: no worker is answering queries for this booking right now."
     outcome = await await_outcome(handle) if closed else None
@@ -98,6 +100,7 @@ async def _load(client: Client, workflow_id: str) -> BookingView:
     return BookingView(
         workflow_id=workflow_id,
         namespace=client.namespace,
+        ui_base=ui_base,
         saga_status=saga_status,
         closed=closed,
         temporal_status=description.status.name if description.status else "UNKNOWN",
@@ -112,7 +115,9 @@ def load_booking(workflow_id: str) -> BookingView:
     if not WORKFLOW_ID_RE.match(workflow_id):
         abort(404)
     try:
-        return current_portal().call(lambda client: _load(client, workflow_id))
+        config = current_app.config
+        timeout = timedelta(seconds=config["QUERY_TIMEOUT"])
+        return current_portal().call(lambda client: _load(client, workflow_id, config["TEMPORAL_UI_URL"], timeout))
     except BookingNotFound:
         abort(404)
 

@@ -1,0 +1,214 @@
+"""The Flask app through its test client, with a real portal to the dev server."""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from temporalio.client import Client
+
+from tests.conftest import free_port, make_request, wait_until
+from trip.models import demo_trip
+from trip.temporal import connect, start_booking
+from web import create_app
+from web.portal import TemporalPortal
+
+
+def make_app(address: str, namespace: str, task_queue: str, **extra: Any) -> Flask:
+    portal = TemporalPortal(lambda: connect(target_host=address, namespace=namespace), timeout=5)
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "TASK_QUEUE": task_queue,
+            "TEMPORAL_UI_URL": "http://ui.test",
+            "TEMPORAL_PORTAL": portal,
+            **extra,
+        }
+    )
+
+
+@pytest.fixture
+def app(dev_client: Client, task_queue: str) -> Iterator[Flask]:
+    app = make_app(dev_client.service_client.config.target_host, dev_client.namespace, task_queue)
+    yield app
+    app.extensions["temporal_portal"].close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def form_tokens(client: FlaskClient) -> dict[str, str]:
+    page = client.get("/").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    token = re.search(r'name="form_token" value="([0-9a-f]{32})"', page)
+    assert csrf and token
+    return {"csrf_token": csrf.group(1), "form_token": token.group(1)}
+
+
+def count_started(app: Flask, task_queue: str) -> int:
+    portal: TemporalPortal = app.extensions["temporal_portal"]
+
+    async def count(client: Client) -> int:
+        return (await client.count_workflows(f'TaskQueue = "{task_queue}"')).count
+
+    return portal.call(count)
+
+
+HUGE = "x" * 5000
+SCRIPT = "<script>alert(1)</script>"
+TEXT_FIELDS = ["traveller_name", "traveller_email", "car_city", "hotel_city", "flight_from", "flight_to"]
+DATE_FIELDS = ["car_pickup", "car_dropoff", "hotel_check_in", "hotel_check_out", "flight_date"]
+BAD_INPUTS = (
+    [(f, v) for f in TEXT_FIELDS for v in ("", SCRIPT, HUGE, "\x00\x07")]
+    + [(f, v) for f in DATE_FIELDS for v in ("", "garbage", SCRIPT, "1999-01-01", HUGE)]
+    + [(f, v) for f in ("mode", "scenario") for v in (SCRIPT, "nope", HUGE)]
+)
+
+
+@pytest.mark.parametrize(("field", "value"), BAD_INPUTS, ids=[f"{f}-{i}" for i, (f, _) in enumerate(BAD_INPUTS)])
+def test_bad_field_is_a_400_with_the_message_next_to_it_and_nothing_started(
+    app: Flask, client: FlaskClient, task_queue: str, field: str, value: str
+) -> None:
+    data = {**demo_trip(date.today()), **form_tokens(client), field: value}
+    response = client.post("/bookings", data=data)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    message = re.search(rf'<p class="error" id="{field}-error">([^<]+)</p>', page)
+    assert message, f"no error shown next to {field}"
+    assert 'aria-invalid="true"' in page
+    if field not in ("mode", "scenario") and len(value) < 200:
+        # The user's value is kept, escaped.
+        assert f'value="{html.escape(value, quote=True)}"' in page
+    assert "<script>alert(1)</script>" not in page
+    assert count_started(app, task_queue) == 0
+
+
+@pytest.mark.parametrize("csrf", [None, "forged-token"])
+def test_missing_or_wrong_csrf_token_is_rejected(
+    app: Flask, client: FlaskClient, task_queue: str, csrf: str | None
+) -> None:
+    data = {**demo_trip(date.today()), "form_token": form_tokens(client)["form_token"]}
+    if csrf:
+        data["csrf_token"] = csrf
+    response = client.post("/bookings", data=data)
+    assert response.status_code == 400
+    assert "security token" in response.get_data(as_text=True)
+    assert count_started(app, task_queue) == 0
+
+
+def test_valid_form_redirects_at_once_and_a_double_submit_starts_one_booking(
+    app: Flask, client: FlaskClient, task_queue: str
+) -> None:
+    data = {**demo_trip(date.today()), **form_tokens(client)}
+    first = client.post("/bookings", data=data)
+    second = client.post("/bookings", data=data)
+    assert first.status_code == 303
+    assert first.headers["Location"] == f"/bookings/trip-{data['form_token']}"
+    assert second.status_code == 303 and second.headers["Location"] == first.headers["Location"]
+    assert count_started(app, task_queue) == 1
+
+
+def test_status_page_and_json_without_a_worker(app: Flask, client: FlaskClient) -> None:
+    # No worker polls this queue: the run exists, but nobody answers the query.
+    data = {**demo_trip(date.today()), **form_tokens(client)}
+    location = client.post("/bookings", data=data).headers["Location"]
+    page = client.get(location)
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    assert "Open in Temporal Web UI" in body
+    assert f'href="http://ui.test/namespaces/default/workflows/trip-{data["form_token"]}"' in body
+    status = client.get(f"{location}/status")
+    assert status.status_code == 200 and status.headers["Cache-Control"] == "no-store"
+    payload = status.get_json()
+    assert payload["status"] == "RUNNING" and payload["closed"] is False
+    assert "no worker" in payload["note"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/bookings/trip-doesnotexist", "/bookings/trip-doesnotexist/status", "/bookings/%3Cscript%3E", "/nope"]
+)
+def test_unknown_booking_is_a_404(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    if path.endswith("/status"):
+        assert response.get_json()["error"] == "Not found"
+    else:
+        assert "Not found" in response.get_data(as_text=True)
+
+
+def test_temporal_down_is_a_503_with_a_plain_message(task_queue: str) -> None:
+    app = make_app(f"127.0.0.1:{free_port()}", "default", task_queue)
+    client = app.test_client()
+    try:
+        assert client.get("/").status_code == 200  # the form itself needs no Temporal
+        response = client.post("/bookings", data={**demo_trip(date.today()), **form_tokens(client)})
+        assert response.status_code == 503
+        body = response.get_data(as_text=True)
+        assert "Temporal is unavailable" in body and "nothing was started" in body
+        assert "Traceback" not in body
+        status = client.get("/bookings/trip-abc/status")
+        assert status.status_code == 503 and status.get_json()["error"] == "Temporal is unavailable"
+        assert client.get("/bookings").status_code == 503
+    finally:
+        app.extensions["temporal_portal"].close()
+
+
+async def test_names_are_escaped_on_every_page(dev_client: Client, task_queue: str) -> None:
+    # A workflow started by some other client, whose traveller search attribute
+    # holds markup: the list page must show it as text.
+    nasty = "<img src=x onerror=alert(1)>"
+    req = make_request(name="Ada").model_copy(
+        update={"traveller": make_request().traveller.model_copy(update={"name": nasty})}
+    )
+    handle = await start_booking(dev_client, req, task_queue=task_queue)
+    app = make_app(dev_client.service_client.config.target_host, dev_client.namespace, task_queue)
+    client = app.test_client()
+    try:
+        # Visibility is eventually consistent.
+        await wait_until(lambda: handle.id in client.get("/bookings").get_data(as_text=True), what="the list row")
+        found = client.get("/bookings").get_data(as_text=True)
+        assert nasty not in found and html.escape(nasty) in found
+        form = client.post(
+            "/bookings", data={**demo_trip(date.today()), **form_tokens(client), "traveller_name": nasty}
+        ).get_data(as_text=True)
+        assert nasty not in form and html.escape(nasty, quote=True) in form
+    finally:
+        app.extensions["temporal_portal"].close()
+        await handle.terminate()
+
+
+def test_list_rejects_an_unknown_status_filter(client: FlaskClient) -> None:
+    response = client.get("/bookings?status=%3Cb%3E")
+    assert response.status_code == 400
+    assert "Unknown status filter" in response.get_data(as_text=True)
+
+
+def test_secret_key_is_generated_once_into_the_instance_folder(tmp_path: Any, monkeypatch: Any) -> None:
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.delenv("FLASK_SECRET_KEY", raising=False)
+    from web import _secret_key
+
+    first = _secret_key(tmp_path / "instance")
+    assert len(first) == 64 and _secret_key(tmp_path / "instance") == first
+    assert (tmp_path / "instance" / "secret_key").stat().st_mode & 0o077 == 0
+    monkeypatch.setenv("SECRET_KEY", "from-env")
+    assert _secret_key(tmp_path / "instance") == "from-env"
+
+
+def test_app_runs_with_debug_off(app: Flask) -> None:
+    assert app.debug is False
+
+
+def test_fresh_form_tokens_differ(client: FlaskClient) -> None:
+    assert form_tokens(client)["form_token"] != form_tokens(client)["form_token"]
+    assert uuid.UUID(form_tokens(client)["form_token"])
