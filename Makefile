@@ -8,7 +8,7 @@ SYNCED := $(VENV)/.synced
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint format screenshots clean-data
+.PHONY: install run test lint format bench bench-quick screenshots clean-data
 
 install: $(SYNCED)
 
@@ -30,6 +30,12 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+bench: install
+	$(VENV)/bin/python -m bench
+
+bench-quick: install
+	$(VENV)/bin/python -m bench --quick
 
 # Re-take the README's screenshots (needs chromium) into static/.
 screenshots: install

@@ -25,6 +25,13 @@ def main() -> int:
     parser.add_argument("--providers-url", default=os.environ.get(ENV_PROVIDERS_URL, DEFAULT_PROVIDERS_URL))
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds in-flight activities get on shutdown")
+    parser.add_argument("--max-concurrent-activities", type=int, default=200)
+    parser.add_argument(
+        "--max-cached-workflows",
+        type=int,
+        default=1000,
+        help="workflows kept in memory between tasks (0 replays the history on every task)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -36,6 +43,8 @@ def main() -> int:
             task_queue=args.task_queue,
             providers_url=args.providers_url,
             graceful_shutdown_timeout=timedelta(seconds=args.grace),
+            max_concurrent_activities=args.max_concurrent_activities,
+            max_cached_workflows=args.max_cached_workflows,
         )
 
     try:

@@ -26,13 +26,17 @@ def main() -> None:
     )
     parser.add_argument("--db", type=Path, default=Path(os.environ.get("PROVIDERS_DB", ".providers/ledger.db")))
     parser.add_argument("--capacity", type=int, default=10_000, help="default capacity per resource and day")
+    parser.add_argument(
+        "--latency-ms", type=int, default=None, help="replace every scenario's added latency (e.g. slow's 1.5 s)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s providers %(levelname)s %(message)s")
-    asyncio.run(serve(args.host, args.port, args.db, args.capacity))
+    asyncio.run(serve(args.host, args.port, args.db, args.capacity, args.latency_ms))
 
 
-async def serve(host: str, port: int, db: Path, capacity: int) -> None:
-    runner = web.AppRunner(create_app(Ledger(db, default_capacity=capacity)), access_log=None)
+async def serve(host: str, port: int, db: Path, capacity: int, latency_ms: int | None = None) -> None:
+    app = create_app(Ledger(db, default_capacity=capacity), latency_override_ms=latency_ms)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()

@@ -32,6 +32,7 @@ log = logging.getLogger("providers")
 
 LEDGER = web.AppKey("ledger", Ledger)
 STATS = web.AppKey("stats", dict)
+LATENCY_OVERRIDE_MS = web.AppKey("latency_override_ms", object)
 
 _DETAILS: dict[Kind, type[CarRequest] | type[HotelRequest] | type[FlightRequest]] = {
     Kind.CAR: CarRequest,
@@ -79,6 +80,15 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+async def _delay(request: web.Request, fault: Fault) -> None:
+    if fault.latency_ms:
+        # --latency-ms replaces every scenario's latency (the benchmark uses it
+        # to keep hundreds of sagas in flight at once).
+        override = request.app[LATENCY_OVERRIDE_MS]
+        latency = override if isinstance(override, int) else fault.latency_ms
+        await asyncio.sleep(latency / 1000)
+
+
 def _failing(n: int, attempt: int) -> bool:
     return n == ALWAYS or attempt <= n
 
@@ -109,8 +119,7 @@ async def reserve(request: web.Request) -> web.Response:
         return _error(422, "InvalidBooking", f"{where}: {first['msg']}")
 
     ledger = request.app[LEDGER]
-    if fault.latency_ms:
-        await asyncio.sleep(fault.latency_ms / 1000)
+    await _delay(request, fault)
     attempt = ledger.count_attempt(key, "reserve")
     if _failing(fault.fail_first, attempt):
         return _error(503, "Unavailable", f"{kind.value} provider is temporarily unavailable (attempt {attempt})")
@@ -140,8 +149,7 @@ async def cancel(request: web.Request) -> web.Response:
     if not isinstance(booking_id, str) or not booking_id:
         return _error(422, "InvalidBooking", "booking_id must be a non-empty string")
     ledger = request.app[LEDGER]
-    if fault.latency_ms:
-        await asyncio.sleep(fault.latency_ms / 1000)
+    await _delay(request, fault)
     attempt = ledger.count_attempt(key, "cancel")
     if _failing(fault.cancel_fail_first, attempt):
         return _error(503, "Unavailable", f"{kind.value} provider cannot cancel right now (attempt {attempt})")
@@ -210,10 +218,11 @@ async def errors_and_timing(
     return response
 
 
-def create_app(ledger: Ledger) -> web.Application:
+def create_app(ledger: Ledger, *, latency_override_ms: int | None = None) -> web.Application:
     app = web.Application(middlewares=[errors_and_timing], client_max_size=64 * 1024)
     app[LEDGER] = ledger
     app[STATS] = {"requests": 0, "handling_ms": []}
+    app[LATENCY_OVERRIDE_MS] = latency_override_ms
     app.router.add_post("/{kind}/reservations", reserve)
     app.router.add_post("/{kind}/reservations/{key}/cancel", cancel)
     app.router.add_get("/reservations", list_reservations)

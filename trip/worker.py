@@ -55,6 +55,8 @@ async def run(
     providers_url: str | None = None,
     graceful_shutdown_timeout: timedelta = DEFAULT_GRACE,
     stop: asyncio.Event | None = None,
+    max_concurrent_activities: int = 200,
+    max_cached_workflows: int = 1000,
 ) -> None:
     providers_url = providers_url or os.environ.get(ENV_PROVIDERS_URL, DEFAULT_PROVIDERS_URL)
     stop = stop or asyncio.Event()
@@ -63,7 +65,12 @@ async def run(
         loop.add_signal_handler(sig, stop.set)
     async with make_http_client(providers_url) as http:
         worker = build_worker(
-            client, BookingActivities(http), task_queue=task_queue, graceful_shutdown_timeout=graceful_shutdown_timeout
+            client,
+            BookingActivities(http),
+            task_queue=task_queue,
+            graceful_shutdown_timeout=graceful_shutdown_timeout,
+            max_concurrent_activities=max_concurrent_activities,
+            max_cached_workflows=max_cached_workflows,
         )
         async with worker:
             log.info(

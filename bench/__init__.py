@@ -1,0 +1,1 @@
+"""``python -m bench``: the booking saga's benchmark. See docs/benchmarks.md."""

