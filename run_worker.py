@@ -32,6 +32,11 @@ def main() -> int:
         default=1000,
         help="workflows kept in memory between tasks (0 replays the history on every task)",
     )
+    parser.add_argument(
+        "--strict-sandbox",
+        action="store_true",
+        help="re-import the workflow module for every run (the SDK default; slower, catches more mistakes)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -45,6 +50,7 @@ def main() -> int:
             graceful_shutdown_timeout=timedelta(seconds=args.grace),
             max_concurrent_activities=args.max_concurrent_activities,
             max_cached_workflows=args.max_cached_workflows,
+            strict_sandbox=args.strict_sandbox,
         )
 
     try:

@@ -25,19 +25,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
 
 from activities import BookingActivities, make_http_client
 from bench.report import write_outputs
 from bench.stack import ROOT, RssSampler, Stack, cpu_seconds
 from trip.models import BookingRequest, Mode, Scenario, demo_trip
 from trip.temporal import start_booking
-from workflows.booking import BookingWorkflow
+from trip.worker import build_worker
 
 BASELINE, OURS = "baseline", "ours"
 MODES = {BASELINE: Mode.SEQUENTIAL, OURS: Mode.PARALLEL}
+#: Each side has its own worker process: the baseline's runs with the SDK's
+#: defaults (the strict sandbox), as the sample's does; ours as we ship it.
+QUEUES = {BASELINE: "bench-baseline", OURS: "bench-ours"}
+WORKERS = {BASELINE: "worker-baseline", OURS: "worker"}
+WORKER_FLAGS = {BASELINE: ["--strict-sandbox"], OURS: []}
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ FULL = Plan(
     throughput_sagas=300,
     consistent_runs=30,
     inflight=500,
-    inflight_latency_ms=8000,
+    inflight_latency_ms=3000,
     web_runs=40,
     eager_runs=40,
     http_calls=300,
@@ -68,7 +73,7 @@ QUICK = Plan(
     throughput_sagas=60,
     consistent_runs=6,
     inflight=100,
-    inflight_latency_ms=2500,
+    inflight_latency_ms=2000,
     web_runs=8,
     eager_runs=8,
     http_calls=60,
@@ -127,13 +132,12 @@ class Bench:
         self.plan = plan
         self.stack = stack
         self.client = client
-        self.queue = "bench"
         self.ids: dict[str, list[str]] = {BASELINE: [], OURS: []}
 
     async def latency(self, scenario: Scenario, runs: int) -> dict[str, dict[str, Any]]:
         def variant(name: str) -> Callable[[], Awaitable[float]]:
             async def run() -> float:
-                seconds, workflow_id, _ = await one_saga(self.client, self.queue, request(MODES[name], scenario))
+                seconds, workflow_id, _ = await one_saga(self.client, QUEUES[name], request(MODES[name], scenario))
                 self.ids[name].append(workflow_id)
                 return seconds * 1000
 
@@ -142,33 +146,36 @@ class Bench:
         samples = await interleaved(runs, {name: variant(name) for name in MODES})
         return {name: {**summary(values), "samples_ms": values} for name, values in samples.items()}
 
+    async def load(self, queue: str, worker: str, mode: Mode, sagas: int, concurrency: int) -> dict[str, float]:
+        """Run ``sagas`` happy sagas, at most ``concurrency`` at once; rate and CPU per saga."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def bounded() -> None:
+            async with gate:
+                await one_saga(self.client, queue, request(mode))
+
+        pids = {"worker": self.stack.pid(worker), "server": self.stack.pid("temporal")}
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        started = time.perf_counter()
+        await asyncio.gather(*(bounded() for _ in range(sagas)))
+        elapsed = time.perf_counter() - started
+        used = {name: (cpu_seconds(pid) - before[name]) * 1000 / sagas for name, pid in pids.items()}
+        return {
+            "sagas": sagas,
+            "seconds": elapsed,
+            "sagas_per_s": sagas / elapsed,
+            "worker_cpu_ms_per_saga": used["worker"],
+            "server_cpu_ms_per_saga": used["server"],
+        }
+
     async def throughput(self, concurrency: int, order: list[str]) -> dict[str, dict[str, float]]:
         out = {}
         for name in order:
-            gate = asyncio.Semaphore(concurrency)
-
-            async def bounded(mode: Mode = MODES[name], gate: asyncio.Semaphore = gate) -> None:
-                async with gate:
-                    await one_saga(self.client, self.queue, request(mode))
-
-            cpu_before = self._cpu()
-            started = time.perf_counter()
-            await asyncio.gather(*(bounded() for _ in range(self.plan.throughput_sagas)))
-            elapsed = time.perf_counter() - started
-            cpu_after = self._cpu()
-            n = self.plan.throughput_sagas
-            out[name] = {
-                "sagas": n,
-                "seconds": elapsed,
-                "sagas_per_s": n / elapsed,
-                "worker_cpu_ms_per_saga": (cpu_after["worker"] - cpu_before["worker"]) * 1000 / n,
-                "server_cpu_ms_per_saga": (cpu_after["temporal"] - cpu_before["temporal"]) * 1000 / n,
-            }
-            log(f"throughput c={concurrency} {name}: {n / elapsed:.1f} sagas/s")
+            out[name] = await self.load(
+                QUEUES[name], WORKERS[name], MODES[name], self.plan.throughput_sagas, concurrency
+            )
+            log(f"throughput c={concurrency} {name}: {out[name]['sagas_per_s']:.1f} sagas/s")
         return out
-
-    def _cpu(self) -> dict[str, float]:
-        return {name: cpu_seconds(self.stack.pid(name)) for name in ("worker", "temporal")}
 
     async def reservations_left(self, workflow_ids: list[str]) -> int:
         """How many of these bookings still hold an active reservation."""
@@ -180,38 +187,41 @@ class Bench:
         return left
 
     async def history_cost(self, sample: int = 20) -> dict[str, dict[str, float]]:
+        """Events, state transitions, and where a saga's time goes, from its history."""
         out = {}
         for name, ids in self.ids.items():
-            events, transitions = [], []
-            for workflow_id in ids[:sample]:
+            rows = []
+            for workflow_id in ids[-sample:]:  # the latest: past warm-up effects
                 handle = self.client.get_workflow_handle(workflow_id)
                 history = await handle.fetch_history()
-                events.append(len(history.events))
                 description = await handle.describe()
-                transitions.append(description.raw_description.workflow_execution_info.state_transition_count)
-            out[name] = {
-                "history_events": sum(events) / len(events),
-                "state_transitions": sum(transitions) / len(transitions),
-                "sampled": len(events),
-            }
+                rows.append(
+                    {
+                        "history_events": len(history.events),
+                        "state_transitions": description.raw_description.workflow_execution_info.state_transition_count,
+                        **time_split(history.events),
+                    }
+                )
+            out[name] = {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]} | {"sampled": len(rows)}
         return out
 
     async def memory_in_flight(self) -> dict[str, dict[str, float]]:
         out = {}
-        pid = self.stack.pid("worker")
         for name, mode in MODES.items():
             req = request(mode, Scenario.SLOW)
-            with RssSampler(pid) as sampler:
+            with RssSampler(self.stack.pid(WORKERS[name])) as sampler:
                 started = time.perf_counter()
                 handles = await asyncio.gather(
-                    *(start_booking(self.client, req, task_queue=self.queue) for _ in range(self.plan.inflight))
+                    *(start_booking(self.client, req, task_queue=QUEUES[name]) for _ in range(self.plan.inflight))
                 )
                 start_seconds = time.perf_counter() - started
-                await asyncio.gather(*(h.result() for h in handles))
+                outcomes = await asyncio.gather(*(h.result() for h in handles), return_exceptions=True)
             out[name] = {
                 "sagas": self.plan.inflight,
                 "peak_rss_mib": sampler.peak,
                 "start_all_seconds": start_seconds,
+                "phase_seconds": time.perf_counter() - started,
+                "failed": sum(isinstance(o, BaseException) for o in outcomes),
                 "provider_latency_ms": self.plan.inflight_latency_ms,
             }
             log(f"memory {name}: peak RSS {sampler.peak:.1f} MiB with {self.plan.inflight} in flight")
@@ -253,9 +263,7 @@ class Bench:
         used = []
         async with (
             make_http_client(self.stack.providers_url) as http,
-            Worker(
-                self.client, task_queue=queue, workflows=[BookingWorkflow], activities=BookingActivities(http).all()
-            ),
+            build_worker(self.client, BookingActivities(http), task_queue=queue),
         ):
 
             def variant(eager: bool) -> Callable[[], Awaitable[float]]:
@@ -311,32 +319,65 @@ class Bench:
             "ratio": pct(samples["shared"], 0.5) / pct(samples["per_call"], 0.5),
         }
 
-    async def workflow_cache(self) -> dict[str, Any]:
-        queue = f"bench-nocache-{uuid.uuid4().hex[:6]}"
-        self.stack.start_worker("worker-nocache", queue, "--max-cached-workflows", "0")
+    async def worker_variant(self, flags: list[str], reference: str = OURS) -> dict[str, Any]:
+        """Parallel sagas on a worker started with ``flags`` against our shipped worker."""
+        queue = f"bench-variant-{uuid.uuid4().hex[:6]}"
+        self.stack.start_worker("worker-variant", queue, *flags)
         try:
-            await one_saga(self.client, queue, request(Mode.PARALLEL))  # waits until it polls
-            out: dict[str, Any] = {}
-            for name, q in (("no_cache", queue), ("cache_1000", self.queue)):
-                gate = asyncio.Semaphore(50)
-
-                async def bounded(q: str = q, gate: asyncio.Semaphore = gate) -> None:
-                    async with gate:
-                        await one_saga(self.client, q, request(Mode.PARALLEL))
-
-                pid = self.stack.pid("worker-nocache" if name == "no_cache" else "worker")
-                cpu = cpu_seconds(pid)
-                started = time.perf_counter()
-                await asyncio.gather(*(bounded() for _ in range(self.plan.throughput_sagas // 2)))
-                elapsed = time.perf_counter() - started
-                n = self.plan.throughput_sagas // 2
-                out[name] = {"sagas_per_s": n / elapsed, "worker_cpu_ms_per_saga": (cpu_seconds(pid) - cpu) * 1000 / n}
+            await one_saga(self.client, queue, request(Mode.PARALLEL))  # returns once the worker polls
+            n = max(20, self.plan.throughput_sagas // 2)
+            variant = await self.load(queue, "worker-variant", Mode.PARALLEL, n, 50)
+            shipped = await self.load(QUEUES[reference], WORKERS[reference], Mode.PARALLEL, n, 50)
         finally:
-            proc = self.stack.procs.pop("worker-nocache")
+            proc = self.stack.procs.pop("worker-variant")
             proc.terminate()
             proc.wait()
-        out["ratio_throughput"] = out["cache_1000"]["sagas_per_s"] / out["no_cache"]["sagas_per_s"]
-        return out
+        return {
+            "flags": flags,
+            "variant": variant,
+            "shipped": shipped,
+            "ratio_throughput": shipped["sagas_per_s"] / variant["sagas_per_s"],
+            "ratio_worker_cpu": shipped["worker_cpu_ms_per_saga"] / variant["worker_cpu_ms_per_saga"],
+        }
+
+
+def time_split(events: Any) -> dict[str, float]:
+    """Split a saga's server-side time: workflow tasks (scheduled to completed,
+    i.e. waiting for and running workflow code) against activities in flight."""
+    t0 = events[0].event_time.ToDatetime()
+
+    def ms(event: Any) -> float:
+        return float((event.event_time.ToDatetime() - t0).total_seconds() * 1000)
+
+    wft_ms, wfts, scheduled_at = 0.0, 0, None
+    activity_spans: dict[int, float] = {}
+    spans: list[tuple[float, float]] = []
+    for event in events:
+        kind = EventType.Name(event.event_type)
+        if kind == "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED":
+            scheduled_at = ms(event)
+        elif kind == "EVENT_TYPE_WORKFLOW_TASK_COMPLETED" and scheduled_at is not None:
+            wft_ms += ms(event) - scheduled_at
+            wfts += 1
+        elif kind == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED":
+            activity_spans[event.event_id] = ms(event)
+        elif kind in ("EVENT_TYPE_ACTIVITY_TASK_COMPLETED", "EVENT_TYPE_ACTIVITY_TASK_FAILED"):
+            attrs = (
+                event.activity_task_completed_event_attributes
+                if kind.endswith("COMPLETED")
+                else event.activity_task_failed_event_attributes
+            )
+            spans.append((activity_spans.pop(attrs.scheduled_event_id), ms(event)))
+    busy, end = 0.0, 0.0  # union of activity intervals: time with any activity in flight
+    for start, stop in sorted(spans):
+        busy += max(0.0, stop - max(start, end))
+        end = max(end, stop)
+    return {
+        "workflow_tasks": wfts,
+        "workflow_task_ms": wft_ms,
+        "activities_in_flight_ms": busy,
+        "history_ms": ms(events[-1]),
+    }
 
 
 def ratio(ours: float, baseline: float) -> float:
@@ -368,15 +409,16 @@ async def run(plan: Plan, quick: bool) -> dict[str, Any]:
         log(f"starting the stack in {stack.workdir}")
         stack.start_temporal()
         stack.start_providers(plan.inflight_latency_ms)
-        stack.start_worker("worker", "bench")
+        for name in MODES:
+            stack.start_worker(WORKERS[name], QUEUES[name], *WORKER_FLAGS[name])
         client = await Client.connect(stack.temporal_address, data_converter=pydantic_data_converter)
-        web_url = stack.start_web("web", "web", "bench")
-        sample_url = stack.start_web("sample", "bench.sample_app", "bench")
+        web_url = stack.start_web("web", "web", QUEUES[OURS])
+        sample_url = stack.start_web("sample", "bench.sample_app", QUEUES[BASELINE])
         bench = Bench(plan, stack, client)
         log("warming up")
-        for mode in (Mode.SEQUENTIAL, Mode.PARALLEL, Mode.SEQUENTIAL, Mode.PARALLEL):
+        for name in [BASELINE, OURS] * 3:
             try:
-                await asyncio.wait_for(one_saga(client, "bench", request(mode)), 60)
+                await asyncio.wait_for(one_saga(client, QUEUES[name], request(MODES[name])), 60)
             except asyncio.TimeoutError:
                 raise RuntimeError(f"no saga finished in 60 s; see the logs in {stack.workdir}") from None
 
@@ -399,7 +441,8 @@ async def run(plan: Plan, quick: bool) -> dict[str, Any]:
         optimisations = {
             "eager_start": await bench.eager_start(),
             "shared_http_client": await bench.shared_http_client(),
-            "workflow_cache": await bench.workflow_cache(),
+            "shared_module_sandbox": await bench.worker_variant(["--strict-sandbox"]),
+            "workflow_cache": await bench.worker_variant(["--max-cached-workflows", "0"]),
         }
         async with httpx.AsyncClient(base_url=stack.providers_url, timeout=10) as http:
             providers = (await http.get("/stats")).json()

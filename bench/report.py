@@ -149,7 +149,8 @@ def markdown(r: dict[str, Any]) -> str:
     table += [f"| {name} | {b} | {o} | {ratio:.3f} | {target} |" for name, b, o, ratio, target in rows]
     met = "\n".join(f"- {'met' if ok else '**missed**'}: {name}" for name, ok in r["targets"].items())
     m = r["machine"]
-    eager, http, cache = opt["eager_start"], opt["shared_http_client"], opt["workflow_cache"]
+    eager, http = opt["eager_start"], opt["shared_http_client"]
+    cache, sandbox = opt["workflow_cache"], opt["shared_module_sandbox"]
     prov = r["providers"]
     return f"""# Benchmarks
 
@@ -182,15 +183,41 @@ How each figure is taken:
   only after every compensation is done. {r["rolled_back_with_reservations_left"]} of these runs left a reservation
   active in the ledger.
 - *History events and state transitions*: from the history and `describe()` of 20 successful sagas per mode.
-- *Memory*: peak resident set of the worker process, sampled every 50 ms, while {mem[OURS]["sagas"]} `slow` sagas
-  run with every provider call taking {mem[OURS]["provider_latency_ms"]} ms (all {mem[OURS]["sagas"]} were started in
-  {mem[OURS]["start_all_seconds"]:.1f} s, so they were in flight together).
+- *Memory*: peak resident set of each side's worker process, sampled every 50 ms, while {mem[OURS]["sagas"]} `slow`
+  sagas run with every provider call taking {mem[OURS]["provider_latency_ms"]} ms (under the activities' 5 s HTTP
+  timeout). All {mem[OURS]["sagas"]} were started within {mem[OURS]["start_all_seconds"]:.1f} s and the phase lasted
+  {mem[OURS]["phase_seconds"]:.1f} s (the worker runs at most 200 activities at once), so they were open together;
+  {mem[OURS]["failed"] + mem[BASELINE]["failed"]} failed.
 - *Web*: ours is `POST /bookings` on the app as `make run` serves it (waitress), which starts the saga and answers
   303. The baseline is the sample's way: an async Flask view that connects a client per request and waits for the
   saga's result, served by the same waitress. {r["plan"]["web_runs"]} requests each.
 - *Providers are not the bottleneck*: the provider service handled {prov["requests"]} requests in the run with a
   median handling time of {prov["p50_ms"]} ms (p95 {prov["p95_ms"]} ms, including the injected latency of the memory
   phase).
+
+## Where the time goes
+
+Averages over the last {cost[OURS]["sampled"]:.0f} happy sagas of each mode in the latency phase, read from their
+histories (server clock), next to the client-side p50.
+
+| | baseline | ours |
+|---|---:|---:|
+| client: start call to result, p50 (ms) | {_f(lat[BASELINE]["p50"])} | {_f(lat[OURS]["p50"])} |
+| server: first to last history event (ms) | {_f(cost[BASELINE]["history_ms"])} | {_f(cost[OURS]["history_ms"])} |
+| workflow tasks per saga | {_f(cost[BASELINE]["workflow_tasks"])} | {_f(cost[OURS]["workflow_tasks"])} |
+| time in workflow tasks, scheduled to completed (ms) | {_f(cost[BASELINE]["workflow_task_ms"])} | {_f(cost[OURS]["workflow_task_ms"])} |
+| time with an activity in flight (ms) | {_f(cost[BASELINE]["activities_in_flight_ms"])} | {_f(cost[OURS]["activities_in_flight_ms"])} |
+
+Parallel booking removes two of the three activity round trips, but not the workflow tasks between them: each
+activity completion that arrives while a workflow task is running makes the server schedule another one, so ours
+still needs about {_f(cost[OURS]["workflow_tasks"])} workflow tasks against the baseline's
+{_f(cost[BASELINE]["workflow_tasks"])}. Each costs a dispatch to the worker, the workflow code and a round trip to
+the server, and on these 2 cores the server, the worker, the providers and the benchmark's client share the CPU.
+That sets the floor of the latency ratio near one half. What would move it below: local activities for the three
+provider calls (one workflow task for the whole trip, at the cost of the per-attempt visibility in the Web UI that
+this project shows), or a server on its own cores so that the three completions land inside one workflow task.
+Time to consistent after `flight-sold-out` has the same shape: ours unwinds both undos at once, but the failure, the
+undos and the close are still separate workflow tasks.
 
 ## Optimisations, each measured in the same run
 
@@ -199,6 +226,7 @@ How each figure is taken:
 | parallel booking (the table above) | {_f(lat[OURS]["p50"])} ms p50 | {_f(lat[BASELINE]["p50"])} ms p50 | ×{ratios["p50_latency"]:.2f} latency | yes, the default mode |
 | eager workflow start (`request_eager_start`), in-process worker | {_f(eager["eager_p50_ms"])} ms p50 | {_f(eager["normal_p50_ms"])} ms p50 | ×{eager["ratio"]:.2f} latency; {eager["eagerly_started"]}/{eager["runs"]} starts were eager | no: it needs a worker in the starting process; the CLI and the web app start bookings for separate workers |
 | one shared HTTP client per worker | {_f(http["shared_p50_ms"], 2)} ms p50 per provider call | {_f(http["per_call_p50_ms"], 2)} ms with a client per call | ×{http["ratio"]:.2f} per call | yes |
-| workflow cache (`max_cached_workflows=1000` vs 0) | {_f(cache["cache_1000"]["sagas_per_s"])} sagas/s, {_f(cache["cache_1000"]["worker_cpu_ms_per_saga"])} ms worker CPU | {_f(cache["no_cache"]["sagas_per_s"])} sagas/s, {_f(cache["no_cache"]["worker_cpu_ms_per_saga"])} ms | ×{cache["ratio_throughput"]:.2f} throughput | yes |
-| sandbox pass-through of pydantic, our models and the saga core | | | not measured in isolation: the worker CPU per saga above includes it | yes |
+| workflow cache (`max_cached_workflows=1000` vs 0), parallel, 50 concurrent | {_f(cache["shipped"]["sagas_per_s"])} sagas/s, {_f(cache["shipped"]["worker_cpu_ms_per_saga"])} ms worker CPU per saga | {_f(cache["variant"]["sagas_per_s"])} sagas/s, {_f(cache["variant"]["worker_cpu_ms_per_saga"])} ms | ×{cache["ratio_throughput"]:.2f} throughput, ×{cache["ratio_worker_cpu"]:.2f} worker CPU | yes |
+| workflow module imported once (shared-module sandbox) vs re-imported per run (`--strict-sandbox`, the SDK default), parallel, 50 concurrent | {_f(sandbox["shipped"]["sagas_per_s"])} sagas/s, {_f(sandbox["shipped"]["worker_cpu_ms_per_saga"])} ms worker CPU per saga | {_f(sandbox["variant"]["sagas_per_s"])} sagas/s, {_f(sandbox["variant"]["worker_cpu_ms_per_saga"])} ms | ×{sandbox["ratio_throughput"]:.2f} throughput, ×{sandbox["ratio_worker_cpu"]:.2f} worker CPU | yes; the tests also run the workflow under the strict sandbox |
+| sandbox pass-through of pydantic, httpx-free models and the saga core (`imports_passed_through`) | | | always on: without it every run would rebuild the pydantic models; not measured separately | yes |
 """

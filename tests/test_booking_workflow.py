@@ -178,3 +178,20 @@ async def test_status_query_mid_run_and_mid_unwind(
     description = await handle.describe()
     assert description.typed_search_attributes.get(SA_TRAVELLER) == "Grace Hopper"
     assert "Grace Hopper" in (await description.static_summary() or "")
+
+
+@pytest.mark.parametrize("scenario", [Scenario.HAPPY, Scenario.CAR_CANCEL_FLAKY])
+async def test_workflow_code_passes_the_strict_sandbox(
+    dev_client: Client, providers: ProviderService, task_queue: str, scenario: Scenario
+) -> None:
+    # The shipped worker imports the workflow module once (see trip.worker);
+    # the SDK's strict sandbox re-imports it per run and rejects
+    # non-deterministic calls, so the workflow must pass it too.
+    async with (
+        make_http_client(providers.url) as http,
+        build_worker(dev_client, BookingActivities(http), task_queue=task_queue, strict_sandbox=True),
+    ):
+        handle = await start_booking(dev_client, make_request(scenario, Mode.PARALLEL), task_queue=task_queue)
+        outcome = await await_outcome(handle)
+    assert outcome.status is SagaStatus(SCENARIOS[scenario].expected)
+    assert providers.active_kinds(handle.id) == (["car", "flight", "hotel"] if scenario is Scenario.HAPPY else [])
