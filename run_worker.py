@@ -25,7 +25,7 @@ def main() -> int:
     parser.add_argument("--providers-url", default=os.environ.get(ENV_PROVIDERS_URL, DEFAULT_PROVIDERS_URL))
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds in-flight activities get on shutdown")
-    parser.add_argument("--max-concurrent-activities", type=int, default=200)
+    parser.add_argument("--max-concurrent-activities", type=int, default=booking_worker.DEFAULT_ACTIVITY_SLOTS)
     parser.add_argument(
         "--max-cached-workflows",
         type=int,

@@ -137,7 +137,7 @@ class BookingActivities:
         ]
 
 
-def make_http_client(base_url: str, *, timeout_s: float = 5.0, max_connections: int = 200) -> httpx.AsyncClient:
+def make_http_client(base_url: str, *, timeout_s: float = 5.0, max_connections: int = 100) -> httpx.AsyncClient:
     """The one HTTP client a worker shares across all activity executions."""
     return httpx.AsyncClient(
         base_url=base_url,

@@ -186,7 +186,7 @@ How each figure is taken:
 - *Memory*: peak resident set of each side's worker process, sampled every 50 ms, while {mem[OURS]["sagas"]} `slow`
   sagas run with every provider call taking {mem[OURS]["provider_latency_ms"]} ms (under the activities' 5 s HTTP
   timeout). All {mem[OURS]["sagas"]} were started within {mem[OURS]["start_all_seconds"]:.1f} s and the phase lasted
-  {mem[OURS]["phase_seconds"]:.1f} s (the worker runs at most 200 activities at once), so they were open together;
+  {mem[OURS]["phase_seconds"]:.1f} s (the worker runs at most 100 activities at once), so they were open together;
   {mem[OURS]["failed"] + mem[BASELINE]["failed"]} failed.
 - *Web*: ours is `POST /bookings` on the app as `make run` serves it (waitress), which starts the saga and answers
   303. The baseline is the sample's way: an async Flask view that connects a client per request and waits for the

