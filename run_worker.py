@@ -25,17 +25,23 @@ def main() -> int:
     parser.add_argument("--providers-url", default=os.environ.get(ENV_PROVIDERS_URL, DEFAULT_PROVIDERS_URL))
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds in-flight activities get on shutdown")
-    parser.add_argument("--max-concurrent-activities", type=int, default=booking_worker.DEFAULT_ACTIVITY_SLOTS)
+    defaults = booking_worker.WorkerTuning()
+    parser.add_argument("--max-concurrent-activities", type=int, default=defaults.max_concurrent_activities)
     parser.add_argument(
         "--max-cached-workflows",
         type=int,
-        default=1000,
+        default=defaults.max_cached_workflows,
         help="workflows kept in memory between tasks (0 replays the history on every task)",
     )
     parser.add_argument(
         "--strict-sandbox",
         action="store_true",
         help="re-import the workflow module for every run (the SDK default; slower, catches more mistakes)",
+    )
+    parser.add_argument(
+        "--poller-autoscaling",
+        action="store_true",
+        help="scale task pollers from server feedback instead of the SDK's fixed five",
     )
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     args = parser.parse_args()
@@ -48,9 +54,12 @@ def main() -> int:
             task_queue=args.task_queue,
             providers_url=args.providers_url,
             graceful_shutdown_timeout=timedelta(seconds=args.grace),
-            max_concurrent_activities=args.max_concurrent_activities,
-            max_cached_workflows=args.max_cached_workflows,
-            strict_sandbox=args.strict_sandbox,
+            tuning=booking_worker.WorkerTuning(
+                max_concurrent_activities=args.max_concurrent_activities,
+                max_cached_workflows=args.max_cached_workflows,
+                strict_sandbox=args.strict_sandbox,
+                poller_autoscaling=args.poller_autoscaling,
+            ),
         )
 
     try:

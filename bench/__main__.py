@@ -156,9 +156,10 @@ class Bench:
 
         pids = {"worker": self.stack.pid(worker), "server": self.stack.pid("temporal")}
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        started = time.perf_counter()
-        await asyncio.gather(*(bounded() for _ in range(sagas)))
-        elapsed = time.perf_counter() - started
+        with RssSampler(pids["worker"]) as rss:
+            started = time.perf_counter()
+            await asyncio.gather(*(bounded() for _ in range(sagas)))
+            elapsed = time.perf_counter() - started
         used = {name: (cpu_seconds(pid) - before[name]) * 1000 / sagas for name, pid in pids.items()}
         return {
             "sagas": sagas,
@@ -166,6 +167,7 @@ class Bench:
             "sagas_per_s": sagas / elapsed,
             "worker_cpu_ms_per_saga": used["worker"],
             "server_cpu_ms_per_saga": used["server"],
+            "worker_peak_rss_mib": rss.peak,
         }
 
     async def throughput(self, concurrency: int, order: list[str]) -> dict[str, dict[str, float]]:
@@ -325,9 +327,12 @@ class Bench:
         self.stack.start_worker("worker-variant", queue, *flags)
         try:
             await one_saga(self.client, queue, request(Mode.PARALLEL))  # returns once the worker polls
-            n = max(20, self.plan.throughput_sagas // 2)
-            variant = await self.load(queue, "worker-variant", Mode.PARALLEL, n, 50)
-            shipped = await self.load(QUEUES[reference], WORKERS[reference], Mode.PARALLEL, n, 50)
+            n = max(10, self.plan.throughput_sagas // 4)
+            runs: dict[str, list[dict[str, float]]] = {"variant": [], "shipped": []}
+            for side in ("variant", "shipped", "shipped", "variant"):  # ABBA against drift
+                q, w = (queue, "worker-variant") if side == "variant" else (QUEUES[reference], WORKERS[reference])
+                runs[side].append(await self.load(q, w, Mode.PARALLEL, n, 50))
+            variant, shipped = (merge_loads(runs[side]) for side in ("variant", "shipped"))
         finally:
             proc = self.stack.procs.pop("worker-variant")
             proc.terminate()
@@ -339,6 +344,19 @@ class Bench:
             "ratio_throughput": shipped["sagas_per_s"] / variant["sagas_per_s"],
             "ratio_worker_cpu": shipped["worker_cpu_ms_per_saga"] / variant["worker_cpu_ms_per_saga"],
         }
+
+
+def merge_loads(loads: list[dict[str, float]]) -> dict[str, float]:
+    sagas = sum(x["sagas"] for x in loads)
+    seconds = sum(x["seconds"] for x in loads)
+    return {
+        "sagas": sagas,
+        "seconds": seconds,
+        "sagas_per_s": sagas / seconds,
+        "worker_cpu_ms_per_saga": sum(x["worker_cpu_ms_per_saga"] * x["sagas"] for x in loads) / sagas,
+        "server_cpu_ms_per_saga": sum(x["server_cpu_ms_per_saga"] * x["sagas"] for x in loads) / sagas,
+        "worker_peak_rss_mib": max(x["worker_peak_rss_mib"] for x in loads),
+    }
 
 
 def time_split(events: Any) -> dict[str, float]:
@@ -443,6 +461,7 @@ async def run(plan: Plan, quick: bool) -> dict[str, Any]:
             "shared_http_client": await bench.shared_http_client(),
             "shared_module_sandbox": await bench.worker_variant(["--strict-sandbox"]),
             "workflow_cache": await bench.worker_variant(["--max-cached-workflows", "0"]),
+            "poller_autoscaling": await bench.worker_variant(["--poller-autoscaling"]),
         }
         async with httpx.AsyncClient(base_url=stack.providers_url, timeout=10) as http:
             providers = (await http.get("/stats")).json()

@@ -21,7 +21,7 @@ from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Mode, ReserveRequest, Scenario
 from trip.scenarios import SCENARIOS
 from trip.temporal import await_outcome, fetch_status, start_booking
-from trip.worker import build_worker
+from trip.worker import WorkerTuning, build_worker
 from workflows.booking import BookingWorkflow
 from workflows.saga import StepState
 from workflows.status import SagaStatus
@@ -189,7 +189,9 @@ async def test_workflow_code_passes_the_strict_sandbox(
     # non-deterministic calls, so the workflow must pass it too.
     async with (
         make_http_client(providers.url) as http,
-        build_worker(dev_client, BookingActivities(http), task_queue=task_queue, strict_sandbox=True),
+        build_worker(
+            dev_client, BookingActivities(http), task_queue=task_queue, tuning=WorkerTuning(strict_sandbox=True)
+        ),
     ):
         handle = await start_booking(dev_client, make_request(scenario, Mode.PARALLEL), task_queue=task_queue)
         outcome = await await_outcome(handle)

@@ -10,10 +10,11 @@ import asyncio
 import logging
 import os
 import signal
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehavior, PollerBehaviorAutoscaling, PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import BookingActivities, make_http_client
@@ -21,11 +22,6 @@ from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, TASK_QUEUE
 from workflows.booking import BookingWorkflow
 
 log = logging.getLogger("booking.worker")
-
-#: Activities one worker runs at once (the SDK's default). Provider calls are
-#: I/O-bound, but each open call holds memory: with 500 slow sagas in flight,
-#: 200 slots cost about 30 MiB more peak RSS than 100 (``make bench``).
-DEFAULT_ACTIVITY_SLOTS = 100
 
 #: How long in-flight activities get to finish after SIGINT/SIGTERM.
 DEFAULT_GRACE = timedelta(seconds=10)
@@ -46,28 +42,50 @@ def workflow_runner(strict_sandbox: bool = False) -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
 
 
+@dataclass(frozen=True)
+class WorkerTuning:
+    """The knobs ``make bench`` measures; the defaults are what we ship."""
+
+    #: Activities run at once (the SDK's default). Provider calls are I/O-bound,
+    #: but each open call holds memory: with 500 slow sagas in flight, 200 slots
+    #: cost about 30 MiB more peak RSS than 100.
+    max_concurrent_activities: int = 100
+    #: Workflows kept in memory between tasks; 0 replays the history every task.
+    max_cached_workflows: int = 1000
+    #: Re-import the workflow module for every run (the SDK default).
+    strict_sandbox: bool = False
+    #: Let the SDK scale task pollers from server feedback instead of a fixed
+    #: five. Off until ``make bench`` shows it pays for its extra open polls
+    #: (docs/benchmarks.md has the latest figures).
+    poller_autoscaling: bool = False
+
+
 def build_worker(
     client: Client,
     activities: BookingActivities,
     *,
     task_queue: str = TASK_QUEUE,
     graceful_shutdown_timeout: timedelta = DEFAULT_GRACE,
-    max_concurrent_activities: int = DEFAULT_ACTIVITY_SLOTS,
-    max_cached_workflows: int = 1000,
-    strict_sandbox: bool = False,
+    tuning: WorkerTuning = WorkerTuning(),
 ) -> Worker:
+    # The SDK's default is a fixed five pollers per kind of task.
+    pollers: PollerBehavior = (
+        PollerBehaviorAutoscaling() if tuning.poller_autoscaling else PollerBehaviorSimpleMaximum(maximum=5)
+    )
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[BookingWorkflow],
         activities=activities.all(),
-        workflow_runner=workflow_runner(strict_sandbox),
+        workflow_runner=workflow_runner(tuning.strict_sandbox),
         graceful_shutdown_timeout=graceful_shutdown_timeout,
-        max_concurrent_activities=max_concurrent_activities,
-        max_cached_workflows=max_cached_workflows,
+        max_concurrent_activities=tuning.max_concurrent_activities,
+        max_cached_workflows=tuning.max_cached_workflows,
         # After a worker dies its sticky queue is useless; fall back to the
         # shared queue sooner than the 10 s default so another worker resumes.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=5),
+        workflow_task_poller_behavior=pollers,
+        activity_task_poller_behavior=pollers,
     )
 
 
@@ -78,33 +96,29 @@ async def run(
     providers_url: str | None = None,
     graceful_shutdown_timeout: timedelta = DEFAULT_GRACE,
     stop: asyncio.Event | None = None,
-    max_concurrent_activities: int = DEFAULT_ACTIVITY_SLOTS,
-    max_cached_workflows: int = 1000,
-    strict_sandbox: bool = False,
+    tuning: WorkerTuning = WorkerTuning(),
 ) -> None:
     providers_url = providers_url or os.environ.get(ENV_PROVIDERS_URL, DEFAULT_PROVIDERS_URL)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with make_http_client(providers_url, max_connections=max_concurrent_activities) as http:
+    async with make_http_client(providers_url, max_connections=tuning.max_concurrent_activities) as http:
         worker = build_worker(
             client,
             BookingActivities(http),
             task_queue=task_queue,
             graceful_shutdown_timeout=graceful_shutdown_timeout,
-            max_concurrent_activities=max_concurrent_activities,
-            max_cached_workflows=max_cached_workflows,
-            strict_sandbox=strict_sandbox,
+            tuning=tuning,
         )
         async with worker:
             log.info(
-                "worker ready: task queue %r on %s (namespace %s), providers at %s, %s sandbox",
+                "worker ready: task queue %r on %s (namespace %s), providers at %s, %s",
                 task_queue,
                 client.service_client.config.target_host,
                 client.namespace,
                 providers_url,
-                "strict" if strict_sandbox else "shared-module",
+                tuning,
             )
             await stop.wait()
             log.info(
