@@ -171,12 +171,14 @@ class Bench:
         }
 
     async def throughput(self, concurrency: int, order: list[str]) -> dict[str, dict[str, float]]:
-        out = {}
-        for name in order:
-            out[name] = await self.load(
-                QUEUES[name], WORKERS[name], MODES[name], self.plan.throughput_sagas, concurrency
-            )
-            log(f"throughput c={concurrency} {name}: {out[name]['sagas_per_s']:.1f} sagas/s")
+        """Each side's sagas in two halves, A B B A, so that drift during the phase hits both."""
+        half = self.plan.throughput_sagas // 2
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in order}
+        for name in [*order, *reversed(order)]:
+            runs[name].append(await self.load(QUEUES[name], WORKERS[name], MODES[name], half, concurrency))
+        out = {name: merge_loads(loads) for name, loads in runs.items()}
+        for name, figures in out.items():
+            log(f"throughput c={concurrency} {name}: {figures['sagas_per_s']:.1f} sagas/s")
         return out
 
     async def reservations_left(self, workflow_ids: list[str]) -> int:
@@ -207,26 +209,53 @@ class Bench:
             out[name] = {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]} | {"sampled": len(rows)}
         return out
 
+    async def in_flight(self, queue: str, worker: str, mode: Mode) -> dict[str, float]:
+        """Peak worker RSS while ``plan.inflight`` slow sagas are open at once."""
+        req = request(mode, Scenario.SLOW)
+        with RssSampler(self.stack.pid(worker)) as sampler:
+            started = time.perf_counter()
+            handles = await asyncio.gather(
+                *(start_booking(self.client, req, task_queue=queue) for _ in range(self.plan.inflight))
+            )
+            start_seconds = time.perf_counter() - started
+            outcomes = await asyncio.gather(*(h.result() for h in handles), return_exceptions=True)
+        log(f"memory on {worker}: peak RSS {sampler.peak:.1f} MiB with {self.plan.inflight} in flight")
+        return {
+            "sagas": self.plan.inflight,
+            "peak_rss_mib": sampler.peak,
+            "start_all_seconds": start_seconds,
+            "phase_seconds": time.perf_counter() - started,
+            "failed": sum(isinstance(o, BaseException) for o in outcomes),
+            "provider_latency_ms": self.plan.inflight_latency_ms,
+        }
+
     async def memory_in_flight(self) -> dict[str, dict[str, float]]:
+        return {name: await self.in_flight(QUEUES[name], WORKERS[name], mode) for name, mode in MODES.items()}
+
+    async def fresh_in_flight(self, flags: list[str]) -> dict[str, float]:
+        """The in-flight memory test on a fresh worker started with ``flags``
+        (fresh, so that no side carries the memory of earlier phases)."""
+        queue = f"bench-memory-{uuid.uuid4().hex[:6]}"
+        self.stack.start_worker("worker-memory", queue, *flags)
+        try:
+            await one_saga(self.client, queue, request(Mode.PARALLEL))  # returns once the worker polls
+            return await self.in_flight(queue, "worker-memory", Mode.PARALLEL)
+        finally:
+            proc = self.stack.procs.pop("worker-memory")
+            proc.terminate()
+            proc.wait()
+
+    async def memory_variants(self, variants: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+        shipped = await self.fresh_in_flight([])
         out = {}
-        for name, mode in MODES.items():
-            req = request(mode, Scenario.SLOW)
-            with RssSampler(self.stack.pid(WORKERS[name])) as sampler:
-                started = time.perf_counter()
-                handles = await asyncio.gather(
-                    *(start_booking(self.client, req, task_queue=QUEUES[name]) for _ in range(self.plan.inflight))
-                )
-                start_seconds = time.perf_counter() - started
-                outcomes = await asyncio.gather(*(h.result() for h in handles), return_exceptions=True)
+        for name, flags in variants.items():
+            variant = await self.fresh_in_flight(flags)
             out[name] = {
-                "sagas": self.plan.inflight,
-                "peak_rss_mib": sampler.peak,
-                "start_all_seconds": start_seconds,
-                "phase_seconds": time.perf_counter() - started,
-                "failed": sum(isinstance(o, BaseException) for o in outcomes),
-                "provider_latency_ms": self.plan.inflight_latency_ms,
+                "flags": flags,
+                "variant": variant,
+                "shipped": shipped,
+                "delta_peak_rss_mib": variant["peak_rss_mib"] - shipped["peak_rss_mib"],
             }
-            log(f"memory {name}: peak RSS {sampler.peak:.1f} MiB with {self.plan.inflight} in flight")
         return out
 
     async def web_submit(self, ours_url: str, sample_url: str) -> dict[str, dict[str, Any]]:
@@ -462,6 +491,12 @@ async def run(plan: Plan, quick: bool) -> dict[str, Any]:
             "shared_module_sandbox": await bench.worker_variant(["--strict-sandbox"]),
             "workflow_cache": await bench.worker_variant(["--max-cached-workflows", "0"]),
             "poller_autoscaling": await bench.worker_variant(["--poller-autoscaling"]),
+            **await bench.memory_variants(
+                {
+                    "poller_autoscaling_memory": ["--poller-autoscaling"],
+                    "activity_slots_200_memory": ["--max-concurrent-activities", "200"],
+                }
+            ),
         }
         async with httpx.AsyncClient(base_url=stack.providers_url, timeout=10) as http:
             providers = (await http.get("/stats")).json()

@@ -151,6 +151,7 @@ def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     eager, http = opt["eager_start"], opt["shared_http_client"]
     cache, sandbox, pollers = opt["workflow_cache"], opt["shared_module_sandbox"], opt["poller_autoscaling"]
+    poller_mem, slots_mem = opt["poller_autoscaling_memory"], opt["activity_slots_200_memory"]
     prov = r["providers"]
     return f"""# Benchmarks
 
@@ -177,8 +178,8 @@ How each figure is taken:
 
 - *Latency*: from the `start_workflow` call to the workflow's result, {r["plan"]["latency_runs"]} happy sagas per mode,
   one at a time.
-- *Throughput*: {r["plan"]["throughput_sagas"]} happy sagas per mode, at most N in flight; completed sagas over wall
-  time. CPU per saga is `/proc` user+system time of the worker and the server process over the
+- *Throughput*: {r["plan"]["throughput_sagas"]} happy sagas per mode, at most N in flight, run in two halves in the
+  order A B B A; completed sagas over wall time. CPU per saga is `/proc` user+system time of the worker and the server process over the
   {list(r["throughput"])[-1]}-concurrent phase, divided by the sagas.
 - *Time to consistent*: `flight-sold-out`, from the start call to the workflow's failure, which the workflow raises
   only after every compensation is done. {r["rolled_back_with_reservations_left"]} of these runs left a reservation
@@ -232,6 +233,7 @@ are shared and noisy, which is why every figure here is a same-run ratio.
 | one shared HTTP client per worker | {_f(http["shared_p50_ms"], 2)} ms p50 per provider call | {_f(http["per_call_p50_ms"], 2)} ms with a client per call | ×{http["ratio"]:.2f} per call | yes |
 | workflow cache (`max_cached_workflows=1000` vs 0), parallel, 50 concurrent | {_f(cache["shipped"]["sagas_per_s"])} sagas/s, {_f(cache["shipped"]["worker_cpu_ms_per_saga"])} ms worker CPU per saga | {_f(cache["variant"]["sagas_per_s"])} sagas/s, {_f(cache["variant"]["worker_cpu_ms_per_saga"])} ms | ×{cache["ratio_throughput"]:.2f} throughput, ×{cache["ratio_worker_cpu"]:.2f} worker CPU | yes |
 | workflow module imported once (shared-module sandbox) vs re-imported per run (`--strict-sandbox`, the SDK default), parallel, 50 concurrent | {_f(sandbox["shipped"]["sagas_per_s"])} sagas/s, {_f(sandbox["shipped"]["worker_cpu_ms_per_saga"])} ms worker CPU per saga | {_f(sandbox["variant"]["sagas_per_s"])} sagas/s, {_f(sandbox["variant"]["worker_cpu_ms_per_saga"])} ms | ×{sandbox["ratio_throughput"]:.2f} throughput, ×{sandbox["ratio_worker_cpu"]:.2f} worker CPU | yes; the tests also run the workflow under the strict sandbox |
-| poller autoscaling (`--poller-autoscaling`) vs the SDK's fixed five pollers, parallel, 50 concurrent | {_f(pollers["variant"]["sagas_per_s"])} sagas/s, {_f(pollers["variant"]["worker_cpu_ms_per_saga"])} ms worker CPU per saga | {_f(pollers["shipped"]["sagas_per_s"])} sagas/s, {_f(pollers["shipped"]["worker_cpu_ms_per_saga"])} ms | ×{1 / pollers["ratio_throughput"]:.2f} throughput, ×{1 / pollers["ratio_worker_cpu"]:.2f} worker CPU | not by default: it keeps more polls, and their buffers, open, which the memory target cannot spare at 500 sagas in flight; turn it on where throughput matters more than worker memory |
+| poller autoscaling (`--poller-autoscaling`) vs the SDK's fixed five pollers, parallel, 50 concurrent | {_f(pollers["variant"]["sagas_per_s"])} sagas/s, {_f(pollers["variant"]["worker_cpu_ms_per_saga"])} ms worker CPU per saga | {_f(pollers["shipped"]["sagas_per_s"])} sagas/s, {_f(pollers["shipped"]["worker_cpu_ms_per_saga"])} ms | ×{1 / pollers["ratio_throughput"]:.2f} throughput, ×{1 / pollers["ratio_worker_cpu"]:.2f} worker CPU; peak RSS with {mem[OURS]["sagas"]} in flight {_f(poller_mem["variant"]["peak_rss_mib"])} MiB against {_f(poller_mem["shipped"]["peak_rss_mib"])} | no: on one worker and one dev server it bought little throughput for more peak memory; worth re-measuring with many workers |
+| 200 activity slots instead of the SDK's 100 (`--max-concurrent-activities 200`), {mem[OURS]["sagas"]} slow sagas in flight | {_f(slots_mem["variant"]["peak_rss_mib"])} MiB peak RSS, phase {_f(slots_mem["variant"]["phase_seconds"])} s | {_f(slots_mem["shipped"]["peak_rss_mib"])} MiB, phase {_f(slots_mem["shipped"]["phase_seconds"])} s | {slots_mem["delta_peak_rss_mib"]:+.1f} MiB peak RSS | no: 100 |
 | sandbox pass-through of pydantic, httpx-free models and the saga core (`imports_passed_through`) | | | always on: without it every run would rebuild the pydantic models; not measured separately | yes |
 """
