@@ -177,7 +177,6 @@ class Saga:
         self._records: dict[str, StepRecord] = {}
         #: Records whose undo is registered, in registration order.
         self._stack: list[StepRecord] = []
-        self.compensating = False
 
     # --- introspection, for queries --------------------------------------
 
@@ -274,7 +273,6 @@ class Saga:
         If the workflow was cancelled while unwinding, the unwind still
         finishes and ``asyncio.CancelledError`` is raised afterwards.
         """
-        self.compensating = True
         for record in self._records.values():
             if record.state is StepState.PENDING:
                 record.state = StepState.SKIPPED
@@ -288,7 +286,6 @@ class Saga:
                 # The shield lets the unwind task run on; keep waiting for it.
                 cancelled = True
         failures = unwind.result()
-        self.compensating = False
         self._changed()
         if failures:
             raise SagaCompensationError(failures)
