@@ -3,7 +3,8 @@
 ``python run_workflow.py`` books a demo trip; every input field has a flag.
 Exit codes: 0 COMPLETED, 1 ROLLED_BACK, 2 bad input (nothing started),
 3 ROLLBACK_INCOMPLETE, 4 cannot reach Temporal, 5 CANCELLED, 6 ended some
-other way (terminated or timed out by an operator).
+other way (terminated or timed out by an operator), 7 NEEDS_ATTENTION (an undo
+is stuck; the workflow stays open and waits for ``run_operator.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import json
 import os
 import sys
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
@@ -30,6 +31,7 @@ EXIT = {
     SagaStatus.ROLLED_BACK: 1,
     SagaStatus.ROLLBACK_INCOMPLETE: 3,
     SagaStatus.CANCELLED: 5,
+    SagaStatus.NEEDS_ATTENTION: 7,
 }
 EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_OTHER = 2, 4, 6
 POLL_S = 0.25
@@ -71,6 +73,13 @@ def parse_args(argv: list[str] | None, today: date) -> argparse.Namespace:
         )
     for flag, (kind, help_text) in _RETRY_FLAGS.items():
         parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=None, help=help_text)
+    parser.add_argument(
+        "--attention-deadline",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a stuck rollback waits for an operator before closing (default: 7 days)",
+    )
     parser.add_argument("--workflow-id", default=None, help="default: a new unique id")
     parser.add_argument("--task-queue", default=os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE))
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")
@@ -90,6 +99,13 @@ def build_request(args: argparse.Namespace, today: date) -> BookingRequest:
         except ValueError as exc:
             raise BookingInputError({"retry": str(exc).splitlines()[-1].strip()}) from None
         req = req.model_copy(update={"retry": retry})
+    if args.attention_deadline is not None:
+        try:
+            req = BookingRequest.model_validate(
+                {**req.model_dump(), "attention_deadline": timedelta(seconds=args.attention_deadline)}
+            )
+        except ValueError:
+            raise BookingInputError({"attention_deadline": "must be more than 0 and at most 365 days"}) from None
     return req
 
 
@@ -107,7 +123,7 @@ def _step_line(step: Any) -> str:
 
 
 async def watch(handle: WorkflowHandle[Any, Any], quiet: bool) -> tuple[Outcome, BookingStatus | None]:
-    """Print step changes until the workflow closes; return its outcome."""
+    """Print step changes until the workflow closes or needs an operator; return its outcome."""
     result_task = asyncio.ensure_future(await_outcome(handle))
     seen: dict[str, str] = {}
     while True:
@@ -124,6 +140,14 @@ async def watch(handle: WorkflowHandle[Any, Any], quiet: bool) -> tuple[Outcome,
                     print(line, flush=True)
         if done:
             return result_task.result(), status
+        if status is not None and status.status is SagaStatus.NEEDS_ATTENTION:
+            result_task.cancel()
+            held = ", ".join(status.outstanding)
+            return Outcome(
+                SagaStatus.NEEDS_ATTENTION,
+                error_type="NeedsAttention",
+                error_message=f"an undo is stuck; the booking waits for an operator. Still held: {held}",
+            ), status
         await asyncio.wait({result_task}, timeout=POLL_S)
 
 
@@ -145,6 +169,9 @@ def report(workflow_id: str, namespace: str, outcome: Outcome, status: BookingSt
         ],
         "web_ui_url": web_ui_url(workflow_id, namespace),
     }
+    if status is not None and status.attention is not None:
+        out["outstanding"] = [o.model_dump(mode="json") for o in status.attention.outstanding]
+        out["attention_deadline"] = status.attention.deadline.isoformat()
     if outcome.result is not None:
         out["confirmations"] = outcome.result.confirmations
     else:
@@ -183,6 +210,8 @@ async def run(args: argparse.Namespace, req: BookingRequest) -> int:
                 print(f"  {kind}: {confirmation}")
         else:
             print(f"  {outcome.error_type}: {outcome.error_message}")
+        if outcome.status is SagaStatus.NEEDS_ATTENTION:
+            print(f"  Operator: python run_operator.py retry|resolve --workflow-id {workflow_id} ...")
         print(f"  Web UI: {url}")
     return EXIT.get(outcome.status, EXIT_OTHER) if outcome.status else EXIT_OTHER
 

@@ -5,6 +5,8 @@ Routes:
   POST /{kind}/reservations/{key}/cancel     undo; a no-op if nothing was booked
   GET  /reservations[?booking_id=...]        the ledger, for tests and operators
   PUT  /inventory/{kind}                     set capacity (makes "sold out" real)
+  POST /admin/outages/lift                   end a booking's undo outage (car-cancel-outage):
+                                             ``{"booking_id": ..., "kind": "car"}``
   GET  /stats                                request counts and handling times
   GET  /health
 
@@ -153,6 +155,8 @@ async def cancel(request: web.Request) -> web.Response:
     attempt = ledger.count_attempt(key, "cancel")
     if _failing(fault.cancel_fail_first, attempt):
         return _error(503, "Unavailable", f"{kind.value} provider cannot cancel right now (attempt {attempt})")
+    if fault.cancel_outage and not ledger.outage_lifted(booking_id=booking_id, kind=kind.value):
+        return _error(503, "Unavailable", f"{kind.value} provider outage: cancellations are down until it is lifted")
     try:
         outcome = ledger.cancel(kind=kind.value, key=key, booking_id=booking_id)
     except LedgerConflict as exc:
@@ -175,6 +179,19 @@ async def set_inventory(request: web.Request) -> web.Response:
         return _error(422, "InvalidBooking", "capacity must be a non-negative integer")
     request.app[LEDGER].set_capacity(kind=kind.value, resource=resource, day=day, capacity=capacity)
     return web.json_response({"kind": kind.value, "resource": resource, "day": day, "capacity": capacity})
+
+
+async def lift_outage(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    booking_id, kind_name = body.get("booking_id"), body.get("kind")
+    if not isinstance(booking_id, str) or not (1 <= len(booking_id) <= 200):
+        return _error(422, "InvalidBooking", "booking_id must be a string of 1 to 200 characters")
+    try:
+        kind = Kind(kind_name)
+    except ValueError:
+        return _error(422, "InvalidBooking", "kind must be one of: car, hotel, flight")
+    request.app[LEDGER].lift_outage(booking_id=booking_id, kind=kind.value)
+    return web.json_response({"booking_id": booking_id, "kind": kind.value, "outage": "lifted"})
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -227,6 +244,7 @@ def create_app(ledger: Ledger, *, latency_override_ms: int | None = None) -> web
     app.router.add_post("/{kind}/reservations/{key}/cancel", cancel)
     app.router.add_get("/reservations", list_reservations)
     app.router.add_put("/inventory/{kind}", set_inventory)
+    app.router.add_post("/admin/outages/lift", lift_outage)
     app.router.add_get("/stats", stats)
     app.router.add_get("/health", health)
 

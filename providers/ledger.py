@@ -50,6 +50,14 @@ CREATE TABLE IF NOT EXISTS inventory (
     PRIMARY KEY (kind, resource, day)
 );
 
+-- Undo outages an operator has lifted, per booking and kind (scenario car-cancel-outage).
+CREATE TABLE IF NOT EXISTS lifted_outages (
+    booking_id TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    lifted_at  TEXT NOT NULL,
+    PRIMARY KEY (booking_id, kind)
+);
+
 -- How many times each key has been tried, per operation (drives "fail the first N").
 CREATE TABLE IF NOT EXISTS attempts (
     idempotency_key TEXT NOT NULL,
@@ -193,6 +201,19 @@ class Ledger:
                 (_now(), key),
             )
             return "cancelled"
+
+    def lift_outage(self, *, booking_id: str, kind: str) -> None:
+        with self._tx():
+            self._db.execute(
+                "INSERT OR IGNORE INTO lifted_outages (booking_id, kind, lifted_at) VALUES (?, ?, ?)",
+                (booking_id, kind, _now()),
+            )
+
+    def outage_lifted(self, *, booking_id: str, kind: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM lifted_outages WHERE booking_id = ? AND kind = ?", (booking_id, kind)
+        ).fetchone()
+        return row is not None
 
     def set_capacity(self, *, kind: str, resource: str, day: str, capacity: int) -> None:
         with self._tx():

@@ -14,6 +14,11 @@ TASK_QUEUE = "booking-saga"
 WORKFLOW_TYPE = "BookingWorkflow"
 WORKFLOW_ID_PREFIX = "trip"
 
+#: Workflow Updates an operator sends to a booking in NEEDS_ATTENTION. The
+#: Temporal CLI calls them by these names: never rename them.
+UPDATE_RETRY_COMPENSATION = "retry_compensation"
+UPDATE_RESOLVE = "resolve"
+
 #: Custom search attributes. ``make run`` registers them on the dev server; on
 #: any other cluster create them once with ``temporal operator search-attribute
 #: create --name BookingStatus --type Keyword`` (and the same for the traveller).

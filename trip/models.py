@@ -32,6 +32,8 @@ from pydantic import (
 
 MAX_DAYS_AHEAD = 365
 MAX_TRIP_DAYS = 60
+#: How long a booking whose undo is stuck waits for an operator, by default.
+DEFAULT_ATTENTION_DEADLINE = timedelta(days=7)
 
 
 class Kind(str, Enum):
@@ -54,6 +56,7 @@ class Scenario(str, Enum):
     HOTEL_DOWN = "hotel-down"
     CAR_CANCEL_FLAKY = "car-cancel-flaky"
     CAR_CANCEL_BROKEN = "car-cancel-broken"
+    CAR_CANCEL_OUTAGE = "car-cancel-outage"
     SLOW = "slow"
 
 
@@ -183,6 +186,9 @@ class BookingRequest(_Model):
     mode: Mode = Mode.PARALLEL
     scenario: Scenario = Scenario.HAPPY
     retry: RetryOverrides | None = None
+    #: How long to wait for an operator when an undo is stuck (NEEDS_ATTENTION)
+    #: before closing as RollbackIncomplete. ``None``: ``DEFAULT_ATTENTION_DEADLINE``.
+    attention_deadline: Annotated[timedelta, Field(gt=timedelta(0), le=timedelta(days=365))] | None = None
 
     @classmethod
     def from_flat(cls, data: Mapping[str, Any], *, today: date) -> BookingRequest:

@@ -28,6 +28,9 @@ class Fault:
     latency_ms: int = 0
     #: Answer 503 to the first N cancel attempts for a key (``ALWAYS``: all).
     cancel_fail_first: int = 0
+    #: Answer 503 to every cancel until an operator lifts the outage for the
+    #: booking (``POST /admin/outages/lift``).
+    cancel_outage: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,16 @@ SCENARIOS: dict[Scenario, ScenarioSpec] = {
         ),
         ScenarioSpec(
             Scenario.CAR_CANCEL_BROKEN,
-            "broken undo: the flight is sold out and the car can never be cancelled; needs an operator",
-            "ROLLBACK_INCOMPLETE",
+            "broken undo: the flight is sold out and the car can never be cancelled; an operator must resolve it",
+            "NEEDS_ATTENTION",
             {Kind.FLIGHT: Fault(sold_out=True), Kind.CAR: Fault(cancel_fail_first=ALWAYS)},
+        ),
+        ScenarioSpec(
+            Scenario.CAR_CANCEL_OUTAGE,
+            "undo outage: the flight is sold out and the car provider cannot cancel until its outage is lifted;"
+            " then an operator retries the undo",
+            "NEEDS_ATTENTION",
+            {Kind.FLIGHT: Fault(sold_out=True), Kind.CAR: Fault(cancel_outage=True)},
         ),
         ScenarioSpec(
             Scenario.SLOW,

@@ -36,13 +36,22 @@ from trip import (
     SA_BOOKING_STATUS,
     SA_TRAVELLER,
     TASK_QUEUE,
+    UPDATE_RESOLVE,
+    UPDATE_RETRY_COMPENSATION,
     WORKFLOW_ID_PREFIX,
 )
 from trip.errors import ErrorType
 from trip.models import BookingRequest
 from workflows.booking import BookingWorkflow
 from workflows.saga import StepState
-from workflows.status import BookingResult, BookingStatus, SagaStatus
+from workflows.status import (
+    BookingResult,
+    BookingStatus,
+    OperatorActionResult,
+    ResolveInput,
+    RetryCompensationInput,
+    SagaStatus,
+)
 
 
 def _installed_binary(name: str, package: str) -> str:
@@ -218,3 +227,35 @@ async def await_outcome(handle: WorkflowHandle[Any, BookingResult]) -> Outcome:
             None, error_type=type(cause).__name__, error_message=message, execution_status=description.status
         )
     return Outcome(SagaStatus.COMPLETED, result=result)
+
+
+async def retry_compensation(
+    handle: WorkflowHandle[Any, Any], *, operator: str, note: str, steps: list[str] | None = None
+) -> OperatorActionResult:
+    """Send the ``retry_compensation`` Update and wait until the undos have run.
+
+    A call the workflow's validator rejects raises ``WorkflowUpdateFailedError``
+    whose ``cause`` carries the validator's message; nothing reaches history.
+    """
+    result: OperatorActionResult = await handle.execute_update(
+        UPDATE_RETRY_COMPENSATION,
+        RetryCompensationInput(steps=steps, operator=operator, note=note),
+        result_type=OperatorActionResult,
+    )
+    return result
+
+
+async def resolve(handle: WorkflowHandle[Any, Any], *, step: str, operator: str, note: str) -> OperatorActionResult:
+    """Send the ``resolve`` Update: ``step`` was released outside the system."""
+    result: OperatorActionResult = await handle.execute_update(
+        UPDATE_RESOLVE, ResolveInput(step=step, operator=operator, note=note), result_type=OperatorActionResult
+    )
+    return result
+
+
+def rejection_message(err: BaseException) -> str:
+    """The validator's own words from a rejected Update."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, FailureError):
+        return cause.message
+    return str(err)

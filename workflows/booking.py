@@ -8,10 +8,16 @@ Outcomes, as the Temporal Web UI shows them:
 
 * Completed: returns ``BookingResult`` with the three confirmations.
 * Failed, ``BookingRolledBack``: a step failed and every booking was undone.
-* Failed, ``RollbackIncomplete``: an undo ran out of budget; the reservations
-  still held are listed. (Operator actions to retry them come later; the
-  workflow closes so that the Web UI shows it needs attention.)
-* Canceled: someone cancelled it; everything booked was undone first.
+* Open, ``NEEDS_ATTENTION``: an undo ran out of budget. The workflow waits for
+  an operator's ``retry_compensation`` or ``resolve`` Update; once nothing is
+  outstanding it ends Failed ``BookingRolledBack`` with the operator actions in
+  its details. If the attention deadline passes first it ends Failed
+  ``RollbackIncomplete``, listing the reservations still held.
+* Canceled: someone cancelled it; everything booked was undone first (what
+  could not be undone is listed by the ``status`` query).
+
+Runs started before NEEDS_ATTENTION existed keep their old ending (Failed
+``RollbackIncomplete`` as soon as an undo fails): ``PATCH_NEEDS_ATTENTION``.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
+    from trip import SA_BOOKING_STATUS, UPDATE_RESOLVE, UPDATE_RETRY_COMPENSATION, WORKFLOW_TYPE
     from trip.errors import NON_RETRYABLE_BUSINESS_ERRORS, ErrorType
     from trip.models import (
+        DEFAULT_ATTENTION_DEADLINE,
         BookingRequest,
         CancelRequest,
         CancelResult,
@@ -43,7 +50,24 @@ with workflow.unsafe.imports_passed_through():
         RetryOverrides,
     )
     from workflows.saga import CANCELLED, Compensation, Saga, SagaCompensationError, StepRecord, StepState
-    from workflows.status import BookingResult, BookingStatus, FailureView, SagaStatus, StepView
+    from workflows.status import (
+        Attention,
+        BookingResult,
+        BookingStatus,
+        FailureView,
+        OperatorAction,
+        OperatorActionResult,
+        OutstandingStep,
+        ResolveInput,
+        RetryCompensationInput,
+        SagaStatus,
+        StepView,
+    )
+
+#: Marks runs that wait for an operator (NEEDS_ATTENTION) when an undo is stuck
+#: and give undos stable activity ids. Runs recorded without it replay the old
+#: way: they close as RollbackIncomplete at once.
+PATCH_NEEDS_ATTENTION = "needs-attention"
 
 
 @dataclass(frozen=True)
@@ -122,9 +146,14 @@ class BookingWorkflow:
             on_change=self._publish_details,
         )
         self._saga.declare(*(step_name(k) for k in STEP_ORDER))
+        self._attention: Attention | None = None
+        #: Whether this run may wait for an operator; decided once, in ``run``.
+        self._operator_enabled = False
 
     @workflow.run
     async def run(self, req: BookingRequest) -> BookingResult:
+        self._operator_enabled = workflow.patched(PATCH_NEEDS_ATTENTION)
+        self._saga.stable_undo_ids = self._operator_enabled
         try:
             if req.mode is Mode.PARALLEL:
                 await self._book_parallel()
@@ -153,9 +182,56 @@ class BookingWorkflow:
                 for r in records
                 if isinstance(r.result, Reservation) and r.state is StepState.SUCCEEDED
             },
-            outstanding=[r.name for r in records if r.state is StepState.COMPENSATION_FAILED],
+            outstanding=[r.name for r in self._saga.outstanding()],
             trip=self._req,
+            # What is held changes as operators act, so it is read live.
+            attention=self._attention.model_copy(update={"outstanding": self._held()}) if self._attention else None,
+            audit=[OperatorAction(**vars(a)) for a in self._saga.actions],
         )
+
+    # --- operator Updates (NEEDS_ATTENTION) ---------------------------------
+
+    @workflow.update(name=UPDATE_RETRY_COMPENSATION)
+    async def retry_compensation(self, req: RetryCompensationInput) -> OperatorActionResult:
+        """Run the undos of outstanding steps again with a fresh budget; return when they finish."""
+        outcomes = await self._saga.retry_compensation(req.steps, operator=req.operator, note=req.note)
+        return self._action_result({name: state.value for name, state in outcomes.items()})
+
+    @retry_compensation.validator
+    def _validate_retry(self, req: RetryCompensationInput) -> None:
+        self._check_operator_action(req.operator, req.note, "retry")
+        self._saga.check_retry(req.steps)
+
+    @workflow.update(name=UPDATE_RESOLVE)
+    def resolve(self, req: ResolveInput) -> OperatorActionResult:
+        """Record that an outstanding step's reservation was released outside the system."""
+        self._saga.resolve(req.step, operator=req.operator, note=req.note)
+        return self._action_result({req.step: StepState.RESOLVED.value})
+
+    @resolve.validator
+    def _validate_resolve(self, req: ResolveInput) -> None:
+        self._check_operator_action(req.operator, req.note, "resolve")
+        if not req.step:
+            raise ValueError("step must name the outstanding step to resolve, e.g. book_car")
+        self._saga.check_resolve(req.step)
+
+    def _check_operator_action(self, operator: str, note: str, what: str) -> None:
+        if self._status is not SagaStatus.NEEDS_ATTENTION:
+            raise ValueError(
+                f"this booking is {self._status.value}, not {SagaStatus.NEEDS_ATTENTION.value}: "
+                f"there is nothing to {what}"
+            )
+        if not operator:
+            raise ValueError("operator must name who is acting")
+        if not note:
+            raise ValueError("note must say why: it goes into the audit trail")
+
+    def _action_result(self, outcomes: dict[str, str]) -> OperatorActionResult:
+        outstanding = [r.name for r in self._saga.outstanding()]
+        # The status this action leads to: the run closes as rolled back once
+        # nothing is outstanding (and every Update has finished).
+        status = SagaStatus.NEEDS_ATTENTION if outstanding else SagaStatus.ROLLED_BACK
+        return OperatorActionResult(status=status, outcomes=outcomes, outstanding=outstanding)
 
     # --- forward ------------------------------------------------------------
 
@@ -232,8 +308,12 @@ class BookingWorkflow:
         try:
             undone = await self._saga.compensate()
         except SagaCompensationError as comp_err:
-            self._set_status(SagaStatus.ROLLBACK_INCOMPLETE)
-            raise self._incomplete_error(comp_err) from err
+            if not self._operator_enabled:
+                self._set_status(SagaStatus.ROLLBACK_INCOMPLETE)
+                raise self._incomplete_error([self._saga.record(f.step) for f in comp_err.failures]) from err
+            if cancelled or comp_err.cancelled:
+                await self._end_cancelled()
+            await self._wait_for_operator(err)
         except asyncio.CancelledError:
             # Cancelled while unwinding: the unwind finished regardless.
             cancelled, undone = True, [r.name for r in self._saga.records if r.state is StepState.COMPENSATED]
@@ -253,28 +333,92 @@ class BookingWorkflow:
             compensated=undone,
         ) from err
 
-    def _incomplete_error(self, comp_err: SagaCompensationError) -> ApplicationError:
-        held = []
-        for failure in comp_err.failures:
-            record = self._saga.record(failure.step)
-            confirmation = record.result.confirmation if isinstance(record.result, Reservation) else None
-            held.append(
-                {
-                    "step": failure.step,
-                    "confirmation": confirmation,
-                    "undo_error_type": failure.error_type,
-                    "undo_error": failure.message,
-                }
+    async def _wait_for_operator(self, err: BaseException) -> None:
+        """NEEDS_ATTENTION: wait for operators to settle every outstanding step, or the deadline. Always raises."""
+        deadline = self._req.attention_deadline or DEFAULT_ATTENTION_DEADLINE
+        since = workflow.now()
+        self._attention = Attention(since=since, deadline=since + deadline, outstanding=self._held())
+        self._set_status(SagaStatus.NEEDS_ATTENTION)
+        try:
+            # A retry in flight keeps its step COMPENSATING, not outstanding:
+            # wait for the handlers too, so its outcome decides.
+            await workflow.wait_condition(
+                lambda: not self._saga.outstanding() and workflow.all_handlers_finished(), timeout=deadline
             )
+        except asyncio.TimeoutError:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            if self._saga.outstanding():
+                self._set_status(SagaStatus.ROLLBACK_INCOMPLETE)
+                raise self._incomplete_error(self._saga.outstanding()) from err
+        except asyncio.CancelledError:
+            await self._end_cancelled()
+        self._set_status(SagaStatus.ROLLED_BACK)
+        actions = [OperatorAction(**vars(a)).model_dump(mode="json") for a in self._saga.actions]
+        compensated = [r.name for r in self._saga.records if r.state is StepState.COMPENSATED]
+        resolved = [r.name for r in self._saga.records if r.state is StepState.RESOLVED]
+        who = ", ".join(f"{a['action']} by {a['operator']} ({a['note']})" for a in actions)
+        failure = self._failure
+        assert failure is not None
+        raise self._saga_error(
+            ErrorType.BOOKING_ROLLED_BACK,
+            f"Trip not booked: {failure.step or 'the booking'} failed ({failure.type}: {failure.message}). "
+            f"Undone: {', '.join(compensated) or 'nothing'}; resolved by an operator: {', '.join(resolved) or 'none'}. "
+            f"Operator actions: {who}.",
+            compensated=compensated,
+            resolved=resolved,
+            operator_actions=actions,
+        ) from err
+
+    async def _end_cancelled(self) -> None:
+        """End Canceled, keeping what is still held in the ``status`` query. Always raises."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        held = self._held()
+        if held:
+            listing = ", ".join(h.step for h in held)
+            self._failure = FailureView(
+                step=self._failure.step if self._failure else None,
+                type="Cancelled",
+                message=f"the booking was cancelled; still held, an operator must release: {listing}",
+            )
+        self._set_status(SagaStatus.CANCELLED)
+        raise asyncio.CancelledError()
+
+    def _held(self) -> list[OutstandingStep]:
+        return [
+            OutstandingStep(
+                step=r.name,
+                confirmation=r.result.confirmation if isinstance(r.result, Reservation) else None,
+                undo_error_type=r.undo_error_type,
+                undo_error=r.undo_error,
+                undo_attempts=r.undo_attempts,
+            )
+            for r in self._saga.outstanding()
+        ]
+
+    def _incomplete_error(self, records: Sequence[StepRecord]) -> ApplicationError:
+        held = [
+            {
+                "step": r.name,
+                "confirmation": r.result.confirmation if isinstance(r.result, Reservation) else None,
+                "undo_error_type": r.undo_error_type,
+                "undo_error": r.undo_error,
+            }
+            for r in records
+        ]
         listing = "; ".join(
             f"{h['step']}{' (' + h['confirmation'] + ')' if h['confirmation'] else ''}: {h['undo_error']}" for h in held
         )
         assert self._failure is not None
+        details: dict[str, Any] = {"outstanding": held}
+        if self._saga.actions:
+            details["operator_actions"] = [
+                OperatorAction(**vars(a)).model_dump(mode="json") for a in self._saga.actions
+            ]
         return self._saga_error(
             ErrorType.ROLLBACK_INCOMPLETE,
             f"Rollback incomplete after {self._failure.step or 'cancellation'} failed: still held: {listing}. "
             "An operator must release these reservations.",
-            outstanding=held,
+            **details,
         )
 
     def _saga_error(self, error: ErrorType, message: str, **details: Any) -> ApplicationError:
@@ -310,6 +454,18 @@ class BookingWorkflow:
             lines.append(line)
         if self._failure is not None:
             lines += ["", f"Failure: {self._failure.type}: {self._failure.message}"]
+        if self._attention is not None and self._status is SagaStatus.NEEDS_ATTENTION:
+            held = ", ".join(r.name for r in self._saga.outstanding()) or "none"
+            lines += [
+                "",
+                f"Waiting for an operator until {self._attention.deadline.isoformat(timespec='seconds')}; "
+                f"outstanding: {held}. Send the `{UPDATE_RETRY_COMPENSATION}` or `{UPDATE_RESOLVE}` Update.",
+            ]
+        for action in self._saga.actions:
+            lines.append(
+                f"- {action.at.isoformat(timespec='seconds')} {action.operator}: {action.action} "
+                f"{', '.join(action.steps)} ({action.note})"
+            )
         workflow.set_current_details("\n".join(lines))
 
 

@@ -20,6 +20,10 @@ Rules it enforces, each a defect we have seen in sagas elsewhere:
   ``SagaCompensationError``.
 * The unwind runs in its own task behind ``asyncio.shield``: cancelling the
   workflow cannot skip it, and the cancellation is re-raised once it is done.
+* A stuck undo is not the end: the steps whose undo failed stay
+  ``outstanding``, and an operator can ``retry_compensation`` (a fresh budget)
+  or ``resolve`` them (released outside the system). Every such action is kept
+  in ``actions``, an audit trail the workflow can show.
 
 This module knows nothing about what the steps do. It must only be imported
 from workflow code (it calls ``temporalio.workflow``), and it does no I/O.
@@ -30,7 +34,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -67,6 +71,8 @@ class StepState(str, Enum):
     COMPENSATING = "compensating"
     COMPENSATED = "compensated"
     COMPENSATION_FAILED = "compensation-failed"
+    #: An operator said the step's effect was undone outside the saga.
+    RESOLVED = "resolved"
     SKIPPED = "skipped"
 
 
@@ -94,9 +100,25 @@ class StepRecord:
     undo_attempts: int = 0
     undo_result: Any = None
     undo_error: str | None = None
+    undo_error_type: str | None = None
     undo: Compensation | None = field(default=None, repr=False)
     #: True while the undo is on the stack and has not run yet.
     undo_pending: bool = False
+
+
+@dataclass
+class SagaAction:
+    """One operator action on a stuck unwind: the audit trail's row."""
+
+    #: Workflow time at which the action was accepted.
+    at: datetime
+    operator: str
+    #: ``retry_compensation`` or ``resolve``.
+    action: str
+    steps: list[str]
+    note: str
+    #: Each step's state once the action finished (empty while a retry runs).
+    outcomes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,8 +131,10 @@ class UndoFailure:
 class SagaCompensationError(ApplicationError):
     """One or more undos did not succeed within their budget."""
 
-    def __init__(self, failures: Sequence[UndoFailure]) -> None:
+    def __init__(self, failures: Sequence[UndoFailure], *, cancelled: bool = False) -> None:
         self.failures = list(failures)
+        #: The workflow was also cancelled while it unwound.
+        self.cancelled = cancelled
         summary = "; ".join(f"{f.step}: {f.message}" for f in self.failures)
         super().__init__(
             f"{len(self.failures)} compensation(s) failed: {summary}",
@@ -168,8 +192,14 @@ class Saga:
         undo_timeout: timedelta = DEFAULT_UNDO_TIMEOUT,
         keep_undo_when_refused: bool = False,
         on_change: Callable[[], None] | None = None,
+        stable_undo_ids: bool = False,
     ) -> None:
         self.parallel_compensation = parallel_compensation
+        #: Give each undo the activity id ``undo-<step>``, so that operator
+        #: tools (``temporal activity pause/reset -a undo-book_car``) can name
+        #: it. Off by default only because histories recorded without it would
+        #: no longer replay: turn it on behind ``workflow.patched``.
+        self.stable_undo_ids = stable_undo_ids
         self.undo_retry_policy = undo_retry_policy
         self.undo_timeout = undo_timeout
         self.keep_undo_when_refused = keep_undo_when_refused
@@ -177,6 +207,7 @@ class Saga:
         self._records: dict[str, StepRecord] = {}
         #: Records whose undo is registered, in registration order.
         self._stack: list[StepRecord] = []
+        self._actions: list[SagaAction] = []
 
     # --- introspection, for queries --------------------------------------
 
@@ -186,6 +217,15 @@ class Saga:
 
     def record(self, name: str) -> StepRecord:
         return self._records[name]
+
+    def outstanding(self) -> list[StepRecord]:
+        """Steps whose undo ran out of budget: their effect may still be in place."""
+        return [r for r in self._stack if r.state is StepState.COMPENSATION_FAILED]
+
+    @property
+    def actions(self) -> list[SagaAction]:
+        """Every operator action, oldest first."""
+        return list(self._actions)
 
     def plan(self) -> list[str]:
         """Steps whose undo would run if the saga unwound now, in run order."""
@@ -288,7 +328,7 @@ class Saga:
         failures = unwind.result()
         self._changed()
         if failures:
-            raise SagaCompensationError(failures)
+            raise SagaCompensationError(failures, cancelled=cancelled)
         if cancelled:
             raise asyncio.CancelledError()
         return [r.name for r in self._stack if r.state is StepState.COMPENSATED]
@@ -300,6 +340,69 @@ class Saga:
         else:
             results = [await self._undo(r) for r in reversed(todo)]
         return [f for f in results if f is not None]
+
+    # --- operator actions on a stuck unwind ---------------------------------
+
+    def check_retry(self, steps: Sequence[str] | None) -> list[str]:
+        """The steps a ``retry_compensation(steps)`` would retry; ``ValueError`` says why not.
+
+        ``None`` means every outstanding step. Call it from an Update validator.
+        """
+        outstanding = [r.name for r in self.outstanding()]
+        if steps is None:
+            if not outstanding:
+                raise ValueError("no step is outstanding: there is nothing to retry")
+            return outstanding
+        if not steps:
+            raise ValueError("name at least one step, or pass null for every outstanding step")
+        for name in steps:
+            self._check_outstanding(name)
+        return list(dict.fromkeys(steps))
+
+    def check_resolve(self, step: str) -> None:
+        """``ValueError`` unless ``resolve(step)`` is allowed now."""
+        self._check_outstanding(step)
+
+    def _check_outstanding(self, name: str) -> None:
+        record = self._records.get(name)
+        if record is None:
+            raise ValueError(f"unknown step {name!r}; the steps are: {', '.join(self._records)}")
+        if record.state is StepState.COMPENSATING:
+            raise ValueError(f"step {name!r} is not outstanding: its undo is running right now")
+        if record.state is not StepState.COMPENSATION_FAILED:
+            raise ValueError(f"step {name!r} is not outstanding (it is {record.state.value})")
+
+    async def retry_compensation(
+        self, steps: Sequence[str] | None, *, operator: str, note: str
+    ) -> dict[str, StepState]:
+        """Run the undos of outstanding ``steps`` again, each with a fresh budget.
+
+        Returns each step's new state (``compensated`` or ``compensation-failed``).
+        Failures are not raised: the steps simply stay outstanding.
+        """
+        names = self.check_retry(steps)
+        action = SagaAction(workflow.now(), operator, "retry_compensation", names, note)
+        self._actions.append(action)
+        records = [self._records[n] for n in names]
+        if self.parallel_compensation:
+            await asyncio.gather(*(self._undo(r) for r in records))
+        else:
+            # Reverse registration order, as the unwind itself.
+            for record in sorted(records, key=self._stack.index, reverse=True):
+                await self._undo(record)
+        action.outcomes = {r.name: r.state.value for r in records}
+        self._changed()
+        return {r.name: r.state for r in records}
+
+    def resolve(self, step: str, *, operator: str, note: str) -> None:
+        """Record that ``step``'s effect was undone outside the saga."""
+        self.check_resolve(step)
+        record = self._records[step]
+        record.state = StepState.RESOLVED
+        self._actions.append(
+            SagaAction(workflow.now(), operator, "resolve", [step], note, {step: StepState.RESOLVED.value})
+        )
+        self._changed()
 
     async def _undo(self, record: StepRecord) -> UndoFailure | None:
         undo = record.undo
@@ -316,17 +419,21 @@ class Saga:
                 retry_policy=policy,
                 summary=undo.summary,
                 result_type=undo.result_type,
+                activity_id=f"undo-{record.name}" if self.stable_undo_ids else None,
             )
         except ActivityError as err:
             record.state = StepState.COMPENSATION_FAILED
             record.undo_attempts = _attempts_from_failure(err, policy)
             error_type, record.undo_error = _root_message(err)
-            self._changed()
             if is_cancelled_exception(err):
                 error_type = CANCELLED
+            record.undo_error_type = error_type
+            self._changed()
             return UndoFailure(record.name, error_type, record.undo_error)
         record.state = StepState.COMPENSATED
         record.undo_result = result
+        # A retried undo that succeeded: its earlier failure no longer describes the step.
+        record.undo_error = record.undo_error_type = None
         record.undo_attempts = _attempts_from_result(result)
         self._changed()
         return None

@@ -7,9 +7,10 @@ The CLI and the web app import it to render a booking.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from trip.models import BookingRequest, Mode, Scenario
 from workflows.saga import StepState
@@ -22,6 +23,9 @@ class SagaStatus(str, Enum):
     ROLLED_BACK = "ROLLED_BACK"
     ROLLBACK_INCOMPLETE = "ROLLBACK_INCOMPLETE"
     CANCELLED = "CANCELLED"
+    #: Undos ran out of budget; the workflow is open and waits for an operator
+    #: (``retry_compensation`` / ``resolve``) or for its attention deadline.
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"
 
 
 TERMINAL = frozenset(
@@ -47,6 +51,36 @@ class FailureView(BaseModel):
     message: str
 
 
+class OutstandingStep(BaseModel):
+    """A reservation that may still be held because its undo failed."""
+
+    step: str
+    confirmation: str | None = None
+    undo_error_type: str | None = None
+    undo_error: str | None = None
+    undo_attempts: int = 0
+
+
+class OperatorAction(BaseModel):
+    """One row of the audit trail: who did what, when (workflow time), and why."""
+
+    at: datetime
+    operator: str
+    action: str
+    steps: list[str]
+    note: str
+    #: Each step's state once the action finished (empty while a retry runs).
+    outcomes: dict[str, str] = {}
+
+
+class Attention(BaseModel):
+    """Why a booking in ``NEEDS_ATTENTION`` waits, and until when."""
+
+    since: datetime
+    deadline: datetime
+    outstanding: list[OutstandingStep]
+
+
 class BookingStatus(BaseModel):
     """What the ``status`` query returns; the CLI and the web page render it."""
 
@@ -63,8 +97,46 @@ class BookingStatus(BaseModel):
     outstanding: list[str] = []
     #: The booking as requested, so a status page can show the trip.
     trip: BookingRequest | None = None
+    #: Set while (and after) the saga waited for an operator.
+    attention: Attention | None = None
+    #: Every operator action, oldest first.
+    audit: list[OperatorAction] = []
 
 
 class BookingResult(BaseModel):
     confirmations: dict[str, str]
     steps: list[StepView]
+
+
+# --- operator Updates: the Temporal CLI calls these, so names and shapes are a contract
+
+
+class _OperatorInput(BaseModel):
+    # A typo in a hand-written ``--input`` must be an error, not a dropped field.
+    # Empty values are allowed here so the validator can say what is missing.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    operator: str = ""
+    note: str = ""
+
+
+class RetryCompensationInput(_OperatorInput):
+    """``retry_compensation``: ``steps`` null means every outstanding step."""
+
+    steps: list[str] | None = None
+
+
+class ResolveInput(_OperatorInput):
+    """``resolve``: the step's reservation was released outside the system."""
+
+    step: str = ""
+
+
+class OperatorActionResult(BaseModel):
+    """What an operator Update returns once it has finished."""
+
+    status: SagaStatus
+    #: The acted-on steps' new states.
+    outcomes: dict[str, str]
+    #: Steps still outstanding afterwards.
+    outstanding: list[str]
