@@ -199,7 +199,7 @@ class BookingWorkflow:
 
     @retry_compensation.validator
     def _validate_retry(self, req: RetryCompensationInput) -> None:
-        self._check_operator_action(req.operator, req.note, "retry")
+        self._check_operator_action(req, "retry")
         self._saga.check_retry(req.steps)
 
     @workflow.update(name=UPDATE_RESOLVE)
@@ -210,20 +210,23 @@ class BookingWorkflow:
 
     @resolve.validator
     def _validate_resolve(self, req: ResolveInput) -> None:
-        self._check_operator_action(req.operator, req.note, "resolve")
+        self._check_operator_action(req, "resolve")
         if not req.step:
             raise ValueError("step must name the outstanding step to resolve, e.g. book_car")
         self._saga.check_resolve(req.step)
 
-    def _check_operator_action(self, operator: str, note: str, what: str) -> None:
+    def _check_operator_action(self, req: RetryCompensationInput | ResolveInput, what: str) -> None:
+        if req.model_extra:
+            known = ", ".join(type(req).model_fields)
+            raise ValueError(f"unknown field(s) {', '.join(sorted(req.model_extra))}; the fields are: {known}")
         if self._status is not SagaStatus.NEEDS_ATTENTION:
             raise ValueError(
                 f"this booking is {self._status.value}, not {SagaStatus.NEEDS_ATTENTION.value}: "
                 f"there is nothing to {what}"
             )
-        if not operator:
+        if not req.operator:
             raise ValueError("operator must name who is acting")
-        if not note:
+        if not req.note:
             raise ValueError("note must say why: it goes into the audit trail")
 
     def _action_result(self, outcomes: dict[str, str]) -> OperatorActionResult:
