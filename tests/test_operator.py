@@ -20,6 +20,7 @@ import pytest_asyncio
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -27,7 +28,14 @@ from temporalio.worker import Worker
 from tests.conftest import make_request, wait_for_saga_status
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Kind, Mode, Reservation, ReserveRequest, Scenario
-from trip.temporal import fetch_status, rejection_message, resolve, retry_compensation, start_booking
+from trip.temporal import (
+    fetch_status,
+    rejection_message,
+    resolve,
+    retry_compensation,
+    start_booking,
+)
+from trip.temporal import test_server_path as time_skipping_server_path
 from trip.worker import workflow_runner
 from workflows.booking import BookingWorkflow
 from workflows.saga import StepState
@@ -96,6 +104,18 @@ class Stuck:
     handle: WorkflowHandle[Any, Any]
     car: CarUndo
     status: BookingStatus
+
+
+@pytest_asyncio.fixture(scope="module")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this module's own. These tests need it to skip
+    days; the Java test server stops skipping for good once another test has
+    left an activity running on it (tests/test_saga.py does, on purpose)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=time_skipping_server_path()
+    )
+    async with env:
+        yield env
 
 
 @pytest_asyncio.fixture

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 import pytest_asyncio
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 from temporalio.testing import WorkflowEnvironment
@@ -46,6 +47,8 @@ class MockActivities:
             await asyncio.Event().wait()
         if step.behaviour == "block":
             await asyncio.Event().wait()
+        if step.behaviour == "gate":
+            await self.p.event(self.p.gates, step.name).wait()
         self.p.booked.append(step.name)
         return {"attempt": activity.info().attempt}
 
@@ -235,3 +238,30 @@ async def test_outstanding_undos_wait_for_an_operator_in_any_workflow(
         ("resolve", ["b"], {"b": "resolved"}),
     ]
     assert "a" in provider.undone
+
+
+async def test_compensate_cancels_and_drains_concurrent_steps_before_any_undo(
+    ts_env: WorkflowEnvironment, harness: tuple[Provider, str]
+) -> None:
+    """The core owns its in-flight steps: no undo is scheduled while its step may still answer."""
+    provider, tq = harness
+    plan = Plan([Step("a", "gate"), Step("b", "fail")], concurrent_steps=True, parallel_compensation=True)
+    handle = await ts_env.client.start_workflow(
+        SagaTestWorkflow.run, plan, id=f"saga-{uuid.uuid4().hex}", task_queue=tq
+    )
+    await provider.event(provider.started, "undo:a").wait()
+    provider.event(provider.gates, "a").set()  # a's answer arrives late, after its undo started
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    events = (await handle.fetch_history()).events
+    kinds = [e.event_type for e in events]
+    cancel_requested = kinds.index(EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED)
+    undo_scheduled = next(
+        i
+        for i, e in enumerate(events)
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "undo_step"
+    )
+    assert cancel_requested < undo_scheduled
+    states = await handle.query(SagaTestWorkflow.states)
+    assert states == {"a": "compensated", "b": "failed"}  # a late success never overwrites the undo

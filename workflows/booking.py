@@ -30,7 +30,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from trip import SA_BOOKING_STATUS, UPDATE_RESOLVE, UPDATE_RETRY_COMPENSATION, WORKFLOW_TYPE
@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
         ReserveRequest,
         RetryOverrides,
     )
-    from workflows.saga import CANCELLED, Compensation, Saga, SagaCompensationError, StepRecord, StepState
+    from workflows.saga import Compensation, Saga, SagaCompensationError, StepRecord, StepState
     from workflows.status import (
         Attention,
         BookingResult,
@@ -144,6 +144,8 @@ class BookingWorkflow:
             ),
             undo_timeout=_seconds(retry.activity_timeout_s) or timedelta(seconds=30),
             on_change=self._publish_details,
+            attempts_from_failure=_reported_attempt,
+            attempts_from_result=lambda result: getattr(result, "attempt", None),
         )
         self._saga.declare(*(step_name(k) for k in STEP_ORDER))
         self._attention: Attention | None = None
@@ -295,9 +297,7 @@ class BookingWorkflow:
 
     async def _unwind(self, err: BaseException) -> None:
         cancelled = is_cancelled_exception(err)
-        failed_step = next(
-            (r.name for r in self._saga.records if r.state is StepState.FAILED and r.error_type != CANCELLED), None
-        )
+        failed_step = self._saga.first_failure
         if cancelled:
             self._failure = FailureView(step=None, type="Cancelled", message="the booking was cancelled")
         else:
@@ -470,6 +470,16 @@ class BookingWorkflow:
                 f"{', '.join(action.steps)} ({action.note})"
             )
         workflow.set_current_details("\n".join(lines))
+
+
+def _reported_attempt(err: ActivityError) -> int | None:
+    """Our activities put the attempt in their error's first detail (``activities.booking._fail``)."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.details:
+        first = cause.details[0]
+        if isinstance(first, dict) and isinstance(first.get("attempt"), int):
+            return int(first["attempt"])
+    return None
 
 
 async def _cancel_and_drain(tasks: Sequence[asyncio.Future[Any]]) -> None:
