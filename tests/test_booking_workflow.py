@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities import BookingActivities, make_http_client
-from tests.conftest import ProviderService, make_request, wait_for_saga_status
+from tests.conftest import FAST_RETRY, ProviderService, make_request, wait_for_saga_status
 from trip import SA_BOOKING_STATUS, SA_TRAVELLER
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Mode, ReserveRequest, Scenario
@@ -242,3 +242,41 @@ async def test_workflow_code_passes_the_strict_sandbox(
         outcome = await await_outcome(handle)
     assert outcome.status is SagaStatus(SCENARIOS[scenario].expected)
     assert providers.active_kinds(handle.id) == (["car", "flight", "hotel"] if scenario is Scenario.HAPPY else [])
+
+
+async def test_cancelling_a_parallel_booking_while_its_steps_run_undoes_everything(
+    dev_client: Client, providers: ProviderService, worker: str
+) -> None:
+    # `slow`: every provider call takes 1.5 s, so all three bookings are in flight.
+    handle = await start_booking(dev_client, make_request(Scenario.SLOW, Mode.PARALLEL), task_queue=worker)
+    status = await wait_for_saga_status(handle, SagaStatus.RUNNING)
+    deadline = asyncio.get_running_loop().time() + 10
+    while sum(s.state is S.RUNNING for s in status.steps) < 3:
+        assert asyncio.get_running_loop().time() < deadline, status
+        status = await fetch_status(handle)
+    await handle.cancel()
+    outcome = await await_outcome(handle)
+    assert outcome.status is SagaStatus.CANCELLED
+    final = await fetch_status(handle)
+    assert {s.state for s in final.steps} == {S.COMPENSATED}
+    # Each booking call either landed and was cancelled, or was voided before it could land.
+    assert providers.active_kinds(handle.id) == []
+
+
+async def test_cancelling_a_parallel_booking_while_it_unwinds_still_finishes_the_unwind(
+    dev_client: Client, providers: ProviderService, worker: str
+) -> None:
+    # The car's undo fails twice first, one second apart: the unwind is still running when the cancel lands.
+    slow_undo = FAST_RETRY.model_copy(
+        update={"initial_interval_s": 1.0, "max_interval_s": 1.0, "undo_max_interval_s": 1.0}
+    )
+    req = make_request(Scenario.CAR_CANCEL_FLAKY, Mode.PARALLEL, retry=slow_undo)
+    handle = await start_booking(dev_client, req, task_queue=worker)
+    await wait_for_saga_status(handle, SagaStatus.COMPENSATING)
+    await handle.cancel()
+    outcome = await await_outcome(handle)
+    assert outcome.status is SagaStatus.CANCELLED
+    final = await fetch_status(handle)
+    assert final.status is SagaStatus.CANCELLED and final.outstanding == []
+    assert {s.name: s.state for s in final.steps}["book_car"] is S.COMPENSATED
+    assert providers.active_kinds(handle.id) == []
