@@ -8,7 +8,7 @@ SYNCED := $(VENV)/.synced
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint format bench bench-quick screenshots clean-data
+.PHONY: install run test lint format bench bench-quick screenshots clean-data histories
 
 install: $(SYNCED)
 
@@ -40,6 +40,13 @@ bench-quick: install
 # Re-take the README's screenshots (needs chromium) into static/.
 screenshots: install
 	SCREENSHOTS_DIR=static $(VENV)/bin/python -m pytest tests/test_web_e2e.py -k browser_books -q
+
+# Record every scenario's history with the current workflow code under
+# tests/histories/$(LABEL)/ for the replay test. Never re-record an existing label.
+histories: install
+	@test -n "$(LABEL)" || { echo "usage: make histories LABEL=v3-what-changed"; exit 2; }
+	@test ! -e tests/histories/$(LABEL) || { echo "tests/histories/$(LABEL) exists: pick a new label"; exit 2; }
+	$(VENV)/bin/python -m tests.histories.record $(LABEL)
 
 format: install
 	$(VENV)/bin/ruff check --fix .

@@ -1,0 +1,113 @@
+"""Record booking histories for the replay test: ``make histories``.
+
+Starts its own dev server, provider service and an in-process worker, runs
+every scenario in both modes, and writes each run's history as JSON to
+``tests/histories/<label>/<scenario>-<mode>.json``. Also one history captured
+while ``car-cancel-broken`` is still unwinding (``...-mid-unwind.json``), and,
+where the code has NEEDS_ATTENTION, one captured while it waits for an operator.
+
+Histories recorded for an older version of the workflow must never be
+re-recorded to turn a red replay test green: record the current code under a
+new label, and guard the change with ``workflow.patched``. The recorder only
+uses APIs that every version since the first replay guard has, so it can be run
+from an older checkout (``cd old-checkout && python -m tests.histories.record``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities import BookingActivities, make_http_client
+from tests.conftest import make_request, start_providers, stop_process
+from trip import SEARCH_ATTRIBUTES
+from trip.models import Mode, RetryOverrides, Scenario
+from trip.scenarios import SCENARIOS
+from trip.temporal import await_outcome, fetch_status, start_booking, temporal_cli_path
+from trip.worker import build_worker
+
+HERE = Path(__file__).resolve().parent
+TERMINAL = {"COMPLETED", "ROLLED_BACK", "ROLLBACK_INCOMPLETE", "CANCELLED"}
+
+
+async def _wait_for(handle: WorkflowHandle[Any, Any], ready: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = await fetch_status(handle)
+        if ready(status):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{handle.id}: never reached {what}: {status}")
+        await asyncio.sleep(0.05)
+
+
+async def _save(handle: WorkflowHandle[Any, Any], path: Path) -> None:
+    history = await handle.fetch_history()
+    await asyncio.to_thread(path.write_text, history.to_json())
+    print(f"  {path.relative_to(HERE)}  {len(history.events)} events", flush=True)
+
+
+async def record(client: Client, queue: str, out: Path) -> None:
+    for scenario in Scenario:
+        for mode in Mode:
+            handle = await start_booking(client, make_request(scenario, mode), task_queue=queue)
+            path = out / f"{scenario.value}-{mode.value}.json"
+            expected = SCENARIOS[scenario].expected
+            if expected in TERMINAL:
+                await await_outcome(handle)
+            else:  # waits for an operator: keep it open, as a worker would find it
+                await _wait_for(handle, lambda s, want=expected: s.status.value == want, "its state")
+                path = out / f"{scenario.value}-{mode.value}-waiting.json"
+            await _save(handle, path)
+            if expected not in TERMINAL:
+                await handle.terminate("recorded")
+
+    # Mid-unwind: the car's undo keeps failing, slowly, while the history is taken.
+    slow_undo = RetryOverrides(
+        initial_interval_s=0.05, backoff=1.0, max_interval_s=2.0, undo_max_attempts=100, undo_max_interval_s=2.0
+    )
+    req = make_request(Scenario.CAR_CANCEL_BROKEN, Mode.SEQUENTIAL, retry=slow_undo)
+    handle = await start_booking(client, req, task_queue=queue)
+    await _wait_for(
+        handle,
+        lambda s: (
+            s.status.value == "COMPENSATING" and {x.name: x.state.value for x in s.steps}["book_hotel"] == "compensated"
+        ),
+        "the car's undo retrying",
+    )
+    await _save(handle, out / "car-cancel-broken-sequential-mid-unwind.json")
+    await handle.terminate("recorded")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("label", help="folder under tests/histories/, e.g. the workflow version being recorded")
+    args = parser.parse_args()
+    out = HERE / args.label
+    out.mkdir(parents=True, exist_ok=True)
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_cli_path(),
+        search_attributes=SEARCH_ATTRIBUTES,
+    )
+    providers = start_providers(Path(tempfile.mkdtemp(prefix="histories-")) / "ledger.db")
+    queue = f"histories-{uuid.uuid4().hex[:8]}"
+    try:
+        async with env, make_http_client(providers.url) as http:
+            async with build_worker(env.client, BookingActivities(http), task_queue=queue):
+                await record(env.client, queue, out)
+    finally:
+        stop_process(providers.proc)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
