@@ -27,6 +27,7 @@
     const badge = document.getElementById("saga-status");
     badge.textContent = data.status.replace(/_/g, " ").toLowerCase().replace(/^./, (c) => c.toUpperCase());
     badge.className = "badge badge-" + data.status.toLowerCase();
+    document.getElementById("paused").hidden = !data.paused;
     const body = document.getElementById("steps");
     if (data.steps.length) {
       body.replaceChildren(...data.steps.map((step) => {
@@ -40,6 +41,12 @@
         state.textContent = step.state;
         const stateCell = document.createElement("td");
         stateCell.append(state);
+        if (step.paused) {
+          const paused = document.createElement("span");
+          paused.className = "state state-paused";
+          paused.textContent = "paused";
+          stateCell.append(" ", paused);
+        }
         tr.append(th, stateCell, cell(step.attempts || ""), cell(step.confirmation || ""), cell(undoText(step)));
         return tr;
       }));
