@@ -33,8 +33,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from trip import SEARCH_ATTRIBUTES
-from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
 from trip.devstack import WORKFLOW_PAUSE_ARGS
+from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
 from trip.temporal import fetch_status, temporal_cli_path, test_server_path
 from workflows.status import BookingStatus, SagaStatus
 
