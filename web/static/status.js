@@ -27,7 +27,8 @@
     const badge = document.getElementById("saga-status");
     badge.textContent = data.status.replace(/_/g, " ").toLowerCase().replace(/^./, (c) => c.toUpperCase());
     badge.className = "badge badge-" + data.status.toLowerCase();
-    document.getElementById("paused").hidden = !data.paused;
+    const pausedBadge = document.getElementById("paused");
+    if (pausedBadge) pausedBadge.hidden = !data.paused;
     const body = document.getElementById("steps");
     if (data.steps.length) {
       body.replaceChildren(...data.steps.map((step) => {
