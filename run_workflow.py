@@ -23,7 +23,16 @@ from temporalio.service import RPCError
 from trip import ENV_TASK_QUEUE, TASK_QUEUE
 from trip.models import FLAT_FIELDS, BookingInputError, BookingRequest, RetryOverrides, Scenario, demo_trip
 from trip.scenarios import SCENARIOS
-from trip.temporal import Outcome, await_outcome, connect, fetch_status, new_workflow_id, start_booking, web_ui_url
+from trip.temporal import (
+    Outcome,
+    WorkflowPaused,
+    await_outcome,
+    connect,
+    fetch_status,
+    new_workflow_id,
+    start_booking,
+    web_ui_url,
+)
 from workflows.status import BookingStatus, SagaStatus
 
 EXIT = {
@@ -126,12 +135,22 @@ async def watch(handle: WorkflowHandle[Any, Any], quiet: bool) -> tuple[Outcome,
     """Print step changes until the workflow closes or needs an operator; return its outcome."""
     result_task = asyncio.ensure_future(await_outcome(handle))
     seen: dict[str, str] = {}
+    was_paused = False
     while True:
         done = result_task.done()
         try:
             status = await fetch_status(handle)
         except RPCError:
             status = None  # e.g. no worker yet: the query cannot be answered
+        except WorkflowPaused as paused:
+            status = None  # `temporal workflow pause`: no query is answered until it is unpaused
+            if not quiet and not was_paused:
+                print(f"  Paused in Temporal: {paused.execution.pause_reason}", flush=True)
+            was_paused = True
+        else:
+            if not quiet and was_paused:
+                print("  Unpaused in Temporal", flush=True)
+            was_paused = False
         if status is not None and not quiet:
             for step in status.steps:
                 line = _step_line(step)
@@ -154,9 +173,7 @@ async def watch(handle: WorkflowHandle[Any, Any], quiet: bool) -> tuple[Outcome,
 def report(workflow_id: str, namespace: str, outcome: Outcome, status: BookingStatus | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "workflow_id": workflow_id,
-        "status": outcome.status.value
-        if outcome.status
-        else (outcome.execution_status.name if outcome.execution_status else "UNKNOWN"),
+        "status": outcome.status.value if outcome.status else (outcome.execution_status or "UNKNOWN"),
         "steps": [
             {
                 "name": s.name,

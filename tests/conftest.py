@@ -33,6 +33,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from trip import SEARCH_ATTRIBUTES
+from trip.devstack import WORKFLOW_PAUSE_ARGS
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
 from trip.temporal import fetch_status, temporal_cli_path, test_server_path
 from workflows.status import BookingStatus, SagaStatus
@@ -116,6 +117,7 @@ async def dev_env(dev_ui_port: int) -> AsyncIterator[WorkflowEnvironment]:
         search_attributes=SEARCH_ATTRIBUTES,
         ui=True,
         ui_port=dev_ui_port,
+        dev_server_extra_args=WORKFLOW_PAUSE_ARGS,
     )
     async with env:
         yield env

@@ -21,6 +21,8 @@ from trip.temporal import temporal_cli_path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_HOST, DEV_PORT, UI_PORT = "127.0.0.1", 7233, 8233
+#: Lets operators run ``temporal workflow pause`` (off by default in server 1.32).
+WORKFLOW_PAUSE_ARGS = ["--dynamic-config-value", "frontend.WorkflowPauseEnabled=true"]
 
 
 def dev_server_command(db: Path, *, host: str = DEV_HOST, port: int = DEV_PORT, ui_port: int = UI_PORT) -> list[str]:
@@ -38,6 +40,7 @@ def dev_server_command(db: Path, *, host: str = DEV_HOST, port: int = DEV_PORT, 
         str(db),
         "--log-level",
         "warn",
+        *WORKFLOW_PAUSE_ARGS,
     ]
     for key in SEARCH_ATTRIBUTES:
         cmd += ["--search-attribute", f"{key.name}=Keyword"]

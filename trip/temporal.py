@@ -11,14 +11,18 @@ import os
 import shutil
 import sys
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import PendingActivityState
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.api.enums.v1 import WorkflowExecutionStatus as RawExecutionStatus
+from temporalio.api.workflow.v1 import PendingActivityInfo, WorkflowExecutionInfo
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest, ListWorkflowExecutionsRequest
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -26,6 +30,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import decode_typed_search_attributes
 from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 
@@ -161,30 +166,161 @@ async def start_booking(
     )
 
 
+# --- reading executions without the SDK's status enum
+#
+# ``temporal workflow pause`` (server 1.32, behind ``frontend.WorkflowPauseEnabled``)
+# gives an execution the status PAUSED, value 8. temporalio 1.35's
+# ``WorkflowExecutionStatus`` has no such member, so ``handle.describe()``,
+# ``client.list_workflows()`` and even ``handle.query()`` (the server rejects a
+# query to a paused workflow, and the SDK names the status in its error) raise
+# ``ValueError: 8 is not a valid WorkflowExecutionStatus``. Everything that
+# shows a booking therefore reads executions through the raw service calls here.
+
+_STATUS_PREFIX = "WORKFLOW_EXECUTION_STATUS_"
+RUNNING, PAUSED = "RUNNING", "PAUSED"
+#: Execution statuses of a workflow that has not closed.
+OPEN_STATUSES = frozenset({RUNNING, PAUSED})
+
+
+def execution_status_name(raw_status: int) -> str:
+    """The name of a server execution status (``RUNNING``, ``PAUSED``, ...),
+    from the API's own enum, which knows values the SDK's enum lacks."""
+    try:
+        return RawExecutionStatus.Name(raw_status).removeprefix(_STATUS_PREFIX)  # type: ignore[arg-type]
+    except ValueError:  # a status newer than these protos
+        return f"STATUS_{raw_status}"
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One workflow execution as the server describes or lists it."""
+
+    workflow_id: str
+    run_id: str
+    #: ``execution_status_name`` of the server's status.
+    status: str
+    start_time: datetime
+    #: Our search attributes: the saga status and the traveller.
+    booking_status: str | None = None
+    traveller: str | None = None
+    #: Why it was paused (``temporal workflow pause --reason``); describe only.
+    pause_reason: str | None = None
+    pending_activities: tuple[PendingActivityInfo, ...] = field(default=(), repr=False)
+
+    @property
+    def paused(self) -> bool:
+        return self.status == PAUSED
+
+    @property
+    def closed(self) -> bool:
+        return self.status not in OPEN_STATUSES
+
+
+def _execution(info: WorkflowExecutionInfo, **extra: Any) -> Execution:
+    attrs = decode_typed_search_attributes(info.search_attributes)
+    return Execution(
+        workflow_id=info.execution.workflow_id,
+        run_id=info.execution.run_id,
+        status=execution_status_name(info.status),
+        start_time=info.start_time.ToDatetime().replace(tzinfo=timezone.utc),
+        booking_status=attrs.get(SA_BOOKING_STATUS),
+        traveller=attrs.get(SA_TRAVELLER),
+        **extra,
+    )
+
+
+async def describe_execution(
+    client: Client, workflow_id: str, run_id: str | None = None, *, rpc_timeout: timedelta | None = None
+) -> Execution:
+    """``handle.describe()`` that also works on a paused workflow.
+
+    Raises ``RPCError`` (``NOT_FOUND`` for an unknown id) as describe does.
+    """
+    response = await client.workflow_service.describe_workflow_execution(
+        DescribeWorkflowExecutionRequest(
+            namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id or "")
+        ),
+        retry=True,
+        timeout=rpc_timeout,
+    )
+    pause = response.workflow_extended_info.pause_info
+    return _execution(
+        response.workflow_execution_info,
+        pause_reason=(pause.reason or "paused") if response.workflow_extended_info.HasField("pause_info") else None,
+        pending_activities=tuple(response.pending_activities),
+    )
+
+
+async def list_executions(client: Client, query: str, *, limit: int) -> list[Execution]:
+    """``client.list_workflows(query, limit=limit)`` that also lists paused workflows."""
+    found: list[Execution] = []
+    token = b""
+    while len(found) < limit:
+        response = await client.workflow_service.list_workflow_executions(
+            ListWorkflowExecutionsRequest(
+                namespace=client.namespace, query=query, page_size=limit - len(found), next_page_token=token
+            ),
+            retry=True,
+        )
+        found.extend(_execution(info) for info in response.executions[: limit - len(found)])
+        token = response.next_page_token
+        if not token:
+            break
+    return found
+
+
+class WorkflowPaused(Exception):
+    """The workflow is paused: the server answers no query until it is unpaused."""
+
+    def __init__(self, execution: Execution) -> None:
+        super().__init__(f"workflow {execution.workflow_id} is paused: {execution.pause_reason}")
+        self.execution = execution
+
+
+def _client_of(handle: WorkflowHandle[Any, Any]) -> Client:
+    # WorkflowHandle keeps its client private; the raw describe needs it.
+    client: Client = handle._client
+    return client
+
+
 async def fetch_status(handle: WorkflowHandle[Any, Any], *, rpc_timeout: timedelta | None = None) -> BookingStatus:
-    """The ``status`` query, with live attempt counts of steps still running.
+    """The ``status`` query, with live attempt counts of steps still running
+    and which of their activities an operator paused.
 
     Workflow code cannot see an activity's attempts until it ends; the
     server's pending-activity list can, so running steps are filled in here.
     A query waits for a worker to answer; ``rpc_timeout`` bounds that wait.
+    Raises ``WorkflowPaused`` while the whole workflow is paused.
     """
-    status: BookingStatus = await handle.query(BookingWorkflow.status, rpc_timeout=rpc_timeout)
+    client = _client_of(handle)
+    execution = await describe_execution(client, handle.id, handle.run_id, rpc_timeout=rpc_timeout)
+    if execution.paused:
+        raise WorkflowPaused(execution)
+    try:
+        status: BookingStatus = await handle.query(BookingWorkflow.status, rpc_timeout=rpc_timeout)
+    except ValueError:
+        # Paused since the describe above: the SDK fails to name the rejection's status.
+        again = await describe_execution(client, handle.id, handle.run_id, rpc_timeout=rpc_timeout)
+        if again.paused:
+            raise WorkflowPaused(again) from None
+        raise
     running = {s.name for s in status.steps if s.state in (StepState.RUNNING, StepState.COMPENSATING)}
     if not running:
         return status
-    description = await handle.describe(rpc_timeout=rpc_timeout)
-    live: dict[str, int] = {}
-    for pending in description.raw_description.pending_activities:
+    live: dict[str, PendingActivityInfo] = {}
+    for pending in execution.pending_activities:
         name = pending.activity_type.name
         step = name.removeprefix("undo_")
         if step in running and pending.state != PendingActivityState.PENDING_ACTIVITY_STATE_UNSPECIFIED:
-            live[f"{'undo:' if name.startswith('undo_') else ''}{step}"] = pending.attempt
+            live[f"{'undo:' if name.startswith('undo_') else ''}{step}"] = pending
     steps = []
     for s in status.steps:
         if s.state is StepState.RUNNING and s.name in live:
-            s = s.model_copy(update={"attempts": live[s.name]})
+            pending = live[s.name]
+            s = s.model_copy(update={"attempts": pending.attempt, "paused": pending.paused})
         elif s.state is StepState.COMPENSATING and f"undo:{s.name}" in live:
-            s = s.model_copy(update={"undo_attempts": live[f"undo:{s.name}"]})
+            pending = live[f"undo:{s.name}"]
+            s = s.model_copy(update={"undo_attempts": pending.attempt, "paused": pending.paused})
         steps.append(s)
     return status.model_copy(update={"steps": steps})
 
@@ -198,7 +334,8 @@ class Outcome:
     error_type: str | None = None
     error_message: str | None = None
     error_details: Any = None
-    execution_status: WorkflowExecutionStatus | None = None
+    #: ``execution_status_name`` of a run that ended some other way (e.g. TERMINATED).
+    execution_status: str | None = None
 
 
 _ERROR_STATUS = {
@@ -222,10 +359,8 @@ async def await_outcome(handle: WorkflowHandle[Any, BookingResult]) -> Outcome:
                 error_details=cause.details[0] if cause.details else None,
             )
         message = cause.message if isinstance(cause, FailureError) else str(cause or err)
-        description = await handle.describe()
-        return Outcome(
-            None, error_type=type(cause).__name__, error_message=message, execution_status=description.status
-        )
+        execution = await describe_execution(_client_of(handle), handle.id, handle.run_id)
+        return Outcome(None, error_type=type(cause).__name__, error_message=message, execution_status=execution.status)
     return Outcome(SagaStatus.COMPLETED, result=result)
 
 

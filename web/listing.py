@@ -8,8 +8,8 @@ from datetime import datetime
 from flask import Blueprint, current_app, render_template, request
 from temporalio.client import Client
 
-from trip import SA_BOOKING_STATUS, SA_TRAVELLER, WORKFLOW_TYPE
-from trip.temporal import web_ui_url
+from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
+from trip.temporal import list_executions, web_ui_url
 from web.portal import current_portal
 from workflows.status import SagaStatus
 
@@ -47,16 +47,15 @@ def list_bookings() -> tuple[str, int]:
 
     async def fetch(client: Client) -> list[Row]:
         rows = []
-        async for wf in client.list_workflows(query, limit=PAGE_SIZE):
-            attrs = wf.typed_search_attributes
+        for wf in await list_executions(client, query, limit=PAGE_SIZE):
             rows.append(
                 Row(
-                    workflow_id=wf.id,
-                    traveller=attrs.get(SA_TRAVELLER),
-                    status=attrs.get(SA_BOOKING_STATUS),
-                    temporal_status=wf.status.name if wf.status else "UNKNOWN",
+                    workflow_id=wf.workflow_id,
+                    traveller=wf.traveller,
+                    status=wf.booking_status,
+                    temporal_status=wf.status,
                     start_time=wf.start_time,
-                    web_ui_url=web_ui_url(wf.id, client.namespace, base=ui_base),
+                    web_ui_url=web_ui_url(wf.workflow_id, client.namespace, base=ui_base),
                 )
             )
         return rows

@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, url_for
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
+from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 from werkzeug.wrappers import Response
 
-from trip.temporal import Outcome, await_outcome, fetch_status, web_ui_url
+from trip.temporal import Outcome, WorkflowPaused, await_outcome, describe_execution, fetch_status, web_ui_url
 from web.portal import current_portal
 from workflows.status import TERMINAL, BookingStatus, SagaStatus
 
@@ -45,6 +45,8 @@ class BookingView:
     ui_base: str
     #: Why step details are missing, if they are.
     note: str | None = None
+    #: Paused by ``temporal workflow pause``: why, else None.
+    pause_reason: str | None = None
 
     @property
     def web_ui_url(self) -> str:
@@ -70,6 +72,8 @@ class BookingView:
             "outstanding": status.outstanding if status else [],
             "error": error,
             "note": self.note,
+            "paused": self.pause_reason is not None,
+            "pause_reason": self.pause_reason,
             "web_ui_url": self.web_ui_url,
         }
 
@@ -78,16 +82,19 @@ async def _load(client: Client, workflow_id: str, ui_base: str, query_timeout: t
     # Runs on the portal's loop thread: no Flask context here, so settings come in as arguments.
     handle = client.get_workflow_handle(workflow_id)
     try:
-        description = await handle.describe()
+        execution = await describe_execution(client, workflow_id)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise BookingNotFound(workflow_id) from err
         raise
-    closed = description.status not in (None, WorkflowExecutionStatus.RUNNING)
+    closed = execution.closed
     status: BookingStatus | None = None
     note = None
     try:
         status = await fetch_status(handle, rpc_timeout=query_timeout)
+    except WorkflowPaused as paused:
+        execution = paused.execution
+        note = f"Paused in Temporal ({execution.pause_reason}): step details come back once it is unpaused."
     except (RPCError, WorkflowQueryFailedError):
         note = "Step details are unavailable: no worker is answering queries for this booking right now."
     outcome = await await_outcome(handle) if closed else None
@@ -96,18 +103,19 @@ async def _load(client: Client, workflow_id: str, ui_base: str, query_timeout: t
     elif outcome is not None and outcome.status is not None:
         saga_status = outcome.status.value
     else:
-        saga_status = SagaStatus.RUNNING.value if not closed else "UNKNOWN"
+        saga_status = (execution.booking_status or SagaStatus.RUNNING.value) if not closed else "UNKNOWN"
     return BookingView(
         workflow_id=workflow_id,
         namespace=client.namespace,
         ui_base=ui_base,
         saga_status=saga_status,
         closed=closed,
-        temporal_status=description.status.name if description.status else "UNKNOWN",
-        start_time=description.start_time,
+        temporal_status=execution.status,
+        start_time=execution.start_time,
         status=status,
         outcome=outcome,
         note=note,
+        pause_reason=execution.pause_reason if execution.paused else None,
     )
 
 

@@ -43,6 +43,9 @@ class StepView(BaseModel):
     undo_attempts: int = 0
     undo_outcome: str | None = None
     undo_error: str | None = None
+    #: The step's running activity (or undo) is paused on the server
+    #: (``temporal activity pause``). Filled in by the client, never by the workflow.
+    paused: bool = False
 
 
 class FailureView(BaseModel):

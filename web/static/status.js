@@ -27,6 +27,8 @@
     const badge = document.getElementById("saga-status");
     badge.textContent = data.status.replace(/_/g, " ").toLowerCase().replace(/^./, (c) => c.toUpperCase());
     badge.className = "badge badge-" + data.status.toLowerCase();
+    const pausedBadge = document.getElementById("paused");
+    if (pausedBadge) pausedBadge.hidden = !data.paused;
     const body = document.getElementById("steps");
     if (data.steps.length) {
       body.replaceChildren(...data.steps.map((step) => {
@@ -40,6 +42,12 @@
         state.textContent = step.state;
         const stateCell = document.createElement("td");
         stateCell.append(state);
+        if (step.paused) {
+          const paused = document.createElement("span");
+          paused.className = "state state-paused";
+          paused.textContent = "paused";
+          stateCell.append(" ", paused);
+        }
         tr.append(th, stateCell, cell(step.attempts || ""), cell(step.confirmation || ""), cell(undoText(step)));
         return tr;
       }));

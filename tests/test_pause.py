@@ -1,0 +1,278 @@
+"""Temporal's own operator tools (``temporal workflow pause``, ``temporal
+activity pause``) on the dev server, with the real worker and providers: the
+status page, the bookings list and the CLI keep answering and show Paused.
+
+temporalio 1.35 cannot decode the server's PAUSED execution status (8), so
+these tests are what keeps ``trip.temporal``'s raw describe and list honest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import Client, WorkflowHandle
+
+from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_for_saga_status
+from tests.test_web import make_app
+from trip.models import Mode, RetryOverrides, Scenario
+from trip.temporal import (
+    PAUSED,
+    Execution,
+    WorkflowPaused,
+    describe_execution,
+    execution_status_name,
+    fetch_status,
+    start_booking,
+    temporal_cli_path,
+)
+from workflows.booking import BookingWorkflow
+from workflows.saga import StepState
+from workflows.status import SagaStatus, StepView
+
+T = TypeVar("T")
+
+#: The car undo keeps retrying (every 0.2 s, 100 attempts) so an operator can pause it.
+LONG_UNDO = RetryOverrides(initial_interval_s=0.2, backoff=1.0, max_interval_s=0.2, undo_max_attempts=100)
+
+
+async def poll(fetch: Callable[[], Awaitable[T]], ok: Callable[[T], bool], *, what: str, timeout: float = 30) -> T:
+    """Poll state owned by the server or the worker until ``ok``; bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await fetch()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {value!r}")
+        await asyncio.sleep(0.1)
+
+
+def temporal(client: Client, *args: str) -> str:
+    """Run the Temporal CLI binary against the test's dev server."""
+    cmd = [temporal_cli_path(), *args, "--address", client.service_client.config.target_host, "-n", client.namespace]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, f"{' '.join(args)}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture
+def worker(dev_client: Client, providers: ProviderService, task_queue: str) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(dev_client, providers.url, task_queue)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def app(dev_client: Client, task_queue: str) -> Iterator[Flask]:
+    app = make_app(dev_client.service_client.config.target_host, dev_client.namespace, task_queue)
+    yield app
+    app.extensions["temporal_portal"].close()
+
+
+@pytest.fixture
+def web(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def test_status_names_include_the_ones_the_sdk_lacks() -> None:
+    assert execution_status_name(1) == "RUNNING"
+    assert execution_status_name(8) == PAUSED
+    assert execution_status_name(99) == "STATUS_99"
+
+
+async def start_paused(client: Client, task_queue: str) -> WorkflowHandle[Any, Any]:
+    handle = await start_booking(client, make_request(Scenario.SLOW, Mode.SEQUENTIAL), task_queue=task_queue)
+    temporal(client, "workflow", "pause", "--workflow-id", handle.id, "--reason", "test")
+    return handle
+
+
+async def test_temporalio_still_cannot_describe_list_or_query_a_paused_workflow(
+    dev_client: Client, worker: WorkerProcess, task_queue: str
+) -> None:
+    """The defect the raw helpers work around. When this fails, the SDK has
+    learnt the PAUSED status, and ``describe_execution``/``list_executions``
+    could go back to ``handle.describe()``/``client.list_workflows()``."""
+    handle = await start_paused(dev_client, task_queue)
+    try:
+        with pytest.raises(ValueError, match="8 is not a valid WorkflowExecutionStatus"):
+            await handle.describe()
+        with pytest.raises(ValueError, match="8 is not a valid WorkflowExecutionStatus"):
+            await handle.query(BookingWorkflow.status)
+        with pytest.raises(ValueError, match="8 is not a valid WorkflowExecutionStatus"):
+            _ = [wf async for wf in dev_client.list_workflows(f'WorkflowId = "{handle.id}"')]
+    finally:
+        temporal(dev_client, "workflow", "unpause", "--workflow-id", handle.id)
+    await handle.result()
+
+
+PAUSED_BADGE = '<span class="badge badge-paused">Paused</span>'
+
+
+async def list_row(web: FlaskClient, workflow_id: str) -> str:
+    """The bookings list's row for one booking (visibility may lag a moment)."""
+    listing = web.get("/bookings")
+    assert listing.status_code == 200, listing.get_data(as_text=True)
+    return next((r for r in listing.get_data(as_text=True).split("<tr>") if workflow_id in r), "")
+
+
+class CliRun:
+    """``run_workflow.py`` as a user runs it, its output read line by line."""
+
+    def __init__(self, client: Client, task_queue: str, *args: str) -> None:
+        env = dict(
+            os.environ,
+            TEMPORAL_ADDRESS=client.service_client.config.target_host,
+            TEMPORAL_NAMESPACE=client.namespace,
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "run_workflow.py", "--task-queue", task_queue, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, prefix: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = self.lines.get(timeout=max(remaining, 0.01))
+            except queue.Empty:
+                raise AssertionError(f"the CLI never printed {prefix!r}; it printed: {self.seen}") from None
+            self.seen.append(line)
+            if line.strip().startswith(prefix):
+                return line
+
+
+async def test_a_paused_booking_shows_paused_on_every_page_and_in_the_cli_then_finishes(
+    dev_client: Client, worker: WorkerProcess, task_queue: str, web: FlaskClient
+) -> None:
+    cli = CliRun(dev_client, task_queue, "--scenario", "slow", "--mode", "sequential")
+    try:
+        workflow_id = cli.wait_for("Booking ").split()[1]
+        temporal(dev_client, "workflow", "pause", "--workflow-id", workflow_id, "--reason", "test")
+
+        # The CLI keeps watching and says why the steps stopped moving.
+        assert cli.wait_for("Paused in Temporal").strip() == "Paused in Temporal: test"
+        assert cli.proc.poll() is None
+
+        handle = dev_client.get_workflow_handle(workflow_id)
+        execution = await describe_execution(dev_client, workflow_id)
+        assert (execution.status, execution.paused, execution.closed) == (PAUSED, True, False)
+        assert execution.pause_reason == "test"
+        with pytest.raises(WorkflowPaused):
+            await fetch_status(handle)
+
+        page = web.get(f"/bookings/{workflow_id}")
+        assert page.status_code == 200
+        html = page.get_data(as_text=True)
+        badge = re.search(r'<span id="paused"([^>]*)>Paused</span>', html)
+        assert badge and "hidden" not in badge.group(1) and 'title="test"' in badge.group(1)
+        assert "Paused in Temporal (test)" in html
+
+        data = web.get(f"/bookings/{workflow_id}/status").get_json()
+        assert (data["paused"], data["pause_reason"], data["temporal_status"]) == (True, "test", PAUSED)
+        assert (data["closed"], data["status"]) == (False, "RUNNING")
+
+        await poll(lambda: list_row(web, workflow_id), lambda row: PAUSED_BADGE in row, what="the list to say Paused")
+
+        temporal(dev_client, "workflow", "unpause", "--workflow-id", workflow_id)
+        cli.wait_for("Unpaused in Temporal")
+        assert cli.wait_for("Outcome:").strip() == "Outcome: COMPLETED"
+        assert cli.proc.wait(timeout=30) == 0
+
+        data = web.get(f"/bookings/{workflow_id}/status").get_json()
+        assert (data["status"], data["closed"], data["paused"], data["temporal_status"]) == (
+            "COMPLETED",
+            True,
+            False,
+            "COMPLETED",
+        )
+        row = await poll(
+            lambda: list_row(web, workflow_id), lambda row: "COMPLETED" in row, what="the list to say COMPLETED"
+        )
+        assert PAUSED_BADGE not in row
+    finally:
+        stop_process(cli.proc)
+
+
+def car(steps: list[StepView]) -> StepView:
+    return next(s for s in steps if s.name == "book_car")
+
+
+async def test_a_paused_undo_shows_as_paused_and_finishes_once_unpaused(
+    dev_client: Client, worker: WorkerProcess, providers: ProviderService, task_queue: str, web: FlaskClient
+) -> None:
+    req = make_request(Scenario.CAR_CANCEL_OUTAGE, Mode.SEQUENTIAL, retry=LONG_UNDO)
+    handle = await start_booking(
+        dev_client, req, workflow_id=f"trip-pause-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+    )
+    await poll(
+        lambda: fetch_status(handle),
+        lambda s: car(s.steps).state is StepState.COMPENSATING and car(s.steps).undo_attempts >= 2,
+        what="the car undo to be retrying",
+    )
+    assert not car((await fetch_status(handle)).steps).paused
+
+    temporal(dev_client, "activity", "pause", "--workflow-id", handle.id, "--activity-id", "undo-book_car")
+    status = await poll(lambda: fetch_status(handle), lambda s: car(s.steps).paused, what="the undo to show paused")
+    assert car(status.steps).state is StepState.COMPENSATING
+    assert status.status is SagaStatus.COMPENSATING
+
+    data = web.get(f"/bookings/{handle.id}/status").get_json()
+    assert [s["paused"] for s in data["steps"] if s["name"] == "book_car"] == [True]
+    assert data["paused"] is False  # the activity is paused, not the workflow
+    html = web.get(f"/bookings/{handle.id}").get_data(as_text=True)
+    assert '<span class="state state-paused">paused</span>' in html
+
+    # Wait until the server holds the undo (not just "pause requested" while an attempt runs).
+    await poll(
+        lambda: describe_execution(dev_client, handle.id),
+        lambda e: undo_state(e) == PendingActivityState.PENDING_ACTIVITY_STATE_PAUSED,
+        what="undo-book_car to be held paused",
+    )
+    attempts = car((await fetch_status(handle)).steps).undo_attempts
+
+    # A paused undo is not retried even once the provider is back: observe a
+    # window of several retry intervals (0.2 s each), not a synchronisation.
+    providers.lift_outage(handle.id, "car")
+    window = time.monotonic() + 1.0
+    while time.monotonic() < window:
+        status = await fetch_status(handle)
+        assert car(status.steps).paused and car(status.steps).undo_attempts == attempts
+        assert providers.active_kinds(handle.id) == ["car"]
+        await asyncio.sleep(0.2)
+
+    # Once an operator unpauses it, the rollback completes.
+    temporal(dev_client, "activity", "unpause", "--workflow-id", handle.id, "--activity-id", "undo-book_car")
+    final = await wait_for_saga_status(handle, SagaStatus.ROLLED_BACK)
+    assert car(final.steps).state is StepState.COMPENSATED and not car(final.steps).paused
+    assert providers.active_kinds(handle.id) == []
+
+
+def undo_state(execution: Execution) -> int | None:
+    return next((p.state for p in execution.pending_activities if p.activity_id == "undo-book_car"), None)
