@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
 from web import create_app
-from web.operators import add_operator, load_operators
+from web.operators import add_operator, ensure_demo_operator, load_operators
 from web.portal import TemporalUnavailable
 
 PASSWORD = "correct horse battery staple"
@@ -165,3 +165,17 @@ def test_operators_come_from_the_toml_file(tmp_path: Path, monkeypatch: pytest.M
     assert log_in(client, "alice", "s3cret").status_code == 303
     with pytest.raises(ValueError):
         add_operator(path, "bad name", "x")
+
+
+def test_make_run_creates_a_demo_operator_once_and_prints_a_working_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPERATORS_FILE", raising=False)
+    instance = tmp_path / "instance"
+    line = ensure_demo_operator(instance)
+    assert line == ensure_demo_operator(instance)  # the second run keeps the first password
+    name, password = re.fullmatch(r"name (\S+), password (\S+)", line).groups()  # type: ignore[union-attr]
+    operators = load_operators(instance / "operators.toml")
+    assert list(operators) == [name] == ["ops"]
+    app = create_app({"TESTING": True, "SECRET_KEY": "x", "TEMPORAL_PORTAL": RecordingPortal(), "OPERATORS": operators})
+    assert log_in(app.test_client(), name, password).status_code == 303

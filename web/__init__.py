@@ -19,7 +19,6 @@ from trip import DEFAULT_TEMPORAL_UI_URL, ENV_TASK_QUEUE, ENV_TEMPORAL_UI_URL, T
 from trip.temporal import connect
 from web import auth
 from web.auth import login_manager
-from web.operators import load_operators, operators_file
 from web.portal import PORTAL_KEY, TemporalPortal
 
 csrf = CSRFProtect()
@@ -67,6 +66,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = _secret_key(Path(app.instance_path))
 
     if app.config["OPERATORS"] is None:
+        # Imported here so ``python -m web.operators`` does not import itself twice.
+        from web.operators import load_operators, operators_file
+
         app.config["OPERATORS"] = load_operators(operators_file(Path(app.instance_path)))
 
     csrf.init_app(app)

@@ -17,11 +17,12 @@ import argparse
 import getpass
 import os
 import re
+import secrets
 import sys
 from pathlib import Path
 
 import tomllib
-from werkzeug.security import generate_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 
 ENV_OPERATORS_FILE = "OPERATORS_FILE"
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -57,6 +58,26 @@ def add_operator(path: Path, name: str, password: str) -> None:
     operators = load_operators(path)
     operators[name] = generate_password_hash(password)
     write_operators(path, operators)
+
+
+DEMO_OPERATOR = "ops"
+
+
+def ensure_demo_operator(instance: Path) -> str:
+    """``make run``: with no operators file yet, create one with operator ``ops``
+    and a random password (kept in ``instance/demo-password``, 0600, for the
+    banner). Returns how to log in, as one line for the banner."""
+    path = operators_file(instance)
+    saved = instance / "demo-password"
+    if not path.exists():
+        password = secrets.token_urlsafe(12)
+        add_operator(path, DEMO_OPERATOR, password)
+        saved.write_text(password + "\n")
+        saved.chmod(0o600)
+    pw_hash = load_operators(path).get(DEMO_OPERATOR)
+    if pw_hash and saved.exists() and check_password_hash(pw_hash, saved.read_text().strip()):
+        return f"name {DEMO_OPERATOR}, password {saved.read_text().strip()}"
+    return f"an operator from {path} (add one: .venv/bin/python -m web.operators add NAME)"
 
 
 def main(argv: list[str] | None = None) -> int:
