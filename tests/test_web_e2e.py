@@ -382,7 +382,9 @@ async def test_operator_retries_after_the_outage_is_lifted(
     async with httpx.AsyncClient(timeout=10) as admin:
         lifted = await admin.post(f"{providers.url}/admin/outages/lift", json={"booking_id": handle.id, "kind": "car"})
     assert lifted.status_code == 200
-    done = operator.http.post(f"{location}/retry", data={"csrf_token": operator.csrf(location), "step": "book_car"})
+    assert "Retry all undos" in operator.http.get(location).text
+    # The "all" form names no step: every outstanding undo runs again.
+    done = operator.http.post(f"{location}/retry", data={"csrf_token": operator.csrf(location)})
     assert done.status_code == 303
     assert "book_car: compensated" in operator.http.get(location).text  # the flash names the outcome
     final = await poll_until_closed(operator, location)
