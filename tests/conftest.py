@@ -28,13 +28,14 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from trip import SEARCH_ATTRIBUTES
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
-from trip.temporal import temporal_cli_path, test_server_path
+from trip.temporal import fetch_status, temporal_cli_path, test_server_path
+from workflows.status import BookingStatus, SagaStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,6 +51,18 @@ async def wait_until(predicate: Callable[[], bool], *, what: str, timeout: float
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def wait_for_saga_status(handle: WorkflowHandle[Any, Any], wanted: SagaStatus) -> BookingStatus:
+    """Poll the ``status`` query (owned by the worker) until the saga reaches ``wanted``."""
+    deadline = time.monotonic() + 30
+    while True:
+        status = await fetch_status(handle)
+        if status.status is wanted:
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never reached {wanted.value}: {status}")
         await asyncio.sleep(0.05)
 
 
@@ -138,6 +151,13 @@ class ProviderService:
 
     def active_kinds(self, booking_id: str) -> list[str]:
         return sorted(r["kind"] for r in self.reservations(booking_id) if r["status"] == "active")
+
+    def lift_outage(self, booking_id: str, kind: str) -> None:
+        """End a ``car-cancel-outage`` booking's undo outage, as the provider's operator would."""
+        response = httpx.post(
+            f"{self.url}/admin/outages/lift", json={"booking_id": booking_id, "kind": kind}, timeout=5
+        )
+        response.raise_for_status()
 
 
 def start_providers(db: Path, port: int = 0) -> ProviderService:

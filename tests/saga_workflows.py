@@ -12,10 +12,10 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import FailureError
+from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.saga import Compensation, Saga
+    from workflows.saga import Compensation, Saga, SagaCompensationError
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Step:
     name: str
     #: ok | fail | book_then_hang | block
     behaviour: str = "ok"
-    #: ok | fail | gate
+    #: ok | fail | gate | fail_until_gate
     undo: str = "ok"
 
 
@@ -35,6 +35,8 @@ class Plan:
     step_timeout_s: float = 5.0
     #: Run the steps concurrently instead of one after another.
     concurrent_steps: bool = False
+    #: When undos fail, wait for ``retry``/``resolve`` Updates instead of failing at once.
+    wait_for_operator: bool = False
     log: list[str] = field(default_factory=list)
 
 
@@ -70,9 +72,44 @@ class SagaTestWorkflow:
                 for step in plan.steps:
                     await one(step)
         except (FailureError, asyncio.CancelledError):
-            await saga.compensate()
+            try:
+                await saga.compensate()
+            except SagaCompensationError:
+                if not plan.wait_for_operator:
+                    raise
+                # The operator pattern, as any workflow adopts it: wait until
+                # nothing is outstanding, with the Updates below doing the work.
+                await workflow.wait_condition(lambda: not saga.outstanding() and workflow.all_handlers_finished())
+                raise ApplicationError("rolled back with an operator's help", type="RolledBack") from None
             raise
         return [r.name for r in saga.records]
+
+    @workflow.update
+    async def retry(self, steps: list[str] | None) -> dict[str, str]:
+        assert self._saga is not None
+        outcomes = await self._saga.retry_compensation(steps, operator="tester", note="retry")
+        return {name: state.value for name, state in outcomes.items()}
+
+    @retry.validator
+    def _check_retry(self, steps: list[str] | None) -> None:
+        if self._saga is None:
+            raise ValueError("not started")
+        self._saga.check_retry(steps)
+
+    @workflow.update
+    def resolve(self, step: str) -> None:
+        assert self._saga is not None
+        self._saga.resolve(step, operator="tester", note="by hand")
+
+    @resolve.validator
+    def _check_resolve(self, step: str) -> None:
+        if self._saga is None:
+            raise ValueError("not started")
+        self._saga.check_resolve(step)
+
+    @workflow.query
+    def audit(self) -> list[tuple[str, list[str], dict[str, str]]]:
+        return [(a.action, a.steps, a.outcomes) for a in self._saga.actions] if self._saga else []
 
     @workflow.query
     def states(self) -> dict[str, str]:

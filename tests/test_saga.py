@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 import pytest_asyncio
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -46,6 +47,8 @@ class MockActivities:
             await asyncio.Event().wait()
         if step.behaviour == "block":
             await asyncio.Event().wait()
+        if step.behaviour == "gate":
+            await self.p.event(self.p.gates, step.name).wait()
         self.p.booked.append(step.name)
         return {"attempt": activity.info().attempt}
 
@@ -57,6 +60,8 @@ class MockActivities:
             raise ApplicationError(f"cannot undo {step.name}", type="UndoBroken")
         if step.undo == "gate":
             await self.p.event(self.p.gates, step.name).wait()
+        if step.undo == "fail_until_gate" and not self.p.event(self.p.gates, step.name).is_set():
+            raise ApplicationError(f"cannot undo {step.name} yet", type="UndoBroken")
         if step.undo == "barrier":
             # Every undo in the test must be running at once, or none finishes.
             self.p.event(self.p.started, f"undo:{step.name}").set()
@@ -195,3 +200,68 @@ async def test_cancel_during_the_unwind_still_finishes_it(
     assert isinstance(info.value.cause, CancelledError)
     assert provider.undone == ["b", "a"]
     assert await handle.query(SagaTestWorkflow.states) == {"a": "compensated", "b": "compensated", "c": "failed"}
+
+
+async def test_outstanding_undos_wait_for_an_operator_in_any_workflow(
+    ts_env: WorkflowEnvironment, harness: tuple[Provider, str]
+) -> None:
+    """The operator mechanism is the core's: this non-booking workflow gets it in a few lines."""
+    provider, tq = harness
+    plan = Plan(
+        [Step("a", undo="fail_until_gate"), Step("b", undo="fail"), Step("c"), Step("d", "fail")],
+        undo_attempts=2,
+        wait_for_operator=True,
+    )
+    handle = await ts_env.client.start_workflow(
+        SagaTestWorkflow.run, plan, id=f"saga-{uuid.uuid4().hex}", task_queue=tq
+    )
+    deadline = asyncio.get_running_loop().time() + 20
+    while (await handle.query(SagaTestWorkflow.states)).get("a") != "compensation-failed":
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    states = await handle.query(SagaTestWorkflow.states)
+    assert states == {"a": "compensation-failed", "b": "compensation-failed", "c": "compensated", "d": "failed"}
+
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(SagaTestWorkflow.retry, ["c"])  # compensated: not outstanding
+    provider.event(provider.gates, "a").set()  # a's provider is back
+    assert await handle.execute_update(SagaTestWorkflow.retry, None) == {
+        "a": "compensated",
+        "b": "compensation-failed",
+    }
+    await handle.execute_update(SagaTestWorkflow.resolve, "b")
+    with pytest.raises(WorkflowFailureError) as caught:
+        await handle.result()
+    assert isinstance(caught.value.cause, ApplicationError) and caught.value.cause.type == "RolledBack"
+    assert await handle.query(SagaTestWorkflow.audit) == [
+        ("retry_compensation", ["a", "b"], {"a": "compensated", "b": "compensation-failed"}),
+        ("resolve", ["b"], {"b": "resolved"}),
+    ]
+    assert "a" in provider.undone
+
+
+async def test_compensate_cancels_and_drains_concurrent_steps_before_any_undo(
+    ts_env: WorkflowEnvironment, harness: tuple[Provider, str]
+) -> None:
+    """The core owns its in-flight steps: no undo is scheduled while its step may still answer."""
+    provider, tq = harness
+    plan = Plan([Step("a", "gate"), Step("b", "fail")], concurrent_steps=True, parallel_compensation=True)
+    handle = await ts_env.client.start_workflow(
+        SagaTestWorkflow.run, plan, id=f"saga-{uuid.uuid4().hex}", task_queue=tq
+    )
+    await provider.event(provider.started, "undo:a").wait()
+    provider.event(provider.gates, "a").set()  # a's answer arrives late, after its undo started
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    events = (await handle.fetch_history()).events
+    kinds = [e.event_type for e in events]
+    cancel_requested = kinds.index(EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED)
+    undo_scheduled = next(
+        i
+        for i, e in enumerate(events)
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "undo_step"
+    )
+    assert cancel_requested < undo_scheduled
+    states = await handle.query(SagaTestWorkflow.states)
+    assert states == {"a": "compensated", "b": "failed"}  # a late success never overwrites the undo

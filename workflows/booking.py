@@ -30,7 +30,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from trip import SA_BOOKING_STATUS, UPDATE_RESOLVE, UPDATE_RETRY_COMPENSATION, WORKFLOW_TYPE
@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
         ReserveRequest,
         RetryOverrides,
     )
-    from workflows.saga import CANCELLED, Compensation, Saga, SagaCompensationError, StepRecord, StepState
+    from workflows.saga import Compensation, Saga, SagaCompensationError, StepRecord, StepState
     from workflows.status import (
         Attention,
         BookingResult,
@@ -144,6 +144,8 @@ class BookingWorkflow:
             ),
             undo_timeout=_seconds(retry.activity_timeout_s) or timedelta(seconds=30),
             on_change=self._publish_details,
+            attempts_from_failure=_reported_attempt,
+            attempts_from_result=lambda result: getattr(result, "attempt", None),
         )
         self._saga.declare(*(step_name(k) for k in STEP_ORDER))
         self._attention: Attention | None = None
@@ -199,7 +201,7 @@ class BookingWorkflow:
 
     @retry_compensation.validator
     def _validate_retry(self, req: RetryCompensationInput) -> None:
-        self._check_operator_action(req.operator, req.note, "retry")
+        self._check_operator_action(req, "retry")
         self._saga.check_retry(req.steps)
 
     @workflow.update(name=UPDATE_RESOLVE)
@@ -210,20 +212,23 @@ class BookingWorkflow:
 
     @resolve.validator
     def _validate_resolve(self, req: ResolveInput) -> None:
-        self._check_operator_action(req.operator, req.note, "resolve")
+        self._check_operator_action(req, "resolve")
         if not req.step:
             raise ValueError("step must name the outstanding step to resolve, e.g. book_car")
         self._saga.check_resolve(req.step)
 
-    def _check_operator_action(self, operator: str, note: str, what: str) -> None:
+    def _check_operator_action(self, req: RetryCompensationInput | ResolveInput, what: str) -> None:
+        if req.model_extra:
+            known = ", ".join(type(req).model_fields)
+            raise ValueError(f"unknown field(s) {', '.join(sorted(req.model_extra))}; the fields are: {known}")
         if self._status is not SagaStatus.NEEDS_ATTENTION:
             raise ValueError(
                 f"this booking is {self._status.value}, not {SagaStatus.NEEDS_ATTENTION.value}: "
                 f"there is nothing to {what}"
             )
-        if not operator:
+        if not req.operator:
             raise ValueError("operator must name who is acting")
-        if not note:
+        if not req.note:
             raise ValueError("note must say why: it goes into the audit trail")
 
     def _action_result(self, outcomes: dict[str, str]) -> OperatorActionResult:
@@ -292,9 +297,7 @@ class BookingWorkflow:
 
     async def _unwind(self, err: BaseException) -> None:
         cancelled = is_cancelled_exception(err)
-        failed_step = next(
-            (r.name for r in self._saga.records if r.state is StepState.FAILED and r.error_type != CANCELLED), None
-        )
+        failed_step = self._saga.first_failure
         if cancelled:
             self._failure = FailureView(step=None, type="Cancelled", message="the booking was cancelled")
         else:
@@ -467,6 +470,16 @@ class BookingWorkflow:
                 f"{', '.join(action.steps)} ({action.note})"
             )
         workflow.set_current_details("\n".join(lines))
+
+
+def _reported_attempt(err: ActivityError) -> int | None:
+    """Our activities put the attempt in their error's first detail (``activities.booking._fail``)."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.details:
+        first = cause.details[0]
+        if isinstance(first, dict) and isinstance(first.get("attempt"), int):
+            return int(first["attempt"])
+    return None
 
 
 async def _cancel_and_drain(tasks: Sequence[asyncio.Future[Any]]) -> None:

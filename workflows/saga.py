@@ -156,22 +156,20 @@ def _root_message(err: BaseException) -> tuple[str | None, str]:
     return type(cause).__name__, str(cause) or type(cause).__name__
 
 
-def _attempts_from_failure(err: ActivityError, policy: RetryPolicy | None) -> int:
-    cause = err.cause
-    if isinstance(cause, ApplicationError) and cause.details:
-        first = cause.details[0]
-        if isinstance(first, dict) and isinstance(first.get("attempt"), int):
-            return int(first["attempt"])
+#: Reads the attempt count an activity reported, from its failure or its
+#: result; ``None`` when it did not say. How activities report it is their own
+#: convention, so the workflow passes readers in (``Saga(attempts_from_...)``).
+FailureAttempts = Callable[[ActivityError], "int | None"]
+ResultAttempts = Callable[[Any], "int | None"]
+
+
+def _attempts_from_failure(err: ActivityError, policy: RetryPolicy | None, reader: FailureAttempts | None) -> int:
+    reported = reader(err) if reader is not None else None
+    if reported is not None:
+        return reported
     if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED and policy and policy.maximum_attempts:
         return policy.maximum_attempts
     return 0
-
-
-def _attempts_from_result(result: Any) -> int:
-    attempt = getattr(result, "attempt", None)
-    if attempt is None and isinstance(result, dict):
-        attempt = result.get("attempt")
-    return int(attempt) if isinstance(attempt, int) else 1
 
 
 def _refused(err: ActivityError) -> bool:
@@ -193,6 +191,8 @@ class Saga:
         keep_undo_when_refused: bool = False,
         on_change: Callable[[], None] | None = None,
         stable_undo_ids: bool = False,
+        attempts_from_failure: FailureAttempts | None = None,
+        attempts_from_result: ResultAttempts | None = None,
     ) -> None:
         self.parallel_compensation = parallel_compensation
         #: Give each undo the activity id ``undo-<step>``, so that operator
@@ -208,6 +208,11 @@ class Saga:
         #: Records whose undo is registered, in registration order.
         self._stack: list[StepRecord] = []
         self._actions: list[SagaAction] = []
+        self._attempts_from_failure = attempts_from_failure
+        self._attempts_from_result = attempts_from_result
+        #: Forward steps running now, by name: ``compensate`` cancels and drains them.
+        self._in_flight: dict[str, asyncio.Task[Any]] = {}
+        self._first_failure: str | None = None
 
     # --- introspection, for queries --------------------------------------
 
@@ -217,6 +222,11 @@ class Saga:
 
     def record(self, name: str) -> StepRecord:
         return self._records[name]
+
+    @property
+    def first_failure(self) -> str | None:
+        """The step whose failure came first (not a cancellation): what started the unwind."""
+        return self._first_failure
 
     def outstanding(self) -> list[StepRecord]:
         """Steps whose undo ran out of budget: their effect may still be in place."""
@@ -271,6 +281,9 @@ class Saga:
         )
         record.state = StepState.RUNNING
         self._changed()
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight[name] = task
         try:
             result = await workflow.execute_activity(
                 activity,  # type: ignore[arg-type]  # a name or an @activity.defn function
@@ -282,11 +295,13 @@ class Saga:
             )
         except ActivityError as err:
             record.state = StepState.FAILED
-            record.attempts = _attempts_from_failure(err, retry_policy)
+            record.attempts = _attempts_from_failure(err, retry_policy, self._attempts_from_failure)
             if is_cancelled_exception(err):
                 record.error_type, record.error = CANCELLED, "cancelled before it finished"
             else:
                 record.error_type, record.error = _root_message(err)
+                # Recorded where it is raised: with concurrent steps, scan order says nothing.
+                self._first_failure = self._first_failure or name
             if _refused(err) and not self.keep_undo_when_refused:
                 record.undo_pending = False
             self._changed()
@@ -298,9 +313,13 @@ class Saga:
             record.error_type, record.error = CANCELLED, "cancelled before it finished"
             self._changed()
             raise
-        record.state = StepState.SUCCEEDED
+        finally:
+            self._in_flight.pop(name, None)
         record.result = result
-        record.attempts = _attempts_from_result(result)
+        record.attempts = (self._attempts_from_result(result) if self._attempts_from_result else None) or 0
+        # A terminal state is never overwritten by a late answer.
+        if record.state is StepState.RUNNING:
+            record.state = StepState.SUCCEEDED
         self._changed()
         return result
 
@@ -311,8 +330,11 @@ class Saga:
 
         Raises ``SagaCompensationError`` if any undo failed, after trying all.
         If the workflow was cancelled while unwinding, the unwind still
-        finishes and ``asyncio.CancelledError`` is raised afterwards.
+        finishes and ``asyncio.CancelledError`` is raised afterwards. Steps
+        still in flight (concurrent steps) are cancelled and drained first, so
+        no undo runs while its step might still answer.
         """
+        await self._cancel_in_flight()
         for record in self._records.values():
             if record.state is StepState.PENDING:
                 record.state = StepState.SKIPPED
@@ -332,6 +354,15 @@ class Saga:
         if cancelled:
             raise asyncio.CancelledError()
         return [r.name for r in self._stack if r.state is StepState.COMPENSATED]
+
+    async def _cancel_in_flight(self) -> None:
+        current = asyncio.current_task()
+        running = [t for t in self._in_flight.values() if t is not current and not t.done()]
+        if not running:
+            return  # no await: the common case adds nothing to the workflow's history
+        for task in running:
+            task.cancel()
+        await workflow.wait_condition(lambda: all(t.done() for t in running))
 
     async def _unwind(self) -> list[UndoFailure]:
         todo = [r for r in self._stack if r.undo_pending]
@@ -423,7 +454,7 @@ class Saga:
             )
         except ActivityError as err:
             record.state = StepState.COMPENSATION_FAILED
-            record.undo_attempts = _attempts_from_failure(err, policy)
+            record.undo_attempts = _attempts_from_failure(err, policy, self._attempts_from_failure)
             error_type, record.undo_error = _root_message(err)
             if is_cancelled_exception(err):
                 error_type = CANCELLED
@@ -434,6 +465,6 @@ class Saga:
         record.undo_result = result
         # A retried undo that succeeded: its earlier failure no longer describes the step.
         record.undo_error = record.undo_error_type = None
-        record.undo_attempts = _attempts_from_result(result)
+        record.undo_attempts = (self._attempts_from_result(result) if self._attempts_from_result else None) or 0
         self._changed()
         return None

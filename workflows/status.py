@@ -112,9 +112,10 @@ class BookingResult(BaseModel):
 
 
 class _OperatorInput(BaseModel):
-    # A typo in a hand-written ``--input`` must be an error, not a dropped field.
-    # Empty values are allowed here so the validator can say what is missing.
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # A typo in a hand-written ``--input`` must be an error, not a dropped field;
+    # unknown and empty fields are kept here so that the Update's validator can
+    # name them (a decoding error would only say "Failed decoding arguments").
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
     operator: str = ""
     note: str = ""
