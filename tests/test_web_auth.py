@@ -90,6 +90,7 @@ def test_an_anonymous_action_is_refused_and_does_nothing(
 ) -> None:
     response = client.post(path, data={**data, "csrf_token": csrf_token(client)})
     assert response.status_code == 401
+    assert "nothing was changed" in response.get_data(as_text=True)
     assert portal.calls == [], "an anonymous POST must not reach Temporal"
 
 
