@@ -3,6 +3,8 @@ real worker and providers: over HTTP, then in headless Chromium."""
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import re
 import subprocess
@@ -17,10 +19,13 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
-from tests.conftest import ROOT, ProviderService, WorkerProcess, stop_process, wait_until
-from trip.models import demo_trip
+from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_until
+from trip.models import Scenario, demo_trip
+from trip.temporal import await_outcome, start_booking
+from web.operators import add_operator
+from workflows.status import SagaStatus
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -37,6 +42,9 @@ CHROMIUM_ARGS = [
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
 
 
+OPERATOR, OPERATOR_PASSWORD = "grace", "operator-password"
+
+
 @dataclass
 class WebApp:
     url: str
@@ -44,8 +52,12 @@ class WebApp:
 
 
 @pytest.fixture(scope="module")
-def web_app(dev_client: Client, providers: ProviderService, dev_ui_url: str) -> Iterator[WebApp]:
+def web_app(
+    dev_client: Client, providers: ProviderService, dev_ui_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebApp]:
     queue = f"tq-{uuid.uuid4().hex}"
+    operators = tmp_path_factory.mktemp("web") / "operators.toml"
+    add_operator(operators, OPERATOR, OPERATOR_PASSWORD)
     worker = WorkerProcess(dev_client, providers.url, queue)
     env = dict(
         os.environ,
@@ -54,6 +66,7 @@ def web_app(dev_client: Client, providers: ProviderService, dev_ui_url: str) -> 
         TEMPORAL_UI_URL=dev_ui_url,
         BOOKING_TASK_QUEUE=queue,
         SECRET_KEY=uuid.uuid4().hex,
+        OPERATORS_FILE=str(operators),
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "web", "--port", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
@@ -73,6 +86,17 @@ class Browserless:
 
     def __init__(self, base: str) -> None:
         self.http = httpx.Client(base_url=base, timeout=15)
+
+    def csrf(self, path: str) -> str:
+        found = re.search(r'name="csrf_token" value="([^"]+)"', self.http.get(path).text)
+        assert found, f"no form on {path}"
+        return found.group(1)
+
+    def log_in(self, name: str = OPERATOR, password: str = OPERATOR_PASSWORD) -> None:
+        response = self.http.post(
+            "/login", data={"csrf_token": self.csrf("/login"), "name": name, "password": password}
+        )
+        assert response.status_code == 303, response.text
 
     def tokens(self) -> dict[str, str]:
         page = self.http.get("/").text
@@ -152,10 +176,14 @@ async def test_cancel_from_the_status_page(web_app: WebApp, providers: ProviderS
     location = user.book(scenario="slow", mode="sequential")
     workflow_id = location.rsplit("/", 1)[1]
     await wait_until(lambda: providers.active_kinds(workflow_id) == ["car"], what="the car booking", timeout=30)
-    page = user.http.get(location).text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert csrf
-    response = user.http.post(f"{location}/cancel", data={"csrf_token": csrf.group(1)})
+    # A traveller sees no cancel button, and a cancel without a session does nothing.
+    assert 'id="cancel-form"' not in user.http.get(location).text
+    anonymous = user.http.post(f"{location}/cancel", data={"csrf_token": user.csrf("/")})
+    assert anonymous.status_code == 401
+    assert providers.active_kinds(workflow_id) == ["car"]
+    assert user.status(location)["closed"] is False
+    user.log_in()
+    response = user.http.post(f"{location}/cancel", data={"csrf_token": user.csrf(location)})
     assert response.status_code == 303
     assert "Cancellation requested" in user.http.get(location).text
     data = await poll_until_closed(user, location)
@@ -242,3 +270,156 @@ async def test_form_errors_in_the_browser_keep_the_values(web_app: WebApp, brows
     assert "in the past" in await page.locator("#hotel_check_out-error").inner_text()
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, "the form must not scroll sideways on a phone"
+
+
+# --- the operator's side: a stuck rollback (car-cancel-broken) waits in NEEDS_ATTENTION
+
+
+async def start_stuck_booking(dev_client: Client, web_app: WebApp, name: str) -> WorkflowHandle[Any, Any]:
+    """A booking whose car undo always fails, with a tiny undo budget: NEEDS_ATTENTION within seconds."""
+    return await start_booking(
+        dev_client, make_request(Scenario.CAR_CANCEL_BROKEN, name=name), task_queue=web_app.task_queue
+    )
+
+
+async def wait_for_attention(user: Browserless, location: str) -> dict[str, Any]:
+    seen: list[dict[str, Any]] = []
+
+    def waiting() -> bool:
+        seen.append(user.status(location))
+        assert not seen[-1]["closed"], seen[-1]
+        return bool(seen[-1]["status"] == "NEEDS_ATTENTION")
+
+    await wait_until(waiting, what=f"{location} to need attention", timeout=60)
+    return seen[-1]
+
+
+def action_error(response: httpx.Response) -> str:
+    found = re.search(r'<p class="action-error" role="alert" id="action-error">([^<]*)</p>', response.text)
+    assert found, "the rejection is not shown on the page"
+    return html.unescape(found.group(1))
+
+
+async def test_operator_resolves_a_stuck_rollback_over_http(
+    web_app: WebApp, dev_client: Client, providers: ProviderService
+) -> None:
+    handle = await start_stuck_booking(dev_client, web_app, "Stuck Traveller")
+    location = f"/bookings/{handle.id}"
+    traveller = Browserless(web_app.url)
+    data = await wait_for_attention(traveller, location)
+    assert data["outstanding"] == ["book_car"]
+    assert [o["step"] for o in data["attention"]["outstanding"]] == ["book_car"]
+    assert data["attention"]["deadline"] > data["attention"]["since"]
+    assert data["audit"] == []
+
+    # A traveller sees the state, not the operator's forms, and cannot act.
+    page = traveller.http.get(location).text
+    assert "Needs attention:" in page and "Outstanding undos" in page and "Mark resolved" not in page
+    anonymous = traveller.http.post(
+        f"{location}/resolve", data={"csrf_token": traveller.csrf("/"), "step": "book_car", "note": "x"}
+    )
+    assert anonymous.status_code == 401
+    assert traveller.http.get("/attention", follow_redirects=False).status_code == 302
+    assert traveller.status(location)["status"] == "NEEDS_ATTENTION" and traveller.status(location)["audit"] == []
+
+    operator = Browserless(web_app.url)
+    operator.log_in()
+    # /attention lists it (visibility catches up eventually), and the nav bar counts it.
+    await wait_until(
+        lambda: handle.id in operator.http.get("/attention").text, what="/attention to list it", timeout=30
+    )
+    listing = operator.http.get("/attention").text
+    assert "Stuck Traveller" in listing and 'id="attention-count"' in listing
+    page = operator.http.get(location).text
+    assert "Mark resolved: book_car" in page and "Retry undo: book_car" in page
+
+    # The workflow's validator refuses these: 409, with its own words on the page, and nothing recorded.
+    csrf = operator.csrf(location)
+    for form, expected in [
+        ({"step": "book_car", "note": "  "}, "note must say why"),
+        ({"step": "book_nothing", "note": "typo"}, "unknown step 'book_nothing'"),
+        ({"step": "book_hotel", "note": "wrong step"}, "step 'book_hotel' is not outstanding"),
+    ]:
+        rejected = operator.http.post(f"{location}/resolve", data={"csrf_token": csrf, **form})
+        assert rejected.status_code == 409, rejected.text
+        assert expected in action_error(rejected)
+    assert operator.status(location)["audit"] == []
+
+    done = operator.http.post(
+        f"{location}/resolve", data={"csrf_token": csrf, "step": "book_car", "note": "released by phone, ref 123"}
+    )
+    assert done.status_code == 303
+    outcome = await await_outcome(handle)
+    assert outcome.status is SagaStatus.ROLLED_BACK and outcome.error_type == "BookingRolledBack"
+    assert OPERATOR in json.dumps(outcome.error_details)
+    final = await poll_until_closed(traveller, location)
+    assert final["status"] == "ROLLED_BACK"
+    [action] = final["audit"]
+    assert (action["operator"], action["action"], action["steps"], action["note"]) == (
+        OPERATOR,
+        "resolve",
+        ["book_car"],
+        "released by phone, ref 123",
+    )
+    # Resolved means released outside the system: our ledger still shows the car.
+    assert providers.active_kinds(handle.id) == ["car"]
+    # The audit trail is on the page for everyone; acting on a closed booking is a 409.
+    assert f'<td class="audit-operator">{OPERATOR}</td>' in traveller.http.get(location).text
+    late = operator.http.post(f"{location}/retry", data={"csrf_token": operator.csrf(location), "step": "book_car"})
+    assert late.status_code == 409
+
+
+async def test_operator_retries_after_the_outage_is_lifted(
+    web_app: WebApp, dev_client: Client, providers: ProviderService
+) -> None:
+    handle = await start_booking(
+        dev_client, make_request(Scenario.CAR_CANCEL_OUTAGE, name="Outage Traveller"), task_queue=web_app.task_queue
+    )
+    location = f"/bookings/{handle.id}"
+    operator = Browserless(web_app.url)
+    operator.log_in()
+    await wait_for_attention(operator, location)
+    async with httpx.AsyncClient(timeout=10) as admin:
+        lifted = await admin.post(f"{providers.url}/admin/outages/lift", json={"booking_id": handle.id, "kind": "car"})
+    assert lifted.status_code == 200
+    assert "Retry all undos" in operator.http.get(location).text
+    # The "all" form names no step: every outstanding undo runs again.
+    done = operator.http.post(f"{location}/retry", data={"csrf_token": operator.csrf(location)})
+    assert done.status_code == 303
+    assert "book_car: compensated" in operator.http.get(location).text  # the flash names the outcome
+    final = await poll_until_closed(operator, location)
+    assert final["status"] == "ROLLED_BACK"
+    assert [(a["operator"], a["action"]) for a in final["audit"]] == [(OPERATOR, "retry_compensation")]
+    assert providers.active_kinds(handle.id) == []
+
+
+async def test_browser_operator_resolves_a_stuck_booking_from_the_attention_page(
+    web_app: WebApp, dev_client: Client, browser: Any, tmp_path: Path
+) -> None:
+    handle = await start_stuck_booking(dev_client, web_app, "Katherine Johnson")
+    checker = Browserless(web_app.url)
+    checker.log_in()
+    await wait_for_attention(checker, f"/bookings/{handle.id}")
+    await wait_until(lambda: handle.id in checker.http.get("/attention").text, what="/attention to list it", timeout=30)
+
+    shots = screenshots_dir(tmp_path)
+    page = await browser.new_page(viewport={"width": 1000, "height": 1100})
+    await page.goto(web_app.url + "/")
+    await page.get_by_role("link", name="Operator login").click()
+    await page.get_by_label("Operator name").fill(OPERATOR)
+    await page.get_by_label("Password").fill(OPERATOR_PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(re.compile(r"/attention$"))
+    row = page.locator(f'tr[data-workflow-id="{handle.id}"]')
+    await row.wait_for()
+    assert "Katherine Johnson" in await row.inner_text() and "book_car" in await row.inner_text()
+    await page.screenshot(path=str(shots / "attention.png"), full_page=True)
+    await row.get_by_role("link", name=handle.id).click()
+    await page.locator("#saga-status", has_text="Needs attention").wait_for()
+    await page.get_by_label("Note for book_car").fill("released by phone, ref 123")
+    await page.screenshot(path=str(shots / "needs-attention.png"), full_page=True)
+    await page.get_by_role("button", name="Mark book_car resolved").click()
+    await page.locator("#saga-status", has_text="Rolled back").wait_for(timeout=60_000)
+    await page.locator("#audit .audit-operator", has_text=OPERATOR).wait_for()
+    audit = await page.locator("#audit").inner_text()
+    assert "released by phone, ref 123" in audit and "resolve" in audit

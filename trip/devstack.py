@@ -120,7 +120,11 @@ def main() -> int:
         wait_for_port("127.0.0.1", providers_port, proc)
         stack.start("worker", [sys.executable, "run_worker.py"], env)
         web_app = ROOT / "web" / "__main__.py"
+        login = ""
         if web_app.exists():
+            from web.operators import ensure_demo_operator
+
+            login = f"  Operator login:   http://127.0.0.1:5000/login ({ensure_demo_operator(ROOT / 'instance')})\n"
             proc = stack.start("web app", [sys.executable, "-m", "web"], env)
             wait_for_port("127.0.0.1", 5000, proc)
         ui = env.get(ENV_TEMPORAL_UI_URL, "your Temporal UI")
@@ -129,6 +133,7 @@ def main() -> int:
             f"  Temporal Web UI:  {ui}\n"
             f"  Providers ledger: {env[ENV_PROVIDERS_URL]}/reservations\n"
             + ("  Booking form:     http://127.0.0.1:5000\n" if web_app.exists() else "")
+            + login
             + "  Book from the CLI: .venv/bin/python run_workflow.py --scenario flight-sold-out\n"
             "  Ctrl-C stops everything.\n",
             flush=True,

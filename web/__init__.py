@@ -17,6 +17,8 @@ from flask_wtf.csrf import CSRFProtect
 
 from trip import DEFAULT_TEMPORAL_UI_URL, ENV_TASK_QUEUE, ENV_TEMPORAL_UI_URL, TASK_QUEUE
 from trip.temporal import connect
+from web import auth
+from web.auth import login_manager
 from web.portal import PORTAL_KEY, TemporalPortal
 
 csrf = CSRFProtect()
@@ -50,6 +52,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         POLL_INTERVAL_MS=1000,
         MAX_CONTENT_LENGTH=64 * 1024,
         WTF_CSRF_TIME_LIMIT=None,  # a form left open over lunch should still submit
+        #: Seconds the nav bar's NEEDS_ATTENTION count may take before it is left out.
+        BADGE_TIMEOUT=2.0,
+        #: Seconds a ``retry_compensation`` may run: it returns only once the undos finish.
+        RETRY_TIMEOUT=600.0,
+        #: Operators, name -> werkzeug password hash; None reads OPERATORS_FILE or instance/operators.toml.
+        OPERATORS=None,
     )
     app.config.from_prefixed_env()  # FLASK_* variables
     if test_config:
@@ -57,17 +65,27 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(Path(app.instance_path))
 
+    if app.config["OPERATORS"] is None:
+        # Imported here so ``python -m web.operators`` does not import itself twice.
+        from web.operators import load_operators, operators_file
+
+        app.config["OPERATORS"] = load_operators(operators_file(Path(app.instance_path)))
+
     csrf.init_app(app)
+    login_manager.init_app(app)
     portal = app.config.get("TEMPORAL_PORTAL")
     if portal is None:
         profile = app.config["TEMPORAL_PROFILE"]
         portal = TemporalPortal(lambda: connect(profile), timeout=app.config["TEMPORAL_TIMEOUT"])
     app.extensions[PORTAL_KEY] = portal
 
-    from web import booking, errors, listing, status
+    from web import attention, booking, errors, listing, status
 
     app.register_blueprint(booking.bp)
     app.register_blueprint(status.bp)
     app.register_blueprint(listing.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(attention.bp)
+    attention.register(app)
     errors.register(app)
     return app

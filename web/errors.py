@@ -47,8 +47,11 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response | tuple[str, int]:
-        titles = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}
-        messages = {404: "There is no booking or page at this address."}
+        titles = {401: "Operators only", 404: "Not found", 405: "Method not allowed", 413: "Request too large"}
+        messages = {
+            401: "Only a logged-in operator can do this, so nothing was changed. Log in as an operator first.",
+            404: "There is no booking or page at this address.",
+        }
         code = err.code or 500
         return _page(code, titles.get(code, err.name), messages.get(code, err.description or err.name))
 

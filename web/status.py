@@ -10,18 +10,30 @@ run's result or failure.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, url_for
-from temporalio.client import Client, WorkflowQueryFailedError
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 from werkzeug.wrappers import Response
 
-from trip.temporal import Outcome, WorkflowPaused, await_outcome, describe_execution, fetch_status, web_ui_url
+from trip.temporal import (
+    Outcome,
+    WorkflowPaused,
+    await_outcome,
+    describe_execution,
+    fetch_status,
+    rejection_message,
+    resolve,
+    retry_compensation,
+    web_ui_url,
+)
+from web.auth import current_operator, operator_required
 from web.portal import current_portal
-from workflows.status import TERMINAL, BookingStatus, SagaStatus
+from workflows.status import TERMINAL, BookingStatus, OperatorActionResult, SagaStatus
 
 bp = Blueprint("status", __name__, url_prefix="/bookings")
 
@@ -70,6 +82,8 @@ class BookingView:
             "failure": status.failure.model_dump(mode="json") if status and status.failure else None,
             "confirmations": status.confirmations if status else {},
             "outstanding": status.outstanding if status else [],
+            "attention": status.attention.model_dump(mode="json") if status and status.attention else None,
+            "audit": [a.model_dump(mode="json") for a in status.audit] if status else [],
             "error": error,
             "note": self.note,
             "paused": self.pause_reason is not None,
@@ -130,15 +144,19 @@ def load_booking(workflow_id: str) -> BookingView:
         abort(404)
 
 
-@bp.get("/<workflow_id>")
-def booking_page(workflow_id: str) -> str:
-    view = load_booking(workflow_id)
+def render_booking(view: BookingView, *, action_error: str | None = None, status: int = 200) -> tuple[str, int]:
     return render_template(
         "booking.html",
         view=view,
         terminal={s.value for s in TERMINAL},
         poll_ms=current_app.config["POLL_INTERVAL_MS"],
-    )
+        action_error=action_error,
+    ), status
+
+
+@bp.get("/<workflow_id>")
+def booking_page(workflow_id: str) -> tuple[str, int]:
+    return render_booking(load_booking(workflow_id))
 
 
 @bp.get("/<workflow_id>/status")
@@ -149,6 +167,7 @@ def booking_status(workflow_id: str) -> Response:
 
 
 @bp.post("/<workflow_id>/cancel")
+@operator_required
 def cancel_booking(workflow_id: str) -> Response:
     view = load_booking(workflow_id)
     if view.closed:
@@ -157,3 +176,51 @@ def cancel_booking(workflow_id: str) -> Response:
         current_portal().call(lambda client: client.get_workflow_handle(workflow_id).cancel())
         flash("Cancellation requested: everything booked so far is being undone.", "info")
     return redirect(url_for("status.booking_page", workflow_id=workflow_id), code=303)
+
+
+def _operator_update(
+    workflow_id: str, send: Callable[[WorkflowHandle[Any, Any]], Awaitable[OperatorActionResult]], timeout: float
+) -> Response | tuple[str, int]:
+    """Send one operator Update; a rejected one re-renders the page with its reason (409)."""
+    if not WORKFLOW_ID_RE.match(workflow_id):
+        abort(404)
+    try:
+        result = current_portal().call(lambda client: send(client.get_workflow_handle(workflow_id)), timeout=timeout)
+    except WorkflowUpdateFailedError as err:
+        return render_booking(load_booking(workflow_id), action_error=rejection_message(err), status=409)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:  # gone, or closed since the page was drawn
+            view = load_booking(workflow_id)
+            return render_booking(view, action_error="This booking is no longer waiting for an operator.", status=409)
+        raise
+    outcomes = ", ".join(f"{step}: {state}" for step, state in result.outcomes.items())
+    flash(f"Done ({outcomes}). Still outstanding: {', '.join(result.outstanding) or 'nothing'}.", "info")
+    return redirect(url_for("status.booking_page", workflow_id=workflow_id), code=303)
+
+
+@bp.post("/<workflow_id>/retry")
+@operator_required
+def retry_undo(workflow_id: str) -> Response | tuple[str, int]:
+    """Retry the outstanding undos: the form's ``step``, or all of them when it has none."""
+    step = request.form.get("step", "").strip()
+    note = request.form.get("note", "").strip() or (f"retry {step} from the web app" if step else "retry all")
+    operator = current_operator()
+    return _operator_update(
+        workflow_id,
+        lambda handle: retry_compensation(handle, operator=operator, note=note, steps=[step] if step else None),
+        current_app.config["RETRY_TIMEOUT"],
+    )
+
+
+@bp.post("/<workflow_id>/resolve")
+@operator_required
+def resolve_step(workflow_id: str) -> Response | tuple[str, int]:
+    """Record that ``step``'s reservation was released outside the system; the note is required."""
+    step = request.form.get("step", "")
+    note = request.form.get("note", "")
+    operator = current_operator()
+    return _operator_update(
+        workflow_id,
+        lambda handle: resolve(handle, step=step, operator=operator, note=note),
+        current_app.config["TEMPORAL_TIMEOUT"],
+    )

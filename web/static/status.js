@@ -59,9 +59,11 @@
       failure.textContent = (data.failure.step ? data.failure.step + " failed: " : "") +
         data.failure.type + ": " + data.failure.message;
     }
-    document.getElementById("attention").hidden = data.status !== "ROLLBACK_INCOMPLETE";
+    document.getElementById("attention").hidden =
+      data.status !== "ROLLBACK_INCOMPLETE" && data.status !== "NEEDS_ATTENTION";
     document.getElementById("outstanding").textContent = data.outstanding.join(", ");
-    document.getElementById("cancel-form").hidden = data.closed;
+    const cancel = document.getElementById("cancel-form");  // only operators have it
+    if (cancel) cancel.hidden = data.closed;
     root.dataset.live = data.status;
   }
 
@@ -70,6 +72,13 @@
       const response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
       if (response.ok) {
         const data = await response.json();
+        // The operator's forms and the audit trail are drawn by the server:
+        // entering or leaving NEEDS_ATTENTION redraws the page.
+        const rendered = root.dataset.rendered;
+        if (data.status !== rendered && (data.status === "NEEDS_ATTENTION" || rendered === "NEEDS_ATTENTION")) {
+          window.location.reload();
+          return;
+        }
         render(data);
         if (data.closed && terminal.has(data.status)) return;
       }

@@ -1,0 +1,95 @@
+"""``GET /attention``: every booking whose rollback is stuck, for operators.
+
+The list comes from visibility (``BookingStatus = "NEEDS_ATTENTION"``); each
+row's details (what is held, since when, the deadline) from that booking's
+``status`` query, asked for all rows at once and each bounded by the query
+timeout. The nav bar's count badge is one visibility count call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import Blueprint, Flask, current_app, render_template
+from flask_login import current_user
+from temporalio.client import Client
+
+from trip import SA_BOOKING_STATUS, SA_TRAVELLER, WORKFLOW_TYPE
+from trip.temporal import fetch_status
+from web.auth import operator_required
+from web.portal import TemporalUnavailable, current_portal
+from workflows.status import Attention, SagaStatus
+
+bp = Blueprint("attention", __name__)
+
+MAX_ROWS = 50
+QUERY = (
+    f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Running" '
+    f'AND {SA_BOOKING_STATUS.name} = "{SagaStatus.NEEDS_ATTENTION.value}"'
+)
+
+
+@dataclass(frozen=True)
+class StuckBooking:
+    workflow_id: str
+    traveller: str | None
+    attention: Attention | None
+
+    def held_for(self, now: datetime) -> str:
+        if self.attention is None:
+            return ""
+        return _duration(now - self.attention.since)
+
+
+def _duration(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 1:
+        return "under a minute"
+    if minutes < 120:
+        return f"{minutes} min"
+    hours = minutes // 60
+    return f"{hours} h" if hours < 48 else f"{hours // 24} days"
+
+
+async def _stuck(client: Client, query_timeout: timedelta) -> list[StuckBooking]:
+    found = [wf async for wf in client.list_workflows(QUERY, limit=MAX_ROWS)]
+
+    async def one(wf_id: str, traveller: str | None) -> StuckBooking:
+        try:
+            status = await fetch_status(client.get_workflow_handle(wf_id), rpc_timeout=query_timeout)
+        except Exception:  # no worker answering: still list it, without details
+            return StuckBooking(wf_id, traveller, None)
+        return StuckBooking(wf_id, status.traveller or traveller, status.attention)
+
+    return list(await asyncio.gather(*(one(wf.id, wf.typed_search_attributes.get(SA_TRAVELLER)) for wf in found)))
+
+
+@bp.get("/attention")
+@operator_required
+def attention_list() -> str:
+    timeout = timedelta(seconds=current_app.config["QUERY_TIMEOUT"])
+    rows = current_portal().call(lambda client: _stuck(client, timeout))
+    now = datetime.now().astimezone()
+    return render_template("attention.html", rows=rows, now=now)
+
+
+def attention_count() -> int | None:
+    """How many bookings wait for an operator; None when Temporal does not say."""
+
+    async def count(client: Client) -> int:
+        return (await client.count_workflows(QUERY)).count
+
+    try:
+        return current_portal().call(count, timeout=current_app.config["BADGE_TIMEOUT"])
+    except (TemporalUnavailable, Exception):
+        return None
+
+
+def register(app: Flask) -> None:
+    @app.context_processor
+    def badge() -> dict[str, object]:
+        if not current_user.is_authenticated:
+            return {"attention_count": None}
+        return {"attention_count": attention_count()}
