@@ -423,3 +423,28 @@ async def test_browser_operator_resolves_a_stuck_booking_from_the_attention_page
     await page.locator("#audit .audit-operator", has_text=OPERATOR).wait_for()
     audit = await page.locator("#audit").inner_text()
     assert "released by phone, ref 123" in audit and "resolve" in audit
+
+
+async def test_browser_operator_retries_an_undo_once_the_outage_is_lifted(
+    web_app: WebApp, dev_client: Client, providers: ProviderService, browser: Any
+) -> None:
+    """Issue 12's acceptance: in the browser, retry a car-cancel-outage booking; the ledger ends with 0 active."""
+    handle = await start_booking(
+        dev_client, make_request(Scenario.CAR_CANCEL_OUTAGE, name="Dorothy Vaughan"), task_queue=web_app.task_queue
+    )
+    location = f"/bookings/{handle.id}"
+    await wait_for_attention(Browserless(web_app.url), location)
+    assert providers.active_kinds(handle.id) == ["car"]
+
+    page = await browser.new_page(viewport={"width": 1000, "height": 1100})
+    await page.goto(f"{web_app.url}/login?next={location}")
+    await page.get_by_label("Operator name").fill(OPERATOR)
+    await page.get_by_label("Password").fill(OPERATOR_PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.locator("#saga-status", has_text="Needs attention").wait_for()
+    providers.lift_outage(handle.id, "car")  # the car provider's own operator ends the outage
+    await page.get_by_role("button", name="Retry undo of book_car").click()
+    await page.locator("#saga-status", has_text="Rolled back").wait_for(timeout=60_000)
+    audit = await page.locator("#audit").inner_text()
+    assert OPERATOR in audit and "retry_compensation" in audit
+    assert providers.active_kinds(handle.id) == []
