@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from trip.models import BookingInputError, BookingRequest, Mode, Scenario, demo_trip
+from trip.models import BookingInputError, BookingRequest, Mode, RetryOverrides, Scenario, demo_trip
 
 TODAY = date(2030, 6, 1)
 
@@ -87,3 +87,18 @@ def test_past_dates_are_only_checked_with_a_today_context() -> None:
     assert BookingRequest.model_validate(old).car.pickup < date.today() + timedelta(days=10_000)
     with pytest.raises(ValueError, match="past"):
         BookingRequest.model_validate(old, context={"today": TODAY + timedelta(days=40)})
+
+
+def test_retry_overrides_refuse_a_longest_wait_shorter_than_the_first() -> None:
+    with pytest.raises(ValueError, match="max_interval_s must not be shorter than initial_interval_s"):
+        RetryOverrides(initial_interval_s=1.0, max_interval_s=0.5)
+
+
+def test_one_bound_alone_never_makes_a_policy_temporal_rejects() -> None:
+    # --max-interval 0.5 alone, against the steps' 1 s default first wait: this used to fail every workflow task.
+    from workflows.booking import STEP_POLICIES
+
+    for policy in STEP_POLICIES.values():
+        retry = policy.retry_policy(RetryOverrides(max_interval_s=0.5))
+        assert retry.maximum_interval is not None and retry.initial_interval <= retry.maximum_interval
+        retry._validate()  # what the SDK runs before it schedules the activity

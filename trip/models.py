@@ -175,6 +175,15 @@ class RetryOverrides(_Model):
     undo_max_attempts: Annotated[int, Field(ge=1, le=100)] | None = None
     undo_max_interval_s: Annotated[float, Field(gt=0, le=600)] | None = None
 
+    @model_validator(mode="after")
+    def _intervals(self) -> RetryOverrides:
+        first = self.initial_interval_s
+        for name in ("max_interval_s", "undo_max_interval_s"):
+            longest = getattr(self, name)
+            if first is not None and longest is not None and longest < first:
+                raise ValueError(f"{name} must not be shorter than initial_interval_s")
+        return self
+
 
 class BookingRequest(_Model):
     """Everything needed to book one trip: the workflow's only argument."""

@@ -82,10 +82,13 @@ class StepPolicy:
 
     def retry_policy(self, overrides: RetryOverrides | None) -> RetryPolicy:
         o = overrides or RetryOverrides()
+        initial = _seconds(o.initial_interval_s) or self.initial_interval
         return RetryPolicy(
-            initial_interval=_seconds(o.initial_interval_s) or self.initial_interval,
+            initial_interval=initial,
             backoff_coefficient=o.backoff or self.backoff,
-            maximum_interval=_seconds(o.max_interval_s) or self.maximum_interval,
+            # An override of one bound alone must not undercut the other's
+            # default: Temporal rejects the policy, and every workflow task fails.
+            maximum_interval=max(initial, _seconds(o.max_interval_s) or self.maximum_interval),
             maximum_attempts=o.max_attempts or self.maximum_attempts,
             non_retryable_error_types=list(NON_RETRYABLE_BUSINESS_ERRORS),
         )
@@ -133,13 +136,17 @@ class BookingWorkflow:
         #: Why the saga is unwinding; set before any undo runs.
         self._failure: FailureView | None = None
         retry = req.retry or RetryOverrides()
+        undo_initial = _seconds(retry.initial_interval_s) or UNDO_POLICY.initial_interval
         self._saga = Saga(
             # Undos are independent, so in parallel mode they unwind together.
             parallel_compensation=req.mode is Mode.PARALLEL,
             undo_retry_policy=RetryPolicy(
-                initial_interval=_seconds(retry.initial_interval_s) or UNDO_POLICY.initial_interval,
+                initial_interval=undo_initial,
                 backoff_coefficient=retry.backoff or UNDO_POLICY.backoff_coefficient,
-                maximum_interval=_seconds(retry.undo_max_interval_s) or UNDO_POLICY.maximum_interval,
+                maximum_interval=max(
+                    undo_initial,
+                    _seconds(retry.undo_max_interval_s) or UNDO_POLICY.maximum_interval or undo_initial,
+                ),
                 maximum_attempts=retry.undo_max_attempts or UNDO_POLICY.maximum_attempts,
             ),
             undo_timeout=_seconds(retry.activity_timeout_s) or timedelta(seconds=30),
