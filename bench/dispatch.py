@@ -129,7 +129,7 @@ async def print_timeline(client: Client, workflow_id: str) -> None:
 
 
 async def measure(
-    client: Client, runs: int, activities: int, no_eager: bool, timeline: bool = False
+    client: Client, runs: int, activities: int, no_eager: bool, no_cache: bool = False, timeline: bool = False
 ) -> dict[str, float]:
     queue = f"dispatch-{uuid.uuid4()}"
     latencies, gaps, turns = [], [], []
@@ -140,6 +140,8 @@ async def measure(
         activities=[noop],
         workflow_runner=UnsandboxedWorkflowRunner(),
         disable_eager_activity_execution=no_eager,
+        # 0 turns sticky execution off: every task goes to the normal queue.
+        max_cached_workflows=0 if no_cache else 1000,
     ):
         for i in range(runs + 2):
             wid = f"{queue}-{i}"
@@ -168,12 +170,12 @@ async def main_async(args: argparse.Namespace, extra: list[str]) -> None:
             client = await connect(port)
             for n in args.activities:
                 waited = runqueue_wait_ms(proc.pid) + runqueue_wait_ms(os.getpid())
-                result = await measure(client, args.runs, n, args.no_eager, args.timeline)
+                result = await measure(client, args.runs, n, args.no_eager, args.no_cache, args.timeline)
                 waited = runqueue_wait_ms(proc.pid) + runqueue_wait_ms(os.getpid()) - waited
                 db = "memory" if args.in_memory else "file"
                 print(
                     f"activities={n} runs={args.runs} db={db} flags={' '.join(extra) or '-'} "
-                    f"sleep={args.activity_sleep_ms:g}ms p50={result['p50_ms']:.1f}ms "
+                    f"eager={not args.no_eager} cache={not args.no_cache} sleep={args.activity_sleep_ms:g}ms p50={result['p50_ms']:.1f}ms "
                     f"wft_gap_p50={result['p50_wft_gap_ms']:.1f}ms "
                     f"wft_turn_p50={result['p50_wft_turn_ms']:.1f}ms "
                     f"runqueue_wait_per_run={waited / (args.runs + 2):.1f}ms",
@@ -194,6 +196,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--activities", type=int, nargs="+", default=[0, 1, 3])
     parser.add_argument("--no-eager", action="store_true")
+    parser.add_argument("--no-cache", action="store_true", help="max_cached_workflows=0 (no sticky queue)")
     parser.add_argument("--activity-sleep-ms", type=float, default=0.0)
     parser.add_argument("--in-memory", action="store_true", help="SQLite in memory instead of a file")
     parser.add_argument("--timeline", action="store_true", help="print the last run's history timeline")
