@@ -66,6 +66,23 @@ def runqueue_wait_ms(pid: int) -> float:
     return total / 1e6
 
 
+def matching_counters(metrics_port: int) -> dict[str, float]:
+    """Sums of the matching service's poll and add-task counters from the dev
+    server's Prometheus endpoint, to see how many tasks missed the sync match."""
+    import urllib.request
+
+    sums = {"poll_success": 0.0, "poll_success_sync": 0.0, "backlog_writes": 0.0}
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            value = line.rsplit(" ", 1)[-1]
+            if name in ("poll_success", "poll_success_sync"):
+                sums[name] += float(value)
+            elif name == "persistence_requests" and 'operation="CreateTasks"' in line:
+                sums["backlog_writes"] += float(value)  # a task that missed the sync match
+    return sums
+
+
 def start_server(port: int, db: Path | None, extra: list[str]) -> subprocess.Popen[bytes]:
     cmd = [
         temporal_cli_path(),
@@ -170,12 +187,17 @@ async def main_async(args: argparse.Namespace, extra: list[str]) -> None:
             client = await connect(port)
             for n in args.activities:
                 waited = runqueue_wait_ms(proc.pid) + runqueue_wait_ms(os.getpid())
+                before = matching_counters(args.metrics_port) if args.metrics_port else {}
                 result = await measure(client, args.runs, n, args.no_eager, args.no_cache, args.timeline)
                 waited = runqueue_wait_ms(proc.pid) + runqueue_wait_ms(os.getpid()) - waited
+                if args.metrics_port:
+                    after = matching_counters(args.metrics_port)
+                    print({key: after[key] - before[key] for key in after}, flush=True)
                 db = "memory" if args.in_memory else "file"
                 print(
                     f"activities={n} runs={args.runs} db={db} flags={' '.join(extra) or '-'} "
-                    f"eager={not args.no_eager} cache={not args.no_cache} sleep={args.activity_sleep_ms:g}ms p50={result['p50_ms']:.1f}ms "
+                    f"eager={not args.no_eager} cache={not args.no_cache} sleep={args.activity_sleep_ms:g}ms "
+                    f"p50={result['p50_ms']:.1f}ms "
                     f"wft_gap_p50={result['p50_wft_gap_ms']:.1f}ms "
                     f"wft_turn_p50={result['p50_wft_turn_ms']:.1f}ms "
                     f"runqueue_wait_per_run={waited / (args.runs + 2):.1f}ms",
@@ -196,6 +218,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--activities", type=int, nargs="+", default=[0, 1, 3])
     parser.add_argument("--no-eager", action="store_true")
+    parser.add_argument("--metrics-port", type=int, default=0, help="also pass it to the server after --")
     parser.add_argument("--no-cache", action="store_true", help="max_cached_workflows=0 (no sticky queue)")
     parser.add_argument("--activity-sleep-ms", type=float, default=0.0)
     parser.add_argument("--in-memory", action="store_true", help="SQLite in memory instead of a file")
