@@ -78,6 +78,19 @@ def matching_counters(metrics_port: int) -> dict[str, float]:
             value = line.rsplit(" ", 1)[-1]
             if name in ("poll_success", "poll_success_sync"):
                 sums[name] += float(value)
+            elif name in ("service_latency_sum", "service_latency_count") and (
+                'operation="RecordWorkflowTaskStarted"' in line and 'service_name="history"' in line
+            ):
+                sums[f"record_started_{name.rsplit('_', 1)[1]}"] = sums.get(
+                    f"record_started_{name.rsplit('_', 1)[1]}", 0.0
+                ) + float(value)
+            elif (
+                name.startswith("task_latency")
+                and name.endswith(("_sum", "_count"))
+                and ('operation="TransferActiveTaskWorkflowTask"' in line)
+            ):
+                # History's transfer queue: how long the workflow task waited before it was pushed to matching.
+                sums[f"transfer_{name}"] = sums.get(f"transfer_{name}", 0.0) + float(value)
             elif name == "persistence_requests" and 'operation="CreateTasks"' in line:
                 sums["backlog_writes"] += float(value)  # a task that missed the sync match
     return sums
@@ -192,7 +205,7 @@ async def main_async(args: argparse.Namespace, extra: list[str]) -> None:
                 waited = runqueue_wait_ms(proc.pid) + runqueue_wait_ms(os.getpid()) - waited
                 if args.metrics_port:
                     after = matching_counters(args.metrics_port)
-                    print({key: after[key] - before[key] for key in after}, flush=True)
+                    print({key: after[key] - before.get(key, 0.0) for key in after}, flush=True)
                 db = "memory" if args.in_memory else "file"
                 print(
                     f"activities={n} runs={args.runs} db={db} flags={' '.join(extra) or '-'} "
