@@ -34,7 +34,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from trip import SEARCH_ATTRIBUTES
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
-from trip.temporal import temporal_cli_path, test_server_path
+from trip.temporal import DEV_SERVER_FLAGS, temporal_cli_path, test_server_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,6 +103,7 @@ async def dev_env(dev_ui_port: int) -> AsyncIterator[WorkflowEnvironment]:
         search_attributes=SEARCH_ATTRIBUTES,
         ui=True,
         ui_port=dev_ui_port,
+        dev_server_extra_args=DEV_SERVER_FLAGS,
     )
     async with env:
         yield env

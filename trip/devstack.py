@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, ENV_TEMPORAL_UI_URL, SEARCH_ATTRIBUTES
-from trip.temporal import temporal_cli_path
+from trip.temporal import DEV_SERVER_FLAGS, temporal_cli_path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_HOST, DEV_PORT, UI_PORT = "127.0.0.1", 7233, 8233
@@ -38,6 +38,7 @@ def dev_server_command(db: Path, *, host: str = DEV_HOST, port: int = DEV_PORT, 
         str(db),
         "--log-level",
         "warn",
+        *DEV_SERVER_FLAGS,
     ]
     for key in SEARCH_ATTRIBUTES:
         cmd += ["--search-attribute", f"{key.name}=Keyword"]
