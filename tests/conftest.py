@@ -33,9 +33,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from trip import SEARCH_ATTRIBUTES
-from trip.devstack import WORKFLOW_PAUSE_ARGS
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
-from trip.temporal import fetch_status, temporal_cli_path, test_server_path
+from trip.temporal import DEV_SERVER_FLAGS, fetch_status, temporal_cli_path, test_server_path
 from workflows.status import BookingStatus, SagaStatus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +116,7 @@ async def dev_env(dev_ui_port: int) -> AsyncIterator[WorkflowEnvironment]:
         search_attributes=SEARCH_ATTRIBUTES,
         ui=True,
         ui_port=dev_ui_port,
-        dev_server_extra_args=WORKFLOW_PAUSE_ARGS,
+        dev_server_extra_args=DEV_SERVER_FLAGS,
     )
     async with env:
         yield env

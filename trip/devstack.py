@@ -17,12 +17,10 @@ import time
 from pathlib import Path
 
 from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, ENV_TEMPORAL_UI_URL, SEARCH_ATTRIBUTES
-from trip.temporal import temporal_cli_path
+from trip.temporal import DEV_SERVER_FLAGS, temporal_cli_path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_HOST, DEV_PORT, UI_PORT = "127.0.0.1", 7233, 8233
-#: Lets operators run ``temporal workflow pause`` (off by default in server 1.32).
-WORKFLOW_PAUSE_ARGS = ["--dynamic-config-value", "frontend.WorkflowPauseEnabled=true"]
 
 
 def dev_server_command(db: Path, *, host: str = DEV_HOST, port: int = DEV_PORT, ui_port: int = UI_PORT) -> list[str]:
@@ -40,7 +38,7 @@ def dev_server_command(db: Path, *, host: str = DEV_HOST, port: int = DEV_PORT, 
         str(db),
         "--log-level",
         "warn",
-        *WORKFLOW_PAUSE_ARGS,
+        *DEV_SERVER_FLAGS,
     ]
     for key in SEARCH_ATTRIBUTES:
         cmd += ["--search-attribute", f"{key.name}=Keyword"]

