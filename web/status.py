@@ -9,7 +9,6 @@ run's result or failure.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,13 +18,12 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFail
 from temporalio.service import RPCError, RPCStatusCode
 from werkzeug.wrappers import Response
 
+from trip.models import WORKFLOW_ID_RE
 from trip.temporal import Outcome, await_outcome, fetch_status, web_ui_url
 from web.portal import current_portal
 from workflows.status import TERMINAL, BookingStatus, SagaStatus
 
 bp = Blueprint("status", __name__, url_prefix="/bookings")
-
-WORKFLOW_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
 
 class BookingNotFound(Exception):
