@@ -21,7 +21,16 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from trip import ENV_TASK_QUEUE, TASK_QUEUE
-from trip.models import FLAT_FIELDS, BookingInputError, BookingRequest, RetryOverrides, Scenario, demo_trip
+from trip.models import (
+    FLAT_FIELDS,
+    WORKFLOW_ID_RULE,
+    BookingInputError,
+    BookingRequest,
+    RetryOverrides,
+    Scenario,
+    check_workflow_id,
+    demo_trip,
+)
 from trip.scenarios import SCENARIOS
 from trip.temporal import (
     Outcome,
@@ -89,7 +98,11 @@ def parse_args(argv: list[str] | None, today: date) -> argparse.Namespace:
         metavar="SECONDS",
         help="how long a stuck rollback waits for an operator before closing (default: 7 days)",
     )
-    parser.add_argument("--workflow-id", default=None, help="default: a new unique id")
+    parser.add_argument(
+        "--workflow-id",
+        default=None,
+        help="default: a new unique id; letters, digits and . _ : %% - only (no / ? # or spaces)",
+    )
     parser.add_argument("--task-queue", default=os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE))
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")
     parser.add_argument("--no-wait", action="store_true", help="start the booking and exit 0 at once")
@@ -98,6 +111,12 @@ def parse_args(argv: list[str] | None, today: date) -> argparse.Namespace:
 
 
 def build_request(args: argparse.Namespace, today: date) -> BookingRequest:
+    if args.workflow_id is not None:
+        try:
+            check_workflow_id(args.workflow_id)
+        except ValueError:
+            # Checked here, before Temporal is contacted, so nothing starts.
+            raise BookingInputError({"workflow_id": f"{args.workflow_id!r} {WORKFLOW_ID_RULE}"}) from None
     retry_values = {
         _RETRY_FIELDS.get(flag, flag): getattr(args, flag) for flag in _RETRY_FLAGS if getattr(args, flag) is not None
     }

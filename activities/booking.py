@@ -9,6 +9,7 @@ the scenario name is only forwarded to the provider.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -19,6 +20,10 @@ from trip.errors import HTTP_STATUS_ERRORS, ErrorType
 from trip.models import CancelRequest, CancelResult, Kind, Reservation, ReserveRequest
 
 SCENARIO_HEADER = "X-Scenario"
+#: Time kept back from the activity's start-to-close timeout for reading the
+#: answer and reporting the result, so that an HTTP timeout (a typed,
+#: retryable ProviderTimeout) fires before Temporal's own, untyped one.
+CALL_TIMEOUT_MARGIN_S = 2.0
 
 
 def _fail(error: ErrorType, message: str, *, retryable: bool, status: int | None = None) -> ApplicationError:
@@ -34,9 +39,48 @@ def _fail(error: ErrorType, message: str, *, retryable: bool, status: int | None
 def _provider_message(response: httpx.Response) -> str:
     try:
         body = response.json()
-        return str(body.get("message") or body)
     except ValueError:
         return response.text[:200] or response.reason_phrase
+    # A proxy or a broken provider may answer any JSON at all, not an object.
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return str(body)[:200]
+
+
+def _answer_fields(kind: Kind, response: httpx.Response, *fields: str) -> dict[str, str]:
+    """The string fields a success must carry; anything else is a protocol error.
+
+    Retrying cannot turn a malformed success into a good one, so it is
+    non-retryable and says what was missing instead of a bare KeyError.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    missing = [f for f in fields if not isinstance(body, dict) or not isinstance(body.get(f), str)]
+    if missing:
+        raise _fail(
+            ErrorType.PROVIDER_PROTOCOL,
+            f"{kind.value} provider answered {response.status_code} without {', '.join(missing)}:"
+            f" {response.text[:200]!r}",
+            retryable=False,
+            status=response.status_code,
+        )
+    assert isinstance(body, dict)
+    return {f: body[f] for f in fields}
+
+
+def call_timeout_s(start_to_close: timedelta | None, default_s: float | None) -> float | None:
+    """The HTTP timeout for one provider call of an activity with this timeout.
+
+    The activity's start-to-close timeout less ``CALL_TIMEOUT_MARGIN_S``, or
+    half of it when it is too short for that margin. Without one (only
+    schedule-to-close set) the client's own default applies.
+    """
+    if start_to_close is None or start_to_close <= timedelta(0):
+        return default_s
+    total = start_to_close.total_seconds()
+    return total - CALL_TIMEOUT_MARGIN_S if total >= 2 * CALL_TIMEOUT_MARGIN_S else total / 2
 
 
 class BookingActivities:
@@ -46,8 +90,11 @@ class BookingActivities:
         self._http = http
 
     async def _call(self, kind: Kind, path: str, payload: dict[str, Any], scenario: str) -> httpx.Response:
+        timeout = call_timeout_s(activity.info().start_to_close_timeout, self._http.timeout.read)
         try:
-            response = await self._http.post(path, json=payload, headers={SCENARIO_HEADER: scenario})
+            response = await self._http.post(
+                path, json=payload, headers={SCENARIO_HEADER: scenario}, timeout=httpx.Timeout(timeout)
+            )
         except httpx.TimeoutException as exc:
             raise _fail(
                 ErrorType.PROVIDER_TIMEOUT, f"{kind.value} provider did not answer in time ({exc!r})", retryable=True
@@ -80,7 +127,7 @@ class BookingActivities:
             "details": req.details.model_dump(mode="json"),
         }
         response = await self._call(kind, f"/{kind.value}/reservations", payload, req.scenario.value)
-        body = response.json()
+        body = _answer_fields(kind, response, "reservation_id", "confirmation")
         activity.logger.info("booked %s %s (%s)", kind.value, body["confirmation"], req.idempotency_key)
         return Reservation(
             kind=kind,
@@ -90,13 +137,17 @@ class BookingActivities:
         )
 
     async def _cancel(self, kind: Kind, req: CancelRequest) -> CancelResult:
+        # The key travels in the JSON body, never in the URL: a path segment is
+        # percent-decoded by the server (``x%41y`` arrives as ``xAy``) and a
+        # ``/``, ``?`` or ``#`` in it changes the route, so the undo would miss
+        # the key it must release.
         response = await self._call(
             kind,
-            f"/{kind.value}/reservations/{req.idempotency_key}/cancel",
-            {"booking_id": req.booking_id},
+            f"/{kind.value}/cancellations",
+            {"booking_id": req.booking_id, "idempotency_key": req.idempotency_key},
             req.scenario.value,
         )
-        outcome = response.json()["outcome"]
+        outcome = _answer_fields(kind, response, "outcome")["outcome"]
         activity.logger.info("undo %s %s: %s", kind.value, req.idempotency_key, outcome)
         return CancelResult(
             kind=kind, idempotency_key=req.idempotency_key, outcome=outcome, attempt=activity.info().attempt
@@ -138,7 +189,11 @@ class BookingActivities:
 
 
 def make_http_client(base_url: str, *, timeout_s: float = 5.0, max_connections: int = 100) -> httpx.AsyncClient:
-    """The one HTTP client a worker shares across all activity executions."""
+    """The one HTTP client a worker shares across all activity executions.
+
+    ``timeout_s`` applies only to an activity without a start-to-close
+    timeout: each call otherwise derives its own (``call_timeout_s``).
+    """
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout_s),

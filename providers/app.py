@@ -2,13 +2,21 @@
 
 Routes:
   POST /{kind}/reservations                  book, keyed by ``idempotency_key``
-  POST /{kind}/reservations/{key}/cancel     undo; a no-op if nothing was booked
+  POST /{kind}/cancellations                 undo ``{"booking_id", "idempotency_key"}``; a no-op
+                                             if nothing was booked
+  POST /{kind}/reservations/{key}/cancel     the same, key in the path (kept for workers of the
+                                             previous release; aiohttp decodes ``%XX`` in it)
   GET  /reservations[?booking_id=...]        the ledger, for tests and operators
   PUT  /inventory/{kind}                     set capacity (makes "sold out" real)
   POST /admin/outages/lift                   end a booking's undo outage (car-cancel-outage):
                                              ``{"booking_id": ..., "kind": "car"}``
   GET  /stats                                request counts and handling times
   GET  /health
+
+A reused ``idempotency_key`` returns the stored booking only for the same
+request (kind, booking id, traveller, details); with different content it is a
+422 ``InvalidBooking``. An undo is refused (422) for a key that is not its
+booking's.
 
 Every answer is JSON. Bad requests get a 4xx with ``{"error", "message"}``;
 an unexpected exception becomes a JSON 500 and rolls back its transaction.
@@ -27,6 +35,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from providers.ledger import Ledger, LedgerConflict
+from trip.errors import HTTP_STATUS_ERRORS
 from trip.models import CarRequest, FlightRequest, HotelRequest, Kind, Scenario, Traveller
 from trip.scenarios import ALWAYS, SCENARIOS, Fault
 
@@ -41,7 +50,8 @@ _DETAILS: dict[Kind, type[CarRequest] | type[HotelRequest] | type[FlightRequest]
     Kind.HOTEL: HotelRequest,
     Kind.FLIGHT: FlightRequest,
 }
-_ERROR_STATUS = {"SoldOut": 409, "ReservationVoided": 410, "InvalidBooking": 422}
+#: Ledger refusal → HTTP status: the inverse of the one table the activities read.
+_ERROR_STATUS = {error.value: status for status, (error, _) in HTTP_STATUS_ERRORS.items()}
 SCENARIO_HEADER = "X-Scenario"
 
 
@@ -95,12 +105,11 @@ def _failing(n: int, attempt: int) -> bool:
     return n == ALWAYS or attempt <= n
 
 
-def _resource(kind: Kind, details: Any) -> tuple[str, str]:
+def _resource(details: Any) -> str:
+    """What inventory a booking draws on; ``Ledger`` works out which days."""
     if isinstance(details, FlightRequest):
-        return f"{details.origin}->{details.destination}", details.date.isoformat()
-    if isinstance(details, CarRequest):
-        return details.city, details.pickup.isoformat()
-    return details.city, details.check_in.isoformat()
+        return f"{details.origin}->{details.destination}"
+    return str(details.city)
 
 
 async def reserve(request: web.Request) -> web.Response:
@@ -125,14 +134,12 @@ async def reserve(request: web.Request) -> web.Response:
     attempt = ledger.count_attempt(key, "reserve")
     if _failing(fault.fail_first, attempt):
         return _error(503, "Unavailable", f"{kind.value} provider is temporarily unavailable (attempt {attempt})")
-    resource, day = _resource(kind, details)
     try:
         outcome = ledger.reserve(
             kind=kind.value,
             key=key,
             booking_id=booking_id,
-            resource=resource,
-            day=day,
+            resource=_resource(details),
             traveller=traveller.model_dump(mode="json"),
             details=details.model_dump(mode="json"),
             force_sold_out=fault.sold_out,
@@ -143,13 +150,30 @@ async def reserve(request: web.Request) -> web.Response:
 
 
 async def cancel(request: web.Request) -> web.Response:
+    """Undo, with the key in the body: no URL encoding can change it."""
+    body = await _json_body(request)
+    return await _cancel(request, body.get("idempotency_key"), body)
+
+
+async def cancel_by_path(request: web.Request) -> web.Response:
+    """The previous release's undo route, kept so its workers still work mid-deploy.
+
+    aiohttp hands over the *decoded* path segment, so a key with ``%XX`` in it
+    arrives changed; ``Ledger.cancel`` then refuses it as another booking's key
+    rather than voiding it.
+    """
+    body = await _json_body(request)
+    return await _cancel(request, request.match_info["key"], body)
+
+
+async def _cancel(request: web.Request, key: Any, body: dict[str, Any]) -> web.Response:
     kind = _kind(request)
     fault = _fault(request, kind)
-    key = request.match_info["key"]
-    body = await _json_body(request)
     booking_id = body.get("booking_id")
     if not isinstance(booking_id, str) or not booking_id:
         return _error(422, "InvalidBooking", "booking_id must be a non-empty string")
+    if not isinstance(key, str) or not (1 <= len(key) <= 200):
+        return _error(422, "InvalidBooking", "idempotency_key must be a string of 1 to 200 characters")
     ledger = request.app[LEDGER]
     await _delay(request, fault)
     attempt = ledger.count_attempt(key, "cancel")
@@ -241,7 +265,8 @@ def create_app(ledger: Ledger, *, latency_override_ms: int | None = None) -> web
     app[STATS] = {"requests": 0, "handling_ms": []}
     app[LATENCY_OVERRIDE_MS] = latency_override_ms
     app.router.add_post("/{kind}/reservations", reserve)
-    app.router.add_post("/{kind}/reservations/{key}/cancel", cancel)
+    app.router.add_post("/{kind}/cancellations", cancel)
+    app.router.add_post("/{kind}/reservations/{key}/cancel", cancel_by_path)
     app.router.add_get("/reservations", list_reservations)
     app.router.add_put("/inventory/{kind}", set_inventory)
     app.router.add_post("/admin/outages/lift", lift_outage)

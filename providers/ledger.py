@@ -7,11 +7,12 @@ does network I/O: the HTTP layer owns latency and fault injection.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,13 @@ CREATE TABLE IF NOT EXISTS reservations (
     booking_id      TEXT NOT NULL,
     resource        TEXT NOT NULL,
     day             TEXT NOT NULL,
+    last_day        TEXT,
     traveller       TEXT NOT NULL,
     details         TEXT NOT NULL,
     status          TEXT NOT NULL CHECK (status IN ('active', 'cancelled')),
     created_at      TEXT NOT NULL,
-    cancelled_at    TEXT
+    cancelled_at    TEXT,
+    request_hash    TEXT
 );
 CREATE INDEX IF NOT EXISTS reservations_booking ON reservations (booking_id);
 CREATE INDEX IF NOT EXISTS reservations_inventory ON reservations (kind, resource, day, status);
@@ -69,6 +72,40 @@ CREATE TABLE IF NOT EXISTS attempts (
 
 _PREFIX = {"car": "CAR", "hotel": "HTL", "flight": "FLT"}
 
+#: Columns added after the first release. A ledger file from an older ``make
+#: run`` lacks them; ``_migrate`` adds and backfills them in place.
+_ADDED_COLUMNS = {"request_hash": "TEXT", "last_day": "TEXT"}
+
+
+def request_hash(*, kind: str, booking_id: str, traveller: dict[str, Any], details: dict[str, Any]) -> str:
+    """Fingerprint of what a booking call asked for (canonical JSON, SHA-256).
+
+    Stored with the key so that a key reused for a different trip (for
+    example once the namespace's retention has let the workflow id run again)
+    is refused instead of answered with the old booking.
+    """
+    canonical = json.dumps(
+        {"kind": kind, "booking_id": booking_id, "traveller": traveller, "details": details},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def days_held(kind: str, details: dict[str, Any]) -> tuple[str, str]:
+    """First and last day (ISO, inclusive) a reservation takes inventory.
+
+    A car is held from pick-up to drop-off day; a hotel room every night from
+    check-in up to, not including, the check-out night; a flight on its date.
+    """
+    if kind == "car":
+        return details["pickup"], details["dropoff"]
+    if kind == "hotel":
+        last_night = date.fromisoformat(details["check_out"]) - timedelta(days=1)
+        return details["check_in"], max(last_night.isoformat(), details["check_in"])
+    return details["date"], details["date"]
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -103,6 +140,34 @@ class Ledger:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a ledger file written by an older release up to this schema."""
+        with self._tx():
+            have = {row["name"] for row in self._db.execute("PRAGMA table_info(reservations)")}
+            for column, sql_type in _ADDED_COLUMNS.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE reservations ADD COLUMN {column} {sql_type}")
+            stale = self._db.execute(
+                "SELECT idempotency_key, kind, booking_id, traveller, details FROM reservations"
+                " WHERE request_hash IS NULL OR last_day IS NULL"
+            ).fetchall()
+            for row in stale:
+                details = json.loads(row["details"])
+                self._db.execute(
+                    "UPDATE reservations SET request_hash = ?, last_day = ? WHERE idempotency_key = ?",
+                    (
+                        request_hash(
+                            kind=row["kind"],
+                            booking_id=row["booking_id"],
+                            traveller=json.loads(row["traveller"]),
+                            details=details,
+                        ),
+                        days_held(row["kind"], details)[1],
+                        row["idempotency_key"],
+                    ),
+                )
 
     def close(self) -> None:
         self._db.close()
@@ -130,11 +195,12 @@ class Ledger:
         key: str,
         booking_id: str,
         resource: str,
-        day: str,
         traveller: dict[str, Any],
         details: dict[str, Any],
         force_sold_out: bool = False,
     ) -> ReserveOutcome:
+        fingerprint = request_hash(kind=kind, booking_id=booking_id, traveller=traveller, details=details)
+        first_day, last_day = days_held(kind, details)
         with self._tx():
             existing = self._db.execute("SELECT * FROM reservations WHERE idempotency_key = ?", (key,)).fetchone()
             if existing is not None:
@@ -143,19 +209,28 @@ class Ledger:
                         "InvalidBooking",
                         f"idempotency key {key!r} already belongs to another {existing['kind']} booking",
                     )
+                if existing["request_hash"] != fingerprint:
+                    raise LedgerConflict(
+                        "InvalidBooking",
+                        f"idempotency key {key!r} was already used for a {kind} booking with different"
+                        " traveller or trip details; use a new key (a new workflow id) for a new trip",
+                    )
                 if existing["status"] == "cancelled":
                     raise LedgerConflict("ReservationVoided", f"reservation for key {key!r} was cancelled")
                 return ReserveOutcome(_row(existing), created=False)
             if self._db.execute("SELECT 1 FROM voided_keys WHERE idempotency_key = ?", (key,)).fetchone():
                 raise LedgerConflict("ReservationVoided", f"key {key!r} was cancelled before this booking arrived")
-            if force_sold_out or self._available(kind, resource, day) <= 0:
-                raise LedgerConflict("SoldOut", f"no {kind} left for {resource} on {day}")
+            if force_sold_out:
+                raise LedgerConflict("SoldOut", f"no {kind} left for {resource} on {first_day}")
+            full = self._first_full_day(kind, resource, first_day, last_day)
+            if full is not None:
+                raise LedgerConflict("SoldOut", f"no {kind} left for {resource} on {full}")
             reservation_id = secrets.token_hex(8)
             confirmation = f"{_PREFIX[kind]}-{secrets.token_hex(3).upper()}"
             self._db.execute(
                 "INSERT INTO reservations (idempotency_key, reservation_id, confirmation, kind, booking_id,"
-                " resource, day, traveller, details, status, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)",
+                " resource, day, last_day, traveller, details, status, created_at, request_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?)",
                 (
                     key,
                     reservation_id,
@@ -163,10 +238,12 @@ class Ledger:
                     kind,
                     booking_id,
                     resource,
-                    day,
+                    first_day,
+                    last_day,
                     json.dumps(traveller, sort_keys=True),
                     json.dumps(details, sort_keys=True),
                     _now(),
+                    fingerprint,
                 ),
             )
             row = self._db.execute("SELECT * FROM reservations WHERE idempotency_key = ?", (key,)).fetchone()
@@ -178,12 +255,30 @@ class Ledger:
         ``cancelled``: released now. ``already_cancelled``: released before.
         ``not_booked``: nothing held, and the key is voided so a late booking
         call with it is refused.
+
+        A key of another booking is refused (``InvalidBooking``), never
+        cancelled or voided. A key nothing was booked under belongs to
+        ``booking_id`` only if it is ``{booking_id}:{kind}`` (what the saga
+        sends) or ``booking_id`` itself: a mangled key must not be voided and
+        answered ``not_booked`` while the real booking stays held.
         """
         with self._tx():
             existing = self._db.execute(
                 "SELECT kind, booking_id, status FROM reservations WHERE idempotency_key = ?", (key,)
             ).fetchone()
             if existing is None:
+                voided = self._db.execute(
+                    "SELECT kind, booking_id FROM voided_keys WHERE idempotency_key = ?", (key,)
+                ).fetchone()
+                owner_ok = key in (f"{booking_id}:{kind}", booking_id)
+                if voided is not None:
+                    owner_ok = owner_ok and (voided["kind"], voided["booking_id"]) == (kind, booking_id)
+                if not owner_ok:
+                    raise LedgerConflict(
+                        "InvalidBooking",
+                        f"idempotency key {key!r} is not the {kind} key of booking {booking_id!r};"
+                        " nothing was cancelled",
+                    )
                 self._db.execute(
                     "INSERT OR IGNORE INTO voided_keys (idempotency_key, kind, booking_id, voided_at)"
                     " VALUES (?, ?, ?, ?)",
@@ -223,14 +318,25 @@ class Ledger:
                 (kind, resource, day, capacity),
             )
 
+    def _first_full_day(self, kind: str, resource: str, first_day: str, last_day: str) -> str | None:
+        """The first day in ``first_day..last_day`` with no capacity left, if any."""
+        day = date.fromisoformat(first_day)
+        end = date.fromisoformat(last_day)
+        while day <= end:
+            if self._available(kind, resource, day.isoformat()) <= 0:
+                return day.isoformat()
+            day += timedelta(days=1)
+        return None
+
     def _available(self, kind: str, resource: str, day: str) -> int:
         row = self._db.execute(
             "SELECT capacity FROM inventory WHERE kind = ? AND resource = ? AND day = ?", (kind, resource, day)
         ).fetchone()
         capacity = row["capacity"] if row else self.default_capacity
         (held,) = self._db.execute(
-            "SELECT COUNT(*) FROM reservations WHERE kind = ? AND resource = ? AND day = ? AND status = 'active'",
-            (kind, resource, day),
+            "SELECT COUNT(*) FROM reservations WHERE kind = ? AND resource = ? AND status = 'active'"
+            " AND day <= ? AND COALESCE(last_day, day) >= ?",
+            (kind, resource, day, day),
         ).fetchone()
         return int(capacity) - int(held)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -101,18 +103,21 @@ async def test_connection_refused_is_retryable() -> None:
 
 
 async def test_timeout_is_retryable_and_the_retry_finds_the_booking(
-    providers: ProviderService,
+    acts: BookingActivities, providers: ProviderService
 ) -> None:
-    # The slow scenario answers after 1.5 s; a 0.3 s client timeout gives up
-    # first, yet the provider books. The retry must return that same booking.
+    # The slow scenario answers after 1.5 s; an activity with a 1 s
+    # start-to-close timeout gives its HTTP call less than that, yet the
+    # provider books. The retry, with time enough, must return that same booking.
     req = reserve_req(Kind.CAR, Scenario.SLOW)
-    async with make_http_client(providers.url, timeout_s=0.3) as http:
-        with pytest.raises(ApplicationError) as info:
-            await ActivityEnvironment().run(BookingActivities(http).book_car, req)
+    short = ActivityEnvironment()
+    short.info = dataclasses.replace(short.info, start_to_close_timeout=timedelta(seconds=1))
+    with pytest.raises(ApplicationError) as info:
+        await short.run(acts.book_car, req)
     assert info.value.type == ErrorType.PROVIDER_TIMEOUT.value and not info.value.non_retryable
     await wait_until(lambda: providers.active_kinds(req.booking_id) == ["car"], what="the late booking")
-    async with make_http_client(providers.url, timeout_s=5) as http:
-        booked = await ActivityEnvironment().run(BookingActivities(http).book_car, req)
+    enough = ActivityEnvironment()
+    enough.info = dataclasses.replace(enough.info, start_to_close_timeout=timedelta(seconds=10))
+    booked = await enough.run(acts.book_car, req)
     rows = providers.reservations(req.booking_id)
     assert [r["confirmation"] for r in rows] == [booked.confirmation]
 
@@ -123,3 +128,58 @@ def test_provider_stats_count_requests(providers: ProviderService) -> None:
     after = httpx.get(f"{providers.url}/stats", timeout=5).json()
     assert after["requests"] == before["requests"] + 1
     assert after["p50_ms"] is not None and after["p50_ms"] >= 0
+
+
+@pytest.mark.parametrize("booking_id", ["x%41y", "a?b#c", "a/b..%2F"])
+async def test_undo_of_a_key_that_is_not_path_safe_releases_the_booking(
+    acts: BookingActivities, providers: ProviderService, booking_id: str
+) -> None:
+    # Issue 11 item 1: the undo must cancel exactly the key that was booked.
+    req = reserve_req(Kind.CAR, booking_id=f"{booking_id}.{uuid.uuid4().hex[:6]}")
+    env = ActivityEnvironment()
+    await env.run(acts.book_car, req)
+    result = await env.run(acts.undo_book_car, cancel_req(req))
+    assert result.outcome == "cancelled"
+    assert providers.active_kinds(req.booking_id) == []
+
+
+def _mock_acts(status: int, content: bytes, content_type: str = "application/json") -> BookingActivities:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=content, headers={"content-type": content_type})
+
+    return BookingActivities(httpx.AsyncClient(base_url="http://provider.test", transport=httpx.MockTransport(answer)))
+
+
+@pytest.mark.parametrize("content", [b'["sold", "out"]', b'"sold out"', b"sold out", b"null"])
+async def test_a_409_that_is_not_a_json_object_is_still_sold_out(content: bytes) -> None:
+    with pytest.raises(ApplicationError) as info:
+        await ActivityEnvironment().run(_mock_acts(409, content).book_car, reserve_req(Kind.CAR))
+    assert info.value.type == ErrorType.SOLD_OUT.value and info.value.non_retryable
+
+
+@pytest.mark.parametrize("content", [b'{"reservation_id": "r1"}', b"[]", b"not json", b'{"outcome": 3}'])
+async def test_a_success_without_the_expected_fields_is_a_non_retryable_protocol_error(content: bytes) -> None:
+    acts = _mock_acts(200, content)
+    req = reserve_req(Kind.CAR)
+    with pytest.raises(ApplicationError) as booked:
+        await ActivityEnvironment().run(acts.book_car, req)
+    with pytest.raises(ApplicationError) as undone:
+        await ActivityEnvironment().run(acts.undo_book_car, cancel_req(req))
+    for info in (booked, undone):
+        assert info.value.type == ErrorType.PROVIDER_PROTOCOL.value and info.value.non_retryable
+
+
+@pytest.mark.parametrize(("start_to_close_s", "expected_s"), [(30.0, 28.0), (15.0, 13.0), (3.0, 1.5), (1.0, 0.5)])
+async def test_each_call_times_out_before_the_activity_does(start_to_close_s: float, expected_s: float) -> None:
+    # Issue 11 item 9: the HTTP timeout follows the activity's own start-to-close timeout.
+    seen: list[dict[str, float]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        return httpx.Response(201, json={"reservation_id": "r", "confirmation": "CAR-1"})
+
+    acts = BookingActivities(httpx.AsyncClient(base_url="http://provider.test", transport=httpx.MockTransport(answer)))
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, start_to_close_timeout=timedelta(seconds=start_to_close_s))
+    await env.run(acts.book_car, reserve_req(Kind.CAR))
+    assert seen and all(t == pytest.approx(expected_s) for t in seen[0].values())

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
-from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port
+from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, make_request
 from trip.models import Scenario
 from trip.scenarios import SCENARIOS
-from trip.temporal import await_outcome, fetch_status, temporal_cli_path
+from trip.temporal import await_outcome, fetch_status, start_booking, temporal_cli_path
 from workflows.status import SagaStatus
 
 EXIT_CODES = {"COMPLETED": 0, "ROLLED_BACK": 1, "ROLLBACK_INCOMPLETE": 3, "CANCELLED": 5, "NEEDS_ATTENTION": 7}
@@ -238,3 +239,39 @@ def test_unreachable_temporal_exits_4_without_a_traceback(dev_client: Client) ->
     done = cli(dev_client, "--json", address=f"127.0.0.1:{free_port()}")
     assert done.returncode == 4
     assert "cannot reach Temporal" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_workflow_id_with_percent_rolls_back_to_zero_active_rows(
+    dev_client: Client, providers: ProviderService, worker_queue: str
+) -> None:
+    # Issue 11 item 1: the undo must release exactly the key that was booked.
+    workflow_id = f"x%41y-{uuid.uuid4().hex[:8]}"
+    done = cli(
+        dev_client,
+        *("--scenario", Scenario.FLIGHT_SOLD_OUT.value, "--mode", "sequential"),
+        *("--task-queue", worker_queue, "--workflow-id", workflow_id, "--json"),
+        *FAST,
+    )
+    assert done.returncode == EXIT_CODES["ROLLED_BACK"], done.stderr
+    rows = providers.reservations(workflow_id)
+    assert {r["kind"] for r in rows} == {"car", "hotel"}
+    assert providers.active_kinds(workflow_id) == []
+
+
+@pytest.mark.parametrize("workflow_id", ["a/b", "trip?x", "has space"])
+async def test_a_workflow_id_outside_the_character_set_exits_2_and_starts_nothing(
+    dev_client: Client, task_queue: str, workflow_id: str
+) -> None:
+    done = cli(dev_client, "--workflow-id", workflow_id, "--task-queue", task_queue)
+    assert done.returncode == 2
+    assert "--workflow-id" in done.stderr and "letters, digits" in done.stderr and "not started" in done.stderr
+    assert "Traceback" not in done.stderr
+    with pytest.raises(RPCError):
+        await dev_client.get_workflow_handle(workflow_id).describe()
+
+
+async def test_start_booking_refuses_an_id_outside_the_character_set(dev_client: Client, task_queue: str) -> None:
+    with pytest.raises(ValueError, match="letters, digits"):
+        await start_booking(dev_client, make_request(), workflow_id="a/b", task_queue=task_queue)
+    with pytest.raises(RPCError):
+        await dev_client.get_workflow_handle("a/b").describe()

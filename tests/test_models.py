@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import pydantic_data_converter
 
-from trip.models import BookingInputError, BookingRequest, Mode, RetryOverrides, Scenario, demo_trip
+from trip.models import (
+    BookingInputError,
+    BookingRequest,
+    CancelRequest,
+    CancelResult,
+    CarRequest,
+    Kind,
+    Mode,
+    Reservation,
+    ReserveRequest,
+    RetryOverrides,
+    Scenario,
+    Traveller,
+    check_workflow_id,
+    demo_trip,
+)
 
 TODAY = date(2030, 6, 1)
 
@@ -72,9 +92,62 @@ def test_each_bad_field_gets_a_clear_message_on_that_field(field: str, value: st
     assert message in errors[field]
 
 
-def test_unknown_field_is_rejected_not_dropped() -> None:
-    with pytest.raises(ValueError, match="extra"):
-        BookingRequest.model_validate({**make_nested(), "coupon": "FREE"})
+def test_unknown_field_in_user_input_is_rejected_not_dropped() -> None:
+    with pytest.raises(BookingInputError) as info:
+        BookingRequest.from_user({**make_nested(), "coupon": "FREE"}, today=TODAY)
+    assert info.value.errors == {"coupon": "is not a known field"}
+    nested = make_nested()
+    nested["car"] = {**nested["car"], "colour": "red"}  # type: ignore[dict-item]
+    with pytest.raises(BookingInputError, match=r"car\.colour: is not a known field"):
+        BookingRequest.from_user(nested, today=TODAY)
+
+
+def _extra(model: BaseModel) -> dict[str, Any]:
+    """A newer sender's payload: the model's fields plus ones this version does not know."""
+    data: dict[str, Any] = model.model_dump(mode="json")
+    data["added_in_a_later_release"] = {"anything": [1, 2]}
+    for value in data.values():
+        if isinstance(value, dict):
+            value["nested_addition"] = True
+    return data
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        BookingRequest.from_flat(demo_trip(TODAY), today=TODAY),
+        ReserveRequest(
+            kind=Kind.CAR,
+            booking_id="b",
+            idempotency_key="b:car",
+            traveller=Traveller(name="Ada", email="ada@example.com"),
+            details=CarRequest(city="Lisbon", pickup=TODAY, dropoff=TODAY),
+        ),
+        Reservation(kind=Kind.HOTEL, reservation_id="r", confirmation="HTL-1"),
+        CancelRequest(kind=Kind.FLIGHT, booking_id="b", idempotency_key="b:flight"),
+        CancelResult(kind=Kind.CAR, idempotency_key="b:car", outcome="cancelled"),
+    ],
+    ids=lambda m: type(m).__name__,
+)
+def test_a_message_with_fields_from_a_newer_release_decodes_on_this_one(message: BaseModel) -> None:
+    # Issue 11 item 7: during a rolling deploy an old worker must read a new sender's payload.
+    converter = pydantic_data_converter.payload_converter
+    payload = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(_extra(message)).encode())
+    (decoded,) = converter.from_payloads([payload], [type(message)])
+    assert decoded == message
+    (again,) = converter.from_payloads(converter.to_payloads([decoded]), [type(message)])
+    assert again == message
+
+
+@pytest.mark.parametrize("workflow_id", ["trip-1", "x%41y", "a.b:c_d-e", "A" * 200])
+def test_documented_workflow_ids_are_accepted(workflow_id: str) -> None:
+    assert check_workflow_id(workflow_id) == workflow_id
+
+
+@pytest.mark.parametrize("workflow_id", ["", "a/b", "a?b", "a#b", "a b", "-a", "A" * 201, "é"])
+def test_other_workflow_ids_are_refused_with_the_character_set(workflow_id: str) -> None:
+    with pytest.raises(ValueError, match="letters, digits"):
+        check_workflow_id(workflow_id)
 
 
 def make_nested() -> dict[str, object]:

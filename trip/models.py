@@ -61,9 +61,45 @@ class Scenario(str, Enum):
 
 
 class _Model(BaseModel):
-    # Unknown keys are errors: a typo in a CLI flag or a forged form field must
-    # not be silently dropped.
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+    # Unknown keys are ignored: these models are also the messages between our
+    # own processes, and during a rolling deploy an old worker must still read
+    # a workflow input or activity result that a newer release added a field
+    # to. User input is stricter: ``BookingRequest.from_user`` refuses unknown
+    # keys, so a typo or a forged field is an error there, never dropped.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)
+
+
+#: The workflow ids a booking may start under. Idempotency keys derive from
+#: the id (``{id}:{kind}``) and travel to the providers and into web URLs, so
+#: the set excludes ``/``, ``?``, ``#``, whitespace and anything outside ASCII.
+#: ``%`` is allowed: every transport sends the key in a JSON body, not a path.
+WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:%-]{0,199}$"
+WORKFLOW_ID_RE = re.compile(WORKFLOW_ID_PATTERN)
+WORKFLOW_ID_RULE = "must be 1 to 200 characters: letters, digits and . _ : % -, starting with a letter or digit"
+
+
+def check_workflow_id(workflow_id: str) -> str:
+    """Return ``workflow_id`` if bookings may start under it; else raise ``ValueError``."""
+    if not isinstance(workflow_id, str) or not WORKFLOW_ID_RE.fullmatch(workflow_id):
+        raise ValueError(f"workflow id {workflow_id!r} {WORKFLOW_ID_RULE}")
+    return workflow_id
+
+
+def _unknown_keys(model: type[BaseModel], data: Any, where: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Paths in ``data`` that ``model`` has no field for, nested models included."""
+    if not isinstance(data, Mapping):
+        return []
+    found: list[tuple[str, ...]] = []
+    for key, value in data.items():
+        field = model.model_fields.get(str(key))
+        if field is None:
+            found.append((*where, str(key)))
+            continue
+        for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                found.extend(_unknown_keys(arg, value, (*where, str(key))))
+                break
+    return found
 
 
 def _no_control_chars(value: str) -> str:
@@ -213,8 +249,20 @@ class BookingRequest(_Model):
             target[path[-1]] = value
         for section in ("traveller", "car", "hotel", "flight"):
             nested.setdefault(section, {})
+        return cls.from_user(nested, today=today)
+
+    @classmethod
+    def from_user(cls, data: Mapping[str, Any], *, today: date) -> BookingRequest:
+        """Validate nested user input: unknown keys are errors, not dropped.
+
+        The models themselves ignore unknown keys (see ``_Model``), so this is
+        where a typo in user input is caught.
+        """
+        unknown = _unknown_keys(cls, data)
+        if unknown:
+            raise BookingInputError({".".join(path): "is not a known field" for path in unknown})
         try:
-            return cls.model_validate(nested, context={"today": today})
+            return cls.model_validate(data, context={"today": today})
         except ValidationError as exc:
             raise BookingInputError.from_validation_error(exc) from None
 

@@ -46,7 +46,7 @@ from trip import (
     WORKFLOW_ID_PREFIX,
 )
 from trip.errors import ErrorType
-from trip.models import BookingRequest
+from trip.models import BookingRequest, check_workflow_id
 from workflows.booking import BookingWorkflow
 from workflows.saga import StepState
 from workflows.status import (
@@ -156,7 +156,12 @@ async def start_booking(
     A workflow id is never reused (``REJECT_DUPLICATE``): the providers'
     idempotency keys derive from it, so a second run under the same id would
     find the first run's reservations.
+
+    Raises ``ValueError`` before anything starts if ``workflow_id`` is outside
+    the documented character set (``trip.models.WORKFLOW_ID_PATTERN``).
     """
+    if workflow_id is not None:
+        check_workflow_id(workflow_id)
     attrs = (
         TypedSearchAttributes(
             [

@@ -9,7 +9,6 @@ run's result or failure.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError, 
 from temporalio.service import RPCError, RPCStatusCode
 from werkzeug.wrappers import Response
 
+from trip.models import WORKFLOW_ID_RE
 from trip.temporal import (
     Outcome,
     WorkflowPaused,
@@ -36,8 +36,6 @@ from web.portal import current_portal
 from workflows.status import TERMINAL, BookingStatus, OperatorActionResult, SagaStatus
 
 bp = Blueprint("status", __name__, url_prefix="/bookings")
-
-WORKFLOW_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
 
 class BookingNotFound(Exception):
