@@ -303,17 +303,22 @@ def _client_of(handle: WorkflowHandle[Any, Any]) -> Client:
     return client
 
 
-async def fetch_status(handle: WorkflowHandle[Any, Any], *, rpc_timeout: timedelta | None = None) -> BookingStatus:
+async def fetch_status(
+    handle: WorkflowHandle[Any, Any], *, rpc_timeout: timedelta | None = None, execution: Execution | None = None
+) -> BookingStatus:
     """The ``status`` query, with live attempt counts of steps still running
     and which of their activities an operator paused.
 
     Workflow code cannot see an activity's attempts until it ends; the
     server's pending-activity list can, so running steps are filled in here.
     A query waits for a worker to answer; ``rpc_timeout`` bounds that wait.
-    Raises ``WorkflowPaused`` while the whole workflow is paused.
+    Raises ``WorkflowPaused`` while the whole workflow is paused. A caller
+    that has just described the run passes ``execution``, saving a second
+    describe per status poll.
     """
     client = _client_of(handle)
-    execution = await describe_execution(client, handle.id, handle.run_id, rpc_timeout=rpc_timeout)
+    if execution is None:
+        execution = await describe_execution(client, handle.id, handle.run_id, rpc_timeout=rpc_timeout)
     if execution.paused:
         raise WorkflowPaused(execution)
     try:

@@ -103,7 +103,7 @@ async def _load(client: Client, workflow_id: str, ui_base: str, query_timeout: t
     status: BookingStatus | None = None
     note = None
     try:
-        status = await fetch_status(handle, rpc_timeout=query_timeout)
+        status = await fetch_status(handle, rpc_timeout=query_timeout, execution=execution)
     except WorkflowPaused as paused:
         execution = paused.execution
         note = f"Paused in Temporal ({execution.pause_reason}): step details come back once it is unpaused."
