@@ -18,6 +18,9 @@ WORKFLOW_ID_PREFIX = "trip"
 #: Temporal CLI calls them by these names: never rename them.
 UPDATE_RETRY_COMPENSATION = "retry_compensation"
 UPDATE_RESOLVE = "resolve"
+#: Workflow Updates the traveller sends to a held trip (AWAITING_CONFIRMATION).
+UPDATE_CONFIRM = "confirm"
+UPDATE_DECLINE = "decline"
 
 #: Custom search attributes. ``make run`` registers them on the dev server; on
 #: any other cluster create them once with ``temporal operator search-attribute

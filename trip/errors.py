@@ -18,6 +18,10 @@ class ErrorType(str, Enum):
     #: The reservation was cancelled before this booking call arrived (an undo
     #: overtook an in-flight booking). Retrying would never book it.
     RESERVATION_VOIDED = "ReservationVoided"
+    #: The airline refused to issue the ticket (the pivot failed): unwind.
+    TICKETING_REFUSED = "TicketingRefused"
+    #: The hold lapsed at the provider before it was finalized or ticketed.
+    HOLD_EXPIRED = "HoldExpired"
 
     # Infrastructure trouble: retried by the activity's retry policy.
     PROVIDER_UNAVAILABLE = "ProviderUnavailable"
@@ -29,6 +33,9 @@ class ErrorType(str, Enum):
     ROLLBACK_INCOMPLETE = "RollbackIncomplete"
     #: Raised by the generic saga core with every undo failure collected.
     COMPENSATION_FAILED = "CompensationFailed"
+    #: Causes of a rolled-back held trip: the traveller said no, or did not answer in time.
+    DECLINED = "Declined"
+    CONFIRMATION_TIMEOUT = "ConfirmationTimeout"
 
 
 #: Passed to every forward step's ``RetryPolicy.non_retryable_error_types``.
@@ -36,6 +43,8 @@ NON_RETRYABLE_BUSINESS_ERRORS: tuple[str, ...] = (
     ErrorType.SOLD_OUT.value,
     ErrorType.INVALID_BOOKING.value,
     ErrorType.RESERVATION_VOIDED.value,
+    ErrorType.TICKETING_REFUSED.value,
+    ErrorType.HOLD_EXPIRED.value,
 )
 
 #: HTTP status a provider answers with, mapped to the error the activity raises

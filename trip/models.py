@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Annotated, Any
 
@@ -34,6 +34,12 @@ MAX_DAYS_AHEAD = 365
 MAX_TRIP_DAYS = 60
 #: How long a booking whose undo is stuck waits for an operator, by default.
 DEFAULT_ATTENTION_DEADLINE = timedelta(days=7)
+#: The longest a traveller may take to confirm a held trip.
+MAX_CONFIRM_WITHIN = timedelta(days=7)
+#: A hold outlives the confirmation deadline by this much, so that a trip
+#: confirmed at the last second can still be ticketed and finalized before the
+#: providers let the holds lapse on their own.
+HOLD_MARGIN = timedelta(minutes=30)
 
 
 class Kind(str, Enum):
@@ -58,6 +64,10 @@ class Scenario(str, Enum):
     CAR_CANCEL_BROKEN = "car-cancel-broken"
     CAR_CANCEL_OUTAGE = "car-cancel-outage"
     SLOW = "slow"
+    # Only differ from ``happy`` when the trip is held for confirmation.
+    TICKETING_DOWN = "ticketing-down"
+    FINALIZE_HOTEL_FLAKY = "finalize-hotel-flaky"
+    FINALIZE_HOTEL_BROKEN = "finalize-hotel-broken"
 
 
 class _Model(BaseModel):
@@ -234,6 +244,9 @@ class BookingRequest(_Model):
     #: How long to wait for an operator when an undo is stuck (NEEDS_ATTENTION)
     #: before closing as RollbackIncomplete. ``None``: ``DEFAULT_ATTENTION_DEADLINE``.
     attention_deadline: Annotated[timedelta, Field(gt=timedelta(0), le=timedelta(days=365))] | None = None
+    #: Hold and confirm: place holds, then wait this long for the traveller's
+    #: ``confirm`` (or ``decline``) before ticketing. ``None``: book outright.
+    confirm_within: Annotated[timedelta, Field(gt=timedelta(0), le=MAX_CONFIRM_WITHIN)] | None = None
 
     @classmethod
     def from_flat(cls, data: Mapping[str, Any], *, today: date) -> BookingRequest:
@@ -302,6 +315,7 @@ FLAT_FIELDS: dict[str, tuple[str, ...]] = {
     "flight_date": ("flight", "date"),
     "mode": ("mode",),
     "scenario": ("scenario",),
+    "confirm_within": ("confirm_within",),
 }
 _PATH_TO_FLAT = {path: flat for flat, path in FLAT_FIELDS.items()}
 #: Where an error about a whole section (e.g. date order) is shown.
@@ -357,6 +371,9 @@ class ReserveRequest(_Model):
     scenario: Scenario = Scenario.HAPPY
     traveller: Traveller
     details: CarRequest | HotelRequest | FlightRequest
+    #: Place a hold that lapses at the provider after this many seconds unless
+    #: it is finalized (car, hotel) or ticketed (flight). ``None``: book outright.
+    hold_ttl_s: float | None = None
 
 
 class Reservation(_Model):
@@ -364,6 +381,8 @@ class Reservation(_Model):
     reservation_id: str
     confirmation: str
     attempt: int = 1
+    #: Set for a hold: when the provider lets it lapse on its own (UTC).
+    held_until: datetime | None = None
 
 
 class CancelRequest(_Model):
@@ -379,4 +398,35 @@ class CancelResult(_Model):
     #: ``cancelled``: a reservation was released; ``not_booked``: nothing was
     #: held, so the undo had nothing to do.
     outcome: str
+    attempt: int = 1
+
+
+class FinalizeRequest(_Model):
+    """Turn a held car or hotel into a confirmed booking (a retriable step)."""
+
+    kind: Kind
+    booking_id: str
+    idempotency_key: str
+    scenario: Scenario = Scenario.HAPPY
+
+
+class FinalizeResult(_Model):
+    kind: Kind
+    idempotency_key: str
+    confirmation: str
+    attempt: int = 1
+
+
+class TicketRequest(_Model):
+    """Issue the ticket for a held flight: the saga's pivot, it cannot be undone."""
+
+    booking_id: str
+    #: The flight reservation's key; a retry with it never issues a second ticket.
+    idempotency_key: str
+    scenario: Scenario = Scenario.HAPPY
+
+
+class Ticket(_Model):
+    ticket_number: str
+    confirmation: str
     attempt: int = 1

@@ -31,6 +31,10 @@ class Fault:
     #: Answer 503 to every cancel until an operator lifts the outage for the
     #: booking (``POST /admin/outages/lift``).
     cancel_outage: bool = False
+    #: Ticketing (the pivot) is refused: 409 ``TicketingRefused``.
+    ticket_refused: bool = False
+    #: Answer 503 to the first N finalize attempts for a key (``ALWAYS``: all).
+    finalize_fail_first: int = 0
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,10 @@ class ScenarioSpec:
     #: A ``SagaStatus`` value; kept as text to avoid importing workflow code.
     expected: str
     faults: dict[Kind, Fault] = field(default_factory=dict)
+    #: The fault only shows in hold-and-confirm mode (``confirm_within``), and
+    #: ``expected`` is the outcome once the traveller confirms. Booked
+    #: outright, the scenario completes like ``happy``.
+    needs_confirmation: bool = False
 
     def fault(self, kind: Kind) -> Fault:
         return self.faults.get(kind, Fault())
@@ -91,6 +99,28 @@ SCENARIOS: dict[Scenario, ScenarioSpec] = {
             "slow providers: every call takes 1.5 seconds, so you can watch (or kill the worker)",
             "COMPLETED",
             {kind: Fault(latency_ms=1500) for kind in Kind},
+        ),
+        ScenarioSpec(
+            Scenario.TICKETING_DOWN,
+            "hold and confirm: the airline refuses to issue the ticket after you confirm, so every hold is released",
+            "ROLLED_BACK",
+            {Kind.FLIGHT: Fault(ticket_refused=True)},
+            needs_confirmation=True,
+        ),
+        ScenarioSpec(
+            Scenario.FINALIZE_HOTEL_FLAKY,
+            "hold and confirm: after ticketing, confirming the hotel fails twice, then succeeds (recovered forward)",
+            "COMPLETED",
+            {Kind.HOTEL: Fault(finalize_fail_first=2)},
+            needs_confirmation=True,
+        ),
+        ScenarioSpec(
+            Scenario.FINALIZE_HOTEL_BROKEN,
+            "hold and confirm: after ticketing, the hotel can never be confirmed; past the point of no return,"
+            " an operator must settle it (never an unwind)",
+            "NEEDS_ATTENTION",
+            {Kind.HOTEL: Fault(finalize_fail_first=ALWAYS)},
+            needs_confirmation=True,
         ),
     )
 }

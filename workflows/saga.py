@@ -76,6 +76,21 @@ class StepState(str, Enum):
     SKIPPED = "skipped"
 
 
+class StepKind(str, Enum):
+    """Where a step stands relative to the point of no return.
+
+    Before the pivot every step is *compensatable*: it has an undo, and a
+    failure unwinds. The *pivot* is the step that cannot be undone; once it has
+    succeeded the stack is sealed. Steps after it are *retriable*: they have no
+    undo, and a failure past its retry budget waits for an operator instead of
+    unwinding.
+    """
+
+    COMPENSATABLE = "compensatable"
+    PIVOT = "pivot"
+    RETRIABLE = "retriable"
+
+
 @dataclass(frozen=True)
 class Compensation:
     """An undo: an activity (name or function) and its argument."""

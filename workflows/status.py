@@ -13,7 +13,7 @@ from enum import Enum
 from pydantic import BaseModel, ConfigDict
 
 from trip.models import BookingRequest, Mode, Scenario
-from workflows.saga import StepState
+from workflows.saga import StepKind, StepState
 
 
 class SagaStatus(str, Enum):
@@ -26,6 +26,9 @@ class SagaStatus(str, Enum):
     #: Undos ran out of budget; the workflow is open and waits for an operator
     #: (``retry_compensation`` / ``resolve``) or for its attention deadline.
     NEEDS_ATTENTION = "NEEDS_ATTENTION"
+    #: Hold and confirm: everything is held, the traveller has until
+    #: ``confirmation.deadline`` to send ``confirm`` or ``decline``.
+    AWAITING_CONFIRMATION = "AWAITING_CONFIRMATION"
 
 
 TERMINAL = frozenset(
@@ -36,6 +39,7 @@ TERMINAL = frozenset(
 class StepView(BaseModel):
     name: str
     state: StepState
+    kind: StepKind = StepKind.COMPENSATABLE
     attempts: int = 0
     confirmation: str | None = None
     error_type: str | None = None
@@ -84,6 +88,16 @@ class Attention(BaseModel):
     outstanding: list[OutstandingStep]
 
 
+class ConfirmationView(BaseModel):
+    """A held trip's confirmation window, and how it ended."""
+
+    since: datetime
+    deadline: datetime
+    #: ``confirmed``, ``declined`` or ``expired``; ``None`` while waiting.
+    decision: str | None = None
+    note: str = ""
+
+
 class BookingStatus(BaseModel):
     """What the ``status`` query returns; the CLI and the web page render it."""
 
@@ -104,11 +118,18 @@ class BookingStatus(BaseModel):
     attention: Attention | None = None
     #: Every operator action, oldest first.
     audit: list[OperatorAction] = []
+    #: Hold and confirm only: the confirmation window.
+    confirmation: ConfirmationView | None = None
+    #: The pivot (ticketing) succeeded: from here the saga only recovers forward.
+    past_pivot: bool = False
+    ticket: str | None = None
 
 
 class BookingResult(BaseModel):
     confirmations: dict[str, str]
     steps: list[StepView]
+    #: Hold and confirm only: the flight's ticket number.
+    ticket: str | None = None
 
 
 # --- operator Updates: the Temporal CLI calls these, so names and shapes are a contract
@@ -144,3 +165,21 @@ class OperatorActionResult(BaseModel):
     outcomes: dict[str, str]
     #: Steps still outstanding afterwards.
     outstanding: list[str]
+
+
+# --- traveller Updates on a held trip (AWAITING_CONFIRMATION): also a contract
+
+
+class ConfirmInput(BaseModel):
+    """``confirm`` / ``decline``: an optional note for the record."""
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    note: str = ""
+
+
+class ConfirmResult(BaseModel):
+    """What ``confirm`` / ``decline`` return: accepted; the saga goes on from here."""
+
+    status: SagaStatus
+    decision: str
