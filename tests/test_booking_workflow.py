@@ -19,7 +19,7 @@ from tests.conftest import FAST_RETRY, ProviderService, make_request, wait_for_s
 from trip import SA_BOOKING_STATUS, SA_TRAVELLER
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Mode, ReserveRequest, Scenario
-from trip.scenarios import SCENARIOS
+from trip.scenarios import OUTRIGHT, SCENARIOS
 from trip.temporal import await_outcome, fetch_status, rejection_message, resolve, retry_compensation, start_booking
 from trip.worker import WorkerTuning, build_worker
 from workflows.booking import BookingWorkflow
@@ -62,8 +62,8 @@ def expected_steps(scenario: Scenario, mode: Mode) -> dict[str, tuple[StepState,
 
 
 #: Scenarios that close by themselves; the others wait for an operator.
-CLOSING = [s for s in Scenario if SagaStatus(SCENARIOS[s].expected) in TERMINAL]
-NEEDING_AN_OPERATOR = [s for s in Scenario if s not in CLOSING]
+CLOSING = [s for s in OUTRIGHT if SagaStatus(SCENARIOS[s].expected) in TERMINAL]
+NEEDING_AN_OPERATOR = [s for s in OUTRIGHT if s not in CLOSING]
 
 
 @pytest.mark.parametrize("mode", list(Mode))

@@ -36,6 +36,9 @@ class ErrorType(str, Enum):
     #: Causes of a rolled-back held trip: the traveller said no, or did not answer in time.
     DECLINED = "Declined"
     CONFIRMATION_TIMEOUT = "ConfirmationTimeout"
+    #: Past the pivot, a retriable step was still not done when the attention
+    #: deadline passed: the ticket is issued, the rest needs a person.
+    TRIP_INCOMPLETE = "TripIncomplete"
 
 
 #: Passed to every forward step's ``RetryPolicy.non_retryable_error_types``.

@@ -124,3 +124,8 @@ SCENARIOS: dict[Scenario, ScenarioSpec] = {
         ),
     )
 }
+
+#: Scenarios that show their fault when the trip is booked outright, and those
+#: that only show it in hold-and-confirm mode.
+OUTRIGHT: tuple[Scenario, ...] = tuple(s for s, spec in SCENARIOS.items() if not spec.needs_confirmation)
+HELD: tuple[Scenario, ...] = tuple(s for s, spec in SCENARIOS.items() if spec.needs_confirmation)

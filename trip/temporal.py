@@ -41,6 +41,8 @@ from trip import (
     SA_BOOKING_STATUS,
     SA_TRAVELLER,
     TASK_QUEUE,
+    UPDATE_CONFIRM,
+    UPDATE_DECLINE,
     UPDATE_RESOLVE,
     UPDATE_RETRY_COMPENSATION,
     WORKFLOW_ID_PREFIX,
@@ -52,6 +54,8 @@ from workflows.saga import StepState
 from workflows.status import (
     BookingResult,
     BookingStatus,
+    ConfirmInput,
+    ConfirmResult,
     OperatorActionResult,
     ResolveInput,
     RetryCompensationInput,
@@ -409,6 +413,19 @@ async def resolve(handle: WorkflowHandle[Any, Any], *, step: str, operator: str,
     """Send the ``resolve`` Update: ``step`` was released outside the system."""
     result: OperatorActionResult = await handle.execute_update(
         UPDATE_RESOLVE, ResolveInput(step=step, operator=operator, note=note), result_type=OperatorActionResult
+    )
+    return result
+
+
+async def decide(handle: WorkflowHandle[Any, Any], *, confirm: bool, note: str = "") -> ConfirmResult:
+    """Send the traveller's ``confirm`` (or ``decline``) Update to a held trip.
+
+    Returns once the workflow accepted it; the saga then tickets (or unwinds)
+    on its own. A rejection raises ``WorkflowUpdateFailedError`` (see
+    ``rejection_message``).
+    """
+    result: ConfirmResult = await handle.execute_update(
+        UPDATE_CONFIRM if confirm else UPDATE_DECLINE, ConfirmInput(note=note), result_type=ConfirmResult
     )
     return result
 

@@ -31,7 +31,7 @@ from activities import BookingActivities, make_http_client
 from tests.conftest import make_request, start_providers, stop_process
 from trip import SEARCH_ATTRIBUTES
 from trip.models import Mode, RetryOverrides, Scenario
-from trip.scenarios import SCENARIOS
+from trip.scenarios import OUTRIGHT, SCENARIOS
 from trip.temporal import await_outcome, fetch_status, start_booking, temporal_cli_path
 from trip.worker import build_worker
 
@@ -57,7 +57,7 @@ async def _save(handle: WorkflowHandle[Any, Any], path: Path) -> None:
 
 
 async def record(client: Client, queue: str, out: Path) -> None:
-    for scenario in Scenario:
+    for scenario in OUTRIGHT:
         for mode in Mode:
             handle = await start_booking(client, make_request(scenario, mode), task_queue=queue)
             path = out / f"{scenario.value}-{mode.value}.json"
