@@ -251,10 +251,15 @@ class BookingRequest(_Model):
     @field_validator("confirm_within", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> Any:
-        # The form and the CLI give a number of seconds as text.
+        # The form and the CLI give a number of seconds as text; JSON carries
+        # an ISO 8601 duration ("PT10M"), which pydantic parses itself.
         if isinstance(value, str):
             try:
-                return timedelta(seconds=float(value.strip()))
+                seconds = float(value.strip())
+            except ValueError:
+                return value
+            try:
+                return timedelta(seconds=seconds)
             except (ValueError, OverflowError):
                 raise ValueError("must be a number of seconds, e.g. 600") from None
         return value
@@ -350,6 +355,7 @@ _FRIENDLY = {
     "enum": lambda e: f"must be one of: {e['ctx']['expected']}",
     "extra_forbidden": lambda e: "is not a known field",
     "string_type": lambda e: "must be text",
+    "time_delta_parsing": lambda e: "must be a number of seconds, e.g. 600",
 }
 
 

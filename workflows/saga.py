@@ -520,9 +520,9 @@ class Saga:
         record = self._records.get(name)
         if record is None:
             raise ValueError(f"unknown step {name!r}; the steps are: {', '.join(self._records)}")
-        if record.state is StepState.COMPENSATING or (
-            record.kind is StepKind.RETRIABLE and record.state is StepState.RUNNING
-        ):
+        if record.state is StepState.COMPENSATING:
+            raise ValueError(f"step {name!r} is not outstanding: its undo is running right now")
+        if record.kind is StepKind.RETRIABLE and record.state is StepState.RUNNING:
             raise ValueError(f"step {name!r} is not outstanding: it is being retried right now")
         if record not in self.outstanding():
             raise ValueError(f"step {name!r} is not outstanding (it is {record.state.value})")
