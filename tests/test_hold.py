@@ -377,3 +377,20 @@ async def test_a_cancel_after_confirming_is_too_late_and_the_trip_completes(
     result = await handle.result()
     assert result.ticket == "TKT-0001"
     assert providers.undos() == []
+
+
+async def test_cancelling_past_the_pivot_undoes_nothing_and_says_what_is_left(
+    ts_env: WorkflowEnvironment, queue: str, providers: Providers
+) -> None:
+    providers.finalize_hotel = "broken"
+    handle, _ = await start_held(ts_env, queue)
+    await decide(handle, confirm=True)
+    await wait_for_saga_status(handle, SagaStatus.NEEDS_ATTENTION)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as caught:
+        await handle.result()
+    assert isinstance(caught.value.cause, CancelledError)
+    status = await fetch_status(handle)
+    assert status.status is SagaStatus.CANCELLED and status.failure is not None
+    assert "point of no return" in status.failure.message and "finalize_hotel" in status.failure.message
+    assert providers.undos() == []

@@ -283,7 +283,11 @@ class BookingWorkflow:
         if self._confirmation is None:
             if self._req.confirm_within is None:
                 raise ValueError(f"this booking was not held for confirmation: there is nothing to {what}")
-            raise ValueError(f"this booking is {self._status.value}: its holds are not all placed yet")
+            if self._status is SagaStatus.RUNNING:
+                raise ValueError(
+                    f"this booking's holds are not all placed yet: {what} once it is awaiting confirmation"
+                )
+            raise ValueError(f"this booking is {self._status.value}: there is nothing to {what}")
         if self._confirmation.decision is not None:
             raise ValueError(f"this booking was already {self._confirmation.decision}: there is nothing to {what}")
 
@@ -615,7 +619,15 @@ class BookingWorkflow:
         """End Canceled, keeping what is still held in the ``status`` query. Always raises."""
         await workflow.wait_condition(workflow.all_handlers_finished)
         held = self._held()
-        if held:
+        if held and self._saga.past_pivot:
+            listing = ", ".join(h.step for h in held)
+            self._failure = FailureView(
+                step=None,
+                type="Cancelled",
+                message=f"cancelled past the point of no return: ticket {self._ticket_number()} stands; "
+                f"not done, an operator must finish: {listing}",
+            )
+        elif held:
             listing = ", ".join(h.step for h in held)
             self._failure = FailureView(
                 step=self._failure.step if self._failure else None,
