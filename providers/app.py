@@ -25,8 +25,9 @@ request (kind, booking id, traveller, details); with different content it is a
 422 ``InvalidBooking``. ``hold_ttl_s`` is not part of that comparison: the
 first call decides whether the key is a hold and when it lapses, and a retry
 gets that same hold back (it never extends it). An undo, a confirmation or a
-ticket is refused (422) for a key that is not its booking's, or that nothing
-was ever booked under.
+ticket is refused (422) for a key that is not its booking's; a confirmation or
+a ticket also for a key nothing was ever held under (there is nothing to
+finalize, and a retry cannot change that).
 
 Holds lapse lazily (see ``providers.ledger``): every request settles the holds
 whose time has passed before it reads or writes anything.
