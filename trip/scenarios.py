@@ -24,7 +24,7 @@ class Fault:
     fail_first: int = 0
     #: Answer 409 SoldOut, as if the inventory were exhausted.
     sold_out: bool = False
-    #: Added to every reserve and cancel call.
+    #: Added to every call for the booking (reserve, confirm, ticket, cancel).
     latency_ms: int = 0
     #: Answer 503 to the first N cancel attempts for a key (``ALWAYS``: all).
     cancel_fail_first: int = 0
