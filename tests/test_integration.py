@@ -20,6 +20,7 @@ from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, make
 from trip.models import Scenario
 from trip.scenarios import OUTRIGHT, SCENARIOS
 from trip.temporal import await_outcome, fetch_status, start_booking, temporal_cli_path
+from workflows.booking import BookingWorkflow
 from workflows.status import SagaStatus
 
 EXIT_CODES = {"COMPLETED": 0, "ROLLED_BACK": 1, "ROLLBACK_INCOMPLETE": 3, "CANCELLED": 5, "NEEDS_ATTENTION": 7}
@@ -294,7 +295,7 @@ async def test_a_held_trip_answered_with_the_temporal_cli(
     started = cli(dev_client, "--confirm-within", "600", "--no-wait", *args)
     assert started.returncode == 0, started.stderr
     assert f"--workflow-id {workflow_id} --name confirm" in started.stdout
-    handle = dev_client.get_workflow_handle(workflow_id)
+    handle = dev_client.get_workflow_handle_for(BookingWorkflow.run, workflow_id)
     await wait_for_saga_status(handle, SagaStatus.AWAITING_CONFIRMATION)
 
     answered = temporal_cli(
