@@ -167,6 +167,16 @@ async def start_held(
     return handle, await wait_for_saga_status(handle, SagaStatus.AWAITING_CONFIRMATION)
 
 
+async def stuck_past_the_pivot(
+    env: WorkflowEnvironment, queue: str, providers: Providers
+) -> tuple[WorkflowHandle[Any, Any], BookingStatus]:
+    """Confirmed and ticketed, but the hotel can never be finalized: NEEDS_ATTENTION."""
+    providers.finalize_hotel = "broken"
+    handle, _ = await start_held(env, queue)
+    await decide(handle, confirm=True)
+    return handle, await wait_for_saga_status(handle, SagaStatus.NEEDS_ATTENTION)
+
+
 async def failure_of(handle: WorkflowHandle[Any, Any]) -> ApplicationError:
     with pytest.raises(WorkflowFailureError) as caught:
         await handle.result()
@@ -262,10 +272,7 @@ async def test_a_ticket_whose_outcome_is_unknown_is_retried_never_undone(
 async def test_a_failure_after_the_pivot_waits_for_an_operator_and_never_undoes(
     ts_env: WorkflowEnvironment, queue: str, providers: Providers
 ) -> None:
-    providers.finalize_hotel = "broken"
-    handle, _ = await start_held(ts_env, queue)
-    await decide(handle, confirm=True)
-    stuck = await wait_for_saga_status(handle, SagaStatus.NEEDS_ATTENTION)
+    handle, stuck = await stuck_past_the_pivot(ts_env, queue, providers)
     assert stuck.past_pivot and stuck.ticket == "TKT-0001"
     assert stuck.outstanding == ["finalize_hotel"]
     assert stuck.attention is not None
@@ -292,10 +299,7 @@ async def test_a_failure_after_the_pivot_waits_for_an_operator_and_never_undoes(
 async def test_resolving_a_step_past_the_pivot_completes_the_trip(
     ts_env: WorkflowEnvironment, queue: str, providers: Providers
 ) -> None:
-    providers.finalize_hotel = "broken"
-    handle, _ = await start_held(ts_env, queue)
-    await decide(handle, confirm=True)
-    await wait_for_saga_status(handle, SagaStatus.NEEDS_ATTENTION)
+    handle, _ = await stuck_past_the_pivot(ts_env, queue, providers)
     result = await resolve(handle, step="finalize_hotel", operator="ops", note="confirmed by phone")
     assert result.status is SagaStatus.COMPLETED
     assert (await handle.result()).ticket == "TKT-0001"
@@ -382,10 +386,7 @@ async def test_a_cancel_after_confirming_is_too_late_and_the_trip_completes(
 async def test_cancelling_past_the_pivot_undoes_nothing_and_says_what_is_left(
     ts_env: WorkflowEnvironment, queue: str, providers: Providers
 ) -> None:
-    providers.finalize_hotel = "broken"
-    handle, _ = await start_held(ts_env, queue)
-    await decide(handle, confirm=True)
-    await wait_for_saga_status(handle, SagaStatus.NEEDS_ATTENTION)
+    handle, _ = await stuck_past_the_pivot(ts_env, queue, providers)
     await handle.cancel()
     with pytest.raises(WorkflowFailureError) as caught:
         await handle.result()

@@ -343,47 +343,45 @@ class BookingWorkflow:
 
     async def _ticket(self) -> Ticket:
         info = workflow.info()
-        flight = self._req.flight
-        ticket: Ticket = await self._saga.run(
-            TICKET_STEP,
-            TICKET_STEP,
-            TicketRequest(
-                booking_id=info.workflow_id,
-                idempotency_key=f"{info.workflow_id}:{Kind.FLIGHT.value}",
-                scenario=self._req.scenario,
-            ),
-            undo=None,
-            kind=StepKind.PIVOT,
-            start_to_close_timeout=_seconds(self._retry.activity_timeout_s) or TICKET_POLICY.timeout,
-            retry_policy=TICKET_POLICY.retry_policy(self._req.retry),
-            summary=f"Issue the ticket: {_describe(Kind.FLIGHT, flight)} (cannot be undone)",
-            result_type=Ticket,
+        request = TicketRequest(
+            booking_id=info.workflow_id,
+            idempotency_key=f"{info.workflow_id}:{Kind.FLIGHT.value}",
+            scenario=self._req.scenario,
         )
+        what = f"Issue the ticket: {_describe(Kind.FLIGHT, self._req.flight)} (cannot be undone)"
+        ticket: Ticket = await self._forward(TICKET_STEP, StepKind.PIVOT, request, TICKET_POLICY, what, Ticket)
         return ticket
+
+    async def _forward(
+        self, name: str, kind: StepKind, request: Any, policy: StepPolicy, summary: str, result_type: type
+    ) -> Any:
+        """A step with no undo (the pivot, or a retriable step after it)."""
+        return await self._saga.run(
+            name,
+            name,
+            request,
+            undo=None,
+            kind=kind,
+            start_to_close_timeout=_seconds(self._retry.activity_timeout_s) or policy.timeout,
+            retry_policy=policy.retry_policy(self._req.retry),
+            summary=summary,
+            result_type=result_type,
+        )
 
     async def _finalize(self) -> None:
         """Turn the car and hotel holds into bookings; failures become outstanding, never an unwind."""
         info = workflow.info()
 
         async def finalize(kind: Kind) -> None:
-            policy = FINALIZE_POLICIES[kind]
+            request = FinalizeRequest(
+                kind=kind,
+                booking_id=info.workflow_id,
+                idempotency_key=f"{info.workflow_id}:{kind.value}",
+                scenario=self._req.scenario,
+            )
+            policy, what = FINALIZE_POLICIES[kind], f"Confirm the held {kind.value}"
             try:
-                await self._saga.run(
-                    finalize_name(kind),
-                    finalize_name(kind),
-                    FinalizeRequest(
-                        kind=kind,
-                        booking_id=info.workflow_id,
-                        idempotency_key=f"{info.workflow_id}:{kind.value}",
-                        scenario=self._req.scenario,
-                    ),
-                    undo=None,
-                    kind=StepKind.RETRIABLE,
-                    start_to_close_timeout=_seconds(self._retry.activity_timeout_s) or policy.timeout,
-                    retry_policy=policy.retry_policy(self._req.retry),
-                    summary=f"Confirm the held {kind.value}",
-                    result_type=FinalizeResult,
-                )
+                await self._forward(finalize_name(kind), StepKind.RETRIABLE, request, policy, what, FinalizeResult)
             except ActivityError:
                 pass  # the saga lists the step as outstanding
 
