@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # One throwaway key ring for the whole run, inherited by every worker and web
 # process the tests start, so none of them reads or creates instance/'s key file.
 os.environ.setdefault(ENV_KEYS, KeyRing.generate("test-k1").to_json())
+os.environ.setdefault("CODEC_TOKEN", uuid.uuid4().hex)
 
 #: Short retry intervals so that every scenario runs in about a second.
 FAST_RETRY = RetryOverrides(

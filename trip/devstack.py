@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEV_HOST, DEV_PORT, UI_PORT = "127.0.0.1", 7233, 8233
 
 
-def dev_server_command(db: Path, *, host: str = DEV_HOST, port: int = DEV_PORT, ui_port: int = UI_PORT) -> list[str]:
+def dev_server_command(
+    db: Path, *, host: str = DEV_HOST, port: int = DEV_PORT, ui_port: int = UI_PORT, codec_endpoint: str | None = None
+) -> list[str]:
     cmd = [
         temporal_cli_path(),
         "server",
@@ -42,6 +44,9 @@ def dev_server_command(db: Path, *, host: str = DEV_HOST, port: int = DEV_PORT, 
     ]
     for key in SEARCH_ATTRIBUTES:
         cmd += ["--search-attribute", f"{key.name}=Keyword"]
+    if codec_endpoint:
+        # The Web UI then decrypts input, results and failures through the web app.
+        cmd += ["--ui-codec-endpoint", codec_endpoint]
     return cmd
 
 
@@ -61,6 +66,24 @@ def wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: 
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex((host, port)) == 0
+
+
+def prepare_encryption(env: dict[str, str]) -> str | None:
+    """Create the payload keys and the codec token on first run (instance/,
+    git-ignored, 0600); return the codec endpoint for the dev server's Web UI."""
+    from trip.codec import ENV_KEYS, ensure_key_file
+
+    if ENV_KEYS not in env:
+        path, created = ensure_key_file()
+        if created:
+            print(f"[make run] created the payload encryption keys in {path}", flush=True)
+    if not (ROOT / "web" / "__main__.py").exists():
+        return None
+    from web.codec import codec_token
+
+    # The dev server's UI can send neither a header nor a cookie to another
+    # origin, so its endpoint carries the token (web.codec, README).
+    return f"http://127.0.0.1:5000/codec/t/{codec_token(ROOT / 'instance')}"
 
 
 class Stack:
@@ -108,7 +131,12 @@ def main() -> int:
                 )
                 return 1
             (ROOT / ".temporal").mkdir(exist_ok=True)
-            proc = stack.start("temporal dev server", dev_server_command(ROOT / ".temporal" / "dev.db"), env)
+            codec_endpoint = prepare_encryption(env)
+            proc = stack.start(
+                "temporal dev server",
+                dev_server_command(ROOT / ".temporal" / "dev.db", codec_endpoint=codec_endpoint),
+                env,
+            )
             wait_for_port(DEV_HOST, DEV_PORT, proc)
             env["TEMPORAL_ADDRESS"] = f"{DEV_HOST}:{DEV_PORT}"
             env.setdefault(ENV_TEMPORAL_UI_URL, f"http://{DEV_HOST}:{UI_PORT}")

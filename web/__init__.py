@@ -79,7 +79,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         portal = TemporalPortal(lambda: connect(profile), timeout=app.config["TEMPORAL_TIMEOUT"])
     app.extensions[PORTAL_KEY] = portal
 
-    from web import attention, booking, errors, listing, status
+    from web import attention, booking, codec, errors, listing, status
 
     app.register_blueprint(booking.bp)
     app.register_blueprint(status.bp)
@@ -87,5 +87,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(attention.bp)
     attention.register(app)
+    # The codec endpoints take JSON from the Web UI, not forms: their guard is
+    # the origin check plus a token or operator session (web.codec).
+    csrf.exempt(codec.bp)
+    codec.register(app)
     errors.register(app)
     return app
