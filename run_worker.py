@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, ENV_TASK_QUEUE, TASK_QUEUE
 from trip import worker as booking_worker
+from trip.metrics import ENV_METRICS_PORT, runtime_with_prometheus
 from trip.temporal import connect
 
 
@@ -43,12 +44,19 @@ def main() -> int:
         action="store_true",
         help="scale task pollers from server feedback instead of the SDK's fixed five",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get(ENV_METRICS_PORT) or 0) or None,
+        help=f"serve Prometheus metrics on 127.0.0.1:PORT/metrics (env {ENV_METRICS_PORT}; off by default)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     async def go() -> None:
-        client = await connect(args.profile)
+        extra = {"runtime": runtime_with_prometheus(f"127.0.0.1:{args.metrics_port}")} if args.metrics_port else {}
+        client = await connect(args.profile, **extra)
         await booking_worker.run(
             client,
             task_queue=args.task_queue,

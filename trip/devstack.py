@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, ENV_TEMPORAL_UI_URL, SEARCH_ATTRIBUTES
+from trip.metrics import DEFAULT_METRICS_ADDRESS, ENV_METRICS_PORT
 from trip.temporal import DEV_SERVER_FLAGS, temporal_cli_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,6 +145,8 @@ def main() -> int:
         proc = stack.start("providers", [sys.executable, "-m", "providers"], env)
         providers_port = int(env[ENV_PROVIDERS_URL].rsplit(":", 1)[1].split("/")[0])
         wait_for_port("127.0.0.1", providers_port, proc)
+        # The worker's Prometheus endpoint: saga metrics and the SDK's own.
+        env.setdefault(ENV_METRICS_PORT, DEFAULT_METRICS_ADDRESS.rsplit(":", 1)[1])
         stack.start("worker", [sys.executable, "run_worker.py"], env)
         web_app = ROOT / "web" / "__main__.py"
         login = ""
@@ -158,6 +161,7 @@ def main() -> int:
             "\n[make run] ready.\n"
             f"  Temporal Web UI:  {ui}\n"
             f"  Providers ledger: {env[ENV_PROVIDERS_URL]}/reservations\n"
+            f"  Worker metrics:   http://127.0.0.1:{env[ENV_METRICS_PORT]}/metrics\n"
             + ("  Booking form:     http://127.0.0.1:5000\n" if web_app.exists() else "")
             + login
             + "  Book from the CLI: .venv/bin/python run_workflow.py --scenario flight-sold-out\n"

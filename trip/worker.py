@@ -19,6 +19,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities import BookingActivities, make_http_client
 from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, TASK_QUEUE
+from trip.metrics import SagaMetricsInterceptor
 from workflows.booking import BookingWorkflow
 
 log = logging.getLogger("booking.worker")
@@ -85,6 +86,8 @@ def build_worker(
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=5),
         workflow_task_poller_behavior=pollers,
         activity_task_poller_behavior=pollers,
+        # Saga-level metrics (trip.metrics); tracing, when on, comes from the client's interceptors.
+        interceptors=[SagaMetricsInterceptor()],
     )
 
 
