@@ -79,7 +79,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         portal = TemporalPortal(lambda: connect(profile), timeout=app.config["TEMPORAL_TIMEOUT"])
     app.extensions[PORTAL_KEY] = portal
 
-    from web import attention, booking, codec, errors, listing, status
+    from web import attention, booking, codec, errors, listing, metrics, status
 
     app.register_blueprint(booking.bp)
     app.register_blueprint(status.bp)
@@ -91,5 +91,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # the origin check plus a token or operator session (web.codec).
     csrf.exempt(codec.bp)
     codec.register(app)
+    metrics.register(app)
     errors.register(app)
     return app
