@@ -18,6 +18,7 @@ from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, ENV_TASK_QUEUE, TASK_
 from trip import worker as booking_worker
 from trip.metrics import ENV_METRICS_PORT, runtime_with_prometheus
 from trip.temporal import connect
+from trip.tracing import configure_from_env
 
 
 def main() -> int:
@@ -53,6 +54,7 @@ def main() -> int:
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_from_env("booking-worker")
 
     async def go() -> None:
         extra = {"runtime": runtime_with_prometheus(f"127.0.0.1:{args.metrics_port}")} if args.metrics_port else {}

@@ -47,6 +47,7 @@ from trip import (
 from trip.codec import data_converter, keyring_of, traveller_tag
 from trip.errors import ErrorType
 from trip.models import BookingRequest, check_workflow_id
+from trip.tracing import temporal_interceptor
 from workflows.booking import BookingWorkflow
 from workflows.saga import StepState
 from workflows.status import (
@@ -107,6 +108,8 @@ async def connect(profile: str | None = None, **overrides: Any) -> Client:
     config = connect_config(profile)
     config.update(overrides)
     config.setdefault("data_converter", data_converter())
+    # Workers built on this client inherit it: one trace from start to provider call.
+    config.setdefault("interceptors", [temporal_interceptor()])
     return await Client.connect(**config)
 
 

@@ -17,6 +17,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from trip import DEFAULT_TEMPORAL_UI_URL, ENV_TASK_QUEUE, ENV_TEMPORAL_UI_URL, TASK_QUEUE
 from trip.temporal import connect
+from trip.tracing import instrument_flask
 from web import auth
 from web.auth import login_manager
 from web.portal import PORTAL_KEY, TemporalPortal
@@ -92,5 +93,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(codec.bp)
     codec.register(app)
     metrics.register(app)
+    instrument_flask(app, app.config.get("TRACER_PROVIDER"))
     errors.register(app)
     return app
