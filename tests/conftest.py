@@ -113,15 +113,23 @@ def dev_ui_url(dev_ui_port: int) -> str:
     return f"http://127.0.0.1:{dev_ui_port}"
 
 
+@pytest.fixture(scope="session")
+def web_codec_port() -> int:
+    """Where browser tests serve the web app, whose codec endpoint the dev
+    server's Web UI is told about before that app starts."""
+    return free_port()
+
+
 @pytest_asyncio.fixture(scope="session")
-async def dev_env(dev_ui_port: int) -> AsyncIterator[WorkflowEnvironment]:
+async def dev_env(dev_ui_port: int, web_codec_port: int) -> AsyncIterator[WorkflowEnvironment]:
+    codec = f"http://127.0.0.1:{web_codec_port}/codec/t/{os.environ['CODEC_TOKEN']}"
     env = await WorkflowEnvironment.start_local(
         data_converter=data_converter(),
         dev_server_existing_path=temporal_cli_path(),
         search_attributes=SEARCH_ATTRIBUTES,
         ui=True,
         ui_port=dev_ui_port,
-        dev_server_extra_args=DEV_SERVER_FLAGS,
+        dev_server_extra_args=[*DEV_SERVER_FLAGS, "--ui-codec-endpoint", codec],
     )
     async with env:
         yield env
