@@ -49,7 +49,12 @@ def main() -> int:
         "--metrics-port",
         type=int,
         default=int(os.environ.get(ENV_METRICS_PORT) or 0) or None,
-        help=f"serve Prometheus metrics on 127.0.0.1:PORT/metrics (env {ENV_METRICS_PORT}; off by default)",
+        help=f"serve Prometheus metrics on HOST:PORT/metrics (env {ENV_METRICS_PORT}; off by default)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=os.environ.get("WORKER_METRICS_HOST", "127.0.0.1"),
+        help="address the metrics endpoint binds (env WORKER_METRICS_HOST; 0.0.0.0 to let a scraper in)",
     )
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     args = parser.parse_args()
@@ -57,7 +62,9 @@ def main() -> int:
     configure_from_env("booking-worker")
 
     async def go() -> None:
-        extra = {"runtime": runtime_with_prometheus(f"127.0.0.1:{args.metrics_port}")} if args.metrics_port else {}
+        extra = {}
+        if args.metrics_port:
+            extra["runtime"] = runtime_with_prometheus(f"{args.metrics_host}:{args.metrics_port}")
         client = await connect(args.profile, **extra)
         await booking_worker.run(
             client,
