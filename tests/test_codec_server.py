@@ -108,6 +108,15 @@ async def test_a_foreign_origin_is_refused_even_with_the_token(client: FlaskClie
     assert "Access-Control-Allow-Origin" not in preflight.headers
 
 
+async def test_the_dev_servers_localhost_name_is_the_same_ui(client: FlaskClient) -> None:
+    localhost = UI.replace("127.0.0.1", "localhost")
+    response = post(client, f"/codec/t/{TOKEN}/decode", await encrypted_name(), Origin=localhost)
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == localhost
+    other_port = post(client, f"/codec/t/{TOKEN}/decode", await encrypted_name(), Origin="http://localhost:9999")
+    assert other_port.status_code == 403
+
+
 def test_the_preflight_allows_the_ui_origin_and_its_headers(client: FlaskClient) -> None:
     preflight = client.options(
         "/codec/decode",

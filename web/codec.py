@@ -60,13 +60,26 @@ def codec_token(instance: Path) -> str:
     return path.read_text().strip()
 
 
-def _allowed_origin() -> str:
-    origin: str = current_app.config["CODEC_UI_ORIGIN"]
+def ui_origins(ui_url: str) -> str:
+    """The UI's origin; for a loopback UI also its other name, since the dev
+    server prints ``localhost`` while our links say ``127.0.0.1``."""
+    origin = origin_of(ui_url)
+    parts = urlsplit(origin)
+    aliases = {"127.0.0.1": "localhost", "localhost": "127.0.0.1"}
+    if parts.hostname in aliases:
+        port = f":{parts.port}" if parts.port else ""
+        return f"{origin},{parts.scheme}://{aliases[parts.hostname]}{port}"
     return origin
 
 
+def _allowed_origins() -> list[str]:
+    return [o.strip() for o in str(current_app.config["CODEC_UI_ORIGIN"]).split(",") if o.strip()]
+
+
 def _cors(response: Response) -> Response:
-    response.headers["Access-Control-Allow-Origin"] = _allowed_origin()
+    origin = request.headers.get("Origin")
+    allowed = _allowed_origins()
+    response.headers["Access-Control-Allow-Origin"] = origin if origin in allowed else allowed[0]
     response.headers["Access-Control-Allow-Credentials"] = "true"
     response.headers["Vary"] = "Origin"
     return response
@@ -76,7 +89,7 @@ def _check_origin() -> None:
     # Browsers always send Origin on cross-origin POSTs and preflights; the
     # CLI and curl send none, and are judged by their credentials alone.
     origin = request.headers.get("Origin")
-    if origin is not None and origin != _allowed_origin():
+    if origin is not None and origin not in _allowed_origins():
         abort(403, description="origin not allowed")
 
 
@@ -126,7 +139,10 @@ def transform_with_path_token(token: str, direction: str) -> Response:
 
 
 def register(app: Flask) -> None:
-    app.config.setdefault("CODEC_UI_ORIGIN", origin_of(app.config["TEMPORAL_UI_URL"]))
+    # Comma-separated origins; CODEC_UI_ORIGIN in the environment (or config) overrides.
+    app.config.setdefault(
+        "CODEC_UI_ORIGIN", os.environ.get("CODEC_UI_ORIGIN") or ui_origins(app.config["TEMPORAL_UI_URL"])
+    )
     if not app.config.get("CODEC_TOKEN"):
         app.config["CODEC_TOKEN"] = codec_token(Path(app.instance_path))
     app.extensions[CODEC_KEY] = EncryptionCodec(load_keyring())
