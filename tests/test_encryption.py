@@ -8,6 +8,7 @@ that view must hold neither the name nor the e-mail.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -161,3 +162,23 @@ def test_tag_is_stable_across_spacing_and_case_but_keyed() -> None:
     ring = KeyRing.generate()
     assert traveller_tag("Ada  Lovelace", ring) == traveller_tag("ada lovelace", ring)
     assert traveller_tag("Ada Lovelace", ring) != traveller_tag("Ada Lovelace", KeyRing.generate())
+
+
+def test_the_key_file_is_created_0600_once_and_rotation_keeps_old_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trip.codec import ENV_KEY_FILE, ENV_KEYS, load_keyring
+    from trip.codec import main as codec_cli
+
+    path = tmp_path / "instance" / "codec-keys.json"
+    monkeypatch.delenv(ENV_KEYS, raising=False)
+    monkeypatch.setenv(ENV_KEY_FILE, str(path))
+    first = load_keyring()  # first use creates it
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_keyring() == first  # and reads it after, never regenerates
+    assert codec_cli(["rotate"]) == 0
+    rotated = load_keyring()
+    assert rotated.current != first.current
+    assert rotated.keys[first.current] == first.keys[first.current]
+    assert rotated.tag_key == first.tag_key
+    assert path.stat().st_mode & 0o777 == 0o600
