@@ -100,3 +100,26 @@ async def test_an_undo_that_keeps_failing_is_counted_by_step(metered: tuple[Clie
         assert not any(name == "booking_sagas_total" and v for (name, _), v in samples.items())
     finally:
         await handle.terminate("test over")
+
+
+def test_final_status_names_how_the_workflow_closed() -> None:
+    from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
+
+    from trip.metrics import _final_status
+
+    assert _final_status(ApplicationError("x", type="BookingRolledBack")) == "ROLLED_BACK"
+    assert _final_status(ApplicationError("x", type="RollbackIncomplete")) == "ROLLBACK_INCOMPLETE"
+    assert _final_status(ApplicationError("x", type="Other")) == "FAILED"
+    assert _final_status(CancelledError("x")) == "CANCELLED"
+    activity_error = ActivityError(
+        "x",
+        scheduled_event_id=1,
+        started_event_id=2,
+        identity="w",
+        activity_type="book_car",
+        activity_id="1",
+        retry_state=RetryState.NON_RETRYABLE_FAILURE,
+    )
+    assert _final_status(activity_error) == "FAILED"
+    # A plain exception fails the workflow task, which retries: the saga has not closed.
+    assert _final_status(RuntimeError("bug")) is None

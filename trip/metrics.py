@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import (
     ExecuteWorkflowInput,
@@ -119,6 +119,8 @@ def _final_status(err: BaseException) -> str | None:
         return "CANCELLED"
     if isinstance(err, ApplicationError):
         return _STATUS_BY_ERROR.get(err.type or "", "FAILED")
+    if isinstance(err, FailureError):  # e.g. an activity error let through: the workflow fails
+        return "FAILED"
     # Anything else fails the workflow task, not the workflow: it will retry.
     return None
 
