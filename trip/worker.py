@@ -87,7 +87,7 @@ def build_worker(
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=5),
         workflow_task_poller_behavior=pollers,
         activity_task_poller_behavior=pollers,
-        # Saga-level metrics (trip.metrics); tracing, when on, comes from the client's interceptors.
+        # Saga-level metrics (trip.metrics); tracing comes with the client's interceptors.
         interceptors=[SagaMetricsInterceptor()],
     )
 
