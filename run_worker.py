@@ -16,7 +16,9 @@ from datetime import timedelta
 
 from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, ENV_TASK_QUEUE, TASK_QUEUE
 from trip import worker as booking_worker
+from trip.metrics import ENV_METRICS_PORT, runtime_with_prometheus
 from trip.temporal import connect
+from trip.tracing import configure_from_env
 
 
 def main() -> int:
@@ -43,12 +45,27 @@ def main() -> int:
         action="store_true",
         help="scale task pollers from server feedback instead of the SDK's fixed five",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get(ENV_METRICS_PORT) or 0) or None,
+        help=f"serve Prometheus metrics on HOST:PORT/metrics (env {ENV_METRICS_PORT}; off by default)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=os.environ.get("WORKER_METRICS_HOST", "127.0.0.1"),
+        help="address the metrics endpoint binds (env WORKER_METRICS_HOST; 0.0.0.0 to let a scraper in)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_from_env("booking-worker")
 
     async def go() -> None:
-        client = await connect(args.profile)
+        extra = {}
+        if args.metrics_port:
+            extra["runtime"] = runtime_with_prometheus(f"{args.metrics_host}:{args.metrics_port}")
+        client = await connect(args.profile, **extra)
         await booking_worker.run(
             client,
             task_queue=args.task_queue,

@@ -47,6 +47,7 @@ from trip.temporal import (
     start_booking,
     web_ui_url,
 )
+from trip.tracing import configure_from_env
 from workflows.status import BookingStatus, SagaStatus
 
 EXIT = {
@@ -286,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         for field, message in exc.errors.items():
             print(f"  --{field.replace('_', '-')}: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    configure_from_env("booking-cli")
     try:
         return asyncio.run(run(args, req))
     except KeyboardInterrupt:

@@ -27,11 +27,11 @@ from typing import Any
 import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities import BookingActivities, make_http_client
 from bench.report import write_outputs
 from bench.stack import ROOT, RssSampler, Stack, cpu_seconds
+from trip.codec import data_converter
 from trip.models import BookingRequest, Mode, Scenario, demo_trip
 from trip.temporal import start_booking
 from trip.worker import build_worker
@@ -458,7 +458,7 @@ async def run(plan: Plan, quick: bool) -> dict[str, Any]:
         stack.start_providers(plan.inflight_latency_ms)
         for name in MODES:
             stack.start_worker(WORKERS[name], QUEUES[name], *WORKER_FLAGS[name])
-        client = await Client.connect(stack.temporal_address, data_converter=pydantic_data_converter)
+        client = await Client.connect(stack.temporal_address, data_converter=data_converter())
         web_url = stack.start_web("web", "web", QUEUES[OURS])
         sample_url = stack.start_web("sample", "bench.sample_app", QUEUES[BASELINE])
         bench = Bench(plan, stack, client)

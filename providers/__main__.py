@@ -13,6 +13,7 @@ from aiohttp import web
 
 from providers.app import create_app
 from providers.ledger import Ledger
+from trip.tracing import configure_from_env
 
 
 def main() -> None:
@@ -30,6 +31,7 @@ def main() -> None:
         "--latency-ms", type=int, default=None, help="replace every scenario's added latency (e.g. slow's 1.5 s)"
     )
     args = parser.parse_args()
+    configure_from_env("booking-providers")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s providers %(levelname)s %(message)s")
     asyncio.run(serve(args.host, args.port, args.db, args.capacity, args.latency_ms))
 

@@ -46,9 +46,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from opentelemetry.trace import TracerProvider
 from pydantic import ValidationError
 
 from providers.ledger import Ledger, LedgerConflict
+from providers.tracing import tracing_middleware
 from trip.errors import ERROR_STATUS, ErrorType
 from trip.models import (
     HOLD_MARGIN,
@@ -353,8 +355,14 @@ async def errors_and_timing(
     return response
 
 
-def create_app(ledger: Ledger, *, latency_override_ms: int | None = None) -> web.Application:
-    app = web.Application(middlewares=[errors_and_timing], client_max_size=64 * 1024)
+def create_app(
+    ledger: Ledger, *, latency_override_ms: int | None = None, tracer_provider: TracerProvider | None = None
+) -> web.Application:
+    app = web.Application(
+        # Tracing outermost, so its span covers the error handling and reports its status.
+        middlewares=[tracing_middleware(tracer_provider), errors_and_timing],
+        client_max_size=64 * 1024,
+    )
     app[LEDGER] = ledger
     app[STATS] = {"requests": 0, "handling_ms": []}
     app[LATENCY_OVERRIDE_MS] = latency_override_ms

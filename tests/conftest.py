@@ -29,15 +29,20 @@ import httpx
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from trip import SEARCH_ATTRIBUTES
+from trip.codec import ENV_KEYS, KeyRing, data_converter
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
 from trip.temporal import DEV_SERVER_FLAGS, fetch_status, temporal_cli_path, test_server_path
 from workflows.status import BookingStatus, SagaStatus
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# One throwaway key ring for the whole run, inherited by every worker and web
+# process the tests start, so none of them reads or creates instance/'s key file.
+os.environ.setdefault(ENV_KEYS, KeyRing.generate("test-k1").to_json())
+os.environ.setdefault("CODEC_TOKEN", uuid.uuid4().hex)
 
 #: Short retry intervals so that every scenario runs in about a second.
 FAST_RETRY = RetryOverrides(
@@ -108,15 +113,23 @@ def dev_ui_url(dev_ui_port: int) -> str:
     return f"http://127.0.0.1:{dev_ui_port}"
 
 
+@pytest.fixture(scope="session")
+def web_codec_port() -> int:
+    """Where browser tests serve the web app, whose codec endpoint the dev
+    server's Web UI is told about before that app starts."""
+    return free_port()
+
+
 @pytest_asyncio.fixture(scope="session")
-async def dev_env(dev_ui_port: int) -> AsyncIterator[WorkflowEnvironment]:
+async def dev_env(dev_ui_port: int, web_codec_port: int) -> AsyncIterator[WorkflowEnvironment]:
+    codec = f"http://127.0.0.1:{web_codec_port}/codec/t/{os.environ['CODEC_TOKEN']}"
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
         dev_server_existing_path=temporal_cli_path(),
         search_attributes=SEARCH_ATTRIBUTES,
         ui=True,
         ui_port=dev_ui_port,
-        dev_server_extra_args=DEV_SERVER_FLAGS,
+        dev_server_extra_args=[*DEV_SERVER_FLAGS, "--ui-codec-endpoint", codec],
     )
     async with env:
         yield env
@@ -125,7 +138,7 @@ async def dev_env(dev_ui_port: int) -> AsyncIterator[WorkflowEnvironment]:
 @pytest_asyncio.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
         test_server_existing_path=test_server_path(),
     )
     async with env:

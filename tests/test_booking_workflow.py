@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from activities import BookingActivities, make_http_client
 from tests.conftest import FAST_RETRY, ProviderService, make_request, wait_for_saga_status
 from trip import SA_BOOKING_STATUS, SA_TRAVELLER
+from trip.codec import keyring_of, traveller_tag
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Mode, ReserveRequest, Scenario
 from trip.scenarios import HELD, OUTRIGHT, SCENARIOS
@@ -230,7 +231,10 @@ async def test_status_query_mid_run_and_mid_unwind(
     assert outcome.status is SagaStatus.ROLLED_BACK
     assert providers.active_kinds(handle.id) == []
     description = await handle.describe()
-    assert description.typed_search_attributes.get(SA_TRAVELLER) == "Grace Hopper"
+    # Visibility holds a keyed tag of the name, never the name itself.
+    tag = traveller_tag("Grace Hopper", keyring_of(dev_client.data_converter))
+    assert description.typed_search_attributes.get(SA_TRAVELLER) == tag
+    assert "Grace" not in tag
     assert "Grace Hopper" in (await description.static_summary() or "")
 
 

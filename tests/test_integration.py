@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -104,8 +105,24 @@ def test_cli_runs_each_scenario_with_the_documented_exit_code_json_and_ledger(
         assert active == ["car"]
 
 
+@pytest.fixture(scope="module")
+def codec_server() -> Iterator[list[str]]:
+    """The web app's codec endpoints on a free port; yields the Temporal CLI's flags for it."""
+    from werkzeug.serving import make_server
+
+    from web import create_app
+
+    token = os.environ["CODEC_TOKEN"]
+    server = make_server("127.0.0.1", 0, create_app({"SECRET_KEY": "test-secret", "CODEC_TOKEN": token}))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield ["--codec-endpoint", f"http://127.0.0.1:{server.server_port}/codec", "--codec-auth", f"Bearer {token}"]
+    server.shutdown()
+    thread.join(timeout=5)
+
+
 async def test_a_stuck_undo_exits_7_and_the_temporal_cli_resolve_closes_it(
-    dev_client: Client, providers: ProviderService, worker_queue: str
+    dev_client: Client, providers: ProviderService, worker_queue: str, codec_server: list[str]
 ) -> None:
     """Issue 12's acceptance, as its README shows it, with the Temporal CLI binary."""
     workflow_id = f"cli-stuck-{uuid.uuid4().hex[:8]}"
@@ -118,9 +135,10 @@ async def test_a_stuck_undo_exits_7_and_the_temporal_cli_resolve_closes_it(
 
     payload = {"step": "book_car", "operator": "ops", "note": "done by phone"}
     update = ["workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "resolve"]
-    rejected = temporal_cli(dev_client, *update, "--input", json.dumps({**payload, "note": ""}))
+    # Results and failure messages are encrypted: the CLI reads them through the codec server.
+    rejected = temporal_cli(dev_client, *update, "--input", json.dumps({**payload, "note": ""}), *codec_server)
     assert rejected.returncode != 0 and "note must say why" in rejected.stderr + rejected.stdout
-    resolved = temporal_cli(dev_client, *update, "--input", json.dumps(payload))
+    resolved = temporal_cli(dev_client, *update, "--input", json.dumps(payload), *codec_server)
     assert resolved.returncode == 0, resolved.stderr
 
     outcome = await await_outcome(dev_client.get_workflow_handle(workflow_id))

@@ -20,12 +20,12 @@ import pytest_asyncio
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from tests.conftest import make_request, wait_for_saga_status
+from trip.codec import data_converter
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Kind, Mode, Reservation, ReserveRequest, Scenario
 from trip.temporal import (
@@ -112,7 +112,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     days; the Java test server stops skipping for good once another test has
     left an activity running on it (tests/test_saga.py does, on purpose)."""
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=time_skipping_server_path()
+        data_converter=data_converter(), test_server_existing_path=time_skipping_server_path()
     )
     async with env:
         yield env

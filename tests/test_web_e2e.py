@@ -53,7 +53,11 @@ class WebApp:
 
 @pytest.fixture(scope="module")
 def web_app(
-    dev_client: Client, providers: ProviderService, dev_ui_url: str, tmp_path_factory: pytest.TempPathFactory
+    dev_client: Client,
+    providers: ProviderService,
+    dev_ui_url: str,
+    web_codec_port: int,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[WebApp]:
     queue = f"tq-{uuid.uuid4().hex}"
     operators = tmp_path_factory.mktemp("web") / "operators.toml"
@@ -69,7 +73,12 @@ def web_app(
         OPERATORS_FILE=str(operators),
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "web", "--port", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+        # On the port the dev server's Web UI sends codec requests to (conftest).
+        [sys.executable, "-m", "web", "--port", str(web_codec_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()

@@ -17,13 +17,16 @@ import time
 from pathlib import Path
 
 from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, ENV_TEMPORAL_UI_URL, SEARCH_ATTRIBUTES
+from trip.metrics import DEFAULT_METRICS_ADDRESS, ENV_METRICS_PORT
 from trip.temporal import DEV_SERVER_FLAGS, temporal_cli_path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_HOST, DEV_PORT, UI_PORT = "127.0.0.1", 7233, 8233
 
 
-def dev_server_command(db: Path, *, host: str = DEV_HOST, port: int = DEV_PORT, ui_port: int = UI_PORT) -> list[str]:
+def dev_server_command(
+    db: Path, *, host: str = DEV_HOST, port: int = DEV_PORT, ui_port: int = UI_PORT, codec_endpoint: str | None = None
+) -> list[str]:
     cmd = [
         temporal_cli_path(),
         "server",
@@ -42,6 +45,9 @@ def dev_server_command(db: Path, *, host: str = DEV_HOST, port: int = DEV_PORT, 
     ]
     for key in SEARCH_ATTRIBUTES:
         cmd += ["--search-attribute", f"{key.name}=Keyword"]
+    if codec_endpoint:
+        # The Web UI then decrypts input, results and failures through the web app.
+        cmd += ["--ui-codec-endpoint", codec_endpoint]
     return cmd
 
 
@@ -61,6 +67,24 @@ def wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: 
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex((host, port)) == 0
+
+
+def prepare_encryption(env: dict[str, str]) -> str | None:
+    """Create the payload keys and the codec token on first run (instance/,
+    git-ignored, 0600); return the codec endpoint for the dev server's Web UI."""
+    from trip.codec import ENV_KEYS, ensure_key_file
+
+    if ENV_KEYS not in env:
+        path, created = ensure_key_file()
+        if created:
+            print(f"[make run] created the payload encryption keys in {path}", flush=True)
+    if not (ROOT / "web" / "__main__.py").exists():
+        return None
+    from web.codec import codec_token
+
+    # The dev server's UI can send neither a header nor a cookie to another
+    # origin, so its endpoint carries the token (web.codec, README).
+    return f"http://127.0.0.1:5000/codec/t/{codec_token(ROOT / 'instance')}"
 
 
 class Stack:
@@ -108,7 +132,12 @@ def main() -> int:
                 )
                 return 1
             (ROOT / ".temporal").mkdir(exist_ok=True)
-            proc = stack.start("temporal dev server", dev_server_command(ROOT / ".temporal" / "dev.db"), env)
+            codec_endpoint = prepare_encryption(env)
+            proc = stack.start(
+                "temporal dev server",
+                dev_server_command(ROOT / ".temporal" / "dev.db", codec_endpoint=codec_endpoint),
+                env,
+            )
             wait_for_port(DEV_HOST, DEV_PORT, proc)
             env["TEMPORAL_ADDRESS"] = f"{DEV_HOST}:{DEV_PORT}"
             env.setdefault(ENV_TEMPORAL_UI_URL, f"http://{DEV_HOST}:{UI_PORT}")
@@ -116,6 +145,8 @@ def main() -> int:
         proc = stack.start("providers", [sys.executable, "-m", "providers"], env)
         providers_port = int(env[ENV_PROVIDERS_URL].rsplit(":", 1)[1].split("/")[0])
         wait_for_port("127.0.0.1", providers_port, proc)
+        # The worker's Prometheus endpoint: saga metrics and the SDK's own.
+        env.setdefault(ENV_METRICS_PORT, DEFAULT_METRICS_ADDRESS.rsplit(":", 1)[1])
         stack.start("worker", [sys.executable, "run_worker.py"], env)
         web_app = ROOT / "web" / "__main__.py"
         login = ""
@@ -130,6 +161,7 @@ def main() -> int:
             "\n[make run] ready.\n"
             f"  Temporal Web UI:  {ui}\n"
             f"  Providers ledger: {env[ENV_PROVIDERS_URL]}/reservations\n"
+            f"  Worker metrics:   http://127.0.0.1:{env[ENV_METRICS_PORT]}/metrics\n"
             + ("  Booking form:     http://127.0.0.1:5000\n" if web_app.exists() else "")
             + login
             + "  Book from the CLI: .venv/bin/python run_workflow.py --scenario flight-sold-out\n"

@@ -29,7 +29,6 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import decode_typed_search_attributes
 from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError, CancelledError, FailureError
@@ -47,8 +46,10 @@ from trip import (
     UPDATE_RETRY_COMPENSATION,
     WORKFLOW_ID_PREFIX,
 )
+from trip.codec import data_converter, keyring_of, traveller_tag
 from trip.errors import ErrorType
 from trip.models import BookingRequest, check_workflow_id
+from trip.tracing import temporal_interceptor
 from workflows.booking import BookingWorkflow
 from workflows.saga import StepState
 from workflows.status import (
@@ -110,7 +111,10 @@ def connect_config(profile: str | None = None) -> dict[str, Any]:
 async def connect(profile: str | None = None, **overrides: Any) -> Client:
     config = connect_config(profile)
     config.update(overrides)
-    return await Client.connect(**config, data_converter=pydantic_data_converter)
+    config.setdefault("data_converter", data_converter())
+    # Workers built on this client inherit it: one trace from start to provider call.
+    config.setdefault("interceptors", [temporal_interceptor()])
+    return await Client.connect(**config)
 
 
 def web_ui_url(
@@ -126,7 +130,13 @@ def new_workflow_id() -> str:
     return f"{WORKFLOW_ID_PREFIX}-{uuid.uuid4().hex[:12]}"
 
 
+#: The memo field that carries the traveller's name. Memos go through the
+#: codec (encrypted); search attributes cannot, so they carry a tag instead.
+MEMO_TRAVELLER = "traveller"
+
+
 def static_summary(req: BookingRequest) -> str:
+    # User metadata goes through the data converter, so the codec encrypts it.
     return (
         f"Trip for {req.traveller.name}: {req.flight.origin} to {req.flight.destination} "
         f"on {req.flight.date}, {req.mode.value}, scenario {req.scenario.value}"
@@ -170,7 +180,7 @@ async def start_booking(
         TypedSearchAttributes(
             [
                 SearchAttributePair(SA_BOOKING_STATUS, SagaStatus.RUNNING.value),
-                SearchAttributePair(SA_TRAVELLER, req.traveller.name),
+                SearchAttributePair(SA_TRAVELLER, traveller_tag(req.traveller.name, keyring_of(client.data_converter))),
             ]
         )
         if search_attributes
@@ -184,6 +194,7 @@ async def start_booking(
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         id_conflict_policy=id_conflict_policy,
         search_attributes=attrs,
+        memo={MEMO_TRAVELLER: req.traveller.name},
         static_summary=static_summary(req),
         static_details=static_details(req),
         request_eager_start=request_eager_start,
@@ -224,8 +235,9 @@ class Execution:
     #: ``execution_status_name`` of the server's status.
     status: str
     start_time: datetime
-    #: Our search attributes: the saga status and the traveller.
+    #: Our search attribute: the saga status.
     booking_status: str | None = None
+    #: The traveller's name, decrypted from the memo (never the search attribute's tag).
     traveller: str | None = None
     #: Why it was paused (``temporal workflow pause --reason``); describe only.
     pause_reason: str | None = None
@@ -240,7 +252,24 @@ class Execution:
         return self.status not in OPEN_STATUSES
 
 
-def _execution(info: WorkflowExecutionInfo, **extra: Any) -> Execution:
+async def _traveller(client: Client, info: WorkflowExecutionInfo, attrs: TypedSearchAttributes) -> str | None:
+    """The traveller's name, decrypted from the memo through the client's codec.
+
+    Runs started before the memo existed kept the plain name in the search
+    attribute; newer runs keep only a tag there, which is no name to show.
+    """
+    field = info.memo.fields.get(MEMO_TRAVELLER)
+    if field is not None:
+        try:
+            [name] = await client.data_converter.decode([field], [str])
+        except Exception:  # a key this process lacks: show no name rather than fail the page
+            return None
+        return str(name)
+    legacy = attrs.get(SA_TRAVELLER)
+    return None if legacy is None or legacy.startswith("t-") else legacy
+
+
+async def _execution(client: Client, info: WorkflowExecutionInfo, **extra: Any) -> Execution:
     attrs = decode_typed_search_attributes(info.search_attributes)
     return Execution(
         workflow_id=info.execution.workflow_id,
@@ -248,7 +277,7 @@ def _execution(info: WorkflowExecutionInfo, **extra: Any) -> Execution:
         status=execution_status_name(info.status),
         start_time=info.start_time.ToDatetime().replace(tzinfo=timezone.utc),
         booking_status=attrs.get(SA_BOOKING_STATUS),
-        traveller=attrs.get(SA_TRAVELLER),
+        traveller=await _traveller(client, info, attrs),
         **extra,
     )
 
@@ -268,7 +297,8 @@ async def describe_execution(
         timeout=rpc_timeout,
     )
     pause = response.workflow_extended_info.pause_info
-    return _execution(
+    return await _execution(
+        client,
         response.workflow_execution_info,
         pause_reason=(pause.reason or "paused") if response.workflow_extended_info.HasField("pause_info") else None,
         pending_activities=tuple(response.pending_activities),
@@ -286,7 +316,7 @@ async def list_executions(client: Client, query: str, *, limit: int) -> list[Exe
             ),
             retry=True,
         )
-        found.extend(_execution(info) for info in response.executions[: limit - len(found)])
+        found.extend([await _execution(client, info) for info in response.executions[: limit - len(found)]])
         token = response.next_page_token
         if not token:
             break

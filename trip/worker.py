@@ -19,6 +19,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities import BookingActivities, make_http_client
 from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, TASK_QUEUE
+from trip.metrics import SagaMetricsInterceptor
+from trip.tracing import instrument_http_client
 from workflows.booking import BookingWorkflow
 
 log = logging.getLogger("booking.worker")
@@ -85,6 +87,8 @@ def build_worker(
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=5),
         workflow_task_poller_behavior=pollers,
         activity_task_poller_behavior=pollers,
+        # Saga-level metrics (trip.metrics); tracing comes with the client's interceptors.
+        interceptors=[SagaMetricsInterceptor()],
     )
 
 
@@ -103,6 +107,7 @@ async def run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with make_http_client(providers_url, max_connections=tuning.max_concurrent_activities) as http:
+        instrument_http_client(http)
         worker = build_worker(
             client,
             BookingActivities(http),

@@ -17,6 +17,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from trip import DEFAULT_TEMPORAL_UI_URL, ENV_TASK_QUEUE, ENV_TEMPORAL_UI_URL, TASK_QUEUE
 from trip.temporal import connect
+from trip.tracing import instrument_flask
 from web import auth
 from web.auth import login_manager
 from web.portal import PORTAL_KEY, TemporalPortal
@@ -79,7 +80,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         portal = TemporalPortal(lambda: connect(profile), timeout=app.config["TEMPORAL_TIMEOUT"])
     app.extensions[PORTAL_KEY] = portal
 
-    from web import attention, booking, errors, listing, status
+    from web import attention, booking, codec, errors, listing, metrics, status
 
     app.register_blueprint(booking.bp)
     app.register_blueprint(status.bp)
@@ -87,5 +88,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(attention.bp)
     attention.register(app)
+    # The codec endpoints take JSON from the Web UI, not forms: their guard is
+    # the origin check plus a token or operator session (web.codec).
+    csrf.exempt(codec.bp)
+    codec.register(app)
+    metrics.register(app)
+    instrument_flask(app, app.config.get("TRACER_PROVIDER"))
     errors.register(app)
     return app

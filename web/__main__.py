@@ -13,6 +13,7 @@ import os
 
 from waitress.server import create_server
 
+from trip.tracing import configure_from_env
 from web import create_app
 
 
@@ -27,6 +28,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args()
+    configure_from_env("booking-web")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     server = create_server(create_app(), host=args.host, port=args.port, threads=args.threads)
     # One host gives one TCP server; its stubs omit the port it actually bound.

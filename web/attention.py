@@ -9,15 +9,17 @@ timeout. The nav bar's count badge is one visibility count call.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import Blueprint, Flask, current_app, render_template
 from flask_login import current_user
 from temporalio.client import Client
 
-from trip import SA_BOOKING_STATUS, SA_TRAVELLER, WORKFLOW_TYPE
-from trip.temporal import fetch_status
+from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
+from trip.temporal import MEMO_TRAVELLER, fetch_status
 from web.auth import operator_required
 from web.portal import TemporalUnavailable, current_portal
 from workflows.status import Attention, SagaStatus
@@ -56,14 +58,16 @@ def _duration(delta: timedelta) -> str:
 async def _stuck(client: Client, query_timeout: timedelta) -> list[StuckBooking]:
     found = [wf async for wf in client.list_workflows(QUERY, limit=MAX_ROWS)]
 
-    async def one(wf_id: str, traveller: str | None) -> StuckBooking:
+    async def one(wf_id: str, memo: Awaitable[Mapping[str, Any]]) -> StuckBooking:
+        # The name is in the encrypted memo; the search attribute only has a tag.
+        traveller = (await memo).get(MEMO_TRAVELLER)
         try:
             status = await fetch_status(client.get_workflow_handle(wf_id), rpc_timeout=query_timeout)
         except Exception:  # no worker answering: still list it, without details
             return StuckBooking(wf_id, traveller, None)
         return StuckBooking(wf_id, status.traveller or traveller, status.attention)
 
-    return list(await asyncio.gather(*(one(wf.id, wf.typed_search_attributes.get(SA_TRAVELLER)) for wf in found)))
+    return list(await asyncio.gather(*(one(wf.id, wf.memo()) for wf in found)))
 
 
 @bp.get("/attention")

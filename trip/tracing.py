@@ -1,0 +1,74 @@
+"""OpenTelemetry tracing: one trace from ``POST /bookings`` to the provider's HTTP call.
+
+The pieces, each wired where its process starts:
+
+* the SDK's ``TracingInterceptor`` on every client (``trip.temporal.connect``):
+  spans for StartWorkflow, the workflow, each activity and its retries, and
+  the trace context in the workflow's headers; workers inherit it from their
+  client;
+* Flask instrumentation on the web app (``web.create_app``), httpx
+  instrumentation on the worker's provider client (``trip.worker.run``), whose
+  ``traceparent`` header the provider service continues (``providers.app``).
+
+Export happens only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set
+(``configure_from_env``, called by each entry point); otherwise the global
+tracer provider stays the no-op one and every span above is free. Tests pass
+their own provider with an in-memory exporter instead.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.trace import TracerProvider
+from temporalio.contrib.opentelemetry import TracingInterceptor
+
+ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+TRACER_NAME = "booking-saga"
+
+_configured = False
+
+
+def configure_from_env(service_name: str) -> bool:
+    """Export spans over OTLP/HTTP if ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
+
+    Returns whether tracing was turned on. Safe to call more than once.
+    """
+    global _configured
+    if _configured or not os.environ.get(ENV_OTLP_ENDPOINT):
+        return _configured
+    # Imported here: processes that do not export never load the SDK and exporter.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = SdkTracerProvider(
+        resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    )
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _configured = True
+    return True
+
+
+def temporal_interceptor(provider: TracerProvider | None = None) -> TracingInterceptor:
+    """The SDK's interceptor; with no provider it follows the global one."""
+    return TracingInterceptor(trace.get_tracer(TRACER_NAME, tracer_provider=provider))
+
+
+def instrument_http_client(client: httpx.AsyncClient, provider: TracerProvider | None = None) -> None:
+    """A client span per provider call, with the ``traceparent`` header."""
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
+
+
+def instrument_flask(app: Any, provider: TracerProvider | None = None) -> None:
+    """A server span per request; ``/metrics`` and ``/healthz`` are left out."""
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    FlaskInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="metrics,healthz,static")
