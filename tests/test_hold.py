@@ -40,7 +40,15 @@ from trip.models import (
     Ticket,
     TicketRequest,
 )
-from trip.temporal import decide, fetch_status, rejection_message, resolve, retry_compensation, start_booking
+from trip.temporal import (
+    await_outcome,
+    decide,
+    fetch_status,
+    rejection_message,
+    resolve,
+    retry_compensation,
+    start_booking,
+)
 from trip.temporal import test_server_path as time_skipping_server_path
 from trip.worker import workflow_runner
 from workflows.booking import BookingWorkflow
@@ -319,6 +327,7 @@ async def test_nobody_settling_a_step_past_the_pivot_fails_trip_incomplete(
     assert failure.details[0]["ticket"] == "TKT-0001"
     assert [o["step"] for o in failure.details[0]["outstanding"]] == ["finalize_hotel"]
     assert (await fetch_status(handle)).status is SagaStatus.TRIP_INCOMPLETE
+    assert (await await_outcome(handle)).status is SagaStatus.TRIP_INCOMPLETE  # what the CLI exits 8 on
     assert providers.undos() == []
 
 

@@ -305,7 +305,13 @@ async def test_start_booking_refuses_an_id_outside_the_character_set(dev_client:
     ],
 )
 async def test_a_held_trip_answered_with_the_temporal_cli(
-    dev_client: Client, providers: ProviderService, worker_queue: str, scenario: str, update: str, expected: SagaStatus
+    dev_client: Client,
+    providers: ProviderService,
+    worker_queue: str,
+    codec_server: list[str],
+    scenario: str,
+    update: str,
+    expected: SagaStatus,
 ) -> None:
     """Issue 7's acceptance, as the README shows it, with the Temporal CLI binary."""
     workflow_id = f"cli-held-{uuid.uuid4().hex[:8]}"
@@ -318,7 +324,7 @@ async def test_a_held_trip_answered_with_the_temporal_cli(
 
     answered = temporal_cli(
         dev_client, "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", update,
-        "--input", json.dumps({"note": "from the CLI"}),
+        "--input", json.dumps({"note": "from the CLI"}), *codec_server,
     )  # fmt: skip
     assert answered.returncode == 0, answered.stderr
     if expected is SagaStatus.NEEDS_ATTENTION:

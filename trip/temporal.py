@@ -400,6 +400,7 @@ class Outcome:
 _ERROR_STATUS = {
     ErrorType.BOOKING_ROLLED_BACK.value: SagaStatus.ROLLED_BACK,
     ErrorType.ROLLBACK_INCOMPLETE.value: SagaStatus.ROLLBACK_INCOMPLETE,
+    ErrorType.TRIP_INCOMPLETE.value: SagaStatus.TRIP_INCOMPLETE,
 }
 
 
