@@ -41,6 +41,8 @@ from trip import (
     SA_BOOKING_STATUS,
     SA_TRAVELLER,
     TASK_QUEUE,
+    UPDATE_CONFIRM,
+    UPDATE_DECLINE,
     UPDATE_RESOLVE,
     UPDATE_RETRY_COMPENSATION,
     WORKFLOW_ID_PREFIX,
@@ -52,6 +54,8 @@ from workflows.saga import StepState
 from workflows.status import (
     BookingResult,
     BookingStatus,
+    ConfirmInput,
+    ConfirmResult,
     OperatorActionResult,
     ResolveInput,
     RetryCompensationInput,
@@ -409,6 +413,27 @@ async def resolve(handle: WorkflowHandle[Any, Any], *, step: str, operator: str,
     """Send the ``resolve`` Update: ``step`` was released outside the system."""
     result: OperatorActionResult = await handle.execute_update(
         UPDATE_RESOLVE, ResolveInput(step=step, operator=operator, note=note), result_type=OperatorActionResult
+    )
+    return result
+
+
+async def confirm(handle: WorkflowHandle[Any, Any], *, note: str = "") -> ConfirmResult:
+    """Send the traveller's ``confirm`` Update to a held trip (AWAITING_CONFIRMATION).
+
+    Returns once the workflow has accepted it; ticketing and finalizing go on
+    afterwards. A trip in any other state raises ``WorkflowUpdateFailedError``
+    carrying the validator's message (``rejection_message``).
+    """
+    result: ConfirmResult = await handle.execute_update(
+        UPDATE_CONFIRM, ConfirmInput(note=note), result_type=ConfirmResult
+    )
+    return result
+
+
+async def decline(handle: WorkflowHandle[Any, Any], *, note: str = "") -> ConfirmResult:
+    """Send the traveller's ``decline`` Update: every hold is released (the saga unwinds)."""
+    result: ConfirmResult = await handle.execute_update(
+        UPDATE_DECLINE, ConfirmInput(note=note), result_type=ConfirmResult
     )
     return result
 
