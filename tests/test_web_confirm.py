@@ -243,6 +243,7 @@ def test_a_fresh_form_offers_hold_and_confirm_unticked_with_ten_minutes(client: 
         ({"hold": "on", "confirm_within_minutes": " 0.5 "}, timedelta(seconds=30)),
         # Unticked, the minutes are ignored (even nonsense): booked outright, as before.
         ({"confirm_within_minutes": "nonsense"}, None),
+        ({"confirm_within": "600"}, None),  # only the checkbox holds a trip
         ({}, None),
     ],
 )

@@ -105,7 +105,9 @@ def booking_request(values: dict[str, str], today: date) -> BookingRequest:
     The minutes become ``confirm_within`` only when ``hold`` is ticked. The
     range is the model's own rule; only its message is put in minutes here.
     """
-    flat: dict[str, object] = {k: v for k, v in values.items() if k not in ("hold", "confirm_within_minutes")}
+    # Only the checkbox holds a trip: a ``confirm_within`` posted by hand is ignored.
+    ignored = ("hold", "confirm_within_minutes", "confirm_within")
+    flat: dict[str, object] = {k: v for k, v in values.items() if k not in ignored}
     if values.get("hold"):
         try:
             minutes = float(values.get("confirm_within_minutes", "").strip())
