@@ -4,7 +4,12 @@
 Exit codes: 0 COMPLETED, 1 ROLLED_BACK, 2 bad input (nothing started),
 3 ROLLBACK_INCOMPLETE, 4 cannot reach Temporal, 5 CANCELLED, 6 ended some
 other way (terminated or timed out by an operator), 7 NEEDS_ATTENTION (an undo
-is stuck; the workflow stays open and waits for ``run_operator.py``).
+is stuck; the workflow stays open and waits for ``run_operator.py``),
+8 TRIP_INCOMPLETE (held and confirmed, the ticket is issued, but a booking was
+still not finalized at the attention deadline).
+
+``--confirm-within SECONDS`` holds the trip and waits for the traveller's
+``confirm`` or ``decline`` Update before ticketing.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from trip import ENV_TASK_QUEUE, TASK_QUEUE
+from trip import ENV_TASK_QUEUE, TASK_QUEUE, UPDATE_CONFIRM, UPDATE_DECLINE
 from trip.models import (
     FLAT_FIELDS,
     WORKFLOW_ID_RULE,
@@ -50,6 +55,7 @@ EXIT = {
     SagaStatus.ROLLBACK_INCOMPLETE: 3,
     SagaStatus.CANCELLED: 5,
     SagaStatus.NEEDS_ATTENTION: 7,
+    SagaStatus.TRIP_INCOMPLETE: 8,
 }
 EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_OTHER = 2, 4, 6
 POLL_S = 0.25
@@ -62,6 +68,9 @@ _RETRY_FLAGS = {
     "activity_timeout": (float, "timeout of one provider call attempt, seconds"),
     "undo_max_attempts": (int, "attempt budget of each undo (default 10)"),
     "undo_max_interval": (float, "longest wait between undo retries, seconds"),
+}
+_FLAG_HELP = {
+    "confirm_within": "hold the trip and wait this many SECONDS for the traveller's confirm (default: book outright)",
 }
 _RETRY_FIELDS = {
     "initial_interval": "initial_interval_s",
@@ -87,7 +96,7 @@ def parse_args(argv: list[str] | None, today: date) -> argparse.Namespace:
             dest=field,
             default=defaults[field],
             metavar="VALUE",
-            help=f"(default: {defaults[field]})",
+            help=_FLAG_HELP.get(field, f"(default: {defaults[field]})"),
         )
     for flag, (kind, help_text) in _RETRY_FLAGS.items():
         parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=None, help=help_text)
@@ -208,6 +217,11 @@ def report(workflow_id: str, namespace: str, outcome: Outcome, status: BookingSt
     if status is not None and status.attention is not None:
         out["outstanding"] = [o.model_dump(mode="json") for o in status.attention.outstanding]
         out["attention_deadline"] = status.attention.deadline.isoformat()
+    if status is not None and status.confirmation is not None:
+        out["confirmation_deadline"] = status.confirmation.deadline.isoformat()
+        out["decision"] = status.confirmation.decision
+    if status is not None and status.ticket is not None:
+        out["ticket"] = status.ticket
     if outcome.result is not None:
         out["confirmations"] = outcome.result.confirmations
     else:
@@ -231,6 +245,14 @@ async def run(args: argparse.Namespace, req: BookingRequest) -> int:
     if not args.json:
         print(f"Booking {workflow_id} started ({req.mode.value}, scenario {req.scenario.value})")
         print(f"  Web UI: {url}", flush=True)
+        if req.confirm_within is not None:
+            print(
+                f"  Held: confirm within {req.confirm_within} with\n"
+                f"    temporal workflow update execute --workflow-id {workflow_id}"
+                f" --name {UPDATE_CONFIRM} --input '{{}}'\n"
+                f"  (or --name {UPDATE_DECLINE}), or on the booking's page.",
+                flush=True,
+            )
     if args.no_wait:
         if args.json:
             print(json.dumps({"workflow_id": workflow_id, "status": "RUNNING", "web_ui_url": url}))

@@ -16,8 +16,18 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from trip.errors import HTTP_STATUS_ERRORS, ErrorType
-from trip.models import CancelRequest, CancelResult, Kind, Reservation, ReserveRequest
+from trip.errors import ErrorType, error_for_status
+from trip.models import (
+    CancelRequest,
+    CancelResult,
+    FinalizeRequest,
+    FinalizeResult,
+    Kind,
+    Reservation,
+    ReserveRequest,
+    Ticket,
+    TicketRequest,
+)
 
 SCENARIO_HEADER = "X-Scenario"
 #: Time kept back from the activity's start-to-close timeout for reading the
@@ -34,6 +44,15 @@ def _fail(error: ErrorType, message: str, *, retryable: bool, status: int | None
         type=error.value,
         non_retryable=not retryable,
     )
+
+
+def _provider_error_name(response: httpx.Response) -> object:
+    """The answer's ``"error"`` field, if it is a JSON object that has one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
 
 
 def _provider_message(response: httpx.Response) -> str:
@@ -86,7 +105,7 @@ def call_timeout_s(start_to_close: timedelta | None, default_s: float | None) ->
 
 
 class BookingActivities:
-    """The six activities, sharing one HTTP client per worker process."""
+    """The nine activities, sharing one HTTP client per worker process."""
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
@@ -108,7 +127,9 @@ class BookingActivities:
         if response.status_code < 300:
             return response
         message = f"{kind.value} provider answered {response.status_code}: {_provider_message(response)}"
-        mapped = HTTP_STATUS_ERRORS.get(response.status_code)
+        # The status says what family of answer it is; the body's "error" name
+        # picks the exact type within it (409 SoldOut or TicketingRefused).
+        mapped = error_for_status(response.status_code, _provider_error_name(response))
         if mapped is not None:
             error, retryable = mapped
         elif response.status_code >= 500:
@@ -122,18 +143,47 @@ class BookingActivities:
     async def _reserve(self, kind: Kind, req: ReserveRequest) -> Reservation:
         if req.kind is not kind:
             raise _fail(ErrorType.INVALID_BOOKING, f"book_{kind.value} got a {req.kind.value} request", retryable=False)
-        payload = {
+        payload: dict[str, Any] = {
             "booking_id": req.booking_id,
             "idempotency_key": req.idempotency_key,
             "traveller": req.traveller.model_dump(mode="json"),
             "details": req.details.model_dump(mode="json"),
         }
+        if req.hold_ttl_s is not None:
+            payload["hold_ttl_s"] = req.hold_ttl_s
         response = await self._call(kind, f"/{kind.value}/reservations", payload, req.scenario.value)
-        body = _answer_fields(kind, response, "reservation_id", "confirmation")
+        if req.hold_ttl_s is None:
+            body = _answer_fields(kind, response, "reservation_id", "confirmation")
+        else:
+            # A provider that ignored the hold booked outright, and will not
+            # know the hold when the saga confirms it: better to fail here,
+            # where the step can still be undone.
+            body = _answer_fields(kind, response, "reservation_id", "confirmation", "held_until")
         activity.logger.info("booked %s %s (%s)", kind.value, body["confirmation"], req.idempotency_key)
         return Reservation(
             kind=kind,
             reservation_id=body["reservation_id"],
+            confirmation=body["confirmation"],
+            attempt=activity.info().attempt,
+            held_until=body.get("held_until"),
+        )
+
+    async def _finalize(self, kind: Kind, req: FinalizeRequest) -> FinalizeResult:
+        if req.kind is not kind:
+            raise _fail(
+                ErrorType.INVALID_BOOKING, f"finalize_{kind.value} got a {req.kind.value} request", retryable=False
+            )
+        response = await self._call(
+            kind,
+            f"/{kind.value}/confirmations",
+            {"booking_id": req.booking_id, "idempotency_key": req.idempotency_key},
+            req.scenario.value,
+        )
+        body = _answer_fields(kind, response, "confirmation", "outcome")
+        activity.logger.info("finalize %s %s: %s", kind.value, req.idempotency_key, body["outcome"])
+        return FinalizeResult(
+            kind=kind,
+            idempotency_key=req.idempotency_key,
             confirmation=body["confirmation"],
             attempt=activity.info().attempt,
         )
@@ -167,6 +217,29 @@ class BookingActivities:
     async def book_flight(self, req: ReserveRequest) -> Reservation:
         return await self._reserve(Kind.FLIGHT, req)
 
+    @activity.defn(name="ticket_flight")
+    async def ticket_flight(self, req: TicketRequest) -> Ticket:
+        """The pivot: a retry with the same key returns the same ticket, never a second one."""
+        response = await self._call(
+            Kind.FLIGHT,
+            "/flight/tickets",
+            {"booking_id": req.booking_id, "idempotency_key": req.idempotency_key},
+            req.scenario.value,
+        )
+        body = _answer_fields(Kind.FLIGHT, response, "ticket_number", "confirmation")
+        activity.logger.info("ticketed %s (%s)", body["ticket_number"], req.idempotency_key)
+        return Ticket(
+            ticket_number=body["ticket_number"], confirmation=body["confirmation"], attempt=activity.info().attempt
+        )
+
+    @activity.defn(name="finalize_car")
+    async def finalize_car(self, req: FinalizeRequest) -> FinalizeResult:
+        return await self._finalize(Kind.CAR, req)
+
+    @activity.defn(name="finalize_hotel")
+    async def finalize_hotel(self, req: FinalizeRequest) -> FinalizeResult:
+        return await self._finalize(Kind.HOTEL, req)
+
     @activity.defn(name="undo_book_car")
     async def undo_book_car(self, req: CancelRequest) -> CancelResult:
         return await self._cancel(Kind.CAR, req)
@@ -187,6 +260,9 @@ class BookingActivities:
             self.undo_book_car,
             self.undo_book_hotel,
             self.undo_book_flight,
+            self.ticket_flight,
+            self.finalize_car,
+            self.finalize_hotel,
         ]
 
 

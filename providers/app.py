@@ -1,22 +1,36 @@
 """HTTP JSON API of the provider service (aiohttp).
 
 Routes:
-  POST /{kind}/reservations                  book, keyed by ``idempotency_key``
+  POST /{kind}/reservations                  book, keyed by ``idempotency_key``; with
+                                             ``hold_ttl_s`` place a hold instead (status ``held``,
+                                             answer has ``held_until``) that lapses to ``expired``
+  POST /{car,hotel}/confirmations            turn a hold into a booking ``{"booking_id",
+                                             "idempotency_key"}``: 410 HoldExpired once it lapsed
+  POST /flight/tickets                       issue the ticket for a held flight (same body); a
+                                             retry returns the same ticket number
   POST /{kind}/cancellations                 undo ``{"booking_id", "idempotency_key"}``; a no-op
-                                             if nothing was booked
+                                             if nothing was booked or the hold lapsed; refused
+                                             (422) for a ticketed flight
   POST /{kind}/reservations/{key}/cancel     the same, key in the path (kept for workers of the
                                              previous release; aiohttp decodes ``%XX`` in it)
   GET  /reservations[?booking_id=...]        the ledger, for tests and operators
   PUT  /inventory/{kind}                     set capacity (makes "sold out" real)
   POST /admin/outages/lift                   end a booking's undo outage (car-cancel-outage):
                                              ``{"booking_id": ..., "kind": "car"}``
-  GET  /stats                                request counts and handling times
+  GET  /stats                                request counts, handling times, reservations by status
   GET  /health
 
 A reused ``idempotency_key`` returns the stored booking only for the same
 request (kind, booking id, traveller, details); with different content it is a
-422 ``InvalidBooking``. An undo is refused (422) for a key that is not its
-booking's.
+422 ``InvalidBooking``. ``hold_ttl_s`` is not part of that comparison: the
+first call decides whether the key is a hold and when it lapses, and a retry
+gets that same hold back (it never extends it). An undo, a confirmation or a
+ticket is refused (422) for a key that is not its booking's; a confirmation or
+a ticket also for a key nothing was ever held under (there is nothing to
+finalize, and a retry cannot change that).
+
+Holds lapse lazily (see ``providers.ledger``): every request settles the holds
+whose time has passed before it reads or writes anything.
 
 Every answer is JSON. Bad requests get a 4xx with ``{"error", "message"}``;
 an unexpected exception becomes a JSON 500 and rolls back its transaction.
@@ -35,8 +49,17 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from providers.ledger import Ledger, LedgerConflict
-from trip.errors import HTTP_STATUS_ERRORS
-from trip.models import CarRequest, FlightRequest, HotelRequest, Kind, Scenario, Traveller
+from trip.errors import ERROR_STATUS, ErrorType
+from trip.models import (
+    HOLD_MARGIN,
+    MAX_CONFIRM_WITHIN,
+    CarRequest,
+    FlightRequest,
+    HotelRequest,
+    Kind,
+    Scenario,
+    Traveller,
+)
 from trip.scenarios import ALWAYS, SCENARIOS, Fault
 
 log = logging.getLogger("providers")
@@ -51,7 +74,10 @@ _DETAILS: dict[Kind, type[CarRequest] | type[HotelRequest] | type[FlightRequest]
     Kind.FLIGHT: FlightRequest,
 }
 #: Ledger refusal → HTTP status: the inverse of the one table the activities read.
-_ERROR_STATUS = {error.value: status for status, (error, _) in HTTP_STATUS_ERRORS.items()}
+_ERROR_STATUS = ERROR_STATUS
+#: The longest hold anyone may ask for: the longest confirmation window plus
+#: the margin the workflow adds to it.
+MAX_HOLD_TTL_S = (MAX_CONFIRM_WITHIN + HOLD_MARGIN).total_seconds()
 SCENARIO_HEADER = "X-Scenario"
 
 
@@ -112,15 +138,35 @@ def _resource(details: Any) -> str:
     return str(details.city)
 
 
+def _key_and_booking(key: Any, booking_id: Any) -> tuple[str, str]:
+    if not isinstance(key, str) or not (1 <= len(key) <= 200):
+        raise _Reject(422, "InvalidBooking", "idempotency_key must be a string of 1 to 200 characters")
+    if not isinstance(booking_id, str) or not (1 <= len(booking_id) <= 200):
+        raise _Reject(422, "InvalidBooking", "booking_id must be a string of 1 to 200 characters")
+    return key, booking_id
+
+
+def _hold_ttl(body: dict[str, Any]) -> float | None:
+    ttl = body.get("hold_ttl_s")
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not (0 < ttl <= MAX_HOLD_TTL_S):
+        raise _Reject(
+            422, "InvalidBooking", f"hold_ttl_s must be a number of seconds above 0 and at most {MAX_HOLD_TTL_S:g}"
+        )
+    return float(ttl)
+
+
+def _refused(exc: LedgerConflict) -> web.Response:
+    return _error(_ERROR_STATUS[exc.error], exc.error, exc.message)
+
+
 async def reserve(request: web.Request) -> web.Response:
     kind = _kind(request)
     fault = _fault(request, kind)
     body = await _json_body(request)
-    key, booking_id = body.get("idempotency_key"), body.get("booking_id")
-    if not isinstance(key, str) or not (1 <= len(key) <= 200):
-        return _error(422, "InvalidBooking", "idempotency_key must be a string of 1 to 200 characters")
-    if not isinstance(booking_id, str) or not (1 <= len(booking_id) <= 200):
-        return _error(422, "InvalidBooking", "booking_id must be a string of 1 to 200 characters")
+    key, booking_id = _key_and_booking(body.get("idempotency_key"), body.get("booking_id"))
+    hold_ttl_s = _hold_ttl(body)
     try:
         traveller = Traveller.model_validate(body.get("traveller"))
         details = _DETAILS[kind].model_validate(body.get("details"))
@@ -143,10 +189,56 @@ async def reserve(request: web.Request) -> web.Response:
             traveller=traveller.model_dump(mode="json"),
             details=details.model_dump(mode="json"),
             force_sold_out=fault.sold_out,
+            hold_ttl_s=hold_ttl_s,
         )
     except LedgerConflict as exc:
-        return _error(_ERROR_STATUS[exc.error], exc.error, exc.message)
+        return _refused(exc)
     return web.json_response(outcome.row, status=201 if outcome.created else 200)
+
+
+async def confirm(request: web.Request) -> web.Response:
+    """Finalize a held car or hotel; a retry answers ``already_confirmed`` with the same confirmation."""
+    kind = _kind(request)
+    if kind is Kind.FLIGHT:
+        raise _Reject(404, "NotFound", "a flight is not confirmed but ticketed: POST /flight/tickets")
+    fault = _fault(request, kind)
+    body = await _json_body(request)
+    key, booking_id = _key_and_booking(body.get("idempotency_key"), body.get("booking_id"))
+    ledger = request.app[LEDGER]
+    await _delay(request, fault)
+    attempt = ledger.count_attempt(key, "finalize")
+    if _failing(fault.finalize_fail_first, attempt):
+        return _error(503, "Unavailable", f"{kind.value} provider cannot confirm right now (attempt {attempt})")
+    try:
+        row, outcome = ledger.confirm(kind=kind.value, key=key, booking_id=booking_id)
+    except LedgerConflict as exc:
+        return _refused(exc)
+    return web.json_response(
+        {"kind": kind.value, "idempotency_key": key, "confirmation": row["confirmation"], "outcome": outcome}
+    )
+
+
+async def ticket(request: web.Request) -> web.Response:
+    """Issue the ticket for a held flight: the point of no return, so never twice."""
+    fault = _fault(request, Kind.FLIGHT)
+    body = await _json_body(request)
+    key, booking_id = _key_and_booking(body.get("idempotency_key"), body.get("booking_id"))
+    await _delay(request, fault)
+    if fault.ticket_refused:
+        error = ErrorType.TICKETING_REFUSED.value
+        return _error(_ERROR_STATUS[error], error, "the airline refused to issue the ticket for this booking")
+    try:
+        row, outcome = request.app[LEDGER].ticket(key=key, booking_id=booking_id)
+    except LedgerConflict as exc:
+        return _refused(exc)
+    return web.json_response(
+        {
+            "idempotency_key": key,
+            "ticket_number": row["ticket_number"],
+            "confirmation": row["confirmation"],
+            "outcome": outcome,
+        }
+    )
 
 
 async def cancel(request: web.Request) -> web.Response:
@@ -169,11 +261,7 @@ async def cancel_by_path(request: web.Request) -> web.Response:
 async def _cancel(request: web.Request, key: Any, body: dict[str, Any]) -> web.Response:
     kind = _kind(request)
     fault = _fault(request, kind)
-    booking_id = body.get("booking_id")
-    if not isinstance(booking_id, str) or not booking_id:
-        return _error(422, "InvalidBooking", "booking_id must be a non-empty string")
-    if not isinstance(key, str) or not (1 <= len(key) <= 200):
-        return _error(422, "InvalidBooking", "idempotency_key must be a string of 1 to 200 characters")
+    key, booking_id = _key_and_booking(key, body.get("booking_id"))
     ledger = request.app[LEDGER]
     await _delay(request, fault)
     attempt = ledger.count_attempt(key, "cancel")
@@ -184,7 +272,7 @@ async def _cancel(request: web.Request, key: Any, body: dict[str, Any]) -> web.R
     try:
         outcome = ledger.cancel(kind=kind.value, key=key, booking_id=booking_id)
     except LedgerConflict as exc:
-        return _error(_ERROR_STATUS[exc.error], exc.error, exc.message)
+        return _refused(exc)
     return web.json_response({"kind": kind.value, "idempotency_key": key, "outcome": outcome})
 
 
@@ -226,7 +314,13 @@ async def stats(request: web.Request) -> web.Response:
         return round(times[min(len(times) - 1, int(p * len(times)))], 3) if times else None
 
     return web.json_response(
-        {"requests": data["requests"], "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99)}
+        {
+            "requests": data["requests"],
+            "p50_ms": pct(0.5),
+            "p95_ms": pct(0.95),
+            "p99_ms": pct(0.99),
+            "reservations": request.app[LEDGER].counts(),
+        }
     )
 
 
@@ -265,6 +359,8 @@ def create_app(ledger: Ledger, *, latency_override_ms: int | None = None) -> web
     app[STATS] = {"requests": 0, "handling_ms": []}
     app[LATENCY_OVERRIDE_MS] = latency_override_ms
     app.router.add_post("/{kind}/reservations", reserve)
+    app.router.add_post("/{kind}/confirmations", confirm)
+    app.router.add_post("/flight/tickets", ticket)
     app.router.add_post("/{kind}/cancellations", cancel)
     app.router.add_post("/{kind}/reservations/{key}/cancel", cancel_by_path)
     app.router.add_get("/reservations", list_reservations)

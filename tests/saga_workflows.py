@@ -15,7 +15,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.saga import Compensation, Saga, SagaCompensationError
+    from workflows.saga import Compensation, Saga, SagaCompensationError, SagaSealedError, StepKind
 
 
 @dataclass
@@ -37,6 +37,9 @@ class Plan:
     concurrent_steps: bool = False
     #: When undos fail, wait for ``retry``/``resolve`` Updates instead of failing at once.
     wait_for_operator: bool = False
+    #: The step that cannot be undone: those before it are compensatable, those
+    #: after it retriable (steps then run one after another).
+    pivot: str | None = None
     log: list[str] = field(default_factory=list)
 
 
@@ -54,16 +57,28 @@ class SagaTestWorkflow:
         )
         self._saga = saga
         saga.declare(*(s.name for s in plan.steps))
+        names = [s.name for s in plan.steps]
+        pivot_at = names.index(plan.pivot) if plan.pivot else len(names)
+
+        def kind(step: Step) -> StepKind:
+            at = names.index(step.name)
+            return StepKind.COMPENSATABLE if at < pivot_at else StepKind.PIVOT if at == pivot_at else StepKind.RETRIABLE
 
         async def one(step: Step) -> None:
-            await saga.run(
-                step.name,
-                "do_step",
-                step,
-                undo=Compensation("undo_step", step),
-                start_to_close_timeout=timedelta(seconds=plan.step_timeout_s),
-                retry_policy=RetryPolicy(maximum_attempts=1),
-            )
+            k = kind(step)
+            try:
+                await saga.run(
+                    step.name,
+                    "do_step",
+                    step,
+                    undo=Compensation("undo_step", step) if k is StepKind.COMPENSATABLE else None,
+                    start_to_close_timeout=timedelta(seconds=plan.step_timeout_s),
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                    kind=k,
+                )
+            except FailureError:
+                if k is not StepKind.RETRIABLE:
+                    raise  # a retriable step's failure is outstanding, never an unwind
 
         try:
             if plan.concurrent_steps:
@@ -82,6 +97,13 @@ class SagaTestWorkflow:
                 await workflow.wait_condition(lambda: not saga.outstanding() and workflow.all_handlers_finished())
                 raise ApplicationError("rolled back with an operator's help", type="RolledBack") from None
             raise
+        if saga.outstanding():
+            await workflow.wait_condition(lambda: not saga.outstanding() and workflow.all_handlers_finished())
+        if saga.past_pivot:
+            try:
+                await saga.compensate()
+            except SagaSealedError:
+                return [*(r.name for r in saga.records), "sealed"]
         return [r.name for r in saga.records]
 
     @workflow.update

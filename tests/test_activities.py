@@ -5,18 +5,27 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
 import pytest_asyncio
+from temporalio.activity import _Definition
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities import BookingActivities, make_http_client
 from tests.conftest import ProviderService, free_port, make_request, wait_until
 from trip.errors import ErrorType
-from trip.models import CancelRequest, Kind, Reservation, ReserveRequest, Scenario
+from trip.models import (
+    CancelRequest,
+    FinalizeRequest,
+    Kind,
+    Reservation,
+    ReserveRequest,
+    Scenario,
+    TicketRequest,
+)
 
 
 @pytest_asyncio.fixture
@@ -183,3 +192,143 @@ async def test_each_call_times_out_before_the_activity_does(start_to_close_s: fl
     env.info = dataclasses.replace(env.info, start_to_close_timeout=timedelta(seconds=start_to_close_s))
     await env.run(acts.book_car, reserve_req(Kind.CAR))
     assert seen and all(t == pytest.approx(expected_s) for t in seen[0].values())
+
+
+# --- hold and confirm: holds, the pivot (ticket_flight) and the retriable finalize steps
+
+
+def hold_req(kind: Kind, scenario: Scenario = Scenario.HAPPY, ttl: float = 600) -> ReserveRequest:
+    return reserve_req(kind, scenario).model_copy(update={"hold_ttl_s": ttl})
+
+
+def ticket_req(req: ReserveRequest) -> TicketRequest:
+    return TicketRequest(booking_id=req.booking_id, idempotency_key=req.idempotency_key, scenario=req.scenario)
+
+
+def finalize_req(req: ReserveRequest) -> FinalizeRequest:
+    return FinalizeRequest(
+        kind=req.kind, booking_id=req.booking_id, idempotency_key=req.idempotency_key, scenario=req.scenario
+    )
+
+
+async def test_held_trip_is_confirmed_and_ticketed(acts: BookingActivities, providers: ProviderService) -> None:
+    env = ActivityEnvironment()
+    car, hotel, flight = (hold_req(kind) for kind in (Kind.CAR, Kind.HOTEL, Kind.FLIGHT))
+    hotel = hotel.model_copy(update={"booking_id": car.booking_id, "idempotency_key": f"{car.booking_id}:hotel"})
+    flight = flight.model_copy(update={"booking_id": car.booking_id, "idempotency_key": f"{car.booking_id}:flight"})
+    held = [
+        await env.run(acts.book_car, car),
+        await env.run(acts.book_hotel, hotel),
+        await env.run(acts.book_flight, flight),
+    ]
+    assert all(r.held_until is not None and r.held_until > datetime.now(timezone.utc) for r in held)
+    assert {r["status"] for r in providers.reservations(car.booking_id)} == {"held"}
+
+    tickets = [await env.run(acts.ticket_flight, ticket_req(flight)) for _ in range(2)]
+    assert tickets[0].ticket_number == tickets[1].ticket_number  # a retried pivot never issues a second ticket
+    assert tickets[0].confirmation == held[2].confirmation
+    finals = [
+        await env.run(acts.finalize_car, finalize_req(car)),
+        await env.run(acts.finalize_hotel, finalize_req(hotel)),
+    ]
+    assert [f.confirmation for f in finals] == [held[0].confirmation, held[1].confirmation]
+    rows = {r["kind"]: r for r in providers.reservations(car.booking_id)}
+    assert {kind: row["status"] for kind, row in rows.items()} == {
+        "car": "active",
+        "hotel": "active",
+        "flight": "active",
+    }
+    assert rows["flight"]["ticket_number"] == tickets[0].ticket_number
+
+
+@pytest.mark.parametrize(
+    ("scenario", "call", "error", "retryable"),
+    [
+        (Scenario.TICKETING_DOWN, "ticket_flight", ErrorType.TICKETING_REFUSED, False),
+        (Scenario.FINALIZE_HOTEL_FLAKY, "finalize_hotel", ErrorType.PROVIDER_UNAVAILABLE, True),
+        (Scenario.FINALIZE_HOTEL_BROKEN, "finalize_hotel", ErrorType.PROVIDER_UNAVAILABLE, True),
+    ],
+)
+async def test_hold_scenarios_map_to_typed_errors(
+    acts: BookingActivities,
+    providers: ProviderService,
+    scenario: Scenario,
+    call: str,
+    error: ErrorType,
+    retryable: bool,
+) -> None:
+    env = ActivityEnvironment()
+    kind = Kind.FLIGHT if call == "ticket_flight" else Kind.HOTEL
+    req = hold_req(kind, scenario)
+    await env.run(acts.book_flight if kind is Kind.FLIGHT else acts.book_hotel, req)
+    with pytest.raises(ApplicationError) as info:
+        if call == "ticket_flight":
+            await env.run(acts.ticket_flight, ticket_req(req))
+        else:
+            await env.run(acts.finalize_hotel, finalize_req(req))
+    assert info.value.type == error.value
+    assert info.value.non_retryable is (not retryable)
+    assert info.value.details[0]["attempt"] == 1
+    assert [r["status"] for r in providers.reservations(req.booking_id)] == ["held"]
+
+
+async def test_a_lapsed_hold_is_a_non_retryable_hold_expired(
+    acts: BookingActivities, providers: ProviderService
+) -> None:
+    env = ActivityEnvironment()
+    car, flight = hold_req(Kind.CAR, ttl=0.3), hold_req(Kind.FLIGHT, ttl=0.3)
+    await env.run(acts.book_car, car)
+    await env.run(acts.book_flight, flight)
+    await wait_until(
+        lambda: {r["status"] for r in providers.reservations(car.booking_id)} == {"expired"}, what="the hold to lapse"
+    )
+    for run in (env.run(acts.finalize_car, finalize_req(car)), env.run(acts.ticket_flight, ticket_req(flight))):
+        with pytest.raises(ApplicationError) as info:
+            await run
+        assert info.value.type == ErrorType.HOLD_EXPIRED.value and info.value.non_retryable
+    undone = await env.run(acts.undo_book_car, cancel_req(car))
+    assert undone.outcome == "expired"
+
+
+@pytest.mark.parametrize(
+    ("status", "content", "error"),
+    [
+        (409, b'{"error": "TicketingRefused", "message": "no"}', ErrorType.TICKETING_REFUSED),
+        (409, b'{"error": "SoldOut", "message": "no"}', ErrorType.SOLD_OUT),
+        (409, b'{"error": "SomethingNew", "message": "no"}', ErrorType.SOLD_OUT),
+        (410, b'{"error": "HoldExpired", "message": "lapsed"}', ErrorType.HOLD_EXPIRED),
+        (410, b'{"error": "ReservationVoided", "message": "gone"}', ErrorType.RESERVATION_VOIDED),
+        (410, b"gone", ErrorType.RESERVATION_VOIDED),
+        (422, b'{"error": "TicketingRefused"}', ErrorType.INVALID_BOOKING),  # a name is only trusted for its status
+    ],
+)
+async def test_the_error_name_selects_among_the_types_of_its_status(
+    status: int, content: bytes, error: ErrorType
+) -> None:
+    req = hold_req(Kind.FLIGHT)
+    with pytest.raises(ApplicationError) as info:
+        await ActivityEnvironment().run(_mock_acts(status, content).ticket_flight, ticket_req(req))
+    assert info.value.type == error.value and info.value.non_retryable
+    assert info.value.details[0]["http_status"] == status
+
+
+async def test_a_provider_that_ignores_the_hold_is_a_protocol_error() -> None:
+    # It booked outright and would not know the hold when the saga confirms it:
+    # fail while the step can still be undone.
+    acts = _mock_acts(201, b'{"reservation_id": "r1", "confirmation": "CAR-1", "status": "active"}')
+    with pytest.raises(ApplicationError) as info:
+        await ActivityEnvironment().run(acts.book_car, hold_req(Kind.CAR))
+    assert info.value.type == ErrorType.PROVIDER_PROTOCOL.value and info.value.non_retryable
+    assert "held_until" in info.value.message
+
+
+async def test_finalize_refuses_a_request_of_another_kind(acts: BookingActivities) -> None:
+    req = hold_req(Kind.CAR)
+    with pytest.raises(ApplicationError) as info:
+        await ActivityEnvironment().run(acts.finalize_hotel, finalize_req(req))
+    assert info.value.type == ErrorType.INVALID_BOOKING.value and info.value.non_retryable
+
+
+def test_the_worker_registers_the_hold_activities_by_their_contract_names(acts: BookingActivities) -> None:
+    names = {_Definition.must_from_callable(fn).name for fn in acts.all()}
+    assert {"ticket_flight", "finalize_car", "finalize_hotel"} <= names

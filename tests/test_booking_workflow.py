@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,8 +20,16 @@ from tests.conftest import FAST_RETRY, ProviderService, make_request, wait_for_s
 from trip import SA_BOOKING_STATUS, SA_TRAVELLER
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Mode, ReserveRequest, Scenario
-from trip.scenarios import SCENARIOS
-from trip.temporal import await_outcome, fetch_status, rejection_message, resolve, retry_compensation, start_booking
+from trip.scenarios import HELD, OUTRIGHT, SCENARIOS
+from trip.temporal import (
+    await_outcome,
+    decide,
+    fetch_status,
+    rejection_message,
+    resolve,
+    retry_compensation,
+    start_booking,
+)
 from trip.worker import WorkerTuning, build_worker
 from workflows.booking import BookingWorkflow
 from workflows.saga import StepState
@@ -62,8 +71,8 @@ def expected_steps(scenario: Scenario, mode: Mode) -> dict[str, tuple[StepState,
 
 
 #: Scenarios that close by themselves; the others wait for an operator.
-CLOSING = [s for s in Scenario if SagaStatus(SCENARIOS[s].expected) in TERMINAL]
-NEEDING_AN_OPERATOR = [s for s in Scenario if s not in CLOSING]
+CLOSING = [s for s in OUTRIGHT if SagaStatus(SCENARIOS[s].expected) in TERMINAL]
+NEEDING_AN_OPERATOR = [s for s in OUTRIGHT if s not in CLOSING]
 
 
 @pytest.mark.parametrize("mode", list(Mode))
@@ -280,3 +289,75 @@ async def test_cancelling_a_parallel_booking_while_it_unwinds_still_finishes_the
     assert final.status is SagaStatus.CANCELLED and final.outstanding == []
     assert {s.name: s.state for s in final.steps}["book_car"] is S.COMPENSATED
     assert providers.active_kinds(handle.id) == []
+
+
+def ledger_states(providers: ProviderService, booking_id: str) -> dict[str, str]:
+    return {r["kind"]: r["status"] for r in providers.reservations(booking_id)}
+
+
+async def scheduled_activities(handle: Any) -> list[str]:
+    history = await handle.fetch_history()
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("scenario", [Scenario.HAPPY, *HELD])
+async def test_every_held_scenario_ends_as_documented_with_the_ledger_to_match(
+    dev_client: Client, providers: ProviderService, worker: str, scenario: Scenario, mode: Mode
+) -> None:
+    req = make_request(scenario, mode).model_copy(update={"confirm_within": timedelta(minutes=10)})
+    handle = await start_booking(dev_client, req, task_queue=worker)
+    held = await wait_for_saga_status(handle, SagaStatus.AWAITING_CONFIRMATION)
+    assert ledger_states(providers, handle.id) == {"car": "held", "hotel": "held", "flight": "held"}
+    assert held.confirmation is not None
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(SA_BOOKING_STATUS) == SagaStatus.AWAITING_CONFIRMATION.value
+
+    await decide(handle, confirm=True, note="looks right")
+    expected = SagaStatus(SCENARIOS[scenario].expected)
+    if expected is SagaStatus.NEEDS_ATTENTION:
+        stuck = await wait_for_saga_status(handle, SagaStatus.NEEDS_ATTENTION)
+        assert stuck.past_pivot and stuck.outstanding == ["finalize_hotel"]
+        ticket = stuck.ticket
+        # Past the pivot nothing is ever undone: no undo was even scheduled.
+        assert not any(name.startswith("undo_") for name in await scheduled_activities(handle))
+        assert ledger_states(providers, handle.id) == {"car": "active", "hotel": "held", "flight": "active"}
+        await resolve(handle, step="finalize_hotel", operator="ops", note="hotel confirmed by phone")
+        expected = SagaStatus.COMPLETED
+    outcome = await await_outcome(handle)
+    assert outcome.status is expected, outcome
+    status = await fetch_status(handle)
+    if expected is SagaStatus.COMPLETED:
+        assert outcome.result is not None and outcome.result.ticket
+        assert status.ticket == outcome.result.ticket and status.past_pivot
+        if scenario is not Scenario.FINALIZE_HOTEL_BROKEN:
+            ticket = outcome.result.ticket
+            assert ledger_states(providers, handle.id) == {"car": "active", "hotel": "active", "flight": "active"}
+        [flight] = [r for r in providers.reservations(handle.id) if r["kind"] == "flight"]
+        assert flight["ticket_number"] == ticket
+        if scenario is Scenario.FINALIZE_HOTEL_FLAKY:
+            assert {s.name: s.attempts for s in status.steps}["finalize_hotel"] == 3
+    else:
+        assert expected is SagaStatus.ROLLED_BACK  # ticketing-down
+        assert outcome.error_details["failed_step"] == "ticket_flight"
+        assert outcome.error_details["cause_type"] == ErrorType.TICKETING_REFUSED.value
+        assert providers.active_kinds(handle.id) == []
+        assert set(ledger_states(providers, handle.id).values()) == {"cancelled"}
+
+
+async def test_a_declined_trip_releases_every_hold_at_the_provider(
+    dev_client: Client, providers: ProviderService, worker: str
+) -> None:
+    req = make_request(Scenario.HAPPY, Mode.PARALLEL).model_copy(update={"confirm_within": timedelta(minutes=10)})
+    handle = await start_booking(dev_client, req, task_queue=worker)
+    await wait_for_saga_status(handle, SagaStatus.AWAITING_CONFIRMATION)
+    await decide(handle, confirm=False, note="changed my mind")
+    outcome = await await_outcome(handle)
+    assert outcome.status is SagaStatus.ROLLED_BACK
+    assert outcome.error_details["cause_type"] == ErrorType.DECLINED.value
+    assert ledger_states(providers, handle.id) == {"car": "cancelled", "hotel": "cancelled", "flight": "cancelled"}
+    assert "ticket_flight" not in await scheduled_activities(handle)

@@ -16,10 +16,11 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, make_request
+from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, make_request, wait_for_saga_status
 from trip.models import Scenario
-from trip.scenarios import SCENARIOS
+from trip.scenarios import OUTRIGHT, SCENARIOS
 from trip.temporal import await_outcome, fetch_status, start_booking, temporal_cli_path
+from workflows.booking import BookingWorkflow
 from workflows.status import SagaStatus
 
 EXIT_CODES = {"COMPLETED": 0, "ROLLED_BACK": 1, "ROLLBACK_INCOMPLETE": 3, "CANCELLED": 5, "NEEDS_ATTENTION": 7}
@@ -67,7 +68,7 @@ def temporal_cli(client: Client, *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
-@pytest.mark.parametrize("scenario", list(Scenario))
+@pytest.mark.parametrize("scenario", OUTRIGHT)
 def test_cli_runs_each_scenario_with_the_documented_exit_code_json_and_ledger(
     dev_client: Client, providers: ProviderService, worker_queue: str, scenario: Scenario
 ) -> None:
@@ -275,3 +276,49 @@ async def test_start_booking_refuses_an_id_outside_the_character_set(dev_client:
         await start_booking(dev_client, make_request(), workflow_id="a/b", task_queue=task_queue)
     with pytest.raises(RPCError):
         await dev_client.get_workflow_handle("a/b").describe()
+
+
+@pytest.mark.parametrize(
+    ("scenario", "update", "expected"),
+    [
+        ("happy", "confirm", SagaStatus.COMPLETED),
+        ("happy", "decline", SagaStatus.ROLLED_BACK),
+        ("finalize-hotel-broken", "confirm", SagaStatus.NEEDS_ATTENTION),
+    ],
+)
+async def test_a_held_trip_answered_with_the_temporal_cli(
+    dev_client: Client, providers: ProviderService, worker_queue: str, scenario: str, update: str, expected: SagaStatus
+) -> None:
+    """Issue 7's acceptance, as the README shows it, with the Temporal CLI binary."""
+    workflow_id = f"cli-held-{uuid.uuid4().hex[:8]}"
+    args = ["--scenario", scenario, "--workflow-id", workflow_id, "--task-queue", worker_queue, *FAST]
+    started = cli(dev_client, "--confirm-within", "600", "--no-wait", *args)
+    assert started.returncode == 0, started.stderr
+    assert f"--workflow-id {workflow_id} --name confirm" in started.stdout
+    handle = dev_client.get_workflow_handle_for(BookingWorkflow.run, workflow_id)
+    await wait_for_saga_status(handle, SagaStatus.AWAITING_CONFIRMATION)
+
+    answered = temporal_cli(
+        dev_client, "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", update,
+        "--input", json.dumps({"note": "from the CLI"}),
+    )  # fmt: skip
+    assert answered.returncode == 0, answered.stderr
+    if expected is SagaStatus.NEEDS_ATTENTION:
+        status = await wait_for_saga_status(handle, SagaStatus.NEEDS_ATTENTION)
+        assert status.outstanding == ["finalize_hotel"] and status.ticket
+        history = await handle.fetch_history()
+        scheduled = [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        ]
+        assert "ticket_flight" in scheduled and not [name for name in scheduled if name.startswith("undo_")]
+        return
+    outcome = await await_outcome(handle)
+    assert outcome.status is expected
+    if expected is SagaStatus.COMPLETED:
+        assert outcome.result is not None and outcome.result.ticket
+        assert providers.active_kinds(workflow_id) == ["car", "flight", "hotel"]
+    else:
+        assert outcome.error_type == "BookingRolledBack" and outcome.error_details["cause_type"] == "Declined"
+        assert providers.active_kinds(workflow_id) == []

@@ -6,7 +6,9 @@ import json
 import random
 import sqlite3
 import string
+import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -241,10 +243,16 @@ def test_hotel_check_out_night_is_not_counted(providers: ProviderService) -> Non
 
 
 def test_provider_error_statuses_come_from_the_one_table() -> None:
+    # Every error the provider answers with must come back, through the same
+    # table, as exactly that type: 409 is SoldOut *or* TicketingRefused.
     from providers.app import _ERROR_STATUS
-    from trip.errors import HTTP_STATUS_ERRORS
+    from trip.errors import HTTP_STATUS_ERRORS, error_for_status
 
-    assert _ERROR_STATUS == {error.value: status for status, (error, _) in HTTP_STATUS_ERRORS.items()}
+    for status, (errors, retryable) in HTTP_STATUS_ERRORS.items():
+        for error in errors:
+            assert _ERROR_STATUS[error.value] == status
+            assert error_for_status(status, error.value) == (error, retryable)
+    assert _ERROR_STATUS["TicketingRefused"] == 409 and _ERROR_STATUS["HoldExpired"] == 410
 
 
 OLD_SCHEMA = """
@@ -299,3 +307,258 @@ def test_a_ledger_file_from_the_previous_release_is_migrated_in_place(tmp_path: 
                 details={**details, "check_in": "2030-03-03"},
             )
         ledger.close()
+
+
+# --- holds: placed with a TTL, confirmed or ticketed, or lapsing on their own
+
+
+def hold(
+    providers: ProviderService, booking_id: str, kind: str = "car", ttl: float = 600, scenario: str = "happy"
+) -> httpx.Response:
+    return post(providers, f"/{kind}/reservations", {**body(booking_id, kind), "hold_ttl_s": ttl}, scenario)
+
+
+def keyed(booking_id: str, kind: str) -> dict[str, str]:
+    return {"booking_id": booking_id, "idempotency_key": f"{booking_id}:{kind}"}
+
+
+def status_of(providers: ProviderService, booking_id: str, kind: str) -> str:
+    (row,) = [r for r in providers.reservations(booking_id) if r["kind"] == kind]
+    return str(row["status"])
+
+
+def wait_for_status(providers: ProviderService, booking_id: str, kind: str, wanted: str, timeout: float = 10) -> None:
+    """Poll the ledger (another process's state) until ``kind`` reads ``wanted``."""
+    deadline = time.monotonic() + timeout
+    while (seen := status_of(providers, booking_id, kind)) != wanted:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{kind} of {booking_id} still {seen!r} after {timeout}s, never {wanted!r}")
+        time.sleep(0.05)
+
+
+def test_a_hold_lapses_at_its_ttl_and_a_retry_neither_moves_nor_extends_it(
+    providers: ProviderService, booking_id: str
+) -> None:
+    before = datetime.now(timezone.utc)
+    first = hold(providers, booking_id, ttl=600)
+    again = hold(providers, booking_id, ttl=3600)  # a retry's TTL does not change the first promise
+    assert (first.status_code, again.status_code) == (201, 200)
+    held_until = datetime.fromisoformat(first.json()["held_until"])
+    assert held_until.utcoffset() == timedelta(0)
+    assert before + timedelta(seconds=599) <= held_until <= datetime.now(timezone.utc) + timedelta(seconds=601)
+    assert again.json()["held_until"] == first.json()["held_until"]
+    assert again.json()["confirmation"] == first.json()["confirmation"]
+    assert status_of(providers, booking_id, "car") == "held"
+
+
+@pytest.mark.parametrize("kind", ["car", "hotel"])
+def test_confirming_a_hold_books_it_and_a_retry_answers_the_same(
+    providers: ProviderService, booking_id: str, kind: str
+) -> None:
+    held = hold(providers, booking_id, kind).json()
+    answers = [post(providers, f"/{kind}/confirmations", keyed(booking_id, kind)) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.json()["outcome"] for a in answers] == ["confirmed", "already_confirmed"]
+    assert {a.json()["confirmation"] for a in answers} == {held["confirmation"]}
+    assert status_of(providers, booking_id, kind) == "active"
+
+
+def test_ticketing_issues_one_ticket_and_shows_it_in_the_ledger(providers: ProviderService, booking_id: str) -> None:
+    hold(providers, booking_id, "flight")
+    answers = [post(providers, "/flight/tickets", keyed(booking_id, "flight")) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    numbers = {a.json()["ticket_number"] for a in answers}
+    assert len(numbers) == 1 and numbers.pop().startswith("TKT-")
+    assert [a.json()["outcome"] for a in answers] == ["ticketed", "already_ticketed", "already_ticketed"]
+    (row,) = providers.reservations(booking_id)
+    assert (row["status"], row["ticket_number"]) == ("active", answers[0].json()["ticket_number"])
+
+
+def test_an_issued_ticket_cannot_be_cancelled(providers: ProviderService, booking_id: str) -> None:
+    hold(providers, booking_id, "flight")
+    ticket = post(providers, "/flight/tickets", keyed(booking_id, "flight")).json()["ticket_number"]
+    refused = post(providers, "/flight/cancellations", keyed(booking_id, "flight"))
+    assert refused.status_code == 422 and refused.json()["error"] == "InvalidBooking"
+    assert ticket in refused.json()["message"]
+    assert providers.active_kinds(booking_id) == ["flight"]
+
+
+def test_cancelling_a_hold_releases_it_and_it_can_no_longer_be_confirmed(
+    providers: ProviderService, booking_id: str
+) -> None:
+    for kind in ("car", "flight"):
+        hold(providers, booking_id, kind)
+        cancel = post(providers, f"/{kind}/cancellations", keyed(booking_id, kind))
+        assert cancel.json()["outcome"] == "cancelled"
+    late = [
+        post(providers, "/car/confirmations", keyed(booking_id, "car")),
+        post(providers, "/flight/tickets", keyed(booking_id, "flight")),
+    ]
+    assert [(a.status_code, a.json()["error"]) for a in late] == [(410, "ReservationVoided")] * 2
+    assert sorted(r["status"] for r in providers.reservations(booking_id)) == ["cancelled", "cancelled"]
+
+
+def test_a_hold_nobody_confirms_expires_on_its_own(providers: ProviderService, booking_id: str) -> None:
+    for kind in ("car", "flight"):
+        assert hold(providers, booking_id, kind, ttl=0.3).status_code == 201
+    wait_for_status(providers, booking_id, "car", "expired")
+    assert status_of(providers, booking_id, "flight") == "expired"
+    late = [
+        post(providers, "/car/confirmations", keyed(booking_id, "car")),
+        post(providers, "/flight/tickets", keyed(booking_id, "flight")),
+        hold(providers, booking_id, "car", ttl=600),  # a late retry of the hold does not revive it
+    ]
+    assert [(a.status_code, a.json()["error"]) for a in late] == [(410, "HoldExpired")] * 3
+    # The saga's undo of a lapsed hold has nothing left to release, and succeeds.
+    undo = post(providers, "/car/cancellations", keyed(booking_id, "car"))
+    assert undo.status_code == 200 and undo.json()["outcome"] == "expired"
+    assert status_of(providers, booking_id, "car") == "expired"
+    counts = httpx.get(f"{providers.url}/stats", timeout=5).json()["reservations"]
+    assert counts["expired"] >= 2
+
+
+def test_a_hold_takes_inventory_until_it_lapses(providers: ProviderService) -> None:
+    city = "".join(random.choices(string.ascii_lowercase, k=10)).capitalize()
+    capacity = {"resource": f"London->{city}", "day": "2030-01-01", "capacity": 1}
+    assert httpx.put(f"{providers.url}/inventory/flight", json=capacity, timeout=5).status_code == 200
+    first, second = (body(f"b-{uuid.uuid4().hex[:8]}", "flight") for _ in range(2))
+    for req in (first, second):
+        req["details"]["destination"] = city
+    assert post(providers, "/flight/reservations", {**first, "hold_ttl_s": 2}).status_code == 201
+    # While held, the seat is taken (2 s is ample for one request, even on a busy machine).
+    assert post(providers, "/flight/reservations", second).status_code == 409
+    wait_for_status(providers, first["booking_id"], "flight", "expired")
+    assert post(providers, "/flight/reservations", second).status_code == 201
+
+
+def test_finalize_flaky_recovers_and_broken_never_does(providers: ProviderService, booking_id: str) -> None:
+    hold(providers, booking_id, "hotel", scenario="finalize-hotel-flaky")
+    codes = [
+        post(providers, "/hotel/confirmations", keyed(booking_id, "hotel"), "finalize-hotel-flaky").status_code
+        for _ in range(3)
+    ]
+    assert codes == [503, 503, 200]
+    assert status_of(providers, booking_id, "hotel") == "active"
+
+    broken = f"b-{uuid.uuid4().hex[:10]}"
+    hold(providers, broken, "hotel", scenario="finalize-hotel-broken")
+    codes = [
+        post(providers, "/hotel/confirmations", keyed(broken, "hotel"), "finalize-hotel-broken").status_code
+        for _ in range(5)
+    ]
+    assert codes == [503] * 5
+    assert status_of(providers, broken, "hotel") == "held"
+
+
+def test_ticketing_down_refuses_and_leaves_the_hold_to_be_released(providers: ProviderService, booking_id: str) -> None:
+    assert hold(providers, booking_id, "flight", scenario="ticketing-down").status_code == 201
+    refused = post(providers, "/flight/tickets", keyed(booking_id, "flight"), "ticketing-down")
+    assert refused.status_code == 409 and refused.json()["error"] == "TicketingRefused"
+    (row,) = providers.reservations(booking_id)
+    assert (row["status"], row["ticket_number"]) == ("held", None)
+    undo = post(providers, "/flight/cancellations", keyed(booking_id, "flight"), "ticketing-down")
+    assert undo.json()["outcome"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("path", "owner", "status", "error"),
+    [
+        ("/car/confirmations", "never-booked", 422, "InvalidBooking"),
+        ("/flight/tickets", "never-booked", 422, "InvalidBooking"),
+        ("/car/confirmations", "intruder", 422, "InvalidBooking"),
+        ("/flight/tickets", "intruder", 422, "InvalidBooking"),
+        ("/flight/confirmations", "owner", 404, "NotFound"),
+    ],
+)
+def test_confirm_and_ticket_refuse_keys_that_are_not_held_by_that_booking(
+    providers: ProviderService, booking_id: str, path: str, owner: str, status: int, error: str
+) -> None:
+    kind = path.split("/")[1]
+    hold(providers, booking_id, kind)
+    payload = keyed(booking_id, kind)
+    if owner == "never-booked":
+        payload = keyed(f"b-{uuid.uuid4().hex[:10]}", kind)
+    elif owner == "intruder":
+        payload["booking_id"] = "intruder"
+    answer = post(providers, path, payload)
+    assert (answer.status_code, answer.json()["error"]) == (status, error), answer.text
+    assert status_of(providers, booking_id, kind) == "held"
+
+
+def test_a_voided_key_cannot_be_ticketed(providers: ProviderService, booking_id: str) -> None:
+    # The undo overtook the hold: there is nothing to ticket, and never will be.
+    post(providers, "/flight/cancellations", keyed(booking_id, "flight"))
+    answer = post(providers, "/flight/tickets", keyed(booking_id, "flight"))
+    assert (answer.status_code, answer.json()["error"]) == (410, "ReservationVoided")
+
+
+@pytest.mark.parametrize("ttl", [0, -5, "600", True, 8 * 24 * 3600])
+def test_a_bad_hold_ttl_is_refused_and_nothing_is_held(providers: ProviderService, booking_id: str, ttl: Any) -> None:
+    answer = hold(providers, booking_id, ttl=ttl)
+    assert (answer.status_code, answer.json()["error"]) == (422, "InvalidBooking")
+    assert "hold_ttl_s" in answer.json()["message"]
+    assert providers.reservations(booking_id) == []
+
+
+#: The reservations table as the release before holds created it: its CHECK
+#: constraint refuses the statuses ``held`` and ``expired``.
+PREVIOUS_SCHEMA = """
+CREATE TABLE reservations (
+    idempotency_key TEXT PRIMARY KEY,
+    reservation_id  TEXT NOT NULL UNIQUE,
+    confirmation    TEXT NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind IN ('car', 'hotel', 'flight')),
+    booking_id      TEXT NOT NULL,
+    resource        TEXT NOT NULL,
+    day             TEXT NOT NULL,
+    last_day        TEXT,
+    traveller       TEXT NOT NULL,
+    details         TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('active', 'cancelled')),
+    created_at      TEXT NOT NULL,
+    cancelled_at    TEXT,
+    request_hash    TEXT
+);
+CREATE INDEX reservations_booking ON reservations (booking_id);
+CREATE INDEX reservations_inventory ON reservations (kind, resource, day, status);
+"""
+
+
+def test_a_ledger_from_before_holds_is_migrated_and_takes_holds(tmp_path: Path) -> None:
+    # `make run` keeps its ledger file, whose CHECK constraint predates holds.
+    from providers.ledger import Ledger, request_hash
+
+    db = tmp_path / "previous.sqlite"
+    traveller = {"email": "ada@example.com", "name": "Ada"}
+    details = {"city": "Porto", "dropoff": "2030-03-04", "pickup": "2030-03-01"}
+    fingerprint = request_hash(kind="car", booking_id="old", traveller=traveller, details=details)
+    with sqlite3.connect(db) as conn:
+        conn.executescript(PREVIOUS_SCHEMA)
+        conn.execute(
+            "INSERT INTO reservations VALUES ('old:car', 'r1', 'CAR-OLD', 'car', 'old', 'Porto', '2030-03-01',"
+            " '2030-03-04', ?, ?, 'active', '2030-01-01T00:00:00.000+00:00', NULL, ?)",
+            (json.dumps(traveller, sort_keys=True), json.dumps(details, sort_keys=True), fingerprint),
+        )
+    for round_ in range(2):  # opening again must neither fail nor lose anything
+        ledger = Ledger(db, default_capacity=10)
+        held = ledger.reserve(
+            kind="car",
+            key=f"new{round_}:car",
+            booking_id=f"new{round_}",
+            resource="Porto",
+            traveller=traveller,
+            details=details,
+            hold_ttl_s=600,
+        )
+        assert held.created and held.row["status"] == "held" and held.row["held_until"]
+        same = ledger.reserve(
+            kind="car", key="old:car", booking_id="old", resource="Porto", traveller=traveller, details=details
+        )
+        assert not same.created and (same.row["confirmation"], same.row["status"]) == ("CAR-OLD", "active")
+        ledger.close()
+    ledger = Ledger(db, default_capacity=10)
+    assert ledger.cancel(kind="car", key="old:car", booking_id="old") == "cancelled"
+    ledger.close()
+    with sqlite3.connect(db) as conn:
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"reservations_booking", "reservations_inventory", "reservations_holds"} <= indexes

@@ -41,6 +41,8 @@ def test_every_scenario_and_both_modes_were_recorded() -> None:
     names = {p.relative_to(HISTORIES).as_posix() for p in FILES}
     assert len([n for n in names if n.startswith("v1/")]) == 15
     assert "v1/car-cancel-broken-sequential-mid-unwind.json" in names
+    # Hold and confirm: every held scenario in both modes, awaiting, declined.
+    assert len([n for n in names if n.startswith("v3-hold-and-confirm/") and "-held" in n]) == 10
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")

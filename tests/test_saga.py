@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 import pytest_asyncio
@@ -17,6 +18,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from tests.saga_workflows import Plan, SagaTestWorkflow, Step
+from workflows.saga import Compensation, Saga, StepKind
+
+_S = timedelta(seconds=1)
 
 
 @dataclass
@@ -265,3 +269,43 @@ async def test_compensate_cancels_and_drains_concurrent_steps_before_any_undo(
     assert cancel_requested < undo_scheduled
     states = await handle.query(SagaTestWorkflow.states)
     assert states == {"a": "compensated", "b": "failed"}  # a late success never overwrites the undo
+
+
+async def test_past_the_pivot_a_failure_waits_for_an_operator_and_nothing_is_undone(
+    ts_env: WorkflowEnvironment, harness: tuple[Provider, str]
+) -> None:
+    """Any workflow gets the pivot: compensatable steps, then the pivot, then retriable ones."""
+    provider, tq = harness
+    plan = Plan([Step("reserve"), Step("charge"), Step("ship", "fail"), Step("email")], pivot="charge")
+    handle = await ts_env.client.start_workflow(
+        SagaTestWorkflow.run, plan, id=f"saga-{uuid.uuid4().hex}", task_queue=tq
+    )
+    deadline = asyncio.get_running_loop().time() + 20
+    while (await handle.query(SagaTestWorkflow.states)).get("email") != "succeeded":
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    assert (await handle.query(SagaTestWorkflow.states))["ship"] == "failed"
+    assert await handle.query(SagaTestWorkflow.plan) == []  # the stack is sealed
+    await handle.execute_update(SagaTestWorkflow.resolve, "ship")
+    # ... and compensate() itself refuses past the pivot.
+    assert await handle.result() == ["reserve", "charge", "ship", "email", "sealed"]
+    assert provider.undo_calls == []
+
+
+async def test_a_refused_pivot_unwinds_what_came_before_it(
+    ts_env: WorkflowEnvironment, harness: tuple[Provider, str]
+) -> None:
+    provider, tq = harness
+    plan = Plan([Step("reserve"), Step("charge", "fail"), Step("ship")], pivot="charge")
+    error = await run_plan(ts_env, tq, plan)
+    assert isinstance(error, ApplicationError) and error.type == "Refused"
+    assert provider.undone == ["reserve"] and "ship" not in provider.booked
+
+
+async def test_step_kinds_are_checked_before_anything_runs() -> None:
+    saga = Saga()
+    undo = Compensation("undo_step", None)
+    with pytest.raises(ValueError, match="only run after the pivot"):
+        await saga.run("ship", "do_step", None, undo=None, start_to_close_timeout=_S, kind=StepKind.RETRIABLE)
+    with pytest.raises(ValueError, match="cannot have an undo"):
+        await saga.run("charge", "do_step", None, undo=undo, start_to_close_timeout=_S, kind=StepKind.PIVOT)

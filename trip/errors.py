@@ -36,6 +36,9 @@ class ErrorType(str, Enum):
     #: Causes of a rolled-back held trip: the traveller said no, or did not answer in time.
     DECLINED = "Declined"
     CONFIRMATION_TIMEOUT = "ConfirmationTimeout"
+    #: Past the pivot, a retriable step was still not done when the attention
+    #: deadline passed: the ticket is issued, the rest needs a person.
+    TRIP_INCOMPLETE = "TripIncomplete"
 
 
 #: Passed to every forward step's ``RetryPolicy.non_retryable_error_types``.
@@ -47,11 +50,36 @@ NON_RETRYABLE_BUSINESS_ERRORS: tuple[str, ...] = (
     ErrorType.HOLD_EXPIRED.value,
 )
 
-#: HTTP status a provider answers with, mapped to the error the activity raises
-#: and whether a retry could help.
-HTTP_STATUS_ERRORS: dict[int, tuple[ErrorType, bool]] = {
-    409: (ErrorType.SOLD_OUT, False),
-    410: (ErrorType.RESERVATION_VOIDED, False),
-    422: (ErrorType.INVALID_BOOKING, False),
-    503: (ErrorType.PROVIDER_UNAVAILABLE, True),
+#: HTTP status a provider answers with → the business errors it may mean, and
+#: whether a retry could help. Several errors share a status (409 is both
+#: ``SoldOut`` and ``TicketingRefused``): the answer's ``"error"`` field picks
+#: among them, and the first is what a body without a known name means. The
+#: provider derives its own status for each error from this table
+#: (``ERROR_STATUS``), so both sides read one table.
+HTTP_STATUS_ERRORS: dict[int, tuple[tuple[ErrorType, ...], bool]] = {
+    409: ((ErrorType.SOLD_OUT, ErrorType.TICKETING_REFUSED), False),
+    410: ((ErrorType.RESERVATION_VOIDED, ErrorType.HOLD_EXPIRED), False),
+    422: ((ErrorType.INVALID_BOOKING,), False),
+    503: ((ErrorType.PROVIDER_UNAVAILABLE,), True),
 }
+
+#: Error name → the HTTP status a provider answers it with (the inverse table).
+ERROR_STATUS: dict[str, int] = {
+    error.value: status for status, (errors, _) in HTTP_STATUS_ERRORS.items() for error in errors
+}
+
+
+def error_for_status(status: int, error_name: object = None) -> tuple[ErrorType, bool] | None:
+    """The error a provider's ``status`` answer means, and whether to retry it.
+
+    ``error_name`` is the answer's ``"error"`` field, if any: it selects among
+    the types registered for that status, and anything else (a proxy's page,
+    an unknown name) falls back to the status's first type. ``None`` for a
+    status the table does not know.
+    """
+    entry = HTTP_STATUS_ERRORS.get(status)
+    if entry is None:
+        return None
+    errors, retryable = entry
+    chosen = next((e for e in errors if e.value == error_name), errors[0])
+    return chosen, retryable

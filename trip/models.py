@@ -248,6 +248,22 @@ class BookingRequest(_Model):
     #: ``confirm`` (or ``decline``) before ticketing. ``None``: book outright.
     confirm_within: Annotated[timedelta, Field(gt=timedelta(0), le=MAX_CONFIRM_WITHIN)] | None = None
 
+    @field_validator("confirm_within", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        # The form and the CLI give a number of seconds as text; JSON carries
+        # an ISO 8601 duration ("PT10M"), which pydantic parses itself.
+        if isinstance(value, str):
+            try:
+                seconds = float(value.strip())
+            except ValueError:
+                return value
+            try:
+                return timedelta(seconds=seconds)
+            except (ValueError, OverflowError):
+                raise ValueError("must be a number of seconds, e.g. 600") from None
+        return value
+
     @classmethod
     def from_flat(cls, data: Mapping[str, Any], *, today: date) -> BookingRequest:
         """Build from flat form/CLI fields; raise ``BookingInputError`` keyed by field."""
@@ -297,6 +313,8 @@ def demo_trip(today: date) -> dict[str, str]:
         "flight_date": start.isoformat(),
         "mode": Mode.PARALLEL.value,
         "scenario": Scenario.HAPPY.value,
+        # Empty: book outright. Seconds: hold and wait for the traveller's confirm.
+        "confirm_within": "",
     }
 
 
@@ -337,6 +355,7 @@ _FRIENDLY = {
     "enum": lambda e: f"must be one of: {e['ctx']['expected']}",
     "extra_forbidden": lambda e: "is not a known field",
     "string_type": lambda e: "must be text",
+    "time_delta_parsing": lambda e: "must be a number of seconds, e.g. 600",
 }
 
 

@@ -24,7 +24,7 @@ class Fault:
     fail_first: int = 0
     #: Answer 409 SoldOut, as if the inventory were exhausted.
     sold_out: bool = False
-    #: Added to every reserve and cancel call.
+    #: Added to every call for the booking (reserve, confirm, ticket, cancel).
     latency_ms: int = 0
     #: Answer 503 to the first N cancel attempts for a key (``ALWAYS``: all).
     cancel_fail_first: int = 0
@@ -124,3 +124,8 @@ SCENARIOS: dict[Scenario, ScenarioSpec] = {
         ),
     )
 }
+
+#: Scenarios that show their fault when the trip is booked outright, and those
+#: that only show it in hold-and-confirm mode.
+OUTRIGHT: tuple[Scenario, ...] = tuple(s for s, spec in SCENARIOS.items() if not spec.needs_confirmation)
+HELD: tuple[Scenario, ...] = tuple(s for s, spec in SCENARIOS.items() if spec.needs_confirmation)

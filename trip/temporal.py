@@ -417,23 +417,15 @@ async def resolve(handle: WorkflowHandle[Any, Any], *, step: str, operator: str,
     return result
 
 
-async def confirm(handle: WorkflowHandle[Any, Any], *, note: str = "") -> ConfirmResult:
-    """Send the traveller's ``confirm`` Update to a held trip (AWAITING_CONFIRMATION).
+async def decide(handle: WorkflowHandle[Any, Any], *, confirm: bool, note: str = "") -> ConfirmResult:
+    """Send the traveller's ``confirm`` (or ``decline``) Update to a held trip.
 
-    Returns once the workflow has accepted it; ticketing and finalizing go on
-    afterwards. A trip in any other state raises ``WorkflowUpdateFailedError``
-    carrying the validator's message (``rejection_message``).
+    Returns once the workflow accepted it; the saga then tickets (or unwinds)
+    on its own. A rejection raises ``WorkflowUpdateFailedError`` (see
+    ``rejection_message``).
     """
     result: ConfirmResult = await handle.execute_update(
-        UPDATE_CONFIRM, ConfirmInput(note=note), result_type=ConfirmResult
-    )
-    return result
-
-
-async def decline(handle: WorkflowHandle[Any, Any], *, note: str = "") -> ConfirmResult:
-    """Send the traveller's ``decline`` Update: every hold is released (the saga unwinds)."""
-    result: ConfirmResult = await handle.execute_update(
-        UPDATE_DECLINE, ConfirmInput(note=note), result_type=ConfirmResult
+        UPDATE_CONFIRM if confirm else UPDATE_DECLINE, ConfirmInput(note=note), result_type=ConfirmResult
     )
     return result
 

@@ -28,8 +28,7 @@ from trip.temporal import (
     Outcome,
     WorkflowPaused,
     await_outcome,
-    confirm,
-    decline,
+    decide,
     describe_execution,
     fetch_status,
     rejection_message,
@@ -300,7 +299,7 @@ def confirm_booking(workflow_id: str) -> Response | tuple[str, int]:
     note = _note()
     return _traveller_decision(
         workflow_id,
-        lambda handle: confirm(handle, note=note),
+        lambda handle: decide(handle, confirm=True, note=note),
         "Confirmed: the flight is being ticketed and your holds turned into bookings.",
     )
 
@@ -310,5 +309,5 @@ def decline_booking(workflow_id: str) -> Response | tuple[str, int]:
     """The traveller declines a held trip: every hold is released."""
     note = _note()
     return _traveller_decision(
-        workflow_id, lambda handle: decline(handle, note=note), "Declined: every hold is being released."
+        workflow_id, lambda handle: decide(handle, confirm=False, note=note), "Declined: every hold is being released."
     )

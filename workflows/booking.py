@@ -16,6 +16,17 @@ Outcomes, as the Temporal Web UI shows them:
 * Canceled: someone cancelled it; everything booked was undone first (what
   could not be undone is listed by the ``status`` query).
 
+Hold and confirm (``BookingRequest.confirm_within``): the three bookings are
+holds; the run waits in ``AWAITING_CONFIRMATION`` for the traveller's
+``confirm`` or ``decline`` Update. ``decline`` or the deadline unwinds (Failed
+``BookingRolledBack``, cause ``Declined`` / ``ConfirmationTimeout``).
+``confirm`` issues the flight's ticket, the pivot: from then on nothing is
+undone. ``finalize_car`` and ``finalize_hotel`` turn the holds into bookings;
+one that runs out of budget waits for an operator (NEEDS_ATTENTION), and the
+run completes once nothing is outstanding, or fails ``TripIncomplete`` at the
+attention deadline. A cancel that arrives after the traveller confirmed is
+too late: the run goes on forward.
+
 Runs started before NEEDS_ATTENTION existed keep their old ending (Failed
 ``RollbackIncomplete`` as soon as an undo fails): ``PATCH_NEEDS_ATTENTION``.
 """
@@ -33,14 +44,24 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from trip import SA_BOOKING_STATUS, UPDATE_RESOLVE, UPDATE_RETRY_COMPENSATION, WORKFLOW_TYPE
+    from trip import (
+        SA_BOOKING_STATUS,
+        UPDATE_CONFIRM,
+        UPDATE_DECLINE,
+        UPDATE_RESOLVE,
+        UPDATE_RETRY_COMPENSATION,
+        WORKFLOW_TYPE,
+    )
     from trip.errors import NON_RETRYABLE_BUSINESS_ERRORS, ErrorType
     from trip.models import (
         DEFAULT_ATTENTION_DEADLINE,
+        HOLD_MARGIN,
         BookingRequest,
         CancelRequest,
         CancelResult,
         CarRequest,
+        FinalizeRequest,
+        FinalizeResult,
         FlightRequest,
         HotelRequest,
         Kind,
@@ -48,12 +69,17 @@ with workflow.unsafe.imports_passed_through():
         Reservation,
         ReserveRequest,
         RetryOverrides,
+        Ticket,
+        TicketRequest,
     )
-    from workflows.saga import Compensation, Saga, SagaCompensationError, StepRecord, StepState
+    from workflows.saga import Compensation, Saga, SagaCompensationError, StepKind, StepRecord, StepState
     from workflows.status import (
         Attention,
         BookingResult,
         BookingStatus,
+        ConfirmationView,
+        ConfirmInput,
+        ConfirmResult,
         FailureView,
         OperatorAction,
         OperatorActionResult,
@@ -106,6 +132,12 @@ STEP_POLICIES: dict[Kind, StepPolicy] = {
     Kind.FLIGHT: StepPolicy(timedelta(seconds=1), 2.0, timedelta(seconds=20), 5, timedelta(seconds=15)),
 }
 STEP_ORDER: tuple[Kind, ...] = (Kind.CAR, Kind.HOTEL, Kind.FLIGHT)
+#: Hold and confirm. Ticketing is retried without a cap until the airline
+#: answers (the saga core sees to that); its intervals grow to a minute.
+TICKET_POLICY = StepPolicy(timedelta(seconds=1), 2.0, timedelta(seconds=60), 0, timedelta(seconds=15))
+TICKET_STEP = "ticket_flight"
+#: The holds that become bookings once the ticket is issued, and their policies.
+FINALIZE_POLICIES: dict[Kind, StepPolicy] = {kind: STEP_POLICIES[kind] for kind in (Kind.CAR, Kind.HOTEL)}
 UNDO_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -116,6 +148,10 @@ UNDO_POLICY = RetryPolicy(
 
 def step_name(kind: Kind) -> str:
     return f"book_{kind.value}"
+
+
+def finalize_name(kind: Kind) -> str:
+    return f"finalize_{kind.value}"
 
 
 def _describe(kind: Kind, details: Any) -> str:
@@ -155,9 +191,16 @@ class BookingWorkflow:
             attempts_from_result=lambda result: getattr(result, "attempt", None),
         )
         self._saga.declare(*(step_name(k) for k in STEP_ORDER))
+        if req.confirm_within is not None:
+            self._saga.declare(TICKET_STEP, kind=StepKind.PIVOT)
+            self._saga.declare(*(finalize_name(k) for k in FINALIZE_POLICIES), kind=StepKind.RETRIABLE)
         self._attention: Attention | None = None
         #: Whether this run may wait for an operator; decided once, in ``run``.
         self._operator_enabled = False
+        #: Hold and confirm: the window, and the traveller's answer.
+        self._confirmation: ConfirmationView | None = None
+        #: A cancel request that arrived once the traveller had confirmed.
+        self._cancel_too_late = False
 
     @workflow.run
     async def run(self, req: BookingRequest) -> BookingResult:
@@ -169,11 +212,18 @@ class BookingWorkflow:
             else:
                 for kind in STEP_ORDER:
                     await self._book(kind)
+            if req.confirm_within is not None:
+                await self._await_confirmation(req.confirm_within)
+                await self._past_confirmation(self._ticket())
         except (FailureError, asyncio.CancelledError) as err:
             await self._unwind(err)  # always raises
+        if self._saga.past_pivot:
+            await self._past_confirmation(self._finalize())
+            if self._saga.outstanding():
+                await self._wait_forward()  # returns once nothing is outstanding
         self._set_status(SagaStatus.COMPLETED)
         view = self.status()
-        return BookingResult(confirmations=view.confirmations, steps=view.steps)
+        return BookingResult(confirmations=view.confirmations, steps=view.steps, ticket=view.ticket)
 
     @workflow.query(name="status")
     def status(self) -> BookingStatus:
@@ -196,7 +246,190 @@ class BookingWorkflow:
             # What is held changes as operators act, so it is read live.
             attention=self._attention.model_copy(update={"outstanding": self._held()}) if self._attention else None,
             audit=[OperatorAction(**vars(a)) for a in self._saga.actions],
+            confirmation=self._confirmation,
+            past_pivot=self._saga.past_pivot,
+            ticket=self._ticket_number(),
         )
+
+    def _ticket_number(self) -> str | None:
+        if self._req.confirm_within is None:
+            return None
+        ticket = self._saga.record(TICKET_STEP).result
+        return ticket.ticket_number if isinstance(ticket, Ticket) else None
+
+    # --- traveller Updates (AWAITING_CONFIRMATION) --------------------------
+
+    @workflow.update(name=UPDATE_CONFIRM)
+    def confirm(self, req: ConfirmInput) -> ConfirmResult:
+        """Accept the held trip: ticketing and finalizing start at once."""
+        return self._decide("confirmed", req.note)
+
+    @confirm.validator
+    def _validate_confirm(self, req: ConfirmInput) -> None:
+        self._check_decision(req, "confirm")
+
+    @workflow.update(name=UPDATE_DECLINE)
+    def decline(self, req: ConfirmInput) -> ConfirmResult:
+        """Refuse the held trip: every hold is released."""
+        return self._decide("declined", req.note)
+
+    @decline.validator
+    def _validate_decline(self, req: ConfirmInput) -> None:
+        self._check_decision(req, "decline")
+
+    def _check_decision(self, req: ConfirmInput, what: str) -> None:
+        if req.model_extra:
+            raise ValueError(f"unknown field(s) {', '.join(sorted(req.model_extra))}; the only field is: note")
+        if self._confirmation is None:
+            if self._req.confirm_within is None:
+                raise ValueError(f"this booking was not held for confirmation: there is nothing to {what}")
+            if self._status is SagaStatus.RUNNING:
+                raise ValueError(
+                    f"this booking's holds are not all placed yet: {what} once it is awaiting confirmation"
+                )
+            raise ValueError(f"this booking is {self._status.value}: there is nothing to {what}")
+        if self._confirmation.decision is not None:
+            raise ValueError(f"this booking was already {self._confirmation.decision}: there is nothing to {what}")
+
+    def _decide(self, decision: str, note: str) -> ConfirmResult:
+        assert self._confirmation is not None
+        self._confirmation = self._confirmation.model_copy(update={"decision": decision, "note": note})
+        self._publish_details()
+        status = SagaStatus.RUNNING if decision == "confirmed" else SagaStatus.COMPENSATING
+        return ConfirmResult(status=status, decision=decision)
+
+    async def _await_confirmation(self, within: timedelta) -> None:
+        """AWAITING_CONFIRMATION until ``confirm``, ``decline`` or the deadline (a durable timer)."""
+        since = workflow.now()
+        self._confirmation = ConfirmationView(since=since, deadline=since + within)
+        self._set_status(SagaStatus.AWAITING_CONFIRMATION)
+        try:
+            await workflow.wait_condition(lambda: self._decision is not None, timeout=within)
+        except asyncio.TimeoutError:
+            self._confirmation = self._confirmation.model_copy(update={"decision": "expired"})
+        decision = self._decision
+        if decision == "declined":
+            note = f": {self._confirmation.note}" if self._confirmation.note else ""
+            raise ApplicationError(
+                f"the traveller declined the held trip{note}", type=ErrorType.DECLINED.value, non_retryable=True
+            )
+        if decision == "expired":
+            raise ApplicationError(
+                f"nobody confirmed the held trip within {within}",
+                type=ErrorType.CONFIRMATION_TIMEOUT.value,
+                non_retryable=True,
+            )
+        self._set_status(SagaStatus.RUNNING)
+
+    @property
+    def _decision(self) -> str | None:
+        return self._confirmation.decision if self._confirmation else None
+
+    async def _past_confirmation(self, step: Any) -> Any:
+        """Run ``step`` to its end even if the workflow is cancelled meanwhile.
+
+        Once the traveller has confirmed, ticketing may already have happened
+        at the airline: a cancel then must not cut the saga short, so it is
+        recorded and the saga goes on forward.
+        """
+        task = asyncio.ensure_future(step)
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                self._cancel_too_late = True
+                self._publish_details()
+        return task.result()
+
+    async def _ticket(self) -> Ticket:
+        info = workflow.info()
+        request = TicketRequest(
+            booking_id=info.workflow_id,
+            idempotency_key=f"{info.workflow_id}:{Kind.FLIGHT.value}",
+            scenario=self._req.scenario,
+        )
+        what = f"Issue the ticket: {_describe(Kind.FLIGHT, self._req.flight)} (cannot be undone)"
+        ticket: Ticket = await self._forward(TICKET_STEP, StepKind.PIVOT, request, TICKET_POLICY, what, Ticket)
+        return ticket
+
+    async def _forward(
+        self, name: str, kind: StepKind, request: Any, policy: StepPolicy, summary: str, result_type: type
+    ) -> Any:
+        """A step with no undo (the pivot, or a retriable step after it)."""
+        return await self._saga.run(
+            name,
+            name,
+            request,
+            undo=None,
+            kind=kind,
+            start_to_close_timeout=_seconds(self._retry.activity_timeout_s) or policy.timeout,
+            retry_policy=policy.retry_policy(self._req.retry),
+            summary=summary,
+            result_type=result_type,
+        )
+
+    async def _finalize(self) -> None:
+        """Turn the car and hotel holds into bookings; failures become outstanding, never an unwind."""
+        info = workflow.info()
+
+        async def finalize(kind: Kind) -> None:
+            request = FinalizeRequest(
+                kind=kind,
+                booking_id=info.workflow_id,
+                idempotency_key=f"{info.workflow_id}:{kind.value}",
+                scenario=self._req.scenario,
+            )
+            policy, what = FINALIZE_POLICIES[kind], f"Confirm the held {kind.value}"
+            try:
+                await self._forward(finalize_name(kind), StepKind.RETRIABLE, request, policy, what, FinalizeResult)
+            except ActivityError:
+                pass  # the saga lists the step as outstanding
+
+        if self._req.mode is Mode.PARALLEL:
+            await asyncio.gather(*(finalize(kind) for kind in FINALIZE_POLICIES))
+        else:
+            for kind in FINALIZE_POLICIES:
+                await finalize(kind)
+
+    async def _wait_forward(self) -> None:
+        """Past the pivot, NEEDS_ATTENTION until operators settle every outstanding step.
+
+        Returns once nothing is outstanding; raises ``TripIncomplete`` at the
+        attention deadline, or ``CancelledError`` if the run is cancelled.
+        """
+        deadline = self._req.attention_deadline or DEFAULT_ATTENTION_DEADLINE
+        since = workflow.now()
+        self._attention = Attention(since=since, deadline=since + deadline, outstanding=self._held())
+        self._set_status(SagaStatus.NEEDS_ATTENTION)
+        try:
+            settled = await self._until_settled(deadline)
+        except asyncio.CancelledError:
+            await self._end_cancelled()
+        if settled:
+            return
+        held = ", ".join(f"{h.step} ({h.error_type}: {h.error})" for h in self._held())
+        self._failure = FailureView(step=None, type=ErrorType.TRIP_INCOMPLETE.value, message=f"not done: {held}")
+        self._set_status(SagaStatus.TRIP_INCOMPLETE)
+        raise ApplicationError(
+            f"Trip incomplete: the ticket {self._ticket_number()} is issued, but these steps were still not done "
+            f"at the attention deadline: {held}. An operator must finish them by hand.",
+            {"outstanding": [h.model_dump(mode="json") for h in self._held()], "ticket": self._ticket_number()},
+            type=ErrorType.TRIP_INCOMPLETE.value,
+            non_retryable=True,
+        )
+
+    async def _until_settled(self, deadline: timedelta) -> bool:
+        """Wait until nothing is outstanding (and no operator Update runs); ``False`` at the deadline."""
+        try:
+            # A retry in flight keeps its step COMPENSATING (or RUNNING), not
+            # outstanding: wait for the handlers too, so its outcome decides.
+            await workflow.wait_condition(
+                lambda: not self._saga.outstanding() and workflow.all_handlers_finished(), timeout=deadline
+            )
+        except asyncio.TimeoutError:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return not self._saga.outstanding()
+        return True
 
     # --- operator Updates (NEEDS_ATTENTION) ---------------------------------
 
@@ -242,7 +475,8 @@ class BookingWorkflow:
         outstanding = [r.name for r in self._saga.outstanding()]
         # The status this action leads to: the run closes as rolled back once
         # nothing is outstanding (and every Update has finished).
-        status = SagaStatus.NEEDS_ATTENTION if outstanding else SagaStatus.ROLLED_BACK
+        done = SagaStatus.COMPLETED if self._saga.past_pivot else SagaStatus.ROLLED_BACK
+        status = SagaStatus.NEEDS_ATTENTION if outstanding else done
         return OperatorActionResult(status=status, outcomes=outcomes, outstanding=outstanding)
 
     # --- forward ------------------------------------------------------------
@@ -265,6 +499,10 @@ class BookingWorkflow:
                 scenario=self._req.scenario,
                 traveller=self._req.traveller,
                 details=details,
+                # A hold outlives the confirmation window (see HOLD_MARGIN).
+                hold_ttl_s=(self._req.confirm_within + HOLD_MARGIN).total_seconds()
+                if self._req.confirm_within is not None
+                else None,
             ),
             undo=Compensation(
                 f"undo_book_{kind.value}",
@@ -309,10 +547,12 @@ class BookingWorkflow:
             self._failure = FailureView(step=None, type="Cancelled", message="the booking was cancelled")
         else:
             record = self._saga.record(failed_step) if failed_step else None
+            # No failed step: the saga itself decided (declined, or no answer in time).
+            own = err if isinstance(err, ApplicationError) and record is None else None
             self._failure = FailureView(
                 step=failed_step,
-                type=(record.error_type if record else None) or type(err).__name__,
-                message=(record.error if record else None) or str(err),
+                type=(record.error_type if record else None) or (own.type if own else None) or type(err).__name__,
+                message=(record.error if record else None) or (own.message if own else None) or str(err),
             )
         self._set_status(SagaStatus.COMPENSATING)
         try:
@@ -338,7 +578,7 @@ class BookingWorkflow:
         assert failure is not None
         raise self._saga_error(
             ErrorType.BOOKING_ROLLED_BACK,
-            f"Trip not booked: {failure.step} failed ({failure.type}: {failure.message}). "
+            f"Trip not booked: {failure.step or 'the booking'} failed ({failure.type}: {failure.message}). "
             f"Undone: {', '.join(undone) or 'nothing was booked'}.",
             compensated=undone,
         ) from err
@@ -350,18 +590,12 @@ class BookingWorkflow:
         self._attention = Attention(since=since, deadline=since + deadline, outstanding=self._held())
         self._set_status(SagaStatus.NEEDS_ATTENTION)
         try:
-            # A retry in flight keeps its step COMPENSATING, not outstanding:
-            # wait for the handlers too, so its outcome decides.
-            await workflow.wait_condition(
-                lambda: not self._saga.outstanding() and workflow.all_handlers_finished(), timeout=deadline
-            )
-        except asyncio.TimeoutError:
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            if self._saga.outstanding():
-                self._set_status(SagaStatus.ROLLBACK_INCOMPLETE)
-                raise self._incomplete_error(self._saga.outstanding()) from err
+            settled = await self._until_settled(deadline)
         except asyncio.CancelledError:
             await self._end_cancelled()
+        if not settled:
+            self._set_status(SagaStatus.ROLLBACK_INCOMPLETE)
+            raise self._incomplete_error(self._saga.outstanding()) from err
         self._set_status(SagaStatus.ROLLED_BACK)
         actions = [OperatorAction(**vars(a)).model_dump(mode="json") for a in self._saga.actions]
         compensated = [r.name for r in self._saga.records if r.state is StepState.COMPENSATED]
@@ -383,7 +617,15 @@ class BookingWorkflow:
         """End Canceled, keeping what is still held in the ``status`` query. Always raises."""
         await workflow.wait_condition(workflow.all_handlers_finished)
         held = self._held()
-        if held:
+        if held and self._saga.past_pivot:
+            listing = ", ".join(h.step for h in held)
+            self._failure = FailureView(
+                step=None,
+                type="Cancelled",
+                message=f"cancelled past the point of no return: ticket {self._ticket_number()} stands; "
+                f"not done, an operator must finish: {listing}",
+            )
+        elif held:
             listing = ", ".join(h.step for h in held)
             self._failure = FailureView(
                 step=self._failure.step if self._failure else None,
@@ -394,16 +636,27 @@ class BookingWorkflow:
         raise asyncio.CancelledError()
 
     def _held(self) -> list[OutstandingStep]:
-        return [
-            OutstandingStep(
+        return [self._outstanding_view(r) for r in self._saga.outstanding()]
+
+    def _outstanding_view(self, r: StepRecord) -> OutstandingStep:
+        if r.kind is StepKind.RETRIABLE:
+            # A finalize step: the hold it should turn into a booking.
+            hold = self._saga.record(r.name.replace("finalize_", "book_", 1)).result
+            return OutstandingStep(
                 step=r.name,
-                confirmation=r.result.confirmation if isinstance(r.result, Reservation) else None,
-                undo_error_type=r.undo_error_type,
-                undo_error=r.undo_error,
-                undo_attempts=r.undo_attempts,
+                kind=r.kind,
+                confirmation=hold.confirmation if isinstance(hold, Reservation) else None,
+                error_type=r.error_type,
+                error=r.error,
+                attempts=r.attempts,
             )
-            for r in self._saga.outstanding()
-        ]
+        return OutstandingStep(
+            step=r.name,
+            confirmation=r.result.confirmation if isinstance(r.result, Reservation) else None,
+            undo_error_type=r.undo_error_type,
+            undo_error=r.undo_error,
+            undo_attempts=r.undo_attempts,
+        )
 
     def _incomplete_error(self, records: Sequence[StepRecord]) -> ApplicationError:
         held = [
@@ -455,13 +708,30 @@ class BookingWorkflow:
             line = f"- {record.name}: {record.state.value}"
             if record.attempts > 1:
                 line += f" after {record.attempts} attempts"
-            if isinstance(record.result, Reservation):
-                line += f", confirmation {record.result.confirmation}"
+            confirmation = _confirmation_of(record)
+            if confirmation:
+                line += f", confirmation {confirmation}"
             if record.error:
                 line += f" ({record.error_type}: {record.error})"
             if record.undo_error:
                 line += f"; undo failed: {record.undo_error}"
             lines.append(line)
+        if self._confirmation is not None:
+            c = self._confirmation
+            if c.decision is None:
+                lines += [
+                    "",
+                    f"Held until the traveller confirms, by {c.deadline.isoformat(timespec='seconds')}: "
+                    f"send the `{UPDATE_CONFIRM}` or `{UPDATE_DECLINE}` Update.",
+                ]
+            else:
+                lines += ["", f"Traveller's answer: {c.decision}{' (' + c.note + ')' if c.note else ''}"]
+        if self._saga.past_pivot:
+            lines.append(
+                f"Ticket {self._ticket_number()} issued: past the point of no return, recovering forward only."
+            )
+        if self._cancel_too_late:
+            lines.append("A cancel request came after the traveller confirmed: too late, the saga goes on forward.")
         if self._failure is not None:
             lines += ["", f"Failure: {self._failure.type}: {self._failure.message}"]
         if self._attention is not None and self._status is SagaStatus.NEEDS_ATTENTION:
@@ -496,13 +766,23 @@ async def _cancel_and_drain(tasks: Sequence[asyncio.Future[Any]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _confirmation_of(record: StepRecord) -> str | None:
+    result = record.result
+    if isinstance(result, Ticket):
+        return result.ticket_number
+    if isinstance(result, (Reservation, FinalizeResult)):
+        return result.confirmation
+    return None
+
+
 def _view(record: StepRecord) -> StepView:
     undo = record.undo_result
     return StepView(
         name=record.name,
         state=record.state,
+        kind=record.kind,
         attempts=record.attempts,
-        confirmation=record.result.confirmation if isinstance(record.result, Reservation) else None,
+        confirmation=_confirmation_of(record),
         error_type=record.error_type,
         error=record.error,
         undo_attempts=record.undo_attempts,

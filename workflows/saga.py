@@ -24,6 +24,12 @@ Rules it enforces, each a defect we have seen in sagas elsewhere:
   ``outstanding``, and an operator can ``retry_compensation`` (a fresh budget)
   or ``resolve`` them (released outside the system). Every such action is kept
   in ``actions``, an audit trail the workflow can show.
+* A step may be the *pivot*, the point of no return (``StepKind``). A pivot
+  whose outcome is unknown (timeouts, a lost worker, 503s) is retried with the
+  same argument until it answers; only a refusal from the activity itself
+  lets the saga unwind. Once the pivot has succeeded the stack is sealed:
+  ``compensate`` refuses, and a *retriable* step that runs out of budget
+  becomes ``outstanding`` for an operator, exactly like a stuck undo.
 
 This module knows nothing about what the steps do. It must only be imported
 from workflow code (it calls ``temporalio.workflow``), and it does no I/O.
@@ -32,6 +38,7 @@ from workflow code (it calls ``temporalio.workflow``), and it does no I/O.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -98,15 +105,22 @@ class Compensation:
     activity: str | Callable[..., Any]
     arg: Any
     summary: str | None = None
+    #: ``None``: the saga's ``undo_retry_policy`` (for an undo).
     retry_policy: RetryPolicy | None = None
     start_to_close_timeout: timedelta | None = None
     result_type: type | None = None
+
+
+#: A forward call kept so an operator can run a retriable step again: the same
+#: shape as an undo.
+Call = Compensation
 
 
 @dataclass
 class StepRecord:
     name: str
     state: StepState = StepState.PENDING
+    kind: StepKind = StepKind.COMPENSATABLE
     #: Attempts of the forward activity; 0 while unknown (e.g. still running).
     attempts: int = 0
     result: Any = None
@@ -119,6 +133,8 @@ class StepRecord:
     undo: Compensation | None = field(default=None, repr=False)
     #: True while the undo is on the stack and has not run yet.
     undo_pending: bool = False
+    #: A retriable step's own call, for an operator's retry.
+    forward: Call | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -141,6 +157,14 @@ class UndoFailure:
     step: str
     error_type: str | None
     message: str
+
+
+class SagaSealedError(RuntimeError):
+    """A programming error: unwinding, or adding an undo, past the pivot.
+
+    A ``RuntimeError`` fails the workflow *task*, not the workflow: Temporal
+    retries the task, so the run stays open for a fix instead of ending wrong.
+    """
 
 
 class SagaCompensationError(ApplicationError):
@@ -228,6 +252,8 @@ class Saga:
         #: Forward steps running now, by name: ``compensate`` cancels and drains them.
         self._in_flight: dict[str, asyncio.Task[Any]] = {}
         self._first_failure: str | None = None
+        self._pivot: str | None = None
+        self._sealed = False
 
     # --- introspection, for queries --------------------------------------
 
@@ -243,9 +269,23 @@ class Saga:
         """The step whose failure came first (not a cancellation): what started the unwind."""
         return self._first_failure
 
+    @property
+    def past_pivot(self) -> bool:
+        """The pivot succeeded: the saga can only go forward from here."""
+        return self._sealed
+
     def outstanding(self) -> list[StepRecord]:
-        """Steps whose undo ran out of budget: their effect may still be in place."""
-        return [r for r in self._stack if r.state is StepState.COMPENSATION_FAILED]
+        """Steps an operator must settle.
+
+        Before the pivot: steps whose undo ran out of budget (their effect may
+        still be in place). After it: retriable steps that ran out of budget
+        (their effect is still missing).
+        """
+        stuck_undos = [r for r in self._stack if r.state is StepState.COMPENSATION_FAILED]
+        stuck_forward = [
+            r for r in self._records.values() if r.kind is StepKind.RETRIABLE and r.state is StepState.FAILED
+        ]
+        return stuck_undos + stuck_forward
 
     @property
     def actions(self) -> list[SagaAction]:
@@ -263,13 +303,15 @@ class Saga:
 
     # --- forward steps ----------------------------------------------------
 
-    def declare(self, *names: str) -> None:
+    def declare(self, *names: str, kind: StepKind = StepKind.COMPENSATABLE) -> None:
         """Show steps as ``pending`` before they start (status queries list them)."""
         for name in names:
-            self._records.setdefault(name, StepRecord(name))
+            self._records.setdefault(name, StepRecord(name, kind=kind))
 
     def add_compensation(self, name: str, undo: Compensation) -> StepRecord:
         """Push ``undo`` for step ``name``. ``run`` calls this before its activity."""
+        if self._sealed:
+            raise SagaSealedError(f"cannot register an undo for {name!r}: the saga is past its pivot {self._pivot!r}")
         record = self._records.setdefault(name, StepRecord(name))
         if record.undo_pending:
             raise ValueError(f"step {name!r} already has a registered compensation")
@@ -289,11 +331,71 @@ class Saga:
         retry_policy: RetryPolicy | None = None,
         summary: str | None = None,
         result_type: type | None = None,
+        kind: StepKind = StepKind.COMPENSATABLE,
     ) -> Any:
-        """Run one forward step as an activity, with ``undo`` registered first."""
+        """Run one forward step as an activity, with ``undo`` registered first.
+
+        ``kind`` says where the step stands (see ``StepKind``): a pivot or a
+        retriable step has no undo; a retriable step runs only past the pivot.
+        """
+        self._check_kind(name, kind, undo)
         record = (
             self.add_compensation(name, undo) if undo is not None else self._records.setdefault(name, StepRecord(name))
         )
+        record.kind = kind
+        if kind is StepKind.RETRIABLE:
+            record.forward = Call(activity, arg, summary, retry_policy, start_to_close_timeout, result_type)
+        if kind is StepKind.PIVOT:
+            self._pivot = name
+            return await self._run_pivot(
+                record, activity, arg, start_to_close_timeout, retry_policy, summary, result_type
+            )
+        return await self._run_step(record, activity, arg, start_to_close_timeout, retry_policy, summary, result_type)
+
+    def _check_kind(self, name: str, kind: StepKind, undo: Compensation | None) -> None:
+        if kind is not StepKind.COMPENSATABLE and undo is not None:
+            raise ValueError(f"step {name!r} is {kind.value}: it cannot have an undo")
+        if kind is StepKind.PIVOT and self._pivot is not None and self._pivot != name:
+            raise ValueError(f"the saga already has a pivot, {self._pivot!r}")
+        if kind is StepKind.RETRIABLE and not self._sealed:
+            raise ValueError(f"retriable step {name!r} may only run after the pivot has succeeded")
+
+    async def _run_pivot(
+        self,
+        record: StepRecord,
+        activity: str | Callable[..., Any],
+        arg: Any,
+        timeout: timedelta,
+        policy: RetryPolicy | None,
+        summary: str | None,
+        result_type: type | None,
+    ) -> Any:
+        # The pivot's outcome must be known before the saga may decide
+        # anything: "it may have happened, so undo" would undo the steps around
+        # a ticket that was in fact issued. So only a refusal from the activity
+        # ends it; timeouts, a lost worker and transient errors are retried,
+        # with the same argument (the activity makes it idempotent), without a
+        # cap. ``temporal activity pause`` stops a pivot that never answers.
+        unbounded = dataclasses.replace(policy or RetryPolicy(), maximum_attempts=0)
+        result = await self._run_step(record, activity, arg, timeout, unbounded, summary, result_type)
+        self._sealed = True
+        # Nothing before the pivot can be undone any more.
+        for r in self._stack:
+            r.undo_pending = False
+        self._changed()
+        return result
+
+    async def _run_step(
+        self,
+        record: StepRecord,
+        activity: str | Callable[..., Any],
+        arg: Any,
+        start_to_close_timeout: timedelta,
+        retry_policy: RetryPolicy | None,
+        summary: str | None,
+        result_type: type | None,
+    ) -> Any:
+        name = record.name
         record.state = StepState.RUNNING
         self._changed()
         task = asyncio.current_task()
@@ -332,6 +434,8 @@ class Saga:
             self._in_flight.pop(name, None)
         record.result = result
         record.attempts = (self._attempts_from_result(result) if self._attempts_from_result else None) or 0
+        # An operator's retry that succeeded: the earlier failure no longer describes the step.
+        record.error = record.error_type = None
         # A terminal state is never overwritten by a late answer.
         if record.state is StepState.RUNNING:
             record.state = StepState.SUCCEEDED
@@ -347,8 +451,11 @@ class Saga:
         If the workflow was cancelled while unwinding, the unwind still
         finishes and ``asyncio.CancelledError`` is raised afterwards. Steps
         still in flight (concurrent steps) are cancelled and drained first, so
-        no undo runs while its step might still answer.
+        no undo runs while its step might still answer. Past the pivot it
+        raises ``SagaSealedError``: nothing may be unwound any more.
         """
+        if self._sealed:
+            raise SagaSealedError(f"the saga is past its pivot {self._pivot!r}: it can only recover forward")
         await self._cancel_in_flight()
         for record in self._records.values():
             if record.state is StepState.PENDING:
@@ -415,7 +522,9 @@ class Saga:
             raise ValueError(f"unknown step {name!r}; the steps are: {', '.join(self._records)}")
         if record.state is StepState.COMPENSATING:
             raise ValueError(f"step {name!r} is not outstanding: its undo is running right now")
-        if record.state is not StepState.COMPENSATION_FAILED:
+        if record.kind is StepKind.RETRIABLE and record.state is StepState.RUNNING:
+            raise ValueError(f"step {name!r} is not outstanding: it is being retried right now")
+        if record not in self.outstanding():
             raise ValueError(f"step {name!r} is not outstanding (it is {record.state.value})")
 
     async def retry_compensation(
@@ -430,18 +539,26 @@ class Saga:
         action = SagaAction(workflow.now(), operator, "retry_compensation", names, note)
         self._actions.append(action)
         records = [self._records[n] for n in names]
+        forward = [r for r in records if r.kind is StepKind.RETRIABLE]
+        undos = [r for r in records if r.kind is not StepKind.RETRIABLE]
         if self.parallel_compensation:
-            await asyncio.gather(*(self._undo(r) for r in records))
+            await asyncio.gather(*(self._undo(r) for r in undos), *(self._redo(r) for r in forward))
         else:
             # Reverse registration order, as the unwind itself.
-            for record in sorted(records, key=self._stack.index, reverse=True):
+            for record in sorted(undos, key=self._stack.index, reverse=True):
                 await self._undo(record)
+            for record in forward:
+                await self._redo(record)
         action.outcomes = {r.name: r.state.value for r in records}
         self._changed()
         return {r.name: r.state for r in records}
 
     def resolve(self, step: str, *, operator: str, note: str) -> None:
-        """Record that ``step``'s effect was undone outside the saga."""
+        """Record that ``step`` was settled outside the saga.
+
+        Before the pivot: its effect was undone by hand. After it: the
+        retriable step's effect was achieved by hand.
+        """
         self.check_resolve(step)
         record = self._records[step]
         record.state = StepState.RESOLVED
@@ -449,6 +566,23 @@ class Saga:
             SagaAction(workflow.now(), operator, "resolve", [step], note, {step: StepState.RESOLVED.value})
         )
         self._changed()
+
+    async def _redo(self, record: StepRecord) -> None:
+        """An operator's retry of a retriable step: its own call, a fresh budget."""
+        call = record.forward
+        assert call is not None
+        try:
+            await self._run_step(
+                record,
+                call.activity,
+                call.arg,
+                call.start_to_close_timeout or self.undo_timeout,
+                call.retry_policy,
+                call.summary,
+                call.result_type,
+            )
+        except ActivityError:
+            pass  # recorded as FAILED by _run_step: still outstanding
 
     async def _undo(self, record: StepRecord) -> UndoFailure | None:
         undo = record.undo

@@ -29,10 +29,19 @@ class SagaStatus(str, Enum):
     #: Hold and confirm: everything is held, the traveller has until
     #: ``confirmation.deadline`` to send ``confirm`` or ``decline``.
     AWAITING_CONFIRMATION = "AWAITING_CONFIRMATION"
+    #: Past the pivot, a step was still not done at the attention deadline: the
+    #: run failed ``TripIncomplete``; the ticket stands, a person finishes the rest.
+    TRIP_INCOMPLETE = "TRIP_INCOMPLETE"
 
 
 TERMINAL = frozenset(
-    {SagaStatus.COMPLETED, SagaStatus.ROLLED_BACK, SagaStatus.ROLLBACK_INCOMPLETE, SagaStatus.CANCELLED}
+    {
+        SagaStatus.COMPLETED,
+        SagaStatus.ROLLED_BACK,
+        SagaStatus.ROLLBACK_INCOMPLETE,
+        SagaStatus.CANCELLED,
+        SagaStatus.TRIP_INCOMPLETE,
+    }
 )
 
 
@@ -59,13 +68,22 @@ class FailureView(BaseModel):
 
 
 class OutstandingStep(BaseModel):
-    """A reservation that may still be held because its undo failed."""
+    """A step an operator must settle.
+
+    Before the pivot: a reservation that may still be held because its undo
+    failed (``undo_*``). After it (``kind`` retriable): a step that is still not
+    done, e.g. a hold not yet turned into a booking (``error*``).
+    """
 
     step: str
     confirmation: str | None = None
     undo_error_type: str | None = None
     undo_error: str | None = None
     undo_attempts: int = 0
+    kind: StepKind = StepKind.COMPENSATABLE
+    error_type: str | None = None
+    error: str | None = None
+    attempts: int = 0
 
 
 class OperatorAction(BaseModel):

@@ -5,6 +5,8 @@ every scenario in both modes, and writes each run's history as JSON to
 ``tests/histories/<label>/<scenario>-<mode>.json``. Also one history captured
 while ``car-cancel-broken`` is still unwinding (``...-mid-unwind.json``), and,
 where the code has NEEDS_ATTENTION, one captured while it waits for an operator.
+Where the code has hold and confirm: held trips confirmed in both modes
+(``...-held.json``), one captured while it awaits confirmation, one declined.
 
 Histories recorded for an older version of the workflow must never be
 re-recorded to turn a red replay test green: record the current code under a
@@ -20,6 +22,7 @@ import asyncio
 import tempfile
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +34,8 @@ from activities import BookingActivities, make_http_client
 from tests.conftest import make_request, start_providers, stop_process
 from trip import SEARCH_ATTRIBUTES
 from trip.models import Mode, RetryOverrides, Scenario
-from trip.scenarios import SCENARIOS
-from trip.temporal import await_outcome, fetch_status, start_booking, temporal_cli_path
+from trip.scenarios import HELD, OUTRIGHT, SCENARIOS
+from trip.temporal import await_outcome, decide, fetch_status, start_booking, temporal_cli_path
 from trip.worker import build_worker
 
 HERE = Path(__file__).resolve().parent
@@ -57,7 +60,7 @@ async def _save(handle: WorkflowHandle[Any, Any], path: Path) -> None:
 
 
 async def record(client: Client, queue: str, out: Path) -> None:
-    for scenario in Scenario:
+    for scenario in OUTRIGHT:
         for mode in Mode:
             handle = await start_booking(client, make_request(scenario, mode), task_queue=queue)
             path = out / f"{scenario.value}-{mode.value}.json"
@@ -88,6 +91,32 @@ async def record(client: Client, queue: str, out: Path) -> None:
     await handle.terminate("recorded")
 
 
+async def record_held(client: Client, queue: str, out: Path) -> None:
+    """Hold and confirm: every held scenario confirmed, plus waiting and declined runs."""
+    for scenario in (Scenario.HAPPY, *HELD):
+        for mode in Mode:
+            req = make_request(scenario, mode).model_copy(update={"confirm_within": timedelta(minutes=10)})
+            handle = await start_booking(client, req, task_queue=queue)
+            await _wait_for(handle, lambda s: s.status.value == "AWAITING_CONFIRMATION", "awaiting confirmation")
+            if scenario is Scenario.HAPPY and mode is Mode.SEQUENTIAL:
+                await _save(handle, out / "happy-sequential-held-awaiting.json")
+            await decide(handle, confirm=True, note="recorded")
+            expected = SCENARIOS[scenario].expected
+            if expected in TERMINAL:
+                await await_outcome(handle)
+                await _save(handle, out / f"{scenario.value}-{mode.value}-held.json")
+            else:
+                await _wait_for(handle, lambda s, want=expected: s.status.value == want, "its state")
+                await _save(handle, out / f"{scenario.value}-{mode.value}-held-waiting.json")
+                await handle.terminate("recorded")
+    req = make_request(Scenario.HAPPY, Mode.PARALLEL).model_copy(update={"confirm_within": timedelta(minutes=10)})
+    handle = await start_booking(client, req, task_queue=queue)
+    await _wait_for(handle, lambda s: s.status.value == "AWAITING_CONFIRMATION", "awaiting confirmation")
+    await decide(handle, confirm=False, note="recorded")
+    await await_outcome(handle)
+    await _save(handle, out / "happy-parallel-held-declined.json")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("label", help="folder under tests/histories/, e.g. the workflow version being recorded")
@@ -105,6 +134,7 @@ async def main() -> None:
         async with env, make_http_client(providers.url) as http:
             async with build_worker(env.client, BookingActivities(http), task_queue=queue):
                 await record(env.client, queue, out)
+                await record_held(env.client, queue, out)
     finally:
         stop_process(providers.proc)
 
