@@ -175,6 +175,8 @@ class ThreadedWorker:
         return worker
 
     def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
         asyncio.run_coroutine_threadsafe(self._worker.shutdown(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
@@ -318,6 +320,10 @@ async def test_the_traveller_confirms_without_logging_in_and_sees_the_ticket(
     await dev_client.get_workflow_handle(location.rsplit("/", 1)[1]).signal(HeldTrip.finish)
     done = await status_of(client, location, "COMPLETED")
     assert done["ticket"] == TICKET
+    # With no worker left to answer the query, the ticket comes from the run's result.
+    worker.stop()
+    closed = client.get(f"{location}/status").get_json()
+    assert "no worker" in closed["note"] and closed["ticket"] == TICKET
     # Once the run has closed the Update cannot reach it: still a 409 with a plain reason.
     late = client.post(f"{location}/confirm", data={"csrf_token": token})
     assert late.status_code == 409
