@@ -448,3 +448,47 @@ async def test_browser_operator_retries_an_undo_once_the_outage_is_lifted(
     audit = await page.locator("#audit").inner_text()
     assert OPERATOR in audit and "retry_compensation" in audit
     assert providers.active_kinds(handle.id) == []
+
+
+# --- hold and confirm (issue 7): the traveller answers from the status page
+
+
+async def test_browser_books_with_hold_and_confirm_and_gets_a_ticket(
+    web_app: WebApp, dev_client: Client, browser: Any, tmp_path: Path, providers: ProviderService
+) -> None:
+    shots = screenshots_dir(tmp_path)
+    page = await browser.new_page(viewport={"width": 1000, "height": 1100})
+    await page.goto(web_app.url + "/")
+    await page.get_by_label("Full name").fill("Grace Hopper")
+    await page.get_by_label("Hold and let me confirm").check()
+    await page.get_by_label("Confirm within (minutes)").fill("10")
+    await page.get_by_role("button", name="Book the trip").click()
+    await page.wait_for_url(re.compile(r"/bookings/trip-[0-9a-f]{32}$"))
+    workflow_id = page.url.rsplit("/", 1)[1]
+
+    # Held: the banner counts down in the browser, and nothing is ticketed yet.
+    await page.locator("#saga-status", has_text="Awaiting confirmation").wait_for(timeout=60_000)
+    countdown = page.locator("#countdown")
+    shown = await countdown.inner_text()
+    assert re.fullmatch(r"10 min 00 s|9 min \d\d s", shown), shown
+    await page.wait_for_function(
+        "shown => document.getElementById('countdown').textContent !== shown", arg=shown, timeout=5_000
+    )
+    assert await page.locator('tr[data-step="ticket_flight"] .kind').inner_text() == "pivot"
+    assert await page.locator("#pivot").is_hidden() and await page.locator("#ticket").is_hidden()
+    held = sorted(r["kind"] for r in providers.reservations(workflow_id) if r["status"] == "held")
+    assert held == ["car", "flight", "hotel"] and providers.active_kinds(workflow_id) == []
+    await page.screenshot(path=str(shots / "awaiting-confirmation.png"), full_page=True)
+
+    await page.get_by_label("Note (optional)").fill("price and dates checked")
+    await page.get_by_role("button", name="Confirm", exact=True).click()
+    await page.locator("#saga-status", has_text="Completed").wait_for(timeout=60_000)
+    await page.locator("#ticket").wait_for(state="visible")
+    ticket = await page.locator("#ticket-number").inner_text()
+    outcome = await await_outcome(dev_client.get_workflow_handle(workflow_id))
+    assert outcome.status is SagaStatus.COMPLETED and outcome.result is not None
+    assert ticket and ticket == outcome.result.ticket
+    assert await page.locator("#pivot").is_visible()
+    assert "You confirmed this trip." in await page.locator("#decision").inner_text()
+    assert await page.locator("#confirmation").count() == 0  # no buttons left to press
+    assert providers.active_kinds(workflow_id) == ["car", "flight", "hotel"]
