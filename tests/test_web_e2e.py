@@ -12,7 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -492,3 +492,38 @@ async def test_browser_books_with_hold_and_confirm_and_gets_a_ticket(
     assert "You confirmed this trip." in await page.locator("#decision").inner_text()
     assert await page.locator("#confirmation").count() == 0  # no buttons left to press
     assert providers.active_kinds(workflow_id) == ["car", "flight", "hotel"]
+
+
+async def test_a_stuck_step_past_the_pivot_is_offered_forward_never_as_an_undo(
+    web_app: WebApp, dev_client: Client, providers: ProviderService
+) -> None:
+    """finalize-hotel-broken, confirmed from the page: the operator sees an unfinished step to retry or settle."""
+    req = make_request(Scenario.FINALIZE_HOTEL_BROKEN, name="Held Traveller").model_copy(
+        update={"confirm_within": timedelta(minutes=10)}
+    )
+    handle = await start_booking(dev_client, req, task_queue=web_app.task_queue)
+    location = f"/bookings/{handle.id}"
+    traveller = Browserless(web_app.url)
+    await wait_until(
+        lambda: traveller.status(location)["status"] == "AWAITING_CONFIRMATION", what="the holds", timeout=60
+    )
+    confirmed = traveller.http.post(f"{location}/confirm", data={"csrf_token": traveller.csrf(location)})
+    assert confirmed.status_code == 303
+    data = await wait_for_attention(traveller, location)
+    assert data["past_pivot"] and data["ticket"] and data["outstanding"] == ["finalize_hotel"]
+    page = traveller.http.get(location).text
+    assert "the flight is ticketed, but some steps could not be finished" in page
+    assert "<h2>Unfinished steps</h2>" in page and "Outstanding undos" not in page
+    assert re.search(r'<tr data-outstanding="finalize_hotel">.*?ProviderUnavailable', page, re.S)
+
+    operator = Browserless(web_app.url)
+    operator.log_in()
+    page = operator.http.get(location).text
+    assert "Retry: finalize_hotel" in page and "Retry undo" not in page
+    done = operator.http.post(
+        f"{location}/resolve",
+        data={"csrf_token": operator.csrf(location), "step": "finalize_hotel", "note": "confirmed by phone"},
+    )
+    assert done.status_code == 303
+    final = await poll_until_closed(traveller, location)
+    assert final["status"] == "COMPLETED" and final["ticket"] == data["ticket"]

@@ -96,7 +96,7 @@
         data.failure.type + ": " + data.failure.message;
     }
     document.getElementById("attention").hidden =
-      data.status !== "ROLLBACK_INCOMPLETE" && data.status !== "NEEDS_ATTENTION";
+      !["ROLLBACK_INCOMPLETE", "NEEDS_ATTENTION", "TRIP_INCOMPLETE"].includes(data.status);
     document.getElementById("outstanding").textContent = data.outstanding.join(", ");
     document.getElementById("pivot").hidden = !data.past_pivot;
     if (data.ticket) {
