@@ -527,3 +527,31 @@ async def test_a_stuck_step_past_the_pivot_is_offered_forward_never_as_an_undo(
     assert done.status_code == 303
     final = await poll_until_closed(traveller, location)
     assert final["status"] == "COMPLETED" and final["ticket"] == data["ticket"]
+
+
+async def test_declining_a_held_trip_on_its_page_releases_every_hold(
+    web_app: WebApp, providers: ProviderService
+) -> None:
+    traveller = Browserless(web_app.url)
+    location = traveller.book(hold="on", confirm_within_minutes="10")
+    workflow_id = location.rsplit("/", 1)[1]
+    await wait_until(
+        lambda: traveller.status(location)["status"] == "AWAITING_CONFIRMATION", what="the holds", timeout=60
+    )
+    csrf = traveller.csrf(location)
+    declined = traveller.http.post(f"{location}/decline", data={"csrf_token": csrf, "note": "dates changed"})
+    assert declined.status_code == 303
+    # A second answer is refused by the workflow (or finds the run closed): 409, and it stays declined.
+    late = traveller.http.post(f"{location}/confirm", data={"csrf_token": csrf})
+    assert late.status_code == 409
+    assert action_error(late) in (
+        "this booking was already declined: there is nothing to confirm",
+        "This trip is no longer waiting for your answer.",
+    )
+    final = await poll_until_closed(traveller, location)
+    assert final["status"] == "ROLLED_BACK" and final["error"]["type"] == "BookingRolledBack"
+    assert final["confirmation"]["decision"] == "declined" and final["ticket"] is None
+    assert providers.active_kinds(workflow_id) == []
+    assert {r["status"] for r in providers.reservations(workflow_id)} == {"cancelled"}
+    page = traveller.http.get(location).text
+    assert "You declined this trip, so every hold is released." in page and "dates changed" in page
