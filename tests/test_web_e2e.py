@@ -12,7 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -457,3 +457,110 @@ async def test_browser_operator_retries_an_undo_once_the_outage_is_lifted(
     audit = await page.locator("#audit").inner_text()
     assert OPERATOR in audit and "retry_compensation" in audit
     assert providers.active_kinds(handle.id) == []
+
+
+# --- hold and confirm (issue 7): the traveller answers from the status page
+
+
+async def test_browser_books_with_hold_and_confirm_and_gets_a_ticket(
+    web_app: WebApp, dev_client: Client, browser: Any, tmp_path: Path, providers: ProviderService
+) -> None:
+    shots = screenshots_dir(tmp_path)
+    page = await browser.new_page(viewport={"width": 1000, "height": 1100})
+    await page.goto(web_app.url + "/")
+    await page.get_by_label("Full name").fill("Grace Hopper")
+    await page.get_by_label("Hold and let me confirm").check()
+    await page.get_by_label("Confirm within (minutes)").fill("10")
+    await page.get_by_role("button", name="Book the trip").click()
+    await page.wait_for_url(re.compile(r"/bookings/trip-[0-9a-f-]+$"))
+    workflow_id = page.url.rsplit("/", 1)[1]
+
+    # Held: the banner counts down in the browser, and nothing is ticketed yet.
+    await page.locator("#saga-status", has_text="Awaiting confirmation").wait_for(timeout=60_000)
+    countdown = page.locator("#countdown")
+    shown = await countdown.inner_text()
+    assert re.fullmatch(r"10 min 00 s|9 min \d\d s", shown), shown
+    await page.wait_for_function(
+        "shown => document.getElementById('countdown').textContent !== shown", arg=shown, timeout=5_000
+    )
+    assert await page.locator('tr[data-step="ticket_flight"] .kind').inner_text() == "pivot"
+    assert await page.locator("#pivot").is_hidden() and await page.locator("#ticket").is_hidden()
+    held = sorted(r["kind"] for r in providers.reservations(workflow_id) if r["status"] == "held")
+    assert held == ["car", "flight", "hotel"] and providers.active_kinds(workflow_id) == []
+    await page.screenshot(path=str(shots / "awaiting-confirmation.png"), full_page=True)
+
+    await page.get_by_label("Note (optional)").fill("price and dates checked")
+    await page.get_by_role("button", name="Confirm", exact=True).click()
+    await page.locator("#saga-status", has_text="Completed").wait_for(timeout=60_000)
+    await page.locator("#ticket").wait_for(state="visible")
+    ticket = await page.locator("#ticket-number").inner_text()
+    outcome = await await_outcome(dev_client.get_workflow_handle(workflow_id))
+    assert outcome.status is SagaStatus.COMPLETED and outcome.result is not None
+    assert ticket and ticket == outcome.result.ticket
+    assert await page.locator("#pivot").is_visible()
+    assert "You confirmed this trip." in await page.locator("#decision").inner_text()
+    assert await page.locator("#confirmation").count() == 0  # no buttons left to press
+    assert providers.active_kinds(workflow_id) == ["car", "flight", "hotel"]
+
+
+async def test_a_stuck_step_past_the_pivot_is_offered_forward_never_as_an_undo(
+    web_app: WebApp, dev_client: Client, providers: ProviderService
+) -> None:
+    """finalize-hotel-broken, confirmed from the page: the operator sees an unfinished step to retry or settle."""
+    req = make_request(Scenario.FINALIZE_HOTEL_BROKEN, name="Held Traveller").model_copy(
+        update={"confirm_within": timedelta(minutes=10)}
+    )
+    handle = await start_booking(dev_client, req, task_queue=web_app.task_queue)
+    location = f"/bookings/{handle.id}"
+    traveller = Browserless(web_app.url)
+    await wait_until(
+        lambda: traveller.status(location)["status"] == "AWAITING_CONFIRMATION", what="the holds", timeout=60
+    )
+    confirmed = traveller.http.post(f"{location}/confirm", data={"csrf_token": traveller.csrf(location)})
+    assert confirmed.status_code == 303
+    data = await wait_for_attention(traveller, location)
+    assert data["past_pivot"] and data["ticket"] and data["outstanding"] == ["finalize_hotel"]
+    page = traveller.http.get(location).text
+    assert "the flight is ticketed, but some steps could not be finished" in page
+    assert "<h2>Unfinished steps</h2>" in page and "Outstanding undos" not in page
+    assert re.search(r'<tr data-outstanding="finalize_hotel">.*?ProviderUnavailable', page, re.S)
+
+    operator = Browserless(web_app.url)
+    operator.log_in()
+    page = operator.http.get(location).text
+    assert "Retry: finalize_hotel" in page and "Retry undo" not in page
+    done = operator.http.post(
+        f"{location}/resolve",
+        data={"csrf_token": operator.csrf(location), "step": "finalize_hotel", "note": "confirmed by phone"},
+    )
+    assert done.status_code == 303
+    final = await poll_until_closed(traveller, location)
+    assert final["status"] == "COMPLETED" and final["ticket"] == data["ticket"]
+
+
+async def test_declining_a_held_trip_on_its_page_releases_every_hold(
+    web_app: WebApp, providers: ProviderService
+) -> None:
+    traveller = Browserless(web_app.url)
+    location = traveller.book(hold="on", confirm_within_minutes="10")
+    workflow_id = location.rsplit("/", 1)[1]
+    await wait_until(
+        lambda: traveller.status(location)["status"] == "AWAITING_CONFIRMATION", what="the holds", timeout=60
+    )
+    csrf = traveller.csrf(location)
+    declined = traveller.http.post(f"{location}/decline", data={"csrf_token": csrf, "note": "dates changed"})
+    assert declined.status_code == 303
+    # A second answer is refused by the workflow (or finds the run closed): 409, and it stays declined.
+    late = traveller.http.post(f"{location}/confirm", data={"csrf_token": csrf})
+    assert late.status_code == 409
+    assert action_error(late) in (
+        "this booking was already declined: there is nothing to confirm",
+        "This trip is no longer waiting for your answer.",
+    )
+    final = await poll_until_closed(traveller, location)
+    assert final["status"] == "ROLLED_BACK" and final["error"]["type"] == "BookingRolledBack"
+    assert final["confirmation"]["decision"] == "declined" and final["ticket"] is None
+    assert providers.active_kinds(workflow_id) == []
+    assert {r["status"] for r in providers.reservations(workflow_id)} == {"cancelled"}
+    page = traveller.http.get(location).text
+    assert "You declined this trip, so every hold is released." in page and "dates changed" in page

@@ -421,6 +421,10 @@ async def await_outcome(handle: WorkflowHandle[Any, BookingResult]) -> Outcome:
         message = cause.message if isinstance(cause, FailureError) else str(cause or err)
         execution = await describe_execution(_client_of(handle), handle.id, handle.run_id)
         return Outcome(None, error_type=type(cause).__name__, error_message=message, execution_status=execution.status)
+    if not isinstance(result, BookingResult):
+        # A handle from ``client.get_workflow_handle(id)`` (the web app's) has no
+        # result type, so the converter hands back the JSON as a dict.
+        result = BookingResult.model_validate(result)
     return Outcome(SagaStatus.COMPLETED, result=result)
 
 

@@ -4,10 +4,15 @@ Validation is ``BookingRequest``, the model the workflow itself takes. A valid
 form starts the workflow and redirects at once (303); it never waits for the
 saga. The workflow id comes from the form's one-time token, so a double
 submit finds the booking the first submit started instead of starting another.
+
+"Hold and let me confirm" (checkbox ``hold``) sends ``confirm_within`` from the
+minutes field; unchecked, the minutes field is ignored and the trip is booked
+outright, exactly as without the option.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import uuid
@@ -21,7 +26,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from werkzeug.wrappers import Response
 
-from trip.models import BookingInputError, BookingRequest, Mode, Scenario, demo_trip
+from trip.models import MAX_CONFIRM_WITHIN, BookingInputError, BookingRequest, Mode, Scenario, demo_trip
 from trip.scenarios import SCENARIOS
 from trip.temporal import start_booking
 from web.portal import current_portal
@@ -84,6 +89,42 @@ MODES = [
     (Mode.SEQUENTIAL.value, "sequential: one after another, like the classic sample"),
 ]
 SCENARIO_CHOICES = [(s.value, SCENARIOS[s].description) for s in Scenario]
+#: The form's "confirm within" when the traveller does not change it.
+DEFAULT_CONFIRM_MINUTES = 10
+_MAX_CONFIRM_MINUTES = int(MAX_CONFIRM_WITHIN.total_seconds() // 60)
+
+
+def form_defaults(today: date) -> dict[str, str]:
+    """What a fresh form shows: the demo trip, booked outright."""
+    return {**demo_trip(today), "hold": "", "confirm_within_minutes": str(DEFAULT_CONFIRM_MINUTES)}
+
+
+def booking_request(values: dict[str, str], today: date) -> BookingRequest:
+    """The form's values as the workflow's input; ``BookingInputError`` keyed by form field.
+
+    The minutes become ``confirm_within`` only when ``hold`` is ticked. The
+    range is the model's own rule; only its message is put in minutes here.
+    """
+    # Only the checkbox holds a trip: a ``confirm_within`` posted by hand is ignored.
+    ignored = ("hold", "confirm_within_minutes", "confirm_within")
+    flat: dict[str, object] = {k: v for k, v in values.items() if k not in ignored}
+    if values.get("hold"):
+        try:
+            minutes = float(values.get("confirm_within_minutes", "").strip())
+        except ValueError:
+            minutes = math.nan
+        if not math.isfinite(minutes):
+            raise BookingInputError({"confirm_within_minutes": "must be a number of minutes, like 10"})
+        flat["confirm_within"] = minutes * 60  # seconds: pydantic reads a number as seconds
+    try:
+        return BookingRequest.from_flat(flat, today=today)
+    except BookingInputError as exc:
+        errors = dict(exc.errors)
+        if errors.pop("confirm_within", None) is not None:
+            errors["confirm_within_minutes"] = (
+                f"must be more than 0 and at most {_MAX_CONFIRM_MINUTES} minutes ({MAX_CONFIRM_WITHIN.days} days)"
+            )
+        raise BookingInputError(errors) from None
 
 
 def workflow_id_for(form_token: str) -> str:
@@ -110,18 +151,19 @@ def healthz() -> dict[str, str]:
 
 @bp.get("/")
 def new_booking() -> tuple[str, int]:
-    return render_form(demo_trip(date.today()), {})
+    return render_form(form_defaults(date.today()), {})
 
 
 @bp.post("/bookings")
 def create_booking() -> Response | tuple[str, int]:
-    values = {key: request.form.get(key, "") for key in [*demo_trip(date.today()), "form_token"]}
+    values = {key: request.form.get(key, "") for key in [*form_defaults(date.today()), "form_token"]}
+    values["hold"] = "on" if values["hold"] else ""
     token = values["form_token"]
     if not FORM_TOKEN_RE.match(token):
         values["form_token"] = ""
         return render_form(values, {"form": "The form is out of date; please submit it again."}, 400)
     try:
-        req = BookingRequest.from_flat(values, today=date.today())
+        req = booking_request(values, date.today())
     except BookingInputError as exc:
         return render_form(values, exc.errors, 400)
 

@@ -5,13 +5,17 @@ JavaScript); ``status.js`` then polls ``GET /bookings/<id>/status`` and
 updates the page until the saga ends. Both read the workflow's ``status``
 query; for a closed run whose query no worker answers, they fall back to the
 run's result or failure.
+
+A held trip (``AWAITING_CONFIRMATION``) is confirmed or declined from this
+page by anyone who has it: the booking id is the traveller's capability, so
+these two POSTs need no operator login (only the CSRF token, as every POST).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -24,6 +28,7 @@ from trip.temporal import (
     Outcome,
     WorkflowPaused,
     await_outcome,
+    decide,
     describe_execution,
     fetch_status,
     rejection_message,
@@ -33,7 +38,7 @@ from trip.temporal import (
 )
 from web.auth import current_operator, operator_required
 from web.portal import current_portal
-from workflows.status import TERMINAL, BookingStatus, OperatorActionResult, SagaStatus
+from workflows.status import TERMINAL, BookingStatus, ConfirmResult, OperatorActionResult, SagaStatus
 
 bp = Blueprint("status", __name__, url_prefix="/bookings")
 
@@ -62,6 +67,26 @@ class BookingView:
     def web_ui_url(self) -> str:
         return web_ui_url(self.workflow_id, self.namespace, base=self.ui_base)
 
+    @property
+    def ticket(self) -> str | None:
+        """The flight's ticket number (hold and confirm), from the query or the run's result."""
+        if self.status is not None and self.status.ticket:
+            return self.status.ticket
+        if self.outcome is not None and self.outcome.result is not None:
+            return self.outcome.result.ticket
+        return None
+
+    @property
+    def confirm_remaining_s(self) -> float | None:
+        """Seconds left to confirm a held trip, by the server's clock; None unless it waits."""
+        confirmation = self.status.confirmation if self.status else None
+        if confirmation is None or confirmation.decision is not None:
+            return None
+        deadline = confirmation.deadline
+        if deadline.tzinfo is None:
+            deadline = deadline.replace(tzinfo=timezone.utc)
+        return max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds())
+
     def to_json(self) -> dict[str, Any]:
         status = self.status
         error = None
@@ -82,6 +107,14 @@ class BookingView:
             "outstanding": status.outstanding if status else [],
             "attention": status.attention.model_dump(mode="json") if status and status.attention else None,
             "audit": [a.model_dump(mode="json") for a in status.audit] if status else [],
+            # Hold and confirm: ``remaining_s`` lets the page count down without trusting the browser's clock.
+            "confirmation": (
+                {**status.confirmation.model_dump(mode="json"), "remaining_s": self.confirm_remaining_s}
+                if status and status.confirmation
+                else None
+            ),
+            "past_pivot": status.past_pivot if status else False,
+            "ticket": self.ticket,
             "error": error,
             "note": self.note,
             "paused": self.pause_reason is not None,
@@ -142,6 +175,18 @@ def load_booking(workflow_id: str) -> BookingView:
         abort(404)
 
 
+def remaining_text(seconds: float) -> str:
+    """``9 min 05 s``: the countdown as the page first shows it (``status.js`` then ticks it)."""
+    left = int(seconds)
+    if left <= 0:
+        return "time is up"
+    hours, rest = divmod(left, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
 def render_booking(view: BookingView, *, action_error: str | None = None, status: int = 200) -> tuple[str, int]:
     return render_template(
         "booking.html",
@@ -149,6 +194,7 @@ def render_booking(view: BookingView, *, action_error: str | None = None, status
         terminal={s.value for s in TERMINAL},
         poll_ms=current_app.config["POLL_INTERVAL_MS"],
         action_error=action_error,
+        remaining_text=remaining_text,
     ), status
 
 
@@ -221,4 +267,47 @@ def resolve_step(workflow_id: str) -> Response | tuple[str, int]:
         workflow_id,
         lambda handle: resolve(handle, step=step, operator=operator, note=note),
         current_app.config["TEMPORAL_TIMEOUT"],
+    )
+
+
+def _traveller_decision(
+    workflow_id: str, send: Callable[[WorkflowHandle[Any, Any]], Awaitable[ConfirmResult]], done: str
+) -> Response | tuple[str, int]:
+    """Send ``confirm`` or ``decline``; one the workflow rejects re-renders the page with its reason (409)."""
+    if not WORKFLOW_ID_RE.match(workflow_id):
+        abort(404)
+    try:
+        current_portal().call(lambda client: send(client.get_workflow_handle(workflow_id)))
+    except WorkflowUpdateFailedError as err:
+        return render_booking(load_booking(workflow_id), action_error=rejection_message(err), status=409)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:  # gone, or closed since the page was drawn
+            view = load_booking(workflow_id)
+            return render_booking(view, action_error="This trip is no longer waiting for your answer.", status=409)
+        raise
+    flash(done, "info")
+    return redirect(url_for("status.booking_page", workflow_id=workflow_id), code=303)
+
+
+def _note() -> str:
+    return request.form.get("note", "").strip()
+
+
+@bp.post("/<workflow_id>/confirm")
+def confirm_booking(workflow_id: str) -> Response | tuple[str, int]:
+    """The traveller confirms a held trip: the flight is ticketed, then the holds are finalized."""
+    note = _note()
+    return _traveller_decision(
+        workflow_id,
+        lambda handle: decide(handle, confirm=True, note=note),
+        "Confirmed: the flight is being ticketed and your holds turned into bookings.",
+    )
+
+
+@bp.post("/<workflow_id>/decline")
+def decline_booking(workflow_id: str) -> Response | tuple[str, int]:
+    """The traveller declines a held trip: every hold is released."""
+    note = _note()
+    return _traveller_decision(
+        workflow_id, lambda handle: decide(handle, confirm=False, note=note), "Declined: every hold is being released."
     )

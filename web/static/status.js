@@ -7,6 +7,40 @@
   const url = root.dataset.statusUrl;
   const every = Number(root.dataset.pollMs) || 1000;
   const terminal = new Set(root.dataset.terminal.split(","));
+  // Statuses whose forms the server draws (operator actions, confirm/decline):
+  // entering or leaving one reloads the page instead of redrawing it here.
+  const serverDrawn = new Set(["NEEDS_ATTENTION", "AWAITING_CONFIRMATION"]);
+
+  // Hold and confirm: count down to the deadline. The server sends the
+  // seconds left (its clock, not the browser's); each poll re-syncs.
+  const countdown = document.getElementById("countdown");
+  let timeUpAt = null;  // performance.now() when the window closes
+
+  function remainingText(seconds) {
+    if (seconds <= 0) return "time is up";
+    const h = Math.floor(seconds / 3600);
+    const m = Math.floor((seconds % 3600) / 60);
+    const s = seconds % 60;
+    const two = (n) => String(n).padStart(2, "0");
+    if (h) return h + " h " + two(m) + " min";
+    return m ? m + " min " + two(s) + " s" : s + " s";
+  }
+
+  function tick() {
+    if (!countdown || timeUpAt === null) return;
+    countdown.textContent = remainingText(Math.max(0, Math.floor((timeUpAt - performance.now()) / 1000)));
+  }
+
+  function syncCountdown(seconds) {
+    if (seconds === null || seconds === undefined || !Number.isFinite(Number(seconds))) return;
+    timeUpAt = performance.now() + Number(seconds) * 1000;
+    tick();
+  }
+
+  if (countdown) {
+    syncCountdown(countdown.dataset.remainingS);
+    setInterval(tick, 1000);
+  }
 
   function cell(text) {
     const td = document.createElement("td");
@@ -48,7 +82,9 @@
           paused.textContent = "paused";
           stateCell.append(" ", paused);
         }
-        tr.append(th, stateCell, cell(step.attempts || ""), cell(step.confirmation || ""), cell(undoText(step)));
+        const kind = cell(step.kind || "compensatable");
+        kind.className = "kind kind-" + (step.kind || "compensatable");
+        tr.append(th, kind, stateCell, cell(step.attempts || ""), cell(step.confirmation || ""), cell(undoText(step)));
         return tr;
       }));
     }
@@ -60,8 +96,14 @@
         data.failure.type + ": " + data.failure.message;
     }
     document.getElementById("attention").hidden =
-      data.status !== "ROLLBACK_INCOMPLETE" && data.status !== "NEEDS_ATTENTION";
+      !["ROLLBACK_INCOMPLETE", "NEEDS_ATTENTION", "TRIP_INCOMPLETE"].includes(data.status);
     document.getElementById("outstanding").textContent = data.outstanding.join(", ");
+    document.getElementById("pivot").hidden = !data.past_pivot;
+    if (data.ticket) {
+      document.getElementById("ticket-number").textContent = data.ticket;
+      document.getElementById("ticket").hidden = false;
+    }
+    if (data.confirmation) syncCountdown(data.confirmation.remaining_s);
     const cancel = document.getElementById("cancel-form");  // only operators have it
     if (cancel) cancel.hidden = data.closed;
     root.dataset.live = data.status;
@@ -72,10 +114,10 @@
       const response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
       if (response.ok) {
         const data = await response.json();
-        // The operator's forms and the audit trail are drawn by the server:
-        // entering or leaving NEEDS_ATTENTION redraws the page.
+        // The operator's forms, the audit trail and the confirmation banner are
+        // drawn by the server: entering or leaving their status redraws the page.
         const rendered = root.dataset.rendered;
-        if (data.status !== rendered && (data.status === "NEEDS_ATTENTION" || rendered === "NEEDS_ATTENTION")) {
+        if (data.status !== rendered && (serverDrawn.has(data.status) || serverDrawn.has(rendered))) {
           window.location.reload();
           return;
         }
