@@ -89,6 +89,12 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         raise _Reject(400, "BadRequest", "the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise _Reject(400, "BadRequest", "the body must be a JSON object")
+    try:
+        # JSON's \u escapes can spell a lone surrogate, which is no character:
+        # it cannot be stored (or sent back), so refuse it here, not with a 500.
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise _Reject(400, "BadRequest", "the body has a \\u escape that is no character (a lone surrogate)") from None
     return body
 
 
@@ -131,8 +137,11 @@ async def reserve(request: web.Request) -> web.Response:
 
     ledger = request.app[LEDGER]
     await _delay(request, fault)
-    attempt = ledger.count_attempt(key, "reserve")
+    # No await from here on: peeking at the attempt number and counting it
+    # cannot interleave with another request for the same key.
+    attempt = ledger.next_attempt(key, "reserve")
     if _failing(fault.fail_first, attempt):
+        ledger.count_attempt(key, "reserve")
         return _error(503, "Unavailable", f"{kind.value} provider is temporarily unavailable (attempt {attempt})")
     try:
         outcome = ledger.reserve(
@@ -145,7 +154,9 @@ async def reserve(request: web.Request) -> web.Response:
             force_sold_out=fault.sold_out,
         )
     except LedgerConflict as exc:
+        # A refusal is not an attempt: the ledger stays exactly as it was.
         return _error(_ERROR_STATUS[exc.error], exc.error, exc.message)
+    ledger.count_attempt(key, "reserve")
     return web.json_response(outcome.row, status=201 if outcome.created else 200)
 
 
@@ -176,15 +187,18 @@ async def _cancel(request: web.Request, key: Any, body: dict[str, Any]) -> web.R
         return _error(422, "InvalidBooking", "idempotency_key must be a string of 1 to 200 characters")
     ledger = request.app[LEDGER]
     await _delay(request, fault)
-    attempt = ledger.count_attempt(key, "cancel")
+    attempt = ledger.next_attempt(key, "cancel")  # as in reserve: no await until it is counted
     if _failing(fault.cancel_fail_first, attempt):
+        ledger.count_attempt(key, "cancel")
         return _error(503, "Unavailable", f"{kind.value} provider cannot cancel right now (attempt {attempt})")
     if fault.cancel_outage and not ledger.outage_lifted(booking_id=booking_id, kind=kind.value):
+        ledger.count_attempt(key, "cancel")
         return _error(503, "Unavailable", f"{kind.value} provider outage: cancellations are down until it is lifted")
     try:
         outcome = ledger.cancel(kind=kind.value, key=key, booking_id=booking_id)
     except LedgerConflict as exc:
         return _error(_ERROR_STATUS[exc.error], exc.error, exc.message)
+    ledger.count_attempt(key, "cancel")
     return web.json_response({"kind": kind.value, "idempotency_key": key, "outcome": outcome})
 
 

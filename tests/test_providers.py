@@ -299,3 +299,17 @@ def test_a_ledger_file_from_the_previous_release_is_migrated_in_place(tmp_path: 
                 details={**details, "check_in": "2030-03-03"},
             )
         ledger.close()
+
+
+def test_a_refused_request_does_not_use_up_a_bookings_injected_faults(
+    providers: ProviderService, booking_id: str
+) -> None:
+    # Found by tests/test_fuzz_providers.py: a refused request counted as an
+    # attempt, so someone else's forged call took a real booking's 503s.
+    key = f"{booking_id}:car"
+    post(providers, "/car/reservations", body(booking_id), "car-cancel-flaky")
+    forged = {"booking_id": "someone-else", "idempotency_key": key}
+    assert post(providers, "/car/cancellations", forged).status_code == 422
+    mine = {"booking_id": booking_id, "idempotency_key": key}
+    codes = [post(providers, "/car/cancellations", mine, "car-cancel-flaky").status_code for _ in range(3)]
+    assert codes == [503, 503, 200]
