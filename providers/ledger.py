@@ -177,9 +177,7 @@ class Ledger:
 
     def next_attempt(self, key: str, op: str) -> int:
         """The 1-based number the next attempt for ``key`` will have; records nothing."""
-        row = self._db.execute(
-            "SELECT count FROM attempts WHERE idempotency_key = ? AND op = ?", (key, op)
-        ).fetchone()
+        row = self._db.execute("SELECT count FROM attempts WHERE idempotency_key = ? AND op = ?", (key, op)).fetchone()
         return int(row["count"]) + 1 if row else 1
 
     def count_attempt(self, key: str, op: str) -> int:
