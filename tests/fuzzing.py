@@ -12,12 +12,9 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-_COMMON = {
-    # Each example is a real HTTP request or a Temporal RPC: slow by
-    # hypothesis's standards, and slower still on a shared machine.
-    "deadline": None,
-    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
-}
-settings.register_profile("ci", max_examples=60, **_COMMON)
-settings.register_profile("soak", max_examples=2000, **_COMMON)
+# Each example is a real HTTP request or a Temporal RPC: slow by hypothesis's
+# standards, and slower still on a shared machine.
+_SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=_SLOW_IS_FINE)
+settings.register_profile("soak", max_examples=2000, deadline=None, suppress_health_check=_SLOW_IS_FINE)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
