@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import random
 import shutil
 import sys
@@ -40,6 +41,7 @@ import httpx
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
 from bench.stack import Stack, free_port
@@ -401,6 +403,18 @@ def render(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def quiet_runtime() -> Runtime:
+    """An SDK runtime whose core logs go to stderr through Python logging.
+
+    By default the core writes its WARN lines (a retried call while the dev
+    server is down) to stdout, which would break ``--json``.
+    """
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="[chaos %(asctime)s] %(name)s %(message)s")
+    forwarding = LogForwardingConfig(logger=logging.getLogger("sdk"))
+    filter_ = TelemetryFilter(core_level="WARN", other_level="ERROR")
+    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=filter_, forwarding=forwarding)))
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     cases, skipped = select_cases()
     rng = random.Random(args.seed)
@@ -411,7 +425,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         stack.start_temporal(db_file=workdir / "temporal.db")
         stack.start_providers(None, port=free_port())
-        client = await Client.connect(stack.temporal_address, data_converter=pydantic_data_converter)
+        client = await Client.connect(
+            stack.temporal_address, data_converter=pydantic_data_converter, runtime=quiet_runtime()
+        )
         chaos = Chaos(
             stack=stack,
             client=client,
