@@ -406,12 +406,13 @@ def render(summary: dict[str, Any]) -> str:
 def quiet_runtime() -> Runtime:
     """An SDK runtime whose core logs go to stderr through Python logging.
 
-    By default the core writes its WARN lines (a retried call while the dev
-    server is down) to stdout, which would break ``--json``.
+    By default the core writes its WARN lines to stdout, which would break
+    ``--json``. Only errors are kept: a WARN here is a call retried while the
+    harness itself has the dev server down, one line per call in flight.
     """
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="[chaos %(asctime)s] %(name)s %(message)s")
     forwarding = LogForwardingConfig(logger=logging.getLogger("sdk"))
-    filter_ = TelemetryFilter(core_level="WARN", other_level="ERROR")
+    filter_ = TelemetryFilter(core_level="ERROR", other_level="ERROR")
     return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=filter_, forwarding=forwarding)))
 
 

@@ -15,6 +15,6 @@ from hypothesis import HealthCheck, settings
 # Each example is a real HTTP request or a Temporal RPC: slow by hypothesis's
 # standards, and slower still on a shared machine.
 _SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large]
-settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=_SLOW_IS_FINE)
+settings.register_profile("ci", max_examples=120, deadline=None, suppress_health_check=_SLOW_IS_FINE)
 settings.register_profile("soak", max_examples=2000, deadline=None, suppress_health_check=_SLOW_IS_FINE)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
