@@ -26,6 +26,7 @@ import json
 import logging
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -470,6 +471,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sagas", type=int, default=500)
@@ -486,11 +491,17 @@ def main(argv: Iterable[str] | None = None) -> int:
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.workers < 2:
         parser.error("--workers must be at least 2: one keeps running while another is killed")
+    # SIGTERM (a CI timeout, say) unwinds like Ctrl-C, so that the stack's
+    # processes are stopped rather than left running.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = asyncio.run(run(args))
     except RuntimeError as err:  # the stack did not come up
         log(f"cannot run: {err}")
         return 2
+    except KeyboardInterrupt:
+        log("interrupted; the stack is stopped")
+        return 130
     print(json.dumps(summary, indent=2) if args.json else render(summary), flush=True)
     return 0 if summary["ok"] else 1
 

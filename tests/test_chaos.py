@@ -8,6 +8,8 @@ tested on made-up ledgers, so that a harness that checked nothing would fail.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -23,17 +25,25 @@ from workflows.status import BookingResult
 
 @pytest.mark.chaos
 def test_small_chaos_run_ends_every_saga_as_its_scenario_says_with_an_exact_ledger() -> None:
-    done = subprocess.run(
+    # Its own session, so that a timeout can stop the harness and every process it started.
+    harness = subprocess.Popen(
         [sys.executable, "-m", "bench.chaos", "--sagas", "60", "--min-kills", "8", "--settle-timeout", "120", "--json"],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=180,
+        start_new_session=True,
     )
-    assert done.stdout, done.stderr[-3000:]
-    summary = json.loads(done.stdout)
-    assert summary["violations"] == [], done.stderr[-3000:]
-    assert done.returncode == 0
+    try:
+        stdout, stderr = harness.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(harness.pid, signal.SIGKILL)
+        harness.communicate()
+        raise
+    assert stdout, stderr[-3000:]
+    summary = json.loads(stdout)
+    assert summary["violations"] == [], stderr[-3000:]
+    assert harness.returncode == 0
     assert summary["kills"] >= 8 and summary["restarts"] == {"providers": 1, "temporal": 1}
     assert sum(row["sagas"] for row in summary["cases"]) == 60
     for row in summary["cases"]:
