@@ -8,7 +8,7 @@ SYNCED := $(VENV)/.synced
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint format bench bench-quick screenshots clean-data histories
+.PHONY: install run test lint format bench bench-quick chaos fuzz screenshots clean-data histories
 
 install: $(SYNCED)
 
@@ -36,6 +36,15 @@ bench: install
 
 bench-quick: install
 	$(VENV)/bin/python -m bench --quick
+
+# 500 mixed sagas while workers, the providers and the dev server are SIGKILLed
+# (bench/chaos.py; CHAOS_ARGS="--sagas 100 --json" to change it). A small run is in `make test`.
+chaos: install
+	$(VENV)/bin/python -m bench.chaos $(CHAOS_ARGS)
+
+# The property-based fuzzers with the large hypothesis profile (a local soak).
+fuzz: install
+	HYPOTHESIS_PROFILE=soak $(VENV)/bin/python -m pytest tests/test_fuzz_providers.py tests/test_fuzz_models.py tests/test_fuzz_web.py -q $(PYTEST_ARGS)
 
 # Re-take the README's screenshots (needs chromium) into static/.
 screenshots: install

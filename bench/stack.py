@@ -67,17 +67,36 @@ class RssSampler:
         self.peak = max(self.peak, rss_mib(self.pid))
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """How a process was started, so that ``respawn`` can start it again the same way."""
+
+    cmd: list[str]
+    env: dict[str, str] | None
+    first_line: str | None
+    port: int | None = None
+
+
 @dataclass
 class Stack:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="booking-bench-")))
     procs: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
     temporal_address: str = ""
     providers_url: str = ""
+    specs: dict[str, _Spec] = field(default_factory=dict)
 
     def _spawn(
-        self, name: str, cmd: list[str], env: dict[str, str] | None = None, first_line: str | None = None
+        self,
+        name: str,
+        cmd: list[str],
+        env: dict[str, str] | None = None,
+        first_line: str | None = None,
+        *,
+        port: int | None = None,
     ) -> str:
-        log = open(self.workdir / f"{name}.log", "w")
+        self.specs[name] = _Spec(cmd, env, first_line, port)
+        # Append: a respawned process keeps its predecessor's log above its own.
+        log = open(self.workdir / f"{name}.log", "a")
         proc = subprocess.Popen(
             cmd,
             cwd=ROOT,
@@ -95,7 +114,8 @@ class Stack:
             raise RuntimeError(f"{name} did not start: {line!r}; see {self.workdir / (name + '.log')}")
         return line.strip()
 
-    def start_temporal(self) -> None:
+    def start_temporal(self, db_file: Path | None = None) -> None:
+        """The dev server, in memory, or on ``db_file`` so that it survives ``kill`` + ``respawn``."""
         port = free_port()
         cmd = [
             temporal_cli_path(),
@@ -114,9 +134,11 @@ class Stack:
             "error",
             *DEV_SERVER_FLAGS,
         ]
+        if db_file is not None:
+            cmd += ["--db-filename", str(db_file)]
         for key in SEARCH_ATTRIBUTES:
             cmd += ["--search-attribute", f"{key.name}=Keyword"]
-        self._spawn("temporal", cmd)
+        self._spawn("temporal", cmd, port=port)
         self._wait_port(port, "temporal")
         self.temporal_address = f"127.0.0.1:{port}"
 
@@ -131,24 +153,24 @@ class Stack:
             time.sleep(0.05)  # waiting on another process's port: no event to await
         raise RuntimeError(f"{name} did not listen on {port}")
 
-    def start_providers(self, latency_ms: int) -> None:
-        line = self._spawn(
+    def start_providers(self, latency_ms: int | None, *, port: int = 0) -> None:
+        """The provider service on ``workdir/ledger.db``. ``latency_ms`` replaces
+        every scenario's latency (``None``: each scenario's own). Pass a fixed
+        ``port`` to ``respawn`` it where the workers already point."""
+        cmd = [
+            sys.executable,
+            "-m",
             "providers",
-            [
-                sys.executable,
-                "-m",
-                "providers",
-                "--port",
-                "0",
-                "--db",
-                str(self.workdir / "ledger.db"),
-                "--capacity",
-                "1000000",
-                "--latency-ms",
-                str(latency_ms),
-            ],
-            first_line="providers listening on ",
-        )
+            "--port",
+            str(port),
+            "--db",
+            str(self.workdir / "ledger.db"),
+            "--capacity",
+            "1000000",
+        ]
+        if latency_ms is not None:
+            cmd += ["--latency-ms", str(latency_ms)]
+        line = self._spawn("providers", cmd, first_line="providers listening on ")
         self.providers_url = line.split()[3]  # "providers listening on URL (ledger ...)"
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -176,6 +198,21 @@ class Stack:
 
     def pid(self, name: str) -> int:
         return self.procs[name].pid
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no shutdown handler runs, as in a crash or an OOM kill."""
+        proc = self.procs[name]
+        proc.kill()
+        proc.wait()
+
+    def respawn(self, name: str) -> None:
+        """Start ``name`` again with the command, environment and port it had."""
+        spec = self.specs[name]
+        if self.procs[name].poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        self._spawn(name, spec.cmd, spec.env, spec.first_line, port=spec.port)
+        if spec.port is not None:
+            self._wait_port(spec.port, name, timeout=60)
 
     def stop(self) -> None:
         for proc in reversed(list(self.procs.values())):

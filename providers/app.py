@@ -117,6 +117,12 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         raise _Reject(400, "BadRequest", "the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise _Reject(400, "BadRequest", "the body must be a JSON object")
+    try:
+        # JSON's \u escapes can spell a lone surrogate, which is no character:
+        # it cannot be stored (or sent back), so refuse it here, not with a 500.
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise _Reject(400, "BadRequest", "the body has a \\u escape that is no character (a lone surrogate)") from None
     return body
 
 
@@ -179,8 +185,11 @@ async def reserve(request: web.Request) -> web.Response:
 
     ledger = request.app[LEDGER]
     await _delay(request, fault)
-    attempt = ledger.count_attempt(key, "reserve")
+    # No await from here on: peeking at the attempt number and counting it
+    # cannot interleave with another request for the same key.
+    attempt = ledger.next_attempt(key, "reserve")
     if _failing(fault.fail_first, attempt):
+        ledger.count_attempt(key, "reserve")
         return _error(503, "Unavailable", f"{kind.value} provider is temporarily unavailable (attempt {attempt})")
     try:
         outcome = ledger.reserve(
@@ -194,7 +203,9 @@ async def reserve(request: web.Request) -> web.Response:
             hold_ttl_s=hold_ttl_s,
         )
     except LedgerConflict as exc:
+        # A refusal is not an attempt: the ledger stays exactly as it was.
         return _refused(exc)
+    ledger.count_attempt(key, "reserve")
     return web.json_response(outcome.row, status=201 if outcome.created else 200)
 
 
@@ -208,13 +219,15 @@ async def confirm(request: web.Request) -> web.Response:
     key, booking_id = _key_and_booking(body.get("idempotency_key"), body.get("booking_id"))
     ledger = request.app[LEDGER]
     await _delay(request, fault)
-    attempt = ledger.count_attempt(key, "finalize")
+    attempt = ledger.next_attempt(key, "finalize")  # as in reserve: a refusal is not an attempt
     if _failing(fault.finalize_fail_first, attempt):
+        ledger.count_attempt(key, "finalize")
         return _error(503, "Unavailable", f"{kind.value} provider cannot confirm right now (attempt {attempt})")
     try:
         row, outcome = ledger.confirm(kind=kind.value, key=key, booking_id=booking_id)
     except LedgerConflict as exc:
         return _refused(exc)
+    ledger.count_attempt(key, "finalize")
     return web.json_response(
         {"kind": kind.value, "idempotency_key": key, "confirmation": row["confirmation"], "outcome": outcome}
     )
@@ -266,15 +279,18 @@ async def _cancel(request: web.Request, key: Any, body: dict[str, Any]) -> web.R
     key, booking_id = _key_and_booking(key, body.get("booking_id"))
     ledger = request.app[LEDGER]
     await _delay(request, fault)
-    attempt = ledger.count_attempt(key, "cancel")
+    attempt = ledger.next_attempt(key, "cancel")  # as in reserve: no await until it is counted
     if _failing(fault.cancel_fail_first, attempt):
+        ledger.count_attempt(key, "cancel")
         return _error(503, "Unavailable", f"{kind.value} provider cannot cancel right now (attempt {attempt})")
     if fault.cancel_outage and not ledger.outage_lifted(booking_id=booking_id, kind=kind.value):
+        ledger.count_attempt(key, "cancel")
         return _error(503, "Unavailable", f"{kind.value} provider outage: cancellations are down until it is lifted")
     try:
         outcome = ledger.cancel(kind=kind.value, key=key, booking_id=booking_id)
     except LedgerConflict as exc:
         return _refused(exc)
+    ledger.count_attempt(key, "cancel")
     return web.json_response({"kind": kind.value, "idempotency_key": key, "outcome": outcome})
 
 

@@ -231,8 +231,18 @@ class Ledger:
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)
 
+    def next_attempt(self, key: str, op: str) -> int:
+        """The 1-based number the next attempt for ``key`` will have; records nothing."""
+        row = self._db.execute("SELECT count FROM attempts WHERE idempotency_key = ? AND op = ?", (key, op)).fetchone()
+        return int(row["count"]) + 1 if row else 1
+
     def count_attempt(self, key: str, op: str) -> int:
-        """Record one more attempt for ``key`` and return its 1-based number."""
+        """Record one more attempt for ``key`` and return its 1-based number.
+
+        Only attempts that were answered (a success or an injected fault) are
+        counted: a request the ledger refuses leaves every table as it was, so
+        a forged or mistaken call cannot use up a real booking's faults.
+        """
         with self._tx():
             self._db.execute(
                 "INSERT INTO attempts (idempotency_key, op, count) VALUES (?, ?, 1) "

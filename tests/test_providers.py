@@ -562,3 +562,17 @@ def test_a_ledger_from_before_holds_is_migrated_and_takes_holds(tmp_path: Path) 
     with sqlite3.connect(db) as conn:
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"reservations_booking", "reservations_inventory", "reservations_holds"} <= indexes
+
+
+def test_a_refused_request_does_not_use_up_a_bookings_injected_faults(
+    providers: ProviderService, booking_id: str
+) -> None:
+    # Found by tests/test_fuzz_providers.py: a refused request counted as an
+    # attempt, so someone else's forged call took a real booking's 503s.
+    key = f"{booking_id}:car"
+    post(providers, "/car/reservations", body(booking_id), "car-cancel-flaky")
+    forged = {"booking_id": "someone-else", "idempotency_key": key}
+    assert post(providers, "/car/cancellations", forged).status_code == 422
+    mine = {"booking_id": booking_id, "idempotency_key": key}
+    codes = [post(providers, "/car/cancellations", mine, "car-cancel-flaky").status_code for _ in range(3)]
+    assert codes == [503, 503, 200]

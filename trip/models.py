@@ -11,6 +11,7 @@ pass it: a replay next month would otherwise reject the input it started with.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -112,6 +113,16 @@ def _unknown_keys(model: type[BaseModel], data: Any, where: tuple[str, ...] = ()
     return found
 
 
+def _path_name(path: tuple[str, ...]) -> str:
+    """A dotted path a person can read, whatever the keys: ``car.colour``, ``"".x``.
+
+    A key that is not a plain name (empty, a dot or a space in it, odd
+    unicode) is shown JSON-quoted with ASCII escapes, so that the error can be
+    printed and sent back as JSON even for a lone surrogate.
+    """
+    return ".".join(part if part.isidentifier() and part.isascii() else json.dumps(part) for part in path)
+
+
 def _no_control_chars(value: str) -> str:
     if any(unicodedata.category(ch).startswith("C") for ch in value):
         raise ValueError("must not contain control characters")
@@ -162,6 +173,7 @@ class Traveller(_Model):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
+        _no_control_chars(value)
         if not _EMAIL_RE.match(value):
             raise ValueError("must be an email address like ada@example.com")
         return value.lower()
@@ -289,7 +301,7 @@ class BookingRequest(_Model):
         """
         unknown = _unknown_keys(cls, data)
         if unknown:
-            raise BookingInputError({".".join(path): "is not a known field" for path in unknown})
+            raise BookingInputError({_path_name(path): "is not a known field" for path in unknown})
         try:
             return cls.model_validate(data, context={"today": today})
         except ValidationError as exc:
