@@ -40,12 +40,12 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
 from bench.stack import Stack, free_port
+from trip.codec import data_converter
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario, demo_trip
 from trip.scenarios import SCENARIOS, ScenarioSpec
 from trip.temporal import Outcome, await_outcome, describe_execution, start_booking
@@ -427,9 +427,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         stack.start_temporal(db_file=workdir / "temporal.db")
         stack.start_providers(None, port=free_port())
-        client = await Client.connect(
-            stack.temporal_address, data_converter=pydantic_data_converter, runtime=quiet_runtime()
-        )
+        client = await Client.connect(stack.temporal_address, data_converter=data_converter(), runtime=quiet_runtime())
         chaos = Chaos(
             stack=stack,
             client=client,
