@@ -8,14 +8,13 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from tests.conftest import ROOT, free_port
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def unreachable_env() -> dict[str, str]:
@@ -35,3 +34,29 @@ def test_the_worker_exits_4_with_one_line_every_time_temporal_is_unreachable() -
         assert len(lines) == 1, done.stderr
         assert lines[0].startswith("run_worker: cannot reach Temporal at 127.0.0.1:")
         assert done.stdout == ""
+
+
+def one_object(stdout: str) -> dict[str, Any]:
+    lines = stdout.splitlines()
+    assert len(lines) == 1, f"stdout is not one line: {stdout!r}"
+    obj: dict[str, Any] = json.loads(lines[0])
+    return obj
+
+
+def test_json_unreachable_prints_one_object_and_exits_4() -> None:
+    done = run("run_workflow.py", "--json", env=unreachable_env())
+    assert done.returncode == 4
+    out = one_object(done.stdout)
+    assert out["status"] == "NOT_STARTED"
+    assert out["error"]["type"] == "TemporalUnreachable" and out["workflow_id"] is None
+    assert "cannot reach Temporal" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_json_bad_arguments_print_one_object_and_exit_2() -> None:
+    # argparse's own refusals (not a number) as well as the model's.
+    for args in (["--max-attempts", "many"], ["--no-such-flag"], ["--scenario", "meteor"]):
+        done = run("run_workflow.py", "--json", *args, env=unreachable_env())
+        assert done.returncode == 2, done.stderr
+        out = one_object(done.stdout)
+        assert out["status"] == "BAD_INPUT", out
+        assert "not started" in done.stderr and "Traceback" not in done.stderr
