@@ -46,3 +46,9 @@ HTTP_STATUS_ERRORS: dict[int, tuple[ErrorType, bool]] = {
     422: (ErrorType.INVALID_BOOKING, False),
     503: (ErrorType.PROVIDER_UNAVAILABLE, True),
 }
+
+#: Provider answers that are part of normal operation: business refusals, and
+#: the provider saying it is briefly unavailable (what the fault scenarios
+#: inject). The activities raise them in the SDK's benign category, so a worker
+#: logs one line for each instead of a warning with a traceback.
+EXPECTED_HTTP_STATUSES = frozenset({409, 410, 422, 503})
