@@ -60,3 +60,12 @@ def test_json_bad_arguments_print_one_object_and_exit_2() -> None:
         out = one_object(done.stdout)
         assert out["status"] == "BAD_INPUT", out
         assert "not started" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_worker_log_level_silences_httpx_by_default_and_brings_it_back_on_request() -> None:
+    probe = (
+        "import logging, sys, run_worker; run_worker.configure_logging(sys.argv[1]);"
+        "print(logging.getLevelName(logging.getLogger('httpx').getEffectiveLevel()))"
+    )
+    levels = {spec: run("-c", probe, spec).stdout.strip() for spec in ("INFO", "INFO,httpx=INFO", "DEBUG")}
+    assert levels == {"INFO": "WARNING", "INFO,httpx=INFO": "INFO", "DEBUG": "DEBUG"}

@@ -431,6 +431,8 @@ async def await_outcome(
                         raise
                     last_error = err
                     waiting = asyncio.ensure_future(_outcome(handle))
+            if outage_timeout is None:
+                continue  # no bound: no need to probe
             try:
                 await client.workflow_service.get_system_info(
                     GetSystemInfoRequest(), retry=False, timeout=timedelta(seconds=max(probe_every, 1.0))
@@ -442,7 +444,7 @@ async def await_outcome(
                 else:
                     last_error = err
             down_for = time.monotonic() - last_answer
-            if outage_timeout is not None and down_for >= outage_timeout:
+            if down_for >= outage_timeout:
                 raise TemporalUnreachable(handle.id, down_for, last_error)
     finally:
         waiting.cancel()
