@@ -158,6 +158,8 @@ def build_request(args: argparse.Namespace, today: date) -> BookingRequest:
         except ValueError as exc:
             raise BookingInputError({"retry": str(exc).splitlines()[-1].strip()}) from None
         req = req.model_copy(update={"retry": retry})
+    if not args.wait_timeout > 0:
+        raise BookingInputError({"wait_timeout": "must be more than 0 seconds"})
     if args.attention_deadline is not None:
         try:
             req = BookingRequest.model_validate(

@@ -54,7 +54,7 @@ def test_json_unreachable_prints_one_object_and_exits_4() -> None:
 
 def test_json_bad_arguments_print_one_object_and_exit_2() -> None:
     # argparse's own refusals (not a number) as well as the model's.
-    for args in (["--max-attempts", "many"], ["--no-such-flag"], ["--scenario", "meteor"]):
+    for args in (["--max-attempts", "many"], ["--no-such-flag"], ["--scenario", "meteor"], ["--wait-timeout", "0"]):
         done = run("run_workflow.py", "--json", *args, env=unreachable_env())
         assert done.returncode == 2, done.stderr
         out = one_object(done.stdout)

@@ -437,15 +437,14 @@ async def await_outcome(
                 await client.workflow_service.get_system_info(
                     GetSystemInfoRequest(), retry=False, timeout=timedelta(seconds=max(probe_every, 1.0))
                 )
-                last_answer = time.monotonic()
             except RPCError as err:
-                if err.status not in UNREACHABLE_CODES:
-                    last_answer = time.monotonic()  # it answered, even if with an error
-                else:
+                if err.status in UNREACHABLE_CODES:
                     last_error = err
-            down_for = time.monotonic() - last_answer
-            if down_for >= outage_timeout:
-                raise TemporalUnreachable(handle.id, down_for, last_error)
+                    down_for = time.monotonic() - last_answer
+                    if down_for >= outage_timeout:
+                        raise TemporalUnreachable(handle.id, down_for, last_error) from None
+                    continue
+            last_answer = time.monotonic()  # it answered, even if with an error
     finally:
         waiting.cancel()
 
