@@ -22,7 +22,7 @@ from typing import Any
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from run_workflow import exit_now
+from trip.process import run_entry_point
 from trip.temporal import connect, rejection_message, resolve, retry_compensation
 
 EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE = 0, 2, 4
@@ -92,4 +92,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_now(main())
+    run_entry_point(main)

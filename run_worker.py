@@ -17,8 +17,27 @@ from datetime import timedelta
 from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, ENV_TASK_QUEUE, TASK_QUEUE
 from trip import worker as booking_worker
 from trip.metrics import ENV_METRICS_PORT, runtime_with_prometheus
-from trip.temporal import connect
+from trip.process import run_entry_point
+from trip.temporal import connect, connect_config
 from trip.tracing import configure_from_env
+
+#: Loggers too chatty at INFO for a worker's log: httpx logs every provider
+#: request. ``--log-level httpx=INFO`` (or DEBUG overall) brings them back.
+QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
+
+
+def configure_logging(spec: str) -> None:
+    """``LEVEL[,logger=LEVEL...]``: the root level, then per-logger overrides."""
+    root, *overrides = [part.strip() for part in spec.split(",") if part.strip()] or ["INFO"]
+    logging.basicConfig(level=root.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    root_level = logging.getLogger().level
+    for name, quiet in QUIET_LOGGERS.items():
+        # Quiet only above DEBUG: asking for DEBUG means asking for everything.
+        if root_level > logging.DEBUG:
+            logging.getLogger(name).setLevel(max(quiet, root_level))
+    for override in overrides:
+        name, _, level = override.partition("=")
+        logging.getLogger(name.strip()).setLevel(level.strip().upper())
 
 
 def main() -> int:
@@ -56,9 +75,16 @@ def main() -> int:
         default=os.environ.get("WORKER_METRICS_HOST", "127.0.0.1"),
         help="address the metrics endpoint binds (env WORKER_METRICS_HOST; 0.0.0.0 to let a scraper in)",
     )
-    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("LOG_LEVEL", "INFO"),
+        help="LEVEL[,logger=LEVEL...], e.g. INFO,httpx=INFO to log every provider request (default INFO)",
+    )
     args = parser.parse_args()
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        configure_logging(args.log_level)
+    except ValueError as err:
+        parser.error(f"--log-level: {err}")
     configure_from_env("booking-worker")
 
     async def go() -> None:
@@ -83,11 +109,12 @@ def main() -> int:
         asyncio.run(go())
     except RuntimeError as err:
         if "connect" in str(err).lower():
-            print(f"run_worker: cannot reach Temporal: {err}", file=sys.stderr)
+            address = connect_config(args.profile).get("target_host")
+            print(f"run_worker: cannot reach Temporal at {address}: {err}", file=sys.stderr)
             return 4
         raise
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_entry_point(main)

@@ -2,11 +2,15 @@
 
 ``python run_workflow.py`` books a demo trip; every input field has a flag.
 Exit codes: 0 COMPLETED, 1 ROLLED_BACK, 2 bad input (nothing started),
-3 ROLLBACK_INCOMPLETE, 4 cannot reach Temporal, 5 CANCELLED, 6 ended some
-other way (terminated or timed out by an operator), 7 NEEDS_ATTENTION (an undo
-is stuck; the workflow stays open and waits for ``run_operator.py``),
-8 TRIP_INCOMPLETE (held and confirmed, the ticket is issued, but a booking was
-still not finalized at the attention deadline).
+3 ROLLBACK_INCOMPLETE, 4 cannot reach Temporal (also: it stopped answering for
+longer than ``--wait-timeout`` while we waited; the booking goes on), 5
+CANCELLED, 6 ended some other way (terminated or timed out by an operator), 7
+NEEDS_ATTENTION (an undo is stuck; the workflow stays open and waits for
+``run_operator.py``), 8 TRIP_INCOMPLETE (held and confirmed, the ticket is
+issued, but a booking was still not finalized at the attention deadline), 130
+interrupted. An exit code always reports an outcome that was observed, never a
+guess. With ``--json`` stdout carries exactly one JSON object in every one of
+these cases.
 
 ``--confirm-within SECONDS`` holds the trip and waits for the traveller's
 ``confirm`` or ``decline`` Update before ticketing.
@@ -20,9 +24,10 @@ import json
 import os
 import sys
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from trip import ENV_TASK_QUEUE, TASK_QUEUE, UPDATE_CONFIRM, UPDATE_DECLINE
@@ -36,16 +41,20 @@ from trip.models import (
     check_workflow_id,
     demo_trip,
 )
+from trip.process import run_entry_point
 from trip.scenarios import SCENARIOS
 from trip.temporal import (
+    UNREACHABLE_CODES,
     Outcome,
+    TemporalUnreachable,
     WorkflowPaused,
     await_outcome,
     connect,
+    describe_execution,
     fetch_status,
+    known_web_ui_url,
     new_workflow_id,
     start_booking,
-    web_ui_url,
 )
 from trip.tracing import configure_from_env
 from workflows.status import BookingStatus, SagaStatus
@@ -58,8 +67,12 @@ EXIT = {
     SagaStatus.NEEDS_ATTENTION: 7,
     SagaStatus.TRIP_INCOMPLETE: 8,
 }
-EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_OTHER = 2, 4, 6
+EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_OTHER, EXIT_INTERRUPTED = 2, 4, 6, 130
 POLL_S = 0.25
+#: How long the CLI waits through a Temporal outage before it gives up (exit 4).
+DEFAULT_WAIT_TIMEOUT_S = 600.0
+#: One status poll may take this long before the poll is skipped (the server is down).
+STATUS_POLL_TIMEOUT_S = 3.0
 
 _RETRY_FLAGS = {
     "max_attempts": (int, "attempts per booking step (default: each step's own, 5)"),
@@ -81,9 +94,19 @@ _RETRY_FIELDS = {
 }
 
 
+class InvalidArguments(Exception):
+    """argparse refused the command line (unknown flag, a number that is not one)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # Raised rather than printed, so that --json can still print its one object.
+        raise InvalidArguments(f"{self.prog}: {message}")
+
+
 def parse_args(argv: list[str] | None, today: date) -> argparse.Namespace:
     scenarios = "\n".join(f"  {s.value:18} {SCENARIOS[s].description}" for s in Scenario)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         description="Book a car, a hotel and a flight as one Temporal saga.",
         epilog=f"scenarios:\n{scenarios}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -116,6 +139,14 @@ def parse_args(argv: list[str] | None, today: date) -> argparse.Namespace:
     parser.add_argument("--task-queue", default=os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE))
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")
     parser.add_argument("--no-wait", action="store_true", help="start the booking and exit 0 at once")
+    parser.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=DEFAULT_WAIT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="while waiting, ride out a Temporal outage this long, then exit 4 (the booking goes on; "
+        f"default {DEFAULT_WAIT_TIMEOUT_S:.0f})",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     return parser.parse_args(argv)
 
@@ -137,6 +168,8 @@ def build_request(args: argparse.Namespace, today: date) -> BookingRequest:
         except ValueError as exc:
             raise BookingInputError({"retry": str(exc).splitlines()[-1].strip()}) from None
         req = req.model_copy(update={"retry": retry})
+    if not args.wait_timeout > 0:
+        raise BookingInputError({"wait_timeout": "must be more than 0 seconds"})
     if args.attention_deadline is not None:
         try:
             req = BookingRequest.model_validate(
@@ -160,46 +193,57 @@ def _step_line(step: Any) -> str:
     return f"  {step.name:12} {step.state.value:20} {' · '.join(extra)}"
 
 
-async def watch(handle: WorkflowHandle[Any, Any], quiet: bool) -> tuple[Outcome, BookingStatus | None]:
-    """Print step changes until the workflow closes or needs an operator; return its outcome."""
-    result_task = asyncio.ensure_future(await_outcome(handle))
+async def watch(
+    handle: WorkflowHandle[Any, Any], quiet: bool, wait_timeout: float | None = None
+) -> tuple[Outcome, BookingStatus | None]:
+    """Print step changes until the workflow closes or needs an operator; return its outcome.
+
+    Raises ``TemporalUnreachable`` once Temporal has not answered for ``wait_timeout`` seconds.
+    """
+    result_task = asyncio.ensure_future(await_outcome(handle, outage_timeout=wait_timeout))
     seen: dict[str, str] = {}
     was_paused = False
-    while True:
-        done = result_task.done()
-        try:
-            status = await fetch_status(handle)
-        except RPCError:
-            status = None  # e.g. no worker yet: the query cannot be answered
-        except WorkflowPaused as paused:
-            status = None  # `temporal workflow pause`: no query is answered until it is unpaused
-            if not quiet and not was_paused:
-                print(f"  Paused in Temporal: {paused.execution.pause_reason}", flush=True)
-            was_paused = True
-        else:
-            if not quiet and was_paused:
-                print("  Unpaused in Temporal", flush=True)
-            was_paused = False
-        if status is not None and not quiet:
-            for step in status.steps:
-                line = _step_line(step)
-                if seen.get(step.name) != line:
-                    seen[step.name] = line
-                    print(line, flush=True)
-        if done:
-            return result_task.result(), status
-        if status is not None and status.status is SagaStatus.NEEDS_ATTENTION:
-            result_task.cancel()
-            held = ", ".join(status.outstanding)
-            return Outcome(
-                SagaStatus.NEEDS_ATTENTION,
-                error_type="NeedsAttention",
-                error_message=f"an undo is stuck; the booking waits for an operator. Still held: {held}",
-            ), status
-        await asyncio.wait({result_task}, timeout=POLL_S)
+    status: BookingStatus | None = None
+    try:
+        while True:
+            done = result_task.done()
+            try:
+                status = await asyncio.wait_for(
+                    fetch_status(handle, rpc_timeout=timedelta(seconds=STATUS_POLL_TIMEOUT_S)),
+                    STATUS_POLL_TIMEOUT_S,
+                )
+            except (RPCError, asyncio.TimeoutError):
+                pass  # no worker yet, or the server is down: keep the last status seen
+            except WorkflowPaused as paused:
+                status = None  # `temporal workflow pause`: no query is answered until it is unpaused
+                if not quiet and not was_paused:
+                    print(f"  Paused in Temporal: {paused.execution.pause_reason}", flush=True)
+                was_paused = True
+            else:
+                if not quiet and was_paused:
+                    print("  Unpaused in Temporal", flush=True)
+                was_paused = False
+            if status is not None and not quiet:
+                for step in status.steps:
+                    line = _step_line(step)
+                    if seen.get(step.name) != line:
+                        seen[step.name] = line
+                        print(line, flush=True)
+            if done:
+                return result_task.result(), status
+            if status is not None and status.status is SagaStatus.NEEDS_ATTENTION:
+                held = ", ".join(status.outstanding)
+                return Outcome(
+                    SagaStatus.NEEDS_ATTENTION,
+                    error_type="NeedsAttention",
+                    error_message=f"an undo is stuck; the booking waits for an operator. Still held: {held}",
+                ), status
+            await asyncio.wait({result_task}, timeout=POLL_S)
+    finally:
+        result_task.cancel()
 
 
-def report(workflow_id: str, namespace: str, outcome: Outcome, status: BookingStatus | None) -> dict[str, Any]:
+def report(workflow_id: str, url: str | None, outcome: Outcome, status: BookingStatus | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "workflow_id": workflow_id,
         "status": outcome.status.value if outcome.status else (outcome.execution_status or "UNKNOWN"),
@@ -213,7 +257,7 @@ def report(workflow_id: str, namespace: str, outcome: Outcome, status: BookingSt
             }
             for s in (status.steps if status else [])
         ],
-        "web_ui_url": web_ui_url(workflow_id, namespace),
+        "web_ui_url": url,
     }
     if status is not None and status.attention is not None:
         out["outstanding"] = [o.model_dump(mode="json") for o in status.attention.outstanding]
@@ -230,22 +274,77 @@ def report(workflow_id: str, namespace: str, outcome: Outcome, status: BookingSt
     return out
 
 
-async def run(args: argparse.Namespace, req: BookingRequest) -> int:
+class Cli:
+    """One run of the command: what it has learnt so far, and its one way to finish."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.json = bool(getattr(args, "json", False))
+        self.workflow_id: str | None = getattr(args, "workflow_id", None)
+        self.url: str | None = None
+        #: Whether the start request went out: after that, the booking may exist.
+        self.sent = False
+
+    def finish(self, code: int, data: dict[str, Any], lines: list[str], *, to_stderr: bool = False) -> int:
+        """Print ``data`` as the one JSON object (``--json``), or ``lines`` as text."""
+        if self.json:
+            print(json.dumps(data), flush=True)
+            # Failures still explain themselves on stderr; stdout stays one object.
+            if to_stderr:
+                for line in lines:
+                    print(line, file=sys.stderr)
+        else:
+            for line in lines:
+                print(line, file=sys.stderr if to_stderr else sys.stdout)
+        return code
+
+    def fail(self, code: int, status: str, error_type: str, message: str, **extra: Any) -> int:
+        data = {
+            "workflow_id": self.workflow_id,
+            "status": status,
+            "error": {"type": error_type, "message": message, **extra},
+            "web_ui_url": self.url,
+        }
+        return self.finish(code, data, [f"error: {message}"], to_stderr=True)
+
+    def unknown(self, message: str) -> int:
+        """The booking may exist, but how it ends was not observed."""
+        return self.fail(EXIT_UNREACHABLE, "UNKNOWN" if self.sent else "NOT_STARTED", "TemporalUnreachable", message)
+
+    def ui_line(self) -> str:
+        if self.url:
+            return f"  Web UI: {self.url}"
+        return (
+            "  Web UI: unknown for this server: TEMPORAL_ADDRESS is not the local dev server; "
+            "set TEMPORAL_UI_URL to link to its Web UI"
+        )
+
+
+async def run(cli: Cli, args: argparse.Namespace, req: BookingRequest) -> int:
     try:
         client: Client = await connect(args.profile)
     except Exception as err:  # connection errors surface as RuntimeError
-        print(f"error: cannot reach Temporal: {err}. Is it running? (`make run` starts one)", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    workflow_id = args.workflow_id or new_workflow_id()
-    url = web_ui_url(workflow_id, client.namespace)
+        return cli.fail(
+            EXIT_UNREACHABLE,
+            "NOT_STARTED",
+            "TemporalUnreachable",
+            f"cannot reach Temporal: {err}. Is it running? (`make run` starts one)",
+        )
+    workflow_id = cli.workflow_id = args.workflow_id or new_workflow_id()
+    cli.url = known_web_ui_url(workflow_id, client.namespace, client.service_client.config.target_host)
     try:
+        cli.sent = True
         handle = await start_booking(client, req, workflow_id=workflow_id, task_queue=args.task_queue)
+    except WorkflowAlreadyStartedError:
+        cli.sent = False
+        return await already_started(cli, client)
     except RPCError as err:
-        print(f"error: could not start the booking: {err.message}", file=sys.stderr)
-        return EXIT_UNREACHABLE if "unavailable" in err.status.name.lower() else EXIT_BAD_INPUT
+        if err.status in UNREACHABLE_CODES:
+            return cli.unknown(f"could not start the booking (Temporal did not answer): {err.message}")
+        cli.sent = False
+        return cli.fail(EXIT_BAD_INPUT, "NOT_STARTED", "StartRejected", f"could not start the booking: {err.message}")
     if not args.json:
         print(f"Booking {workflow_id} started ({req.mode.value}, scenario {req.scenario.value})")
-        print(f"  Web UI: {url}", flush=True)
+        print(cli.ui_line(), flush=True)
         if req.confirm_within is not None:
             print(
                 f"  Held: confirm within {req.confirm_within} with\n"
@@ -255,58 +354,86 @@ async def run(args: argparse.Namespace, req: BookingRequest) -> int:
                 flush=True,
             )
     if args.no_wait:
-        if args.json:
-            print(json.dumps({"workflow_id": workflow_id, "status": "RUNNING", "web_ui_url": url}))
-        return 0
-    outcome, status = await watch(handle, quiet=args.json)
-    data = report(workflow_id, client.namespace, outcome, status)
-    if args.json:
-        print(json.dumps(data))
+        return cli.finish(0, {"workflow_id": workflow_id, "status": "RUNNING", "web_ui_url": cli.url}, [])
+    try:
+        outcome, status = await watch(handle, quiet=args.json, wait_timeout=args.wait_timeout)
+    except TemporalUnreachable as err:
+        return cli.unknown(f"{err}. The booking goes on in Temporal; its outcome is unknown here.")
+    except RPCError as err:
+        return cli.unknown(f"lost track of booking {workflow_id}: {err.message}")
+    data = report(workflow_id, cli.url, outcome, status)
+    lines = [f"Outcome: {data['status']}"]
+    if outcome.result is not None:
+        lines += [f"  {kind}: {confirmation}" for kind, confirmation in outcome.result.confirmations.items()]
     else:
-        print(f"Outcome: {data['status']}")
-        if outcome.result is not None:
-            for kind, confirmation in outcome.result.confirmations.items():
-                print(f"  {kind}: {confirmation}")
-        else:
-            print(f"  {outcome.error_type}: {outcome.error_message}")
-        if outcome.status is SagaStatus.NEEDS_ATTENTION:
-            print(f"  Operator: python run_operator.py retry|resolve --workflow-id {workflow_id} ...")
-        print(f"  Web UI: {url}")
-    return EXIT.get(outcome.status, EXIT_OTHER) if outcome.status else EXIT_OTHER
+        lines.append(f"  {outcome.error_type}: {outcome.error_message}")
+    if outcome.status is SagaStatus.NEEDS_ATTENTION:
+        lines.append(f"  Operator: python run_operator.py retry|resolve --workflow-id {workflow_id} ...")
+    lines.append(cli.ui_line())
+    return cli.finish(EXIT.get(outcome.status, EXIT_OTHER) if outcome.status else EXIT_OTHER, data, lines)
+
+
+async def already_started(cli: Cli, client: Client) -> int:
+    """A reused ``--workflow-id``: say so, and where the existing booking stands."""
+    assert cli.workflow_id is not None
+    try:
+        existing = await describe_execution(client, cli.workflow_id, rpc_timeout=timedelta(seconds=5))
+    except RPCError:
+        where, extra = "", {}
+    else:
+        saga = f", booking status {existing.booking_status}" if existing.booking_status else ""
+        where = f" (run {existing.run_id}: {existing.status}{saga})"
+        extra = {
+            "existing": {
+                "run_id": existing.run_id,
+                "status": existing.status,
+                "booking_status": existing.booking_status,
+            }
+        }
+    see = f"; see it at {cli.url}" if cli.url else ""
+    return cli.fail(
+        EXIT_BAD_INPUT,
+        "BAD_INPUT",
+        "WorkflowAlreadyStarted",
+        f"--workflow-id {cli.workflow_id} is already used by a booking{where}; nothing new was started. "
+        f"Pick another id, or omit it for a new one{see}",
+        **extra,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     today = date.today()
-    args = parse_args(argv, today)
+    json_mode = "--json" in (sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(argv, today)
+    except InvalidArguments as err:
+        cli = Cli(argparse.Namespace(json=json_mode))
+        return cli.fail(EXIT_BAD_INPUT, "BAD_INPUT", "BadInput", f"the booking was not started: {err}")
+    cli = Cli(args)
     try:
         req = build_request(args, today)
     except BookingInputError as exc:
-        if args.json:
-            print(json.dumps({"status": "BAD_INPUT", "error": {"type": "BadInput", "fields": exc.errors}}))
-        print("error: the booking was not started:", file=sys.stderr)
-        for field, message in exc.errors.items():
-            print(f"  --{field.replace('_', '-')}: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        lines = ["error: the booking was not started:"]
+        lines += [f"  --{field.replace('_', '-')}: {message}" for field, message in exc.errors.items()]
+        data = {
+            "workflow_id": args.workflow_id,
+            "status": "BAD_INPUT",
+            "error": {"type": "BadInput", "message": "the booking was not started", "fields": exc.errors},
+        }
+        return cli.finish(EXIT_BAD_INPUT, data, lines, to_stderr=True)
     configure_from_env("booking-cli")
     try:
-        return asyncio.run(run(args, req))
+        return asyncio.run(run(cli, args, req))
     except KeyboardInterrupt:
-        print("\ninterrupted: the booking goes on in Temporal; follow it in the Web UI", file=sys.stderr)
-        return 130
-
-
-def exit_now(code: int) -> None:
-    """Exit without interpreter finalisation.
-
-    The SDK's Rust runtime threads can call back into Python while a
-    short-lived client process finalises, which aborts it with "PyGILState_Release:
-    thread state must be current" (temporalio/sdk-python#300) and replaces our
-    exit code with SIGABRT. Everything we print is flushed first.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+        if not cli.sent:
+            return cli.fail(EXIT_INTERRUPTED, "NOT_STARTED", "Interrupted", "interrupted before the booking started")
+        return cli.fail(
+            EXIT_INTERRUPTED,
+            "UNKNOWN",
+            "Interrupted",
+            "interrupted: the booking goes on in Temporal" + (f"; follow it at {cli.url}" if cli.url else ""),
+        )
 
 
 if __name__ == "__main__":
-    exit_now(main())
+    run_entry_point(main)

@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from trip.errors import ErrorType, error_for_status
+from trip.errors import EXPECTED_HTTP_STATUSES, ErrorType, error_for_status
 from trip.models import (
     CancelRequest,
     CancelResult,
@@ -38,11 +38,16 @@ CALL_TIMEOUT_MARGIN_S = 2.0
 
 def _fail(error: ErrorType, message: str, *, retryable: bool, status: int | None = None) -> ApplicationError:
     info = activity.info()
+    expected = status in EXPECTED_HTTP_STATUSES
+    if expected:
+        # The SDK logs a benign failure at DEBUG only; this is its one line.
+        activity.logger.info("%s attempt %d: %s: %s", info.activity_type, info.attempt, error.value, message)
     return ApplicationError(
         message,
         {"attempt": info.attempt, "http_status": status},
         type=error.value,
         non_retryable=not retryable,
+        category=ApplicationErrorCategory.BENIGN if expected else ApplicationErrorCategory.UNSPECIFIED,
     )
 
 

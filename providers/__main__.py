@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 
 from aiohttp import web
@@ -33,7 +34,15 @@ def main() -> None:
     args = parser.parse_args()
     configure_from_env("booking-providers")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s providers %(levelname)s %(message)s")
-    asyncio.run(serve(args.host, args.port, args.db, args.capacity, args.latency_ms))
+    try:
+        asyncio.run(serve(args.host, args.port, args.db, args.capacity, args.latency_ms))
+    except CannotListen as err:
+        print(f"providers: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+class CannotListen(Exception):
+    """The port is taken (or not ours to use): one line, not a traceback."""
 
 
 async def serve(host: str, port: int, db: Path, capacity: int, latency_ms: int | None = None) -> None:
@@ -41,7 +50,14 @@ async def serve(host: str, port: int, db: Path, capacity: int, latency_ms: int |
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as err:
+        await runner.cleanup()
+        raise CannotListen(
+            f"cannot listen on {host}:{port}: {err.strerror or err}. "
+            "Stop what listens there, or pick another port (--port or PROVIDERS_PORT)."
+        ) from None
     actual = runner.addresses[0][1]
     print(f"providers listening on http://{host}:{actual} (ledger {db})", flush=True)
     stop = asyncio.Event()

@@ -48,12 +48,18 @@ def worker_queue(dev_client: Client, providers: ProviderService) -> Iterator[str
 
 
 def cli(
-    client: Client, *args: str, address: str | None = None, script: str = "run_workflow.py"
+    client: Client,
+    *args: str,
+    address: str | None = None,
+    script: str = "run_workflow.py",
+    ui_url: str | None = "http://ui.example",
 ) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["TEMPORAL_ADDRESS"] = address or client.service_client.config.target_host
     env["TEMPORAL_NAMESPACE"] = client.namespace
-    env["TEMPORAL_UI_URL"] = "http://ui.example"
+    env.pop("TEMPORAL_UI_URL", None)
+    if ui_url is not None:
+        env["TEMPORAL_UI_URL"] = ui_url
     return subprocess.run(
         [sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )

@@ -83,3 +83,10 @@ def error_for_status(status: int, error_name: object = None) -> tuple[ErrorType,
     errors, retryable = entry
     chosen = next((e for e in errors if e.value == error_name), errors[0])
     return chosen, retryable
+
+
+#: Provider answers that are part of normal operation: business refusals, and
+#: the provider saying it is briefly unavailable (what the fault scenarios
+#: inject). The activities raise them in the SDK's benign category, so a worker
+#: logs one line for each instead of a warning with a traceback.
+EXPECTED_HTTP_STATUSES = frozenset({409, 410, 422, 503})

@@ -35,6 +35,7 @@ from temporalio.worker import (
 )
 
 from trip.errors import ErrorType
+from trip.process import core_logging
 
 ENV_METRICS_PORT = "WORKER_METRICS_PORT"
 #: Where ``make run`` serves the worker's metrics.
@@ -49,6 +50,7 @@ TIME_TO_CONSISTENT = "booking_time_to_consistent_seconds"
 _STATUS_BY_ERROR = {
     ErrorType.BOOKING_ROLLED_BACK.value: "ROLLED_BACK",
     ErrorType.ROLLBACK_INCOMPLETE.value: "ROLLBACK_INCOMPLETE",
+    ErrorType.TRIP_INCOMPLETE.value: "TRIP_INCOMPLETE",
 }
 _UNDO_PREFIX = "undo_"
 
@@ -59,7 +61,9 @@ def runtime_with_prometheus(bind_address: str = DEFAULT_METRICS_ADDRESS) -> Runt
     return Runtime(
         telemetry=TelemetryConfig(
             # Our names already end in _total / _seconds: add no suffixes.
-            metrics=PrometheusConfig(bind_address=bind_address, durations_as_seconds=True)
+            metrics=PrometheusConfig(bind_address=bind_address, durations_as_seconds=True),
+            # Core log lines stay on the Python logger (stderr), as without metrics.
+            logging=core_logging(),
         )
     )
 

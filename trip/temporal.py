@@ -7,9 +7,11 @@ workflow code: it does network I/O.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -21,7 +23,11 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.api.enums.v1 import WorkflowExecutionStatus as RawExecutionStatus
 from temporalio.api.workflow.v1 import PendingActivityInfo, WorkflowExecutionInfo
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest, ListWorkflowExecutionsRequest
+from temporalio.api.workflowservice.v1 import (
+    DescribeWorkflowExecutionRequest,
+    GetSystemInfoRequest,
+    ListWorkflowExecutionsRequest,
+)
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
@@ -32,6 +38,7 @@ from temporalio.common import (
 from temporalio.converter import decode_typed_search_attributes
 from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError, CancelledError, FailureError
+from temporalio.service import RPCError, RPCStatusCode
 
 from trip import (
     DEFAULT_TEMPORAL_ADDRESS,
@@ -124,6 +131,20 @@ def web_ui_url(
     base = (base or os.environ.get(ENV_TEMPORAL_UI_URL, DEFAULT_TEMPORAL_UI_URL)).rstrip("/")
     url = f"{base}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
     return f"{url}/{run_id}/history" if run_id else url
+
+
+LOCAL_ADDRESSES = frozenset({DEFAULT_TEMPORAL_ADDRESS, "localhost:7233"})
+
+
+def known_web_ui_url(workflow_id: str, namespace: str, address: str) -> str | None:
+    """``web_ui_url``, or ``None`` when we cannot know which UI shows ``address``.
+
+    Without ``TEMPORAL_UI_URL`` the link would point at the local dev
+    server's UI, which is the wrong server for any other address.
+    """
+    if not os.environ.get(ENV_TEMPORAL_UI_URL) and address not in LOCAL_ADDRESSES:
+        return None
+    return web_ui_url(workflow_id, namespace)
 
 
 def new_workflow_id() -> str:
@@ -404,7 +425,66 @@ _ERROR_STATUS = {
 }
 
 
-async def await_outcome(handle: WorkflowHandle[Any, BookingResult]) -> Outcome:
+#: gRPC answers that mean "the server cannot answer now", not "no".
+UNREACHABLE_CODES = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNKNOWN})
+
+
+class TemporalUnreachable(Exception):
+    """Temporal did not answer for longer than the caller would wait; the workflow itself lives on."""
+
+    def __init__(self, workflow_id: str, waited_s: float, last_error: BaseException | None) -> None:
+        reason = f" (last error: {last_error})" if last_error else ""
+        super().__init__(
+            f"Temporal has not answered for {waited_s:.0f}s while waiting for booking {workflow_id}{reason}"
+        )
+        self.workflow_id = workflow_id
+
+
+async def await_outcome(
+    handle: WorkflowHandle[Any, BookingResult], *, outage_timeout: float | None = None, probe_every: float = 1.0
+) -> Outcome:
+    """Wait for the booking to close and say how it ended, through server outages.
+
+    The SDK retries a broken long poll for about 20 s, then raises ``RPCError``;
+    here the wait starts again, for as long as Temporal has answered within
+    the last ``outage_timeout`` seconds (``None``: forever). A probe checks
+    every ``probe_every`` seconds that the server answers. Past the bound,
+    raises ``TemporalUnreachable``: an outcome is never guessed.
+    """
+    client = _client_of(handle)
+    last_answer = time.monotonic()
+    last_error: BaseException | None = None
+    waiting = asyncio.ensure_future(_outcome(handle))
+    try:
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=probe_every)
+            if done:
+                try:
+                    return waiting.result()
+                except RPCError as err:
+                    if err.status not in UNREACHABLE_CODES:
+                        raise
+                    last_error = err
+                    waiting = asyncio.ensure_future(_outcome(handle))
+            if outage_timeout is None:
+                continue  # no bound: no need to probe
+            try:
+                await client.workflow_service.get_system_info(
+                    GetSystemInfoRequest(), retry=False, timeout=timedelta(seconds=max(probe_every, 1.0))
+                )
+            except RPCError as err:
+                if err.status in UNREACHABLE_CODES:
+                    last_error = err
+                    down_for = time.monotonic() - last_answer
+                    if down_for >= outage_timeout:
+                        raise TemporalUnreachable(handle.id, down_for, last_error) from None
+                    continue
+            last_answer = time.monotonic()  # it answered, even if with an error
+    finally:
+        waiting.cancel()
+
+
+async def _outcome(handle: WorkflowHandle[Any, BookingResult]) -> Outcome:
     try:
         result = await handle.result()
     except WorkflowFailureError as err:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 
 from waitress.server import create_server
 
@@ -30,7 +31,15 @@ def main() -> None:
     args = parser.parse_args()
     configure_from_env("booking-web")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    server = create_server(create_app(), host=args.host, port=args.port, threads=args.threads)
+    try:
+        server = create_server(create_app(), host=args.host, port=args.port, threads=args.threads)
+    except OSError as err:
+        print(
+            f"web: cannot listen on {args.host}:{args.port}: {err.strerror or err}. "
+            "Stop what listens there, or pick another port (--port or WEB_PORT).",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     # One host gives one TCP server; its stubs omit the port it actually bound.
     port = getattr(server, "effective_port", args.port)
     print(f"web app listening on http://{args.host}:{port}", flush=True)

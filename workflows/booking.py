@@ -568,7 +568,9 @@ class BookingWorkflow:
             # Cancelled while unwinding: the unwind finished regardless.
             cancelled, undone = True, [r.name for r in self._saga.records if r.state is StepState.COMPENSATED]
             self._failure = FailureView(
-                step=failed_step, type="Cancelled", message="the booking was cancelled while it was being undone"
+                step=failed_step,
+                type="Cancelled",
+                message="the booking was cancelled while it was being undone" + _after(self._failure),
             )
         if cancelled:
             self._set_status(SagaStatus.CANCELLED)
@@ -576,11 +578,15 @@ class BookingWorkflow:
         self._set_status(SagaStatus.ROLLED_BACK)
         failure = self._failure
         assert failure is not None
+        released, not_booked = self._split_undone(undone)
         raise self._saga_error(
             ErrorType.BOOKING_ROLLED_BACK,
             f"Trip not booked: {failure.step or 'the booking'} failed ({failure.type}: {failure.message}). "
-            f"Undone: {', '.join(undone) or 'nothing was booked'}.",
+            f"Cancelled: {', '.join(released) or 'nothing'}; "
+            f"nothing to undo (never booked, or the hold had lapsed): {', '.join(not_booked) or 'none'}.",
             compensated=undone,
+            cancelled=released,
+            not_booked=not_booked,
         ) from err
 
     async def _wait_for_operator(self, err: BaseException) -> None:
@@ -603,12 +609,17 @@ class BookingWorkflow:
         who = ", ".join(f"{a['action']} by {a['operator']} ({a['note']})" for a in actions)
         failure = self._failure
         assert failure is not None
+        released, not_booked = self._split_undone(compensated)
         raise self._saga_error(
             ErrorType.BOOKING_ROLLED_BACK,
             f"Trip not booked: {failure.step or 'the booking'} failed ({failure.type}: {failure.message}). "
-            f"Undone: {', '.join(compensated) or 'nothing'}; resolved by an operator: {', '.join(resolved) or 'none'}. "
+            f"Cancelled: {', '.join(released) or 'nothing'}; "
+            f"nothing to undo (never booked): {', '.join(not_booked) or 'none'}; "
+            f"resolved by an operator: {', '.join(resolved) or 'none'}. "
             f"Operator actions: {who}.",
             compensated=compensated,
+            cancelled=released,
+            not_booked=not_booked,
             resolved=resolved,
             operator_actions=actions,
         ) from err
@@ -630,10 +641,16 @@ class BookingWorkflow:
             self._failure = FailureView(
                 step=self._failure.step if self._failure else None,
                 type="Cancelled",
-                message=f"the booking was cancelled; still held, an operator must release: {listing}",
+                message=f"the booking was cancelled; still held, an operator must release: {listing}"
+                + _after(self._failure),
             )
         self._set_status(SagaStatus.CANCELLED)
         raise asyncio.CancelledError()
+
+    def _split_undone(self, names: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Undone steps: those whose reservation was cancelled, and those the provider never booked."""
+        never = [n for n in names if _undo_outcome(self._saga.record(n)) in NOTHING_TO_RELEASE]
+        return [n for n in names if n not in never], never
 
     def _held(self) -> list[OutstandingStep]:
         return [self._outstanding_view(r) for r in self._saga.outstanding()]
@@ -773,6 +790,24 @@ def _confirmation_of(record: StepRecord) -> str | None:
     if isinstance(result, (Reservation, FinalizeResult)):
         return result.confirmation
     return None
+
+
+#: A provider's answers to an undo that had nothing to release: never booked,
+#: or a hold that had already lapsed.
+NOT_BOOKED = "not_booked"
+NOTHING_TO_RELEASE = frozenset({NOT_BOOKED, "expired"})
+
+
+def _undo_outcome(record: StepRecord) -> str | None:
+    undo = record.undo_result
+    return undo.outcome if isinstance(undo, CancelResult) else None
+
+
+def _after(failure: FailureView | None) -> str:
+    """The failure that started an unwind, for a message about what ended it."""
+    if failure is None or failure.type == "Cancelled":
+        return ""
+    return f", after {failure.step or 'a step'} failed ({failure.type}: {failure.message})"
 
 
 def _view(record: StepRecord) -> StepView:

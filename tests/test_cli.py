@@ -1,0 +1,100 @@
+"""``run_workflow.py`` against a running stack: what it prints and how it exits
+when the id is taken, when it is interrupted, and which Web UI it links to."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from tests.conftest import ROOT, ProviderService, WorkerProcess
+from tests.test_integration import FAST, cli
+
+
+@pytest.fixture(scope="module")
+def worker_queue(dev_client: Client, providers: ProviderService) -> Iterator[str]:
+    queue = f"tq-{uuid.uuid4().hex}"
+    worker = WorkerProcess(dev_client, providers.url, queue)
+    yield queue
+    worker.stop()
+
+
+def one_object(stdout: str) -> dict[str, Any]:
+    """The single JSON object --json must print, and nothing else."""
+    lines = stdout.splitlines()
+    assert len(lines) == 1, f"stdout is not one line: {stdout!r}"
+    obj: dict[str, Any] = json.loads(lines[0])
+    return obj
+
+
+async def test_a_reused_workflow_id_exits_2_and_names_the_existing_run(
+    dev_client: Client, providers: ProviderService, worker_queue: str
+) -> None:
+    workflow_id = f"cli-reuse-{uuid.uuid4().hex[:8]}"
+    first = cli(dev_client, "--workflow-id", workflow_id, "--task-queue", worker_queue, "--json", *FAST)
+    assert first.returncode == 0, first.stderr
+    again = cli(dev_client, "--workflow-id", workflow_id, "--task-queue", worker_queue, "--json", *FAST)
+    assert again.returncode == 2
+    assert "Traceback" not in again.stderr
+    assert f"--workflow-id {workflow_id} is already used" in again.stderr and "COMPLETED" in again.stderr
+    out = one_object(again.stdout)
+    assert out["workflow_id"] == workflow_id and out["status"] == "BAD_INPUT"
+    assert out["error"]["type"] == "WorkflowAlreadyStarted"
+    assert out["error"]["existing"]["status"] == "COMPLETED"
+    assert out["error"]["existing"]["booking_status"] == "COMPLETED"
+    assert out["web_ui_url"].endswith(f"/workflows/{workflow_id}")
+    # Nothing new was started: still one run, the completed one.
+    runs = await dev_client.count_workflows(f'WorkflowId = "{workflow_id}"')
+    assert runs.count == 1
+    assert len(providers.reservations(workflow_id)) == 3
+
+
+def test_text_output_says_the_web_ui_is_unknown_for_another_server(dev_client: Client, worker_queue: str) -> None:
+    # The test dev server listens on a random port, not the local default 7233.
+    done = cli(dev_client, "--task-queue", worker_queue, *FAST, ui_url=None)
+    as_json = cli(dev_client, "--task-queue", worker_queue, "--json", *FAST, ui_url=None)
+    assert done.returncode == 0, done.stderr
+    assert "127.0.0.1:8233" not in done.stdout
+    assert "Web UI: unknown for this server" in done.stdout and "TEMPORAL_UI_URL" in done.stdout
+    assert as_json.returncode == 0, as_json.stderr
+    assert one_object(as_json.stdout)["web_ui_url"] is None
+
+
+async def test_ctrl_c_prints_one_json_object_and_exits_130(dev_client: Client, worker_queue: str) -> None:
+    workflow_id = f"cli-int-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, TEMPORAL_ADDRESS=dev_client.service_client.config.target_host)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "run_workflow.py",
+        *("--scenario", "slow", "--mode", "sequential", "--json"),
+        *("--task-queue", worker_queue, "--workflow-id", workflow_id),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    handle = dev_client.get_workflow_handle(workflow_id)
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:  # wait until the booking exists, so the CLI is waiting on it
+        try:
+            await handle.describe()
+            break
+        except Exception:
+            assert asyncio.get_running_loop().time() < deadline, "the CLI never started the booking"
+            await asyncio.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130, stderr
+    out = one_object(stdout.decode())
+    assert out["workflow_id"] == workflow_id and out["status"] == "UNKNOWN"
+    assert out["error"]["type"] == "Interrupted"
+    assert b"Traceback" not in stderr
+    await handle.cancel()  # leave nothing running

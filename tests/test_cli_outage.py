@@ -1,0 +1,158 @@
+"""The waiting CLI through a Temporal outage (issue 8, item 1 and its acceptance).
+
+A dedicated dev server keeps its history in a database file, so it can be
+SIGKILLed and restarted on the same data while ``run_workflow.py --json``
+waits on a ``slow`` saga.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, stop_process
+from trip.devstack import dev_server_command, wait_for_port
+from workflows.status import BookingResult
+
+#: How long the server stays down in the acceptance scenario.
+OUTAGE_S = 6.0
+
+
+class DevServer:
+    """``temporal server start-dev`` on a database file, killable and restartable."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.port = free_port()
+        self.ui_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        cmd = dev_server_command(self.db, port=self.port, ui_port=self.ui_port)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port("127.0.0.1", self.port, self.proc, timeout=60)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    dev = DevServer(tmp_path_factory.mktemp("outage") / "dev.db")
+    dev.start()
+    yield dev
+    if dev.proc is not None:
+        stop_process(dev.proc)
+
+
+@pytest_asyncio.fixture
+async def client(server: DevServer) -> AsyncIterator[Client]:
+    yield await Client.connect(server.address, data_converter=pydantic_data_converter)
+
+
+@pytest.fixture(scope="module")
+def queue(server: DevServer, providers: ProviderService) -> Iterator[str]:
+    task_queue = f"tq-{uuid.uuid4().hex}"
+    # WorkerProcess reads only the client's address and namespace.
+    address = SimpleNamespace(service_client=SimpleNamespace(config=SimpleNamespace(target_host=server.address)))
+    address.namespace = "default"
+    worker = WorkerProcess(cast(Client, address), providers.url, task_queue)
+    yield task_queue
+    worker.stop()
+
+
+async def start_cli(server: DevServer, queue: str, workflow_id: str, *extra: str) -> asyncio.subprocess.Process:
+    env = dict(os.environ, TEMPORAL_ADDRESS=server.address, TEMPORAL_NAMESPACE="default")
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "run_workflow.py",
+        *("--scenario", "slow", "--mode", "sequential", "--json"),
+        *("--task-queue", queue, "--workflow-id", workflow_id, *extra),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def wait_until_booking_runs(client: Client, workflow_id: str) -> None:
+    """Until the saga's first step has started: the CLI is then waiting on it."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            description = await client.get_workflow_handle(workflow_id).describe()
+        except Exception:
+            description = None
+        if description is not None and description.raw_description.pending_activities:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"booking {workflow_id} never started a step")
+
+
+def one_object(stdout: bytes) -> dict[str, Any]:
+    lines = stdout.decode().splitlines()
+    assert len(lines) == 1, f"stdout is not exactly one line: {stdout!r}"
+    obj: dict[str, Any] = json.loads(lines[0])
+    return obj
+
+
+async def test_a_short_outage_mid_saga_still_ends_completed(
+    server: DevServer, client: Client, queue: str, providers: ProviderService
+) -> None:
+    workflow_id = f"outage-{uuid.uuid4().hex[:8]}"
+    proc = await start_cli(server, queue, workflow_id, "--wait-timeout", "60")
+    await wait_until_booking_runs(client, workflow_id)
+    server.kill()
+    await asyncio.sleep(OUTAGE_S)  # the outage itself is what is under test
+    server.start()
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, stderr.decode()
+    out = one_object(stdout)
+    assert out["workflow_id"] == workflow_id and out["status"] == "COMPLETED"
+    assert set(out["confirmations"]) == {"car", "hotel", "flight"}
+    assert providers.active_kinds(workflow_id) == ["car", "flight", "hotel"]
+
+
+async def test_an_outage_past_the_wait_timeout_exits_4_with_status_unknown(
+    server: DevServer, client: Client, queue: str
+) -> None:
+    workflow_id = f"outage-{uuid.uuid4().hex[:8]}"
+    proc = await start_cli(server, queue, workflow_id, "--wait-timeout", "4")
+    await wait_until_booking_runs(client, workflow_id)
+    server.kill()
+    try:
+        began = time.monotonic()
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+        waited = time.monotonic() - began
+    finally:
+        server.start()
+    assert proc.returncode == 4, stderr.decode()
+    out = one_object(stdout)
+    assert out["workflow_id"] == workflow_id and out["status"] == "UNKNOWN"
+    assert out["error"]["type"] == "TemporalUnreachable"
+    assert "has not answered" in stderr.decode() and "Traceback" not in stderr.decode()
+    assert 4 <= waited < 30
+    # The saga itself lives on and completes once the server is back.
+    handle = client.get_workflow_handle(workflow_id, result_type=BookingResult)
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert set(result.confirmations) == {"car", "hotel", "flight"}

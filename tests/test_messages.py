@@ -1,0 +1,68 @@
+"""The words a failed or cancelled booking ends with must be true (issue 8, item 7)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+
+from activities import BookingActivities, make_http_client
+from tests.conftest import FAST_RETRY, ProviderService, make_request, wait_for_saga_status
+from trip.models import Mode, Scenario
+from trip.temporal import await_outcome, fetch_status, start_booking
+from trip.worker import build_worker
+from workflows.status import SagaStatus
+
+
+@pytest_asyncio.fixture
+async def worker(dev_client: Client, providers: ProviderService, task_queue: str) -> AsyncIterator[str]:
+    async with (
+        make_http_client(providers.url) as http,
+        build_worker(dev_client, BookingActivities(http), task_queue=task_queue),
+    ):
+        yield task_queue
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+async def test_a_rolled_back_message_separates_what_was_cancelled_from_what_was_never_booked(
+    dev_client: Client, worker: str, mode: Mode
+) -> None:
+    handle = await start_booking(dev_client, make_request(Scenario.HOTEL_DOWN, mode), task_queue=worker)
+    outcome = await await_outcome(handle)
+    assert outcome.status is SagaStatus.ROLLED_BACK
+    status = await fetch_status(handle)
+    undo = {s.name: s.undo_outcome for s in status.steps}
+    cancelled = [name for name, result in undo.items() if result in ("cancelled", "already_cancelled")]
+    never = [name for name, result in undo.items() if result == "not_booked"]
+    assert "book_hotel" in never  # the hotel never answered with a booking
+    found = re.search(r"Cancelled: (.*?); nothing to undo \(never booked\): (.*?)\.", outcome.error_message or "")
+    assert found, outcome.error_message
+    assert set(found[1].split(", ")) == set(cancelled) or (found[1] == "nothing" and not cancelled)
+    assert set(found[2].split(", ")) == set(never)
+    assert sorted(outcome.error_details["cancelled"]) == sorted(cancelled)
+    assert sorted(outcome.error_details["not_booked"]) == sorted(never)
+
+
+async def test_a_cancel_during_the_unwind_keeps_the_failure_that_started_it(
+    dev_client: Client, providers: ProviderService, worker: str
+) -> None:
+    # The flight is sold out; the car's undo fails twice first, one second
+    # apart, so the unwind is still running when the cancel lands.
+    slow_undo = FAST_RETRY.model_copy(
+        update={"initial_interval_s": 1.0, "max_interval_s": 1.0, "undo_max_interval_s": 1.0}
+    )
+    req = make_request(Scenario.CAR_CANCEL_FLAKY, Mode.SEQUENTIAL, retry=slow_undo)
+    handle = await start_booking(dev_client, req, task_queue=worker)
+    await wait_for_saga_status(handle, SagaStatus.COMPENSATING)
+    await handle.cancel()
+    outcome = await await_outcome(handle)
+    assert outcome.status is SagaStatus.CANCELLED
+    final = await fetch_status(handle)
+    assert final.failure is not None
+    assert final.failure.type == "Cancelled" and final.failure.step == "book_flight"
+    assert "cancelled while it was being undone" in final.failure.message
+    assert "book_flight failed (SoldOut:" in final.failure.message
+    assert providers.active_kinds(handle.id) == []
