@@ -30,14 +30,20 @@ def taken_port() -> Iterator[int]:
 
 def test_every_port_comes_from_the_environment() -> None:
     settings = StackSettings.from_env(
-        {"TEMPORAL_DEV_PORT": "17233", "TEMPORAL_UI_PORT": "18233", "PROVIDERS_PORT": "18001", "WEB_PORT": "15000"}
+        {
+            "TEMPORAL_DEV_PORT": "17233",
+            "TEMPORAL_UI_PORT": "18233",
+            "PROVIDERS_PORT": "18001",
+            "WEB_PORT": "15000",
+            "WORKER_METRICS_PORT": "19464",
+        }
     )
     env = settings.child_env({})
     assert env["TEMPORAL_ADDRESS"] == "127.0.0.1:17233"
     assert env["TEMPORAL_UI_URL"] == "http://127.0.0.1:18233"
     assert env["PROVIDERS_URL"] == "http://127.0.0.1:18001" and env["PROVIDERS_PORT"] == "18001"
-    assert env["WEB_PORT"] == "15000"
-    assert [p for p, _, _ in settings.ports()] == [17233, 18233, 18001, 15000]
+    assert env["WEB_PORT"] == "15000" and env["WORKER_METRICS_PORT"] == "19464"
+    assert [p for p, _, _ in settings.ports()] == [17233, 18233, 18001, 19464, 15000]
 
 
 def test_providers_url_alone_moves_the_provider_service() -> None:
