@@ -22,7 +22,7 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_until
-from trip.models import Scenario, demo_trip
+from trip.models import RetryOverrides, Scenario, demo_trip
 from trip.temporal import await_outcome, start_booking
 from web.operators import add_operator
 from workflows.status import SagaStatus
@@ -448,3 +448,50 @@ async def test_browser_operator_retries_an_undo_once_the_outage_is_lifted(
     audit = await page.locator("#audit").inner_text()
     assert OPERATOR in audit and "retry_compensation" in audit
     assert providers.active_kinds(handle.id) == []
+
+
+# --- a run closed from outside: its execution status wins over the saga's last state
+
+
+async def test_browser_terminated_run_says_terminated_and_stops_polling(
+    web_app: WebApp, dev_client: Client, browser: Any
+) -> None:
+    """Issue 11's acceptance: a terminated run's page says Terminated and stops polling."""
+    # The hotel keeps failing and retries every 5 s for minutes: the saga stays RUNNING.
+    slow_retry = RetryOverrides(initial_interval_s=5, backoff=1.0, max_attempts=50)
+    handle = await start_booking(
+        dev_client,
+        make_request(Scenario.HOTEL_DOWN, retry=slow_retry, name="Terminated Traveller"),
+        task_queue=web_app.task_queue,
+    )
+    location = f"/bookings/{handle.id}"
+    user = Browserless(web_app.url)
+    await wait_until(lambda: bool(user.status(location)["steps"]), what="the worker to answer the query")
+
+    page = await browser.new_page()
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if request.url.endswith("/status") else None)
+    await page.goto(web_app.url + location)
+    await page.locator("#saga-status", has_text="Running").wait_for()
+    await wait_until(lambda: len(polls) >= 2, what="the page to poll while the run is open")  # positive control
+
+    await handle.terminate(reason="test: an operator terminated it")
+    await page.locator("#saga-status", has_text="Terminated").wait_for(timeout=30_000)
+    await page.locator('#booking[data-polling="stopped"]').wait_for()
+    after = len(polls)
+    await page.wait_for_timeout(3_000)  # three poll intervals: an absence needs a window
+    assert len(polls) == after, "the page kept polling a closed run"
+
+    data = user.status(location)
+    assert (data["status"], data["closed"], data["temporal_status"]) == ("TERMINATED", True, "TERMINATED")
+    assert "Terminated" in user.http.get(location).text
+    # The list shows the execution status, not the stale BookingStatus, and the RUNNING filter leaves it out.
+    await wait_until(
+        lambda: (
+            re.search(rf">TERMINATED</span>[^\n]*\n\s*<td><a href=\"{location}\"", user.http.get("/bookings").text)
+            is not None
+        ),
+        what="the list to show TERMINATED",
+        timeout=30,
+    )
+    assert handle.id not in user.http.get("/bookings?status=RUNNING").text

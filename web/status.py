@@ -110,12 +110,18 @@ async def _load(client: Client, workflow_id: str, ui_base: str, query_timeout: t
     except (RPCError, WorkflowQueryFailedError):
         note = "Step details are unavailable: no worker is answering queries for this booking right now."
     outcome = await await_outcome(handle) if closed else None
-    if status is not None:
-        saga_status = status.status.value
+    if execution.closed_from_outside:
+        # Terminated or timed out: the query replays to the saga's last state,
+        # RUNNING or COMPENSATING, which would read as "still going" forever.
+        saga_status = execution.status
     elif outcome is not None and outcome.status is not None:
         saga_status = outcome.status.value
+    elif status is not None and (not closed or status.status in TERMINAL):
+        saga_status = status.status.value
+    elif closed:
+        saga_status = execution.status
     else:
-        saga_status = (execution.booking_status or SagaStatus.RUNNING.value) if not closed else "UNKNOWN"
+        saga_status = execution.booking_status or SagaStatus.RUNNING.value
     return BookingView(
         workflow_id=workflow_id,
         namespace=client.namespace,

@@ -6,7 +6,6 @@
   if (!root) return;
   const url = root.dataset.statusUrl;
   const every = Number(root.dataset.pollMs) || 1000;
-  const terminal = new Set(root.dataset.terminal.split(","));
 
   function cell(text) {
     const td = document.createElement("td");
@@ -80,7 +79,12 @@
           return;
         }
         render(data);
-        if (data.closed && terminal.has(data.status)) return;
+        // Closed is final whatever the status says: a terminated or timed-out
+        // run never reaches a saga status of its own.
+        if (data.closed) {
+          root.dataset.polling = "stopped";
+          return;
+        }
       }
     } catch (err) {
       // Network hiccup: keep the last good state and try again.
