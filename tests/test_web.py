@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from tests.conftest import free_port, make_request, wait_until
 from trip.models import demo_trip
@@ -55,13 +56,38 @@ def form_tokens(client: FlaskClient) -> dict[str, str]:
     return {"csrf_token": csrf.group(1), "form_token": token.group(1)}
 
 
-def count_started(app: Flask, task_queue: str) -> int:
+def workflow_ids(app: Flask, task_queue: str) -> set[str]:
     portal: TemporalPortal = app.extensions["temporal_portal"]
 
-    async def count(client: Client) -> int:
-        return (await client.count_workflows(f'TaskQueue = "{task_queue}"')).count
+    async def ids(client: Client) -> set[str]:
+        return {wf.id async for wf in client.list_workflows(f'TaskQueue = "{task_queue}"')}
 
-    return portal.call(count)
+    return portal.call(ids)
+
+
+def describe(app: Flask, workflow_id: str) -> Any:
+    """The run as Temporal describes it, by id: read-after-write, unlike visibility."""
+    portal: TemporalPortal = app.extensions["temporal_portal"]
+    return portal.call(lambda client: client.get_workflow_handle(workflow_id).describe())
+
+
+def started_besides_a_control(app: Flask, client: FlaskClient, task_queue: str) -> set[str]:
+    """Every booking started on ``task_queue`` so far, except a control booking.
+
+    Visibility is eventually consistent: read straight after a POST, "none"
+    cannot tell "nothing started" from "not visible yet". So start one more
+    booking from a fresh form and wait until visibility lists it; the dev
+    server's one shard writes visibility in order, so anything started
+    earlier is listed by then too.
+    """
+    control = client.post("/bookings", data={**demo_trip(date.today()), **form_tokens(client)})
+    assert control.status_code == 303
+    control_id = control.headers["Location"].rsplit("/", 1)[1]
+    deadline = time.monotonic() + 10
+    while control_id not in (found := workflow_ids(app, task_queue)):
+        assert time.monotonic() < deadline, "the control booking never became visible"
+        time.sleep(0.05)
+    return found - {control_id}
 
 
 HUGE = "x" * 5000
@@ -90,7 +116,7 @@ def test_bad_field_is_a_400_with_the_message_next_to_it_and_nothing_started(
         # The user's value is kept, escaped.
         assert f'value="{html.escape(value, quote=True)}"' in page
     assert "<script>alert(1)</script>" not in page
-    assert count_started(app, task_queue) == 0
+    assert started_besides_a_control(app, client, task_queue) == set()
 
 
 @pytest.mark.parametrize("csrf", [None, "forged-token"])
@@ -103,7 +129,7 @@ def test_missing_or_wrong_csrf_token_is_rejected(
     response = client.post("/bookings", data=data)
     assert response.status_code == 400
     assert "security token" in response.get_data(as_text=True)
-    assert count_started(app, task_queue) == 0
+    assert started_besides_a_control(app, client, task_queue) == set()
 
 
 def test_valid_form_redirects_at_once_and_a_double_submit_starts_one_booking(
@@ -113,9 +139,32 @@ def test_valid_form_redirects_at_once_and_a_double_submit_starts_one_booking(
     first = client.post("/bookings", data=data)
     second = client.post("/bookings", data=data)
     assert first.status_code == 303
-    assert first.headers["Location"] == f"/bookings/trip-{data['form_token']}"
+    assert re.fullmatch(rf"/bookings/trip-{data['form_token']}-[0-9a-f]{{16}}", first.headers["Location"])
     assert second.status_code == 303 and second.headers["Location"] == first.headers["Location"]
-    assert count_started(app, task_queue) == 1
+    workflow_id = first.headers["Location"].rsplit("/", 1)[1]
+    assert describe(app, workflow_id).status == WorkflowExecutionStatus.RUNNING
+    assert started_besides_a_control(app, client, task_queue) == {workflow_id}
+
+
+def test_the_form_is_never_cached(client: FlaskClient) -> None:
+    # Back would otherwise show the form with its spent one-time token.
+    assert client.get("/").headers["Cache-Control"] == "no-store"
+    invalid = client.post("/bookings", data={**demo_trip(date.today()), **form_tokens(client), "traveller_name": ""})
+    assert invalid.status_code == 400 and invalid.headers["Cache-Control"] == "no-store"
+
+
+def test_the_same_form_sent_back_changed_starts_a_new_booking(app: Flask, client: FlaskClient, task_queue: str) -> None:
+    # Back after submitting can restore the form with the token already used.
+    tokens = form_tokens(client)
+    first = client.post("/bookings", data={**demo_trip(date.today()), **tokens, "scenario": "flight-sold-out"})
+    changed = client.post("/bookings", data={**demo_trip(date.today()), **tokens, "scenario": "happy"})
+    again = client.post("/bookings", data={**demo_trip(date.today()), **tokens, "scenario": "happy"})
+    assert first.status_code == changed.status_code == again.status_code == 303
+    assert changed.headers["Location"] != first.headers["Location"]
+    assert again.headers["Location"] == changed.headers["Location"]  # the same request is still deduplicated
+    first_id, changed_id = (r.headers["Location"].rsplit("/", 1)[1] for r in (first, changed))
+    assert describe(app, first_id).run_id != describe(app, changed_id).run_id
+    assert started_besides_a_control(app, client, task_queue) == {first_id, changed_id}
 
 
 def test_status_page_and_json_without_a_worker(app: Flask, client: FlaskClient) -> None:
@@ -126,7 +175,7 @@ def test_status_page_and_json_without_a_worker(app: Flask, client: FlaskClient) 
     assert page.status_code == 200
     body = page.get_data(as_text=True)
     assert "Open in Temporal Web UI" in body
-    assert f'href="http://ui.test/namespaces/default/workflows/trip-{data["form_token"]}"' in body
+    assert f'href="http://ui.test/namespaces/default/workflows/{location.rsplit("/", 1)[1]}"' in body
     status = client.get(f"{location}/status")
     assert status.status_code == 200 and status.headers["Cache-Control"] == "no-store"
     payload = status.get_json()

@@ -227,7 +227,7 @@ async def test_browser_books_watches_and_opens_the_web_ui(
     # Happy path: the page updates itself to Completed.
     await page.get_by_label("Demo scenario").select_option("happy")
     await page.get_by_role("button", name="Book the trip").click()
-    await page.wait_for_url(re.compile(r"/bookings/trip-[0-9a-f]{32}$"))
+    await page.wait_for_url(re.compile(r"/bookings/trip-[0-9a-f]{32}-[0-9a-f]{16}$"))
     await page.locator("#saga-status", has_text="Completed").wait_for(timeout=60_000)
     for step in ("book_car", "book_hotel", "book_flight"):
         await page.locator(f'tr[data-step="{step}"] .state', has_text="succeeded").wait_for()
@@ -257,6 +257,45 @@ async def test_browser_books_watches_and_opens_the_web_ui(
     # The run's failure, as the workflow raised it, is on the page.
     await page.get_by_text("Trip not booked: book_flight failed").first.wait_for(timeout=30_000)
     await page.screenshot(path=str(shots / "webui-rolled-back.png"))
+
+
+@pytest_asyncio.fixture
+async def browser_with_bfcache() -> AsyncIterator[Any]:
+    """Chromium as people run it: Playwright turns the back/forward cache off by
+    default, and that cache is what brings a spent form back on Back."""
+    if not HAVE_CHROMIUM:
+        pytest.skip("browser tests need Debian's chromium")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, ignore_default_args=["--disable-back-forward-cache"]
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def test_browser_back_change_and_submit_starts_a_new_booking(
+    web_app: WebApp, browser_with_bfcache: Any, providers: ProviderService
+) -> None:
+    """Issue 11's acceptance: Back, change the form, submit: a new booking, not the old one."""
+    page = await browser_with_bfcache.new_page()
+    await page.goto(web_app.url + "/")
+    await page.get_by_label("Demo scenario").select_option("flight-sold-out")
+    await page.get_by_role("button", name="Book the trip").click()
+    await page.locator("#saga-status", has_text="Rolled back").wait_for(timeout=60_000)
+    first = page.url
+
+    await page.go_back(wait_until="commit")  # a page restored from the bfcache fires no load event
+    await page.get_by_label("Demo scenario").select_option("happy")
+    await page.get_by_role("button", name="Book the trip").click()
+    await page.wait_for_url(lambda url: "/bookings/trip-" in url and url != first)
+    await page.locator("#saga-status", has_text="Completed").wait_for(timeout=60_000)
+    second_id, first_id = page.url.rsplit("/", 1)[1], first.rsplit("/", 1)[1]
+    assert providers.active_kinds(second_id) == ["car", "flight", "hotel"]
+    assert providers.active_kinds(first_id) == []
 
 
 async def test_form_errors_in_the_browser_keep_the_values(web_app: WebApp, browser: Any) -> None:

@@ -2,12 +2,14 @@
 
 Validation is ``BookingRequest``, the model the workflow itself takes. A valid
 form starts the workflow and redirects at once (303); it never waits for the
-saga. The workflow id comes from the form's one-time token, so a double
-submit finds the booking the first submit started instead of starting another.
+saga. The workflow id comes from the form's one-time token and the request's
+digest, so a double submit finds the booking the first submit started, while
+the same form sent back with changes (Back, edit, submit) starts its own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 import uuid
@@ -86,20 +88,38 @@ MODES = [
 SCENARIO_CHOICES = [(s.value, SCENARIOS[s].description) for s in Scenario]
 
 
-def workflow_id_for(form_token: str) -> str:
-    return f"trip-{form_token}"
+def workflow_id_for(form_token: str, req: BookingRequest) -> str:
+    """One booking per form *and* content.
+
+    Submitting the same form twice (a double click, a retried POST) gives the
+    same id, so the second submit finds the first run. A browser's Back button
+    can bring the form back with its one-time token; sent again with changed
+    details it is a different request, so the request's digest is part of the
+    id and it starts a booking of its own.
+    """
+    digest = hashlib.sha256(req.model_dump_json().encode()).hexdigest()[:16]
+    return f"trip-{form_token}-{digest}"
 
 
-def render_form(values: dict[str, Any], errors: dict[str, str], status: int = 200) -> tuple[str, int]:
-    return render_template(
-        "form.html",
-        sections=SECTIONS,
-        modes=MODES,
-        scenarios=SCENARIO_CHOICES,
-        values=values,
-        errors=errors,
-        form_token=values.get("form_token") or uuid.uuid4().hex,
-    ), status
+#: The form is never served from a cache, so Back shows it with a fresh
+#: one-time token rather than the one already spent.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def render_form(values: dict[str, Any], errors: dict[str, str], status: int = 200) -> tuple[str, int, dict[str, str]]:
+    return (
+        render_template(
+            "form.html",
+            sections=SECTIONS,
+            modes=MODES,
+            scenarios=SCENARIO_CHOICES,
+            values=values,
+            errors=errors,
+            form_token=values.get("form_token") or uuid.uuid4().hex,
+        ),
+        status,
+        NO_STORE,
+    )
 
 
 @bp.get("/healthz")
@@ -109,12 +129,12 @@ def healthz() -> dict[str, str]:
 
 
 @bp.get("/")
-def new_booking() -> tuple[str, int]:
+def new_booking() -> tuple[str, int, dict[str, str]]:
     return render_form(demo_trip(date.today()), {})
 
 
 @bp.post("/bookings")
-def create_booking() -> Response | tuple[str, int]:
+def create_booking() -> Response | tuple[str, int, dict[str, str]]:
     values = {key: request.form.get(key, "") for key in [*demo_trip(date.today()), "form_token"]}
     token = values["form_token"]
     if not FORM_TOKEN_RE.match(token):
@@ -125,7 +145,7 @@ def create_booking() -> Response | tuple[str, int]:
     except BookingInputError as exc:
         return render_form(values, exc.errors, 400)
 
-    workflow_id = workflow_id_for(token)
+    workflow_id = workflow_id_for(token, req)
     task_queue = current_app.config["TASK_QUEUE"]
 
     async def start(client: Client) -> None:
