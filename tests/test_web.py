@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from temporalio.client import Client, WorkflowExecutionStatus
+from werkzeug.security import generate_password_hash
 
 from tests.conftest import free_port, make_request, wait_until
 from trip.models import demo_trip
@@ -261,3 +262,33 @@ def test_app_runs_with_debug_off(app: Flask) -> None:
 def test_fresh_form_tokens_differ(client: FlaskClient) -> None:
     assert form_tokens(client)["form_token"] != form_tokens(client)["form_token"]
     assert uuid.UUID(form_tokens(client)["form_token"])
+
+
+def test_cancelling_a_booking_that_ended_since_the_page_loaded_is_a_409(dev_client: Client, task_queue: str) -> None:
+    app = make_app(
+        dev_client.service_client.config.target_host,
+        dev_client.namespace,
+        task_queue,
+        OPERATORS={"ops": generate_password_hash("operator-password")},
+    )
+    client = app.test_client()
+    try:
+        location = client.post("/bookings", data={**demo_trip(date.today()), **form_tokens(client)}).headers["Location"]
+        workflow_id = location.rsplit("/", 1)[1]
+        login = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True))
+        assert login
+        client.post("/login", data={"csrf_token": login.group(1), "name": "ops", "password": "operator-password"})
+        page = client.get(location).get_data(as_text=True)
+        assert re.search(r'id="cancel-form"\s*>', page), "the operator sees a cancel button while it runs"
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert csrf
+
+        app.extensions["temporal_portal"].call(lambda c: c.get_workflow_handle(workflow_id).terminate("test"))
+        response = client.post(f"{location}/cancel", data={"csrf_token": csrf.group(1)})
+        assert response.status_code == 409
+        body = html.unescape(response.get_data(as_text=True))
+        assert "already ended (TERMINATED); there is nothing to cancel" in body
+        unknown = client.post("/bookings/trip-doesnotexist/cancel", data={"csrf_token": csrf.group(1)})
+        assert unknown.status_code == 404
+    finally:
+        app.extensions["temporal_portal"].close()
