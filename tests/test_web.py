@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import html
+import os
 import re
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -253,6 +255,30 @@ def test_secret_key_is_generated_once_into_the_instance_folder(tmp_path: Any, mo
     assert (tmp_path / "instance" / "secret_key").stat().st_mode & 0o077 == 0
     monkeypatch.setenv("SECRET_KEY", "from-env")
     assert _secret_key(tmp_path / "instance") == "from-env"
+
+
+def test_secret_key_file_is_never_readable_by_others(tmp_path: Any, monkeypatch: Any) -> None:
+    # A process killed between writing the key and restricting it must not
+    # leave a world-readable key behind: here, chmod "crashes".
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    from web import _secret_key
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise SystemExit("killed before chmod")
+
+    monkeypatch.setattr(Path, "chmod", crash)
+    monkeypatch.setattr(os, "chmod", crash)
+    old_umask = os.umask(0o022)
+    try:
+        try:
+            _secret_key(tmp_path / "instance")
+        except SystemExit:
+            pass
+    finally:
+        os.umask(old_umask)
+    assert len((tmp_path / "instance" / "secret_key").read_text()) == 64
+    for leftover in (tmp_path / "instance").iterdir():
+        assert leftover.stat().st_mode & 0o077 == 0, f"{leftover.name} is readable by others"
 
 
 def test_app_runs_with_debug_off(app: Flask) -> None:

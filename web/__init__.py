@@ -33,8 +33,19 @@ def _secret_key(instance: Path) -> str:
     path = instance / "secret_key"
     if not path.exists():
         instance.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        # Created 0600 and complete before it appears under its name: never
+        # readable by others, not even between a write and a chmod, and a
+        # second process starting at the same time never reads half a key.
+        draft = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process won the race; use its key
+        finally:
+            draft.unlink(missing_ok=True)
     return path.read_text().strip()
 
 
