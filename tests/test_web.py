@@ -281,6 +281,15 @@ def test_secret_key_file_is_never_readable_by_others(tmp_path: Any, monkeypatch:
         assert leftover.stat().st_mode & 0o077 == 0, f"{leftover.name} is readable by others"
 
 
+@pytest.mark.parametrize("path", ["/", "/bookings", "/login", "/healthz", "/nope", "/static/status.js"])
+def test_every_response_forbids_framing_sniffing_and_foreign_scripts(client: FlaskClient, path: str) -> None:
+    headers = client.get(path).headers
+    csp = {d.split()[0]: d.split()[1:] for d in headers["Content-Security-Policy"].split("; ")}
+    assert csp["frame-ancestors"] == ["'none'"] and headers["X-Frame-Options"] == "DENY"
+    assert csp["script-src"] == ["'self'"] and csp["object-src"] == ["'none'"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_app_runs_with_debug_off(app: Flask) -> None:
     assert app.debug is False
 

@@ -534,3 +534,36 @@ async def test_browser_terminated_run_says_terminated_and_stops_polling(
         timeout=30,
     )
     assert handle.id not in user.http.get("/bookings?status=RUNNING").text
+
+
+CSP_RECORDER = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolations.push(event.violatedDirective + " " + event.blockedURI);
+});
+"""
+
+
+async def test_browser_pages_work_under_the_content_security_policy(web_app: WebApp, browser: Any) -> None:
+    page = await browser.new_page()
+    await page.add_init_script(CSP_RECORDER)
+    await page.goto(web_app.url + "/")
+    await page.get_by_role("button", name="Book the trip").click()
+    await page.wait_for_url(re.compile(r"/bookings/trip-"))
+    # Only status.js sets this, once it has polled the run to its end: the script ran under the policy.
+    await page.locator('#booking[data-polling="stopped"]').wait_for(timeout=60_000)
+    await page.locator("#saga-status", has_text="Completed").wait_for()
+    assert await page.evaluate("window.cspViolations") == []
+    for path in ("/", "/bookings", "/login"):
+        await page.goto(web_app.url + path)
+        assert await page.evaluate("window.cspViolations") == [], path
+        # The stylesheet applied: the header is laid out by style.css, not the browser's defaults.
+        assert await page.evaluate("getComputedStyle(document.querySelector('header.site')).display") == "flex"
+
+    # The policy is enforced: an injected inline script does not run, and is reported.
+    await page.evaluate(
+        "() => { const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
+        " document.body.append(s); }"
+    )
+    await page.wait_for_function("window.cspViolations.length > 0")
+    assert await page.evaluate("window.injected") is None

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.wrappers import Response
 
 from trip import DEFAULT_TEMPORAL_UI_URL, ENV_TASK_QUEUE, ENV_TEMPORAL_UI_URL, TASK_QUEUE
 from trip.temporal import connect
@@ -47,6 +48,26 @@ def _secret_key(instance: Path) -> str:
         finally:
             draft.unlink(missing_ok=True)
     return path.read_text().strip()
+
+
+#: Sent with every response. The pages use only their own stylesheet and
+#: ``status.js``: no inline script or style, nothing from elsewhere, and no
+#: site may frame them (clickjacking an operator's Cancel or Resolve).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -99,4 +120,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(attention.bp)
     attention.register(app)
     errors.register(app)
+    app.after_request(_security_headers)
     return app
