@@ -4,9 +4,12 @@ real worker and providers: over HTTP, then in headless Chromium."""
 from __future__ import annotations
 
 import html
+import http.client
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -567,3 +570,57 @@ async def test_browser_pages_work_under_the_content_security_policy(web_app: Web
     )
     await page.wait_for_function("window.cspViolations.length > 0")
     assert await page.evaluate("window.injected") is None
+
+
+def start_web(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """``python -m web`` on a free port, as ``make run`` starts it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "web", "--port", "0", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_sigterm_finishes_requests_in_flight_then_exits(dev_client: Client, tmp_path: Path) -> None:
+    # No worker on this queue: the status query waits out its 3 s timeout, a request in flight.
+    handle = await start_booking(dev_client, make_request(), task_queue=f"tq-{uuid.uuid4().hex}")
+    env = dict(
+        os.environ,
+        TEMPORAL_ADDRESS=dev_client.service_client.config.target_host,
+        TEMPORAL_NAMESPACE=dev_client.namespace,
+        SECRET_KEY=uuid.uuid4().hex,
+        OPERATORS_FILE=str(tmp_path / "none.toml"),
+        FLASK_QUERY_TIMEOUT="3",
+    )
+    proc = start_web(env, "--grace", "20")
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("web app listening on "), line
+        host, port = line.split()[-1].removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.request("GET", "/healthz")  # the server has accepted this connection
+        assert conn.getresponse().read() == b'{"status":"ok"}\n'
+        conn.request("GET", f"/bookings/{handle.id}/status")  # sent; its answer takes ~3 s
+        proc.send_signal(signal.SIGTERM)
+
+        def refused() -> bool:
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+            except ConnectionRefusedError:
+                return True
+            return False
+
+        await wait_until(refused, what="the server to stop accepting connections", timeout=10)
+        assert proc.poll() is None, "it must not exit while a request is in flight"
+        response = conn.getresponse()
+        assert response.status == 200
+        assert "no worker" in json.loads(response.read())["note"]
+        assert proc.wait(timeout=20) == 0
+        assert proc.stderr is not None and "stopped" in proc.stderr.read()
+    finally:
+        stop_process(proc)
+        await handle.terminate()
