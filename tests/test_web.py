@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import os
 import re
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -327,3 +329,68 @@ def test_cancelling_a_booking_that_ended_since_the_page_loaded_is_a_409(dev_clie
         assert unknown.status_code == 404
     finally:
         app.extensions["temporal_portal"].close()
+
+
+class FreezableProxy:
+    """A TCP relay to Temporal that can stop relaying: a Temporal that accepts but never answers."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.frozen = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                while self.frozen.is_set():
+                    time.sleep(0.05)
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_status_poll_gives_up_on_a_stalled_temporal_long_before_other_calls(
+    dev_client: Client, task_queue: str
+) -> None:
+    proxy = FreezableProxy(dev_client.service_client.config.target_host)
+    portal = TemporalPortal(lambda: connect(target_host=proxy.address, namespace=dev_client.namespace), timeout=10)
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "TASK_QUEUE": task_queue,
+            "TEMPORAL_PORTAL": portal,
+            "QUERY_TIMEOUT": 0.5,
+            "STATUS_TIMEOUT": 1.5,
+        }
+    )
+    client = app.test_client()
+    try:
+        location = client.post("/bookings", data={**demo_trip(date.today()), **form_tokens(client)}).headers["Location"]
+        assert client.get(f"{location}/status").status_code == 200  # through the proxy while it relays
+        proxy.frozen.set()
+        started = time.monotonic()
+        stalled = client.get(f"{location}/status")
+        elapsed = time.monotonic() - started
+        assert stalled.status_code == 503 and stalled.get_json()["error"] == "Temporal is unavailable"
+        assert elapsed < 4, f"a poll held its thread for {elapsed:.1f} s (TEMPORAL_TIMEOUT is 10 s)"
+    finally:
+        proxy.frozen.clear()
+        portal.close()
+        proxy.close()

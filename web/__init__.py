@@ -80,6 +80,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         TEMPORAL_TIMEOUT=10.0,
         #: Seconds a status query may wait for a worker to answer it.
         QUERY_TIMEOUT=2.0,
+        #: Seconds a booking page or status poll may wait for Temporal in all
+        #: before answering 503: polls come every second from every open page,
+        #: so a slow Temporal must not hold waitress's threads for TEMPORAL_TIMEOUT.
+        STATUS_TIMEOUT=6.0,
         #: How often the status page polls while a saga runs, in ms.
         POLL_INTERVAL_MS=1000,
         MAX_CONTENT_LENGTH=64 * 1024,

@@ -94,7 +94,7 @@ async def _load(client: Client, workflow_id: str, ui_base: str, query_timeout: t
     # Runs on the portal's loop thread: no Flask context here, so settings come in as arguments.
     handle = client.get_workflow_handle(workflow_id)
     try:
-        execution = await describe_execution(client, workflow_id)
+        execution = await describe_execution(client, workflow_id, rpc_timeout=query_timeout)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise BookingNotFound(workflow_id) from err
@@ -143,7 +143,10 @@ def load_booking(workflow_id: str) -> BookingView:
     try:
         config = current_app.config
         timeout = timedelta(seconds=config["QUERY_TIMEOUT"])
-        return current_portal().call(lambda client: _load(client, workflow_id, config["TEMPORAL_UI_URL"], timeout))
+        return current_portal().call(
+            lambda client: _load(client, workflow_id, config["TEMPORAL_UI_URL"], timeout),
+            timeout=config["STATUS_TIMEOUT"],
+        )
     except BookingNotFound:
         abort(404)
 
