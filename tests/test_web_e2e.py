@@ -594,6 +594,7 @@ async def test_sigterm_finishes_requests_in_flight_then_exits(dev_client: Client
         SECRET_KEY=uuid.uuid4().hex,
         OPERATORS_FILE=str(tmp_path / "none.toml"),
         FLASK_QUERY_TIMEOUT="3",
+        FLASK_STATUS_TIMEOUT="20",  # a busy machine must not turn the 3 s query into a 503
     )
     proc = start_web(env, "--grace", "20")
     try:
