@@ -17,7 +17,8 @@ Routes:
   PUT  /inventory/{kind}                     set capacity (makes "sold out" real)
   POST /admin/outages/lift                   end a booking's undo outage (car-cancel-outage):
                                              ``{"booking_id": ..., "kind": "car"}``
-  GET  /stats                                request counts, handling times, reservations by status
+  GET  /stats[?key=...&key=...]              request counts, handling times, reservations by status;
+                                             with ``key``, also how many requests reached each key
   GET  /health
 
 A reused ``idempotency_key`` returns the stored booking only for the same
@@ -331,15 +332,18 @@ async def stats(request: web.Request) -> web.Response:
     def pct(p: float) -> float | None:
         return round(times[min(len(times) - 1, int(p * len(times)))], 3) if times else None
 
-    return web.json_response(
-        {
-            "requests": data["requests"],
-            "p50_ms": pct(0.5),
-            "p95_ms": pct(0.95),
-            "p99_ms": pct(0.99),
-            "reservations": request.app[LEDGER].counts(),
-        }
-    )
+    body: dict[str, Any] = {
+        "requests": data["requests"],
+        "p50_ms": pct(0.5),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "reservations": request.app[LEDGER].counts(),
+    }
+    keys = request.query.getall("key", [])
+    if keys:
+        # One row per key however often it is asked for: these show the repeats.
+        body["attempts"] = request.app[LEDGER].attempts(keys)
+    return web.json_response(body)
 
 
 async def health(request: web.Request) -> web.Response:

@@ -254,6 +254,14 @@ class Ledger:
             ).fetchone()
         return int(row["count"])
 
+    def attempts(self, keys: list[str]) -> dict[str, dict[str, int]]:
+        """How many requests reached each key, per operation (``reserve``, ``cancel``)."""
+        found: dict[str, dict[str, int]] = {key: {} for key in keys}
+        for key in keys:
+            for row in self._db.execute("SELECT op, count FROM attempts WHERE idempotency_key = ?", (key,)):
+                found[key][row["op"]] = int(row["count"])
+        return found
+
     def reserve(
         self,
         *,

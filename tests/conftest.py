@@ -166,6 +166,13 @@ class ProviderService:
     def active_kinds(self, booking_id: str) -> list[str]:
         return sorted(r["kind"] for r in self.reservations(booking_id) if r["status"] == "active")
 
+    def attempts(self, keys: list[str]) -> dict[str, dict[str, int]]:
+        """How many requests reached each idempotency key, per operation."""
+        response = httpx.get(f"{self.url}/stats", params=[("key", key) for key in keys], timeout=5)
+        response.raise_for_status()
+        found: dict[str, dict[str, int]] = response.json()["attempts"]
+        return found
+
     def lift_outage(self, booking_id: str, kind: str) -> None:
         """End a ``car-cancel-outage`` booking's undo outage, as the provider's operator would."""
         response = httpx.post(

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, make_request, wait_for_saga_status
 from trip.models import Scenario
@@ -252,12 +252,15 @@ async def test_cancelled_booking_exits_5_after_undoing_everything(
 async def test_bad_input_exits_2_and_starts_nothing(
     dev_client: Client, task_queue: str, args: list[str], field: str
 ) -> None:
-    done = cli(dev_client, *args, "--task-queue", task_queue)
+    workflow_id = f"trip-bad-{uuid.uuid4().hex[:12]}"
+    done = cli(dev_client, *args, "--task-queue", task_queue, "--workflow-id", workflow_id)
     assert done.returncode == 2
     assert "not started" in done.stderr and field in done.stderr
     assert "Traceback" not in done.stderr
-    count = await dev_client.count_workflows(f'TaskQueue = "{task_queue}"')
-    assert count.count == 0
+    # Describe reads the id's own record (visibility could lag): it was never started.
+    with pytest.raises(RPCError) as err:
+        await dev_client.get_workflow_handle(workflow_id).describe()
+    assert err.value.status == RPCStatusCode.NOT_FOUND
 
 
 def test_unreachable_temporal_exits_4_without_a_traceback(dev_client: Client) -> None:

@@ -50,6 +50,19 @@ def test_reserve_is_idempotent_per_key(providers: ProviderService, booking_id: s
     assert [(r["kind"], r["status"]) for r in rows] == [("car", "active")]
 
 
+def test_stats_count_the_requests_that_reached_each_key(providers: ProviderService, booking_id: str) -> None:
+    car, hotel = body(booking_id), body(booking_id, "hotel")
+    for _ in range(2):
+        assert post(providers, "/car/reservations", car).status_code in (200, 201)
+    assert post(providers, "/car/cancellations", car).status_code == 200
+    assert post(providers, "/hotel/reservations", hotel).status_code == 201
+    assert providers.attempts([car["idempotency_key"], hotel["idempotency_key"], f"{booking_id}:flight"]) == {
+        car["idempotency_key"]: {"reserve": 2, "cancel": 1},
+        hotel["idempotency_key"]: {"reserve": 1},
+        f"{booking_id}:flight": {},
+    }
+
+
 def test_cancel_releases_then_is_a_no_op(providers: ProviderService, booking_id: str) -> None:
     post(providers, "/hotel/reservations", body(booking_id, "hotel"))
     key = f"{booking_id}:hotel"

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import html
+import os
 import re
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from werkzeug.security import generate_password_hash
 
 from tests.conftest import free_port, make_request, wait_until
 from trip.models import demo_trip
@@ -55,13 +61,38 @@ def form_tokens(client: FlaskClient) -> dict[str, str]:
     return {"csrf_token": csrf.group(1), "form_token": token.group(1)}
 
 
-def count_started(app: Flask, task_queue: str) -> int:
+def workflow_ids(app: Flask, task_queue: str) -> set[str]:
     portal: TemporalPortal = app.extensions["temporal_portal"]
 
-    async def count(client: Client) -> int:
-        return (await client.count_workflows(f'TaskQueue = "{task_queue}"')).count
+    async def ids(client: Client) -> set[str]:
+        return {wf.id async for wf in client.list_workflows(f'TaskQueue = "{task_queue}"')}
 
-    return portal.call(count)
+    return portal.call(ids)
+
+
+def describe(app: Flask, workflow_id: str) -> Any:
+    """The run as Temporal describes it, by id: read-after-write, unlike visibility."""
+    portal: TemporalPortal = app.extensions["temporal_portal"]
+    return portal.call(lambda client: client.get_workflow_handle(workflow_id).describe())
+
+
+def started_besides_a_control(app: Flask, client: FlaskClient, task_queue: str) -> set[str]:
+    """Every booking started on ``task_queue`` so far, except a control booking.
+
+    Visibility is eventually consistent: read straight after a POST, "none"
+    cannot tell "nothing started" from "not visible yet". So start one more
+    booking from a fresh form and wait until visibility lists it; the dev
+    server's one shard writes visibility in order, so anything started
+    earlier is listed by then too.
+    """
+    control = client.post("/bookings", data={**demo_trip(date.today()), **form_tokens(client)})
+    assert control.status_code == 303
+    control_id = control.headers["Location"].rsplit("/", 1)[1]
+    deadline = time.monotonic() + 10
+    while control_id not in (found := workflow_ids(app, task_queue)):
+        assert time.monotonic() < deadline, "the control booking never became visible"
+        time.sleep(0.05)
+    return found - {control_id}
 
 
 HUGE = "x" * 5000
@@ -90,7 +121,7 @@ def test_bad_field_is_a_400_with_the_message_next_to_it_and_nothing_started(
         # The user's value is kept, escaped.
         assert f'value="{html.escape(value, quote=True)}"' in page
     assert "<script>alert(1)</script>" not in page
-    assert count_started(app, task_queue) == 0
+    assert started_besides_a_control(app, client, task_queue) == set()
 
 
 @pytest.mark.parametrize("csrf", [None, "forged-token"])
@@ -103,7 +134,7 @@ def test_missing_or_wrong_csrf_token_is_rejected(
     response = client.post("/bookings", data=data)
     assert response.status_code == 400
     assert "security token" in response.get_data(as_text=True)
-    assert count_started(app, task_queue) == 0
+    assert started_besides_a_control(app, client, task_queue) == set()
 
 
 def test_valid_form_redirects_at_once_and_a_double_submit_starts_one_booking(
@@ -113,9 +144,32 @@ def test_valid_form_redirects_at_once_and_a_double_submit_starts_one_booking(
     first = client.post("/bookings", data=data)
     second = client.post("/bookings", data=data)
     assert first.status_code == 303
-    assert first.headers["Location"] == f"/bookings/trip-{data['form_token']}"
+    assert re.fullmatch(rf"/bookings/trip-{data['form_token']}-[0-9a-f]{{16}}", first.headers["Location"])
     assert second.status_code == 303 and second.headers["Location"] == first.headers["Location"]
-    assert count_started(app, task_queue) == 1
+    workflow_id = first.headers["Location"].rsplit("/", 1)[1]
+    assert describe(app, workflow_id).status == WorkflowExecutionStatus.RUNNING
+    assert started_besides_a_control(app, client, task_queue) == {workflow_id}
+
+
+def test_the_form_is_never_cached(client: FlaskClient) -> None:
+    # Back would otherwise show the form with its spent one-time token.
+    assert client.get("/").headers["Cache-Control"] == "no-store"
+    invalid = client.post("/bookings", data={**demo_trip(date.today()), **form_tokens(client), "traveller_name": ""})
+    assert invalid.status_code == 400 and invalid.headers["Cache-Control"] == "no-store"
+
+
+def test_the_same_form_sent_back_changed_starts_a_new_booking(app: Flask, client: FlaskClient, task_queue: str) -> None:
+    # Back after submitting can restore the form with the token already used.
+    tokens = form_tokens(client)
+    first = client.post("/bookings", data={**demo_trip(date.today()), **tokens, "scenario": "flight-sold-out"})
+    changed = client.post("/bookings", data={**demo_trip(date.today()), **tokens, "scenario": "happy"})
+    again = client.post("/bookings", data={**demo_trip(date.today()), **tokens, "scenario": "happy"})
+    assert first.status_code == changed.status_code == again.status_code == 303
+    assert changed.headers["Location"] != first.headers["Location"]
+    assert again.headers["Location"] == changed.headers["Location"]  # the same request is still deduplicated
+    first_id, changed_id = (r.headers["Location"].rsplit("/", 1)[1] for r in (first, changed))
+    assert describe(app, first_id).run_id != describe(app, changed_id).run_id
+    assert started_besides_a_control(app, client, task_queue) == {first_id, changed_id}
 
 
 def test_status_page_and_json_without_a_worker(app: Flask, client: FlaskClient) -> None:
@@ -126,7 +180,7 @@ def test_status_page_and_json_without_a_worker(app: Flask, client: FlaskClient) 
     assert page.status_code == 200
     body = page.get_data(as_text=True)
     assert "Open in Temporal Web UI" in body
-    assert f'href="http://ui.test/namespaces/default/workflows/trip-{data["form_token"]}"' in body
+    assert f'href="http://ui.test/namespaces/default/workflows/{location.rsplit("/", 1)[1]}"' in body
     status = client.get(f"{location}/status")
     assert status.status_code == 200 and status.headers["Cache-Control"] == "no-store"
     payload = status.get_json()
@@ -205,6 +259,39 @@ def test_secret_key_is_generated_once_into_the_instance_folder(tmp_path: Any, mo
     assert _secret_key(tmp_path / "instance") == "from-env"
 
 
+def test_secret_key_file_is_never_readable_by_others(tmp_path: Any, monkeypatch: Any) -> None:
+    # A process killed between writing the key and restricting it must not
+    # leave a world-readable key behind: here, chmod "crashes".
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    from web import _secret_key
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise SystemExit("killed before chmod")
+
+    monkeypatch.setattr(Path, "chmod", crash)
+    monkeypatch.setattr(os, "chmod", crash)
+    old_umask = os.umask(0o022)
+    try:
+        try:
+            _secret_key(tmp_path / "instance")
+        except SystemExit:
+            pass
+    finally:
+        os.umask(old_umask)
+    assert len((tmp_path / "instance" / "secret_key").read_text()) == 64
+    for leftover in (tmp_path / "instance").iterdir():
+        assert leftover.stat().st_mode & 0o077 == 0, f"{leftover.name} is readable by others"
+
+
+@pytest.mark.parametrize("path", ["/", "/bookings", "/login", "/healthz", "/nope", "/static/status.js"])
+def test_every_response_forbids_framing_sniffing_and_foreign_scripts(client: FlaskClient, path: str) -> None:
+    headers = client.get(path).headers
+    csp = {d.split()[0]: d.split()[1:] for d in headers["Content-Security-Policy"].split("; ")}
+    assert csp["frame-ancestors"] == ["'none'"] and headers["X-Frame-Options"] == "DENY"
+    assert csp["script-src"] == ["'self'"] and csp["object-src"] == ["'none'"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_app_runs_with_debug_off(app: Flask) -> None:
     assert app.debug is False
 
@@ -212,3 +299,98 @@ def test_app_runs_with_debug_off(app: Flask) -> None:
 def test_fresh_form_tokens_differ(client: FlaskClient) -> None:
     assert form_tokens(client)["form_token"] != form_tokens(client)["form_token"]
     assert uuid.UUID(form_tokens(client)["form_token"])
+
+
+def test_cancelling_a_booking_that_ended_since_the_page_loaded_is_a_409(dev_client: Client, task_queue: str) -> None:
+    app = make_app(
+        dev_client.service_client.config.target_host,
+        dev_client.namespace,
+        task_queue,
+        OPERATORS={"ops": generate_password_hash("operator-password")},
+    )
+    client = app.test_client()
+    try:
+        location = client.post("/bookings", data={**demo_trip(date.today()), **form_tokens(client)}).headers["Location"]
+        workflow_id = location.rsplit("/", 1)[1]
+        login = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True))
+        assert login
+        client.post("/login", data={"csrf_token": login.group(1), "name": "ops", "password": "operator-password"})
+        page = client.get(location).get_data(as_text=True)
+        assert re.search(r'id="cancel-form"\s*>', page), "the operator sees a cancel button while it runs"
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert csrf
+
+        app.extensions["temporal_portal"].call(lambda c: c.get_workflow_handle(workflow_id).terminate("test"))
+        response = client.post(f"{location}/cancel", data={"csrf_token": csrf.group(1)})
+        assert response.status_code == 409
+        body = html.unescape(response.get_data(as_text=True))
+        assert "already ended (TERMINATED); there is nothing to cancel" in body
+        unknown = client.post("/bookings/trip-doesnotexist/cancel", data={"csrf_token": csrf.group(1)})
+        assert unknown.status_code == 404
+    finally:
+        app.extensions["temporal_portal"].close()
+
+
+class FreezableProxy:
+    """A TCP relay to Temporal that can stop relaying: a Temporal that accepts but never answers."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.frozen = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                while self.frozen.is_set():
+                    time.sleep(0.05)
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_status_poll_gives_up_on_a_stalled_temporal_long_before_other_calls(
+    dev_client: Client, task_queue: str
+) -> None:
+    proxy = FreezableProxy(dev_client.service_client.config.target_host)
+    portal = TemporalPortal(lambda: connect(target_host=proxy.address, namespace=dev_client.namespace), timeout=10)
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "TASK_QUEUE": task_queue,
+            "TEMPORAL_PORTAL": portal,
+            "QUERY_TIMEOUT": 0.5,
+            "STATUS_TIMEOUT": 1.5,
+        }
+    )
+    client = app.test_client()
+    try:
+        location = client.post("/bookings", data={**demo_trip(date.today()), **form_tokens(client)}).headers["Location"]
+        assert client.get(f"{location}/status").status_code == 200  # through the proxy while it relays
+        proxy.frozen.set()
+        started = time.monotonic()
+        stalled = client.get(f"{location}/status")
+        elapsed = time.monotonic() - started
+        assert stalled.status_code == 503 and stalled.get_json()["error"] == "Temporal is unavailable"
+        assert elapsed < 4, f"a poll held its thread for {elapsed:.1f} s (TEMPORAL_TIMEOUT is 10 s)"
+    finally:
+        proxy.frozen.clear()
+        portal.close()
+        proxy.close()

@@ -4,9 +4,12 @@ real worker and providers: over HTTP, then in headless Chromium."""
 from __future__ import annotations
 
 import html
+import http.client
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -22,7 +25,7 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_until
-from trip.models import Scenario, demo_trip
+from trip.models import RetryOverrides, Scenario, demo_trip
 from trip.temporal import await_outcome, start_booking
 from web.operators import add_operator
 from workflows.status import SagaStatus
@@ -236,7 +239,7 @@ async def test_browser_books_watches_and_opens_the_web_ui(
     # Happy path: the page updates itself to Completed.
     await page.get_by_label("Demo scenario").select_option("happy")
     await page.get_by_role("button", name="Book the trip").click()
-    await page.wait_for_url(re.compile(r"/bookings/trip-[0-9a-f]{32}$"))
+    await page.wait_for_url(re.compile(r"/bookings/trip-[0-9a-f]{32}-[0-9a-f]{16}$"))
     await page.locator("#saga-status", has_text="Completed").wait_for(timeout=60_000)
     for step in ("book_car", "book_hotel", "book_flight"):
         await page.locator(f'tr[data-step="{step}"] .state', has_text="succeeded").wait_for()
@@ -266,6 +269,45 @@ async def test_browser_books_watches_and_opens_the_web_ui(
     # The run's failure, as the workflow raised it, is on the page.
     await page.get_by_text("Trip not booked: book_flight failed").first.wait_for(timeout=30_000)
     await page.screenshot(path=str(shots / "webui-rolled-back.png"))
+
+
+@pytest_asyncio.fixture
+async def browser_with_bfcache() -> AsyncIterator[Any]:
+    """Chromium as people run it: Playwright turns the back/forward cache off by
+    default, and that cache is what brings a spent form back on Back."""
+    if not HAVE_CHROMIUM:
+        pytest.skip("browser tests need Debian's chromium")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, ignore_default_args=["--disable-back-forward-cache"]
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def test_browser_back_change_and_submit_starts_a_new_booking(
+    web_app: WebApp, browser_with_bfcache: Any, providers: ProviderService
+) -> None:
+    """Issue 11's acceptance: Back, change the form, submit: a new booking, not the old one."""
+    page = await browser_with_bfcache.new_page()
+    await page.goto(web_app.url + "/")
+    await page.get_by_label("Demo scenario").select_option("flight-sold-out")
+    await page.get_by_role("button", name="Book the trip").click()
+    await page.locator("#saga-status", has_text="Rolled back").wait_for(timeout=60_000)
+    first = page.url
+
+    await page.go_back(wait_until="commit")  # a page restored from the bfcache fires no load event
+    await page.get_by_label("Demo scenario").select_option("happy")
+    await page.get_by_role("button", name="Book the trip").click()
+    await page.wait_for_url(lambda url: "/bookings/trip-" in url and url != first)
+    await page.locator("#saga-status", has_text="Completed").wait_for(timeout=60_000)
+    second_id, first_id = page.url.rsplit("/", 1)[1], first.rsplit("/", 1)[1]
+    assert providers.active_kinds(second_id) == ["car", "flight", "hotel"]
+    assert providers.active_kinds(first_id) == []
 
 
 async def test_form_errors_in_the_browser_keep_the_values(web_app: WebApp, browser: Any) -> None:
@@ -564,3 +606,138 @@ async def test_declining_a_held_trip_on_its_page_releases_every_hold(
     assert {r["status"] for r in providers.reservations(workflow_id)} == {"cancelled"}
     page = traveller.http.get(location).text
     assert "You declined this trip, so every hold is released." in page and "dates changed" in page
+
+
+# --- a run closed from outside: its execution status wins over the saga's last state
+
+
+async def test_browser_terminated_run_says_terminated_and_stops_polling(
+    web_app: WebApp, dev_client: Client, browser: Any
+) -> None:
+    """Issue 11's acceptance: a terminated run's page says Terminated and stops polling."""
+    # The hotel keeps failing and retries every 5 s for minutes: the saga stays RUNNING.
+    slow_retry = RetryOverrides(initial_interval_s=5, backoff=1.0, max_attempts=50)
+    handle = await start_booking(
+        dev_client,
+        make_request(Scenario.HOTEL_DOWN, retry=slow_retry, name="Terminated Traveller"),
+        task_queue=web_app.task_queue,
+    )
+    location = f"/bookings/{handle.id}"
+    user = Browserless(web_app.url)
+    await wait_until(lambda: bool(user.status(location)["steps"]), what="the worker to answer the query")
+
+    page = await browser.new_page()
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if request.url.endswith("/status") else None)
+    await page.goto(web_app.url + location)
+    await page.locator("#saga-status", has_text="Running").wait_for()
+    await wait_until(lambda: len(polls) >= 2, what="the page to poll while the run is open")  # positive control
+
+    await handle.terminate(reason="test: an operator terminated it")
+    await page.locator("#saga-status", has_text="Terminated").wait_for(timeout=30_000)
+    await page.locator('#booking[data-polling="stopped"]').wait_for()
+    after = len(polls)
+    await page.wait_for_timeout(3_000)  # three poll intervals: an absence needs a window
+    assert len(polls) == after, "the page kept polling a closed run"
+
+    data = user.status(location)
+    assert (data["status"], data["closed"], data["temporal_status"]) == ("TERMINATED", True, "TERMINATED")
+    assert "Terminated" in user.http.get(location).text
+    # The list shows the execution status, not the stale BookingStatus, and the RUNNING filter leaves it out.
+    await wait_until(
+        lambda: (
+            re.search(rf">TERMINATED</span>[^\n]*\n\s*<td><a href=\"{location}\"", user.http.get("/bookings").text)
+            is not None
+        ),
+        what="the list to show TERMINATED",
+        timeout=30,
+    )
+    assert handle.id not in user.http.get("/bookings?status=RUNNING").text
+
+
+CSP_RECORDER = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolations.push(event.violatedDirective + " " + event.blockedURI);
+});
+"""
+
+
+async def test_browser_pages_work_under_the_content_security_policy(web_app: WebApp, browser: Any) -> None:
+    page = await browser.new_page()
+    await page.add_init_script(CSP_RECORDER)
+    await page.goto(web_app.url + "/")
+    await page.get_by_role("button", name="Book the trip").click()
+    await page.wait_for_url(re.compile(r"/bookings/trip-"))
+    # Only status.js sets this, once it has polled the run to its end: the script ran under the policy.
+    await page.locator('#booking[data-polling="stopped"]').wait_for(timeout=60_000)
+    await page.locator("#saga-status", has_text="Completed").wait_for()
+    assert await page.evaluate("window.cspViolations") == []
+    for path in ("/", "/bookings", "/login"):
+        await page.goto(web_app.url + path)
+        assert await page.evaluate("window.cspViolations") == [], path
+        # The stylesheet applied: the header is laid out by style.css, not the browser's defaults.
+        assert await page.evaluate("getComputedStyle(document.querySelector('header.site')).display") == "flex"
+
+    # The policy is enforced: an injected inline script does not run, and is reported.
+    await page.evaluate(
+        "() => { const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
+        " document.body.append(s); }"
+    )
+    await page.wait_for_function("window.cspViolations.length > 0")
+    assert await page.evaluate("window.injected") is None
+
+
+def start_web(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """``python -m web`` on a free port, as ``make run`` starts it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "web", "--port", "0", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_sigterm_finishes_requests_in_flight_then_exits(dev_client: Client, tmp_path: Path) -> None:
+    # No worker on this queue: the status query waits out its 3 s timeout, a request in flight.
+    handle = await start_booking(dev_client, make_request(), task_queue=f"tq-{uuid.uuid4().hex}")
+    env = dict(
+        os.environ,
+        TEMPORAL_ADDRESS=dev_client.service_client.config.target_host,
+        TEMPORAL_NAMESPACE=dev_client.namespace,
+        SECRET_KEY=uuid.uuid4().hex,
+        OPERATORS_FILE=str(tmp_path / "none.toml"),
+        FLASK_QUERY_TIMEOUT="3",
+        FLASK_STATUS_TIMEOUT="20",  # a busy machine must not turn the 3 s query into a 503
+    )
+    proc = start_web(env, "--grace", "20")
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("web app listening on "), line
+        host, port = line.split()[-1].removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.request("GET", "/healthz")  # the server has accepted this connection
+        assert conn.getresponse().read() == b'{"status":"ok"}\n'
+        conn.request("GET", f"/bookings/{handle.id}/status")  # sent; its answer takes ~3 s
+        proc.send_signal(signal.SIGTERM)
+
+        def refused() -> bool:
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+            except ConnectionRefusedError:
+                return True
+            return False
+
+        await wait_until(refused, what="the server to stop accepting connections", timeout=10)
+        assert proc.poll() is None, "it must not exit while a request is in flight"
+        response = conn.getresponse()
+        assert response.status == 200
+        assert "no worker" in json.loads(response.read())["note"]
+        assert proc.wait(timeout=20) == 0
+        assert proc.stderr is not None and "stopped" in proc.stderr.read()
+    finally:
+        stop_process(proc)
+        await handle.terminate()

@@ -236,6 +236,10 @@ _STATUS_PREFIX = "WORKFLOW_EXECUTION_STATUS_"
 RUNNING, PAUSED = "RUNNING", "PAUSED"
 #: Execution statuses of a workflow that has not closed.
 OPEN_STATUSES = frozenset({RUNNING, PAUSED})
+#: How a run ends when its own code closes it: it returned, raised, or accepted
+#: a cancellation. Any other closed status (TERMINATED, TIMED_OUT) was imposed
+#: from outside, and the saga's last recorded status never caught up with it.
+SELF_CLOSED_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELED"})
 
 
 def execution_status_name(raw_status: int) -> str:
@@ -271,6 +275,21 @@ class Execution:
     @property
     def closed(self) -> bool:
         return self.status not in OPEN_STATUSES
+
+    @property
+    def closed_from_outside(self) -> bool:
+        """Terminated or timed out: the saga never got to record how it ended.
+
+        Its ``BookingStatus`` and its ``status`` query (replayed to the last
+        event) still say RUNNING or COMPENSATING, so callers show this
+        execution status instead.
+        """
+        return self.closed and self.status not in SELF_CLOSED_STATUSES
+
+    @property
+    def shown_status(self) -> str | None:
+        """The status to show in a list: the saga's own, unless the run was closed from outside."""
+        return self.status if self.closed_from_outside else self.booking_status
 
 
 async def _traveller(client: Client, info: WorkflowExecutionInfo, attrs: TypedSearchAttributes) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.wrappers import Response
 
 from trip import DEFAULT_TEMPORAL_UI_URL, ENV_TASK_QUEUE, ENV_TEMPORAL_UI_URL, TASK_QUEUE
 from trip.temporal import connect
@@ -34,9 +35,40 @@ def _secret_key(instance: Path) -> str:
     path = instance / "secret_key"
     if not path.exists():
         instance.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        # Created 0600 and complete before it appears under its name: never
+        # readable by others, not even between a write and a chmod, and a
+        # second process starting at the same time never reads half a key.
+        draft = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process won the race; use its key
+        finally:
+            draft.unlink(missing_ok=True)
     return path.read_text().strip()
+
+
+#: Sent with every response. The pages use only their own stylesheet and
+#: ``status.js``: no inline script or style, nothing from elsewhere, and no
+#: site may frame them (clickjacking an operator's Cancel or Resolve).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -49,6 +81,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         TEMPORAL_TIMEOUT=10.0,
         #: Seconds a status query may wait for a worker to answer it.
         QUERY_TIMEOUT=2.0,
+        #: Seconds a booking page or status poll may wait for Temporal in all
+        #: before answering 503: polls come every second from every open page,
+        #: so a slow Temporal must not hold waitress's threads for TEMPORAL_TIMEOUT.
+        STATUS_TIMEOUT=6.0,
         #: How often the status page polls while a saga runs, in ms.
         POLL_INTERVAL_MS=1000,
         MAX_CONTENT_LENGTH=64 * 1024,
@@ -95,4 +131,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     metrics.register(app)
     instrument_flask(app, app.config.get("TRACER_PROVIDER"))
     errors.register(app)
+    app.after_request(_security_headers)
     return app

@@ -2,8 +2,9 @@
 
 Validation is ``BookingRequest``, the model the workflow itself takes. A valid
 form starts the workflow and redirects at once (303); it never waits for the
-saga. The workflow id comes from the form's one-time token, so a double
-submit finds the booking the first submit started instead of starting another.
+saga. The workflow id comes from the form's one-time token and the request's
+digest, so a double submit finds the booking the first submit started, while
+the same form sent back with changes (Back, edit, submit) starts its own.
 
 "Hold and let me confirm" (checkbox ``hold``) sends ``confirm_within`` from the
 minutes field; unchecked, the minutes field is ignored and the trip is booked
@@ -12,6 +13,7 @@ outright, exactly as without the option.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
@@ -127,20 +129,38 @@ def booking_request(values: dict[str, str], today: date) -> BookingRequest:
         raise BookingInputError(errors) from None
 
 
-def workflow_id_for(form_token: str) -> str:
-    return f"trip-{form_token}"
+def workflow_id_for(form_token: str, req: BookingRequest) -> str:
+    """One booking per form *and* content.
+
+    Submitting the same form twice (a double click, a retried POST) gives the
+    same id, so the second submit finds the first run. A browser's Back button
+    can bring the form back with its one-time token; sent again with changed
+    details it is a different request, so the request's digest is part of the
+    id and it starts a booking of its own.
+    """
+    digest = hashlib.sha256(req.model_dump_json().encode()).hexdigest()[:16]
+    return f"trip-{form_token}-{digest}"
 
 
-def render_form(values: dict[str, Any], errors: dict[str, str], status: int = 200) -> tuple[str, int]:
-    return render_template(
-        "form.html",
-        sections=SECTIONS,
-        modes=MODES,
-        scenarios=SCENARIO_CHOICES,
-        values=values,
-        errors=errors,
-        form_token=values.get("form_token") or uuid.uuid4().hex,
-    ), status
+#: The form is never served from a cache, so Back shows it with a fresh
+#: one-time token rather than the one already spent.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def render_form(values: dict[str, Any], errors: dict[str, str], status: int = 200) -> tuple[str, int, dict[str, str]]:
+    return (
+        render_template(
+            "form.html",
+            sections=SECTIONS,
+            modes=MODES,
+            scenarios=SCENARIO_CHOICES,
+            values=values,
+            errors=errors,
+            form_token=values.get("form_token") or uuid.uuid4().hex,
+        ),
+        status,
+        NO_STORE,
+    )
 
 
 @bp.get("/healthz")
@@ -150,12 +170,12 @@ def healthz() -> dict[str, str]:
 
 
 @bp.get("/")
-def new_booking() -> tuple[str, int]:
+def new_booking() -> tuple[str, int, dict[str, str]]:
     return render_form(form_defaults(date.today()), {})
 
 
 @bp.post("/bookings")
-def create_booking() -> Response | tuple[str, int]:
+def create_booking() -> Response | tuple[str, int, dict[str, str]]:
     values = {key: request.form.get(key, "") for key in [*form_defaults(date.today()), "form_token"]}
     values["hold"] = "on" if values["hold"] else ""
     token = values["form_token"]
@@ -167,7 +187,7 @@ def create_booking() -> Response | tuple[str, int]:
     except BookingInputError as exc:
         return render_form(values, exc.errors, 400)
 
-    workflow_id = workflow_id_for(token)
+    workflow_id = workflow_id_for(token, req)
     task_queue = current_app.config["TASK_QUEUE"]
 
     async def start(client: Client) -> None:

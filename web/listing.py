@@ -11,11 +11,12 @@ from temporalio.client import Client
 from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
 from trip.temporal import list_executions, web_ui_url
 from web.portal import current_portal
-from workflows.status import SagaStatus
+from workflows.status import TERMINAL, SagaStatus
 
 bp = Blueprint("listing", __name__)
 
 PAGE_SIZE = 50
+TERMINAL_VALUES = {s.value for s in TERMINAL}
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ def list_bookings() -> tuple[str, int]:
     query = f'WorkflowType = "{WORKFLOW_TYPE}"'
     if wanted:  # validated against the enum above, so safe to embed
         query += f' AND {SA_BOOKING_STATUS.name} = "{wanted}"'
+        if wanted not in TERMINAL_VALUES:
+            # A terminated or timed-out run keeps the BookingStatus it had (RUNNING, ...).
+            query += ' AND ExecutionStatus != "Terminated" AND ExecutionStatus != "TimedOut"'
     ui_base = current_app.config["TEMPORAL_UI_URL"]
 
     async def fetch(client: Client) -> list[Row]:
@@ -52,7 +56,7 @@ def list_bookings() -> tuple[str, int]:
                 Row(
                     workflow_id=wf.workflow_id,
                     traveller=wf.traveller,
-                    status=wf.booking_status,
+                    status=wf.shown_status,
                     temporal_status=wf.status,
                     start_time=wf.start_time,
                     web_ui_url=web_ui_url(wf.workflow_id, client.namespace, base=ui_base),

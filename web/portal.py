@@ -30,7 +30,9 @@ class TemporalUnavailable(Exception):
     """Temporal could not be reached (or did not answer in time)."""
 
 
-_UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}
+#: CANCELLED is how the SDK's bridge reports a call's own ``rpc_timeout``
+#: running out ("Timeout expired").
+_UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 
 
 class TemporalPortal:

@@ -127,7 +127,7 @@ async def _load(client: Client, workflow_id: str, ui_base: str, query_timeout: t
     # Runs on the portal's loop thread: no Flask context here, so settings come in as arguments.
     handle = client.get_workflow_handle(workflow_id)
     try:
-        execution = await describe_execution(client, workflow_id)
+        execution = await describe_execution(client, workflow_id, rpc_timeout=query_timeout)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise BookingNotFound(workflow_id) from err
@@ -143,12 +143,18 @@ async def _load(client: Client, workflow_id: str, ui_base: str, query_timeout: t
     except (RPCError, WorkflowQueryFailedError):
         note = "Step details are unavailable: no worker is answering queries for this booking right now."
     outcome = await await_outcome(handle) if closed else None
-    if status is not None:
-        saga_status = status.status.value
+    if execution.closed_from_outside:
+        # Terminated or timed out: the query replays to the saga's last state,
+        # RUNNING or COMPENSATING, which would read as "still going" forever.
+        saga_status = execution.status
     elif outcome is not None and outcome.status is not None:
         saga_status = outcome.status.value
+    elif status is not None and (not closed or status.status in TERMINAL):
+        saga_status = status.status.value
+    elif closed:
+        saga_status = execution.status
     else:
-        saga_status = (execution.booking_status or SagaStatus.RUNNING.value) if not closed else "UNKNOWN"
+        saga_status = execution.booking_status or SagaStatus.RUNNING.value
     return BookingView(
         workflow_id=workflow_id,
         namespace=client.namespace,
@@ -170,7 +176,10 @@ def load_booking(workflow_id: str) -> BookingView:
     try:
         config = current_app.config
         timeout = timedelta(seconds=config["QUERY_TIMEOUT"])
-        return current_portal().call(lambda client: _load(client, workflow_id, config["TEMPORAL_UI_URL"], timeout))
+        return current_portal().call(
+            lambda client: _load(client, workflow_id, config["TEMPORAL_UI_URL"], timeout),
+            timeout=config["STATUS_TIMEOUT"],
+        )
     except BookingNotFound:
         abort(404)
 
@@ -212,14 +221,22 @@ def booking_status(workflow_id: str) -> Response:
 
 @bp.post("/<workflow_id>/cancel")
 @operator_required
-def cancel_booking(workflow_id: str) -> Response:
+def cancel_booking(workflow_id: str) -> Response | tuple[str, int]:
     view = load_booking(workflow_id)
-    if view.closed:
-        flash("This booking has already finished; there is nothing to cancel.", "info")
-    else:
-        current_portal().call(lambda client: client.get_workflow_handle(workflow_id).cancel())
-        flash("Cancellation requested: everything booked so far is being undone.", "info")
-    return redirect(url_for("status.booking_page", workflow_id=workflow_id), code=303)
+    if not view.closed:
+        try:
+            current_portal().call(lambda client: client.get_workflow_handle(workflow_id).cancel())
+        except RPCError as err:
+            # Closed since the look above. The dev server (1.32) accepts a cancel of a
+            # closed run and does nothing; other servers answer NOT_FOUND.
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            view = load_booking(workflow_id)
+        else:
+            flash("Cancellation requested: everything booked so far is being undone.", "info")
+            return redirect(url_for("status.booking_page", workflow_id=workflow_id), code=303)
+    message = f"This booking has already ended ({view.saga_status}); there is nothing to cancel."
+    return render_booking(view, action_error=message, status=409)
 
 
 def _operator_update(

@@ -6,7 +6,6 @@
   if (!root) return;
   const url = root.dataset.statusUrl;
   const every = Number(root.dataset.pollMs) || 1000;
-  const terminal = new Set(root.dataset.terminal.split(","));
   // Statuses whose forms the server draws (operator actions, confirm/decline):
   // entering or leaving one reloads the page instead of redrawing it here.
   const serverDrawn = new Set(["NEEDS_ATTENTION", "AWAITING_CONFIRMATION"]);
@@ -122,7 +121,12 @@
           return;
         }
         render(data);
-        if (data.closed && terminal.has(data.status)) return;
+        // Closed is final whatever the status says: a terminated or timed-out
+        // run never reaches a saga status of its own.
+        if (data.closed) {
+          root.dataset.polling = "stopped";
+          return;
+        }
       }
     } catch (err) {
       // Network hiccup: keep the last good state and try again.
