@@ -27,7 +27,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from tests.conftest import wait_until
-from tests.test_web import count_started, form_tokens, make_app
+from tests.test_web import form_tokens, make_app, started_besides_a_control
 from trip import UPDATE_CONFIRM, UPDATE_DECLINE, WORKFLOW_TYPE
 from trip.errors import ErrorType
 from trip.models import BookingRequest, demo_trip
@@ -275,7 +275,7 @@ def test_a_bad_confirm_within_is_shown_next_to_the_field_and_nothing_starts(
     # The user's choice is kept for the second try.
     assert re.search(r'name="hold" type="checkbox" value="on"\s*checked', page)
     assert f'value="{html.escape(minutes)}"' in page
-    assert count_started(app, task_queue) == 0
+    assert started_besides_a_control(app, client, task_queue) == set()
 
 
 async def test_a_held_trip_shows_the_banner_and_counts_down(client: FlaskClient, worker: ThreadedWorker) -> None:
