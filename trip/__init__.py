@@ -18,6 +18,8 @@ WORKFLOW_ID_PREFIX = "trip"
 #: Temporal CLI calls them by these names: never rename them.
 UPDATE_RETRY_COMPENSATION = "retry_compensation"
 UPDATE_RESOLVE = "resolve"
+#: Returns once the bookings are held or the unwind has begun (Update-with-Start).
+UPDATE_HOLDS = "holds"
 
 #: Custom search attributes. ``make run`` registers them on the dev server; on
 #: any other cluster create them once with ``temporal operator search-attribute
