@@ -38,6 +38,12 @@ def write_outputs(results: dict[str, Any], root: Path, *, quick: bool) -> list[P
     return paths
 
 
+def rerender(root: Path) -> list[Path]:
+    """Rewrite the plot and docs/benchmarks.md from ``bench/results/latest.json`` (no new measurement)."""
+    results = json.loads((root / "bench" / "results" / "latest.json").read_text())
+    return write_outputs(results, root, quick=False)
+
+
 def kept(md: Path) -> str:
     """The hand-written block of the current file, markers included ('' if none)."""
     text = md.read_text() if md.exists() else ""
@@ -178,7 +184,7 @@ Targets (issue 13):
 
 {met}
 
-### Why the latency and time-to-consistent targets are missed
+### Why the latency, time-to-consistent and throughput targets are missed
 
 Once the per-dispatch delay is gone (below), a saga's time is its workflow tasks: each one is a round trip from the
 server to the worker and back, plus the workflow code, on CPUs shared by the server, the worker, the providers and
@@ -189,9 +195,17 @@ ours can do is about 2/4 of the baseline's latency, so ≤ 0.25 is out of reach 
 *activities*: it needs the whole trip inside one workflow task, i.e. local activities, which this project declined
 because it would lose the per-attempt visibility in the Web UI that operators use. Ours also does more per task than
 the seed-style workflow (it upserts the `BookingStatus` search attribute and publishes the step list as current
-details on every change), which the baseline does not pay; that is why ours in sequential mode is slower than the
+details on every change), which the baseline does not pay; that is why ours in sequential mode is no faster than the
 baseline. Time to consistent after `flight-sold-out` has the same shape: the failure, the two undos (at once in
 ours) and the close are separate workflow tasks.
+
+Throughput is the same limit seen from the other side. Parallel booking shortens a saga; it does not make it
+cheaper: at {c_hi} in flight ours costs {_f(cost[OURS]["worker_cpu_ms"])} ms of worker CPU and
+{_f(cost[OURS]["server_cpu_ms"])} ms of server CPU per saga against the baseline's
+{_f(cost[BASELINE]["worker_cpu_ms"])} and {_f(cost[BASELINE]["server_cpu_ms"])} ms. Once the machine's CPU is the
+limit (here from about 50 in flight, on cores shared with other jobs), sagas per second are CPU over CPU per saga,
+and the ratio falls to about 1; it is above 1 only while sagas wait on round trips rather than on CPU (1 and 10 in
+flight). ≥ 2.0 would need half the CPU per saga, i.e. half the workflow tasks and history writes.
 
 How each figure is taken:
 
@@ -250,7 +264,9 @@ open at that moment), {r["plan"]["backlog_rounds"]} round(s).
 `rollback_under_backlog` = **{ratios["rollback_under_backlog"]:.1f}** (target ≤ 2.0). Priority orders only the undo
 *activities*; the rollback's own workflow tasks, and its booking activities before the failure, queue behind the
 backlog's at the default priority, and that is where most of the loaded time goes. Reaching the target would need
-the whole workflow started at a higher priority, which a booking cannot know it will need when it starts.
+the whole workflow started at a higher priority, which a booking cannot know it will need when it starts. The unwind
+column (failure to close) does not separate the two priorities reliably either: with the worker saturated, each undo
+still waits for the workflow tasks that schedule it and record its result.
 
 ## The form's submit: start, or Update-with-Start
 
@@ -262,12 +278,13 @@ Client side, on our worker, {r["plan"]["form_runs"]} runs each, interleaved:
 | Update-with-Start of `holds`: every booking held, or the unwind begun | {_f(form["update_with_start"]["p50"])} | {_f(form["update_with_start"]["p95"])} |
 | start, then the workflow's result | {_f(form["start_then_result"]["p50"])} | {_f(form["start_then_result"]["p95"])} |
 
-Update-with-Start answers with the bookings' outcome in about the time of the whole saga (×{ratios["form_update_with_start_vs_start_then_result"]:.2f}
-of start-then-result): the holds *are* the saga, and once the last one is placed only the close remains. It does not
-make the answer sooner: it makes it say more, at about {_f(form["update_with_start"]["p50"] / form["start"]["p50"], 0)}× the
-time of today's redirect. The status page already shows the outcome live, so the form keeps its immediate redirect;
-`holds` (`trip.UPDATE_HOLDS`) is there for a caller that wants the outcome in one call. Eager start is measured below
-and needs a worker in the starting process, which the web app is not.
+Update-with-Start took ×{ratios["form_update_with_start_vs_start_then_result"]:.2f} the time of start-then-result
+here, and {_f(form["update_with_start"]["p50"] / form["start"]["p50"], 0)}× the time of today's redirect. It cannot
+answer sooner than the holds themselves, and the holds are the whole saga (once the last one is placed only the
+close remains), so at best it matches start-then-result; it only makes the answer say more. The status page already
+shows the outcome live, so the form keeps its immediate redirect (not shipped); `holds` (`trip.UPDATE_HOLDS`) is
+there for a caller that wants the outcome in one call. Eager start is measured below and needs a worker in the
+starting process, which the web app is not.
 
 ## Where the time goes
 
@@ -293,4 +310,12 @@ are shared and noisy, which is why every figure here is a same-run ratio.
 |---|---:|---:|---|---|
 | parallel booking (the first table) | {_f(lat[OURS]["p50"])} ms p50 | {_f(lat[SEQUENTIAL]["p50"])} ms p50 in sequential mode | ×{ratios["p50_latency_vs_sequential"]:.2f} latency | yes, the default mode |{opt_rows}
 | sandbox pass-through of pydantic, httpx-free models and the saga core (`imports_passed_through`) | | | always on: without it every run would rebuild the pydantic models; not measured separately | yes |
+
+These variants run late in the run, each against the shipped worker in A B B A halves; when the machine's load
+moves during a phase the throughput column moves with it, so the shipped choices rest on the worker-CPU column.
 """
+
+
+if __name__ == "__main__":
+    for written in rerender(Path(__file__).resolve().parent.parent):
+        print(f"wrote {written}")
