@@ -1,7 +1,8 @@
 """The baseline web request, done the way the well-known sample does it.
 
 An async Flask view connects a new Temporal client for the request, starts the
-booking and waits for the saga to end before answering. The benchmark serves it
+seed-style booking (``bench.seed_style``) and waits for the saga to end before
+answering. The benchmark serves it
 with the same waitress settings as our app and times one request against our
 ``POST /bookings``, which starts the saga and redirects at once. Never used
 outside the benchmark.
@@ -19,9 +20,9 @@ from temporalio.client import Client, WorkflowFailureError
 from waitress.server import create_server
 from werkzeug.wrappers import Response
 
+from bench.seed_style import WORKFLOW_NAME
 from trip.codec import data_converter
 from trip.models import BookingRequest, demo_trip
-from workflows.booking import BookingWorkflow
 
 
 def create_app() -> Flask:
@@ -36,11 +37,11 @@ def create_app() -> Flask:
         req = BookingRequest.from_flat(demo_trip(date.today()), today=date.today())
         try:
             result = await client.execute_workflow(
-                BookingWorkflow.run, req, id=f"sample-{uuid.uuid4().hex}", task_queue=os.environ["BOOKING_TASK_QUEUE"]
+                WORKFLOW_NAME, req, id=f"sample-{uuid.uuid4().hex}", task_queue=os.environ["BOOKING_TASK_QUEUE"]
             )
         except WorkflowFailureError as err:
             return jsonify({"status": "failed", "message": str(err.cause)})
-        return jsonify({"status": "completed", "confirmations": result.confirmations})
+        return jsonify({"status": "completed", "result": result})
 
     return app
 

@@ -187,6 +187,19 @@ class Stack:
         # The worker logs nothing at WARNING when healthy; readiness is checked
         # by the benchmark's first saga completing.
 
+    def start_seed_worker(self, name: str, task_queue: str) -> None:
+        """The seed-style baseline's worker (``bench.seed_style``): SDK defaults."""
+        self._spawn(name, [sys.executable, "-m", "bench.seed_style", "--task-queue", task_queue], env=self.env())
+
+    def stop_one(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
     def start_web(self, name: str, module: str, task_queue: str) -> str:
         line = self._spawn(
             name,

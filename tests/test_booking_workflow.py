@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities import BookingActivities, make_http_client
 from tests.conftest import FAST_RETRY, ProviderService, make_request, wait_for_saga_status
-from trip import SA_BOOKING_STATUS, SA_TRAVELLER
+from trip import SA_BOOKING_STATUS, SA_TRAVELLER, UPDATE_HOLDS
 from trip.codec import keyring_of, traveller_tag
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Mode, ReserveRequest, Scenario
@@ -32,9 +33,9 @@ from trip.temporal import (
     start_booking,
 )
 from trip.worker import WorkerTuning, build_worker
-from workflows.booking import BookingWorkflow
+from workflows.booking import UNDO_PRIORITY_KEY, BookingWorkflow
 from workflows.saga import StepState
-from workflows.status import TERMINAL, SagaStatus
+from workflows.status import TERMINAL, BookingStatus, SagaStatus
 
 S = StepState
 
@@ -365,3 +366,63 @@ async def test_a_declined_trip_releases_every_hold_at_the_provider(
     assert outcome.error_details["cause_type"] == ErrorType.DECLINED.value
     assert ledger_states(providers, handle.id) == {"car": "cancelled", "hotel": "cancelled", "flight": "cancelled"}
     assert "ticket_flight" not in await scheduled_activities(handle)
+
+
+@pytest.mark.parametrize(("overrides", "expected_key"), [({}, UNDO_PRIORITY_KEY), ({"undo_priority_key": 3}, 3)])
+async def test_undos_are_scheduled_ahead_of_bookings_on_a_backlogged_queue(
+    dev_client: Client, providers: ProviderService, worker: str, overrides: dict[str, int], expected_key: int
+) -> None:
+    retry = FAST_RETRY.model_copy(update=overrides)
+    req = make_request(Scenario.FLIGHT_SOLD_OUT).model_copy(update={"retry": retry})
+    handle = await start_booking(dev_client, req, task_queue=worker)
+    outcome = await await_outcome(handle)
+    assert outcome.status is SagaStatus.ROLLED_BACK
+    keys: dict[str, int] = {}
+    for event in (await handle.fetch_history()).events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            attrs = event.activity_task_scheduled_event_attributes
+            keys[attrs.activity_type.name] = attrs.priority.priority_key
+    # The server reads what the workflow asked for: undos at the undo priority,
+    # bookings unset (the default, 3), so a backlog of bookings cannot hold a rollback back.
+    assert keys == {
+        "book_car": 0,
+        "book_hotel": 0,
+        "book_flight": 0,
+        "undo_book_car": expected_key,
+        "undo_book_hotel": expected_key,
+    }
+
+
+@pytest.mark.parametrize(
+    ("scenario", "answers", "active"),
+    [
+        (Scenario.HAPPY, {SagaStatus.COMPLETED}, ["car", "flight", "hotel"]),
+        (Scenario.FLIGHT_SOLD_OUT, {SagaStatus.COMPENSATING, SagaStatus.ROLLED_BACK}, []),
+    ],
+)
+async def test_update_with_start_answers_once_the_holds_are_placed_or_the_unwind_began(
+    dev_client: Client,
+    providers: ProviderService,
+    worker: str,
+    scenario: Scenario,
+    answers: set[SagaStatus],
+    active: list[str],
+) -> None:
+    workflow_id = f"trip-uws-{uuid.uuid4().hex[:8]}"
+    operation = WithStartWorkflowOperation(
+        BookingWorkflow.run,
+        make_request(scenario),
+        id=workflow_id,
+        task_queue=worker,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    status = await dev_client.execute_update_with_start_workflow(
+        UPDATE_HOLDS, start_workflow_operation=operation, result_type=BookingStatus
+    )
+    # One call started the booking and answered with how it went, not "running".
+    assert status.status in answers
+    if status.status is SagaStatus.COMPLETED:
+        assert set(status.confirmations) == {"car", "hotel", "flight"}
+        assert providers.active_kinds(workflow_id) == active
+    await await_outcome(await operation.workflow_handle())
+    assert providers.active_kinds(workflow_id) == active

@@ -21,6 +21,8 @@ UPDATE_RESOLVE = "resolve"
 #: Workflow Updates the traveller sends to a held trip (AWAITING_CONFIRMATION).
 UPDATE_CONFIRM = "confirm"
 UPDATE_DECLINE = "decline"
+#: Returns once the bookings are held or the unwind has begun (Update-with-Start).
+UPDATE_HOLDS = "holds"
 
 #: Custom search attributes. ``make run`` registers them on the dev server; on
 #: any other cluster create them once with ``temporal operator search-attribute

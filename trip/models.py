@@ -232,6 +232,9 @@ class RetryOverrides(_Model):
     activity_timeout_s: Annotated[float, Field(gt=0, le=600)] | None = None
     undo_max_attempts: Annotated[int, Field(ge=1, le=100)] | None = None
     undo_max_interval_s: Annotated[float, Field(gt=0, le=600)] | None = None
+    #: Task-queue priority of the undos: 1 is served first, 5 last, and work
+    #: without one counts as 3. ``None`` keeps ``workflows.booking.UNDO_PRIORITY_KEY``.
+    undo_priority_key: Annotated[int, Field(ge=1, le=5)] | None = None
 
     @model_validator(mode="after")
     def _intervals(self) -> RetryOverrides:

@@ -40,7 +40,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         SA_BOOKING_STATUS,
         UPDATE_CONFIRM,
         UPDATE_DECLINE,
+        UPDATE_HOLDS,
         UPDATE_RESOLVE,
         UPDATE_RETRY_COMPENSATION,
         WORKFLOW_TYPE,
@@ -145,6 +146,11 @@ UNDO_POLICY = RetryPolicy(
     maximum_attempts=10,
 )
 
+#: Undos run ahead of bookings (which keep the server's default, 3) when the
+#: task queue has a backlog: a rollback releases what new bookings may need,
+#: and a traveller waits on it (``make bench``: rollback_under_backlog).
+UNDO_PRIORITY_KEY = 1
+
 
 def step_name(kind: Kind) -> str:
     return f"book_{kind.value}"
@@ -189,6 +195,7 @@ class BookingWorkflow:
             on_change=self._publish_details,
             attempts_from_failure=_reported_attempt,
             attempts_from_result=lambda result: getattr(result, "attempt", None),
+            undo_priority=Priority(priority_key=retry.undo_priority_key or UNDO_PRIORITY_KEY),
         )
         self._saga.declare(*(step_name(k) for k in STEP_ORDER))
         if req.confirm_within is not None:
@@ -430,6 +437,17 @@ class BookingWorkflow:
             await workflow.wait_condition(workflow.all_handlers_finished)
             return not self._saga.outstanding()
         return True
+
+    @workflow.update(name=UPDATE_HOLDS, unfinished_policy=workflow.HandlerUnfinishedPolicy.ABANDON)
+    async def holds(self) -> BookingStatus:
+        """Return once the forward phase is over: every hold placed, or the unwind begun.
+
+        Sent with the start (Update-with-Start) it lets a caller answer with
+        the outcome of the bookings instead of "started" (``make bench``
+        measures it against a plain start).
+        """
+        await workflow.wait_condition(lambda: self._status is not SagaStatus.RUNNING)
+        return self.status()
 
     # --- operator Updates (NEEDS_ATTENTION) ---------------------------------
 

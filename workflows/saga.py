@@ -46,7 +46,7 @@ from enum import Enum
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -232,8 +232,13 @@ class Saga:
         stable_undo_ids: bool = False,
         attempts_from_failure: FailureAttempts | None = None,
         attempts_from_result: ResultAttempts | None = None,
+        undo_priority: Priority | None = None,
     ) -> None:
         self.parallel_compensation = parallel_compensation
+        #: Task-queue priority of every undo activity (``None``: inherit the
+        #: workflow's). A rollback behind a backlog of new work should not wait
+        #: its turn: the resources it holds are what the new work may need.
+        self.undo_priority = undo_priority
         #: Give each undo the activity id ``undo-<step>``, so that operator
         #: tools (``temporal activity pause/reset -a undo-book_car``) can name
         #: it. Off by default only because histories recorded without it would
@@ -600,6 +605,7 @@ class Saga:
                 summary=undo.summary,
                 result_type=undo.result_type,
                 activity_id=f"undo-{record.name}" if self.stable_undo_ids else None,
+                priority=self.undo_priority or Priority.default,
             )
         except ActivityError as err:
             record.state = StepState.COMPENSATION_FAILED

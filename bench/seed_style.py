@@ -1,0 +1,101 @@
+"""The benchmark's independent baseline: a booking saga written the way the
+well-known sample writes one, and a worker with the SDK's defaults.
+
+The workflow books car, hotel and flight one after another with
+``execute_activity``, appends each undo's name to a list *before* its step,
+and on any exception runs the undos in reverse and **returns** a string (it
+never fails). It calls our activities by name against the same providers, so
+the only differences from ours are the workflow's shape and the worker's
+settings: the strict sandbox, five pollers, the default cache.
+
+``python -m bench.seed_style --task-queue Q`` runs its worker (TEMPORAL_ADDRESS
+and PROVIDERS_URL from the environment). Never used outside the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.client import Client
+
+with workflow.unsafe.imports_passed_through():
+    from trip.models import BookingRequest, CancelRequest, Kind, ReserveRequest
+
+WORKFLOW_NAME = "SeedStyleBooking"
+TIMEOUT = timedelta(seconds=10)
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class SeedStyleBooking:
+    @workflow.run
+    async def run(self, req: BookingRequest) -> str:
+        booking_id = workflow.info().workflow_id
+        compensations: list[Kind] = []
+        details = {Kind.CAR: req.car, Kind.HOTEL: req.hotel, Kind.FLIGHT: req.flight}
+        try:
+            for kind in (Kind.CAR, Kind.HOTEL, Kind.FLIGHT):
+                compensations.append(kind)
+                await workflow.execute_activity(
+                    f"book_{kind.value}",
+                    ReserveRequest(
+                        kind=kind,
+                        booking_id=booking_id,
+                        idempotency_key=f"{booking_id}:{kind.value}",
+                        scenario=req.scenario,
+                        traveller=req.traveller,
+                        details=details[kind],
+                    ),
+                    start_to_close_timeout=TIMEOUT,
+                )
+            return "Voyage booked"
+        except Exception:
+            for kind in reversed(compensations):
+                try:
+                    await workflow.execute_activity(
+                        f"undo_book_{kind.value}",
+                        CancelRequest(
+                            kind=kind,
+                            booking_id=booking_id,
+                            idempotency_key=f"{booking_id}:{kind.value}",
+                            scenario=req.scenario,
+                        ),
+                        start_to_close_timeout=TIMEOUT,
+                    )
+                except Exception:
+                    workflow.logger.exception("undo of %s failed", kind.value)
+            return "Voyage cancelled"
+
+
+async def serve(task_queue: str) -> None:
+    from temporalio.worker import Worker
+
+    from activities import BookingActivities, make_http_client
+    from trip.codec import data_converter
+
+    # The same converter (and encryption) as every client here: both sides pay for it.
+
+    client = await Client.connect(os.environ["TEMPORAL_ADDRESS"], data_converter=data_converter())
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    async with make_http_client(os.environ["PROVIDERS_URL"]) as http:
+        async with Worker(
+            client, task_queue=task_queue, workflows=[SeedStyleBooking], activities=BookingActivities(http).all()
+        ):
+            await stop.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the seed-style baseline worker (benchmark only).")
+    parser.add_argument("--task-queue", required=True)
+    args = parser.parse_args()
+    asyncio.run(serve(args.task_queue))
+
+
+if __name__ == "__main__":
+    main()
