@@ -236,7 +236,11 @@ async def watch(
                 return Outcome(
                     SagaStatus.NEEDS_ATTENTION,
                     error_type="NeedsAttention",
-                    error_message=f"an undo is stuck; the booking waits for an operator. Still held: {held}",
+                    error_message=(
+                        f"past the point of no return, a step is not done; the booking waits for an operator: {held}"
+                        if status.past_pivot
+                        else f"an undo is stuck; the booking waits for an operator. Still held: {held}"
+                    ),
                 ), status
             await asyncio.wait({result_task}, timeout=POLL_S)
     finally:

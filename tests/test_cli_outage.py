@@ -22,9 +22,9 @@ from typing import Any, cast
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, stop_process
+from trip.codec import data_converter
 from trip.devstack import dev_server_command, wait_for_port
 from workflows.status import BookingResult
 
@@ -67,7 +67,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
 
 @pytest_asyncio.fixture
 async def client(server: DevServer) -> AsyncIterator[Client]:
-    yield await Client.connect(server.address, data_converter=pydantic_data_converter)
+    yield await Client.connect(server.address, data_converter=data_converter())
 
 
 @pytest.fixture(scope="module")

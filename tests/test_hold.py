@@ -75,6 +75,9 @@ class Providers:
     #: book_car waits for ``gate`` (and sets ``booking_car``): keeps a booking open.
     book_car_waits: bool = False
     booking_car: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Undos wait for ``gate`` (and set ``undoing``): keeps a booking compensating.
+    undo_waits: bool = False
+    undoing: asyncio.Event = field(default_factory=asyncio.Event)
 
     def undos(self) -> list[str]:
         return [c for c in self.calls if c.startswith("undo_")]
@@ -97,6 +100,9 @@ def mock_activities(p: Providers) -> list[Any]:
         @activity.defn(name=f"undo_book_{kind.value}")
         async def undo_(req: CancelRequest) -> CancelResult:
             p.calls.append(f"undo_book_{kind.value}")
+            if p.undo_waits:
+                p.undoing.set()
+                await p.gate.wait()
             return CancelResult(kind=kind, idempotency_key=req.idempotency_key, outcome="cancelled")
 
         return undo_
@@ -108,6 +114,14 @@ def mock_activities(p: Providers) -> list[Any]:
         attempt = activity.info().attempt
         if p.ticket == "refuse":
             raise ApplicationError("fare no longer valid", type=ErrorType.TICKETING_REFUSED.value, non_retryable=True)
+        # Counted across executions: the saga runs the pivot again as a new activity (attempt 1).
+        if p.ticket == "garbled" and p.calls.count("ticket_flight") <= p.fail_first:
+            # Non-retryable, but not a "no": the answer could not be read.
+            raise ApplicationError(
+                "airline answered 200 without a ticket number",
+                type=ErrorType.PROVIDER_PROTOCOL.value,
+                non_retryable=True,
+            )
         if p.ticket == "flaky" and attempt <= p.fail_first:
             # From the saga's side this is an unknown outcome: the ticket may or may not exist.
             raise ApplicationError("airline did not answer in time", type=ErrorType.PROVIDER_TIMEOUT.value)
@@ -404,3 +418,31 @@ async def test_cancelling_past_the_pivot_undoes_nothing_and_says_what_is_left(
     assert status.status is SagaStatus.CANCELLED and status.failure is not None
     assert "point of no return" in status.failure.message and "finalize_hotel" in status.failure.message
     assert providers.undos() == []
+
+
+async def test_an_unreadable_ticket_answer_is_asked_again_never_undone(
+    ts_env: WorkflowEnvironment, queue: str, providers: Providers
+) -> None:
+    providers.ticket, providers.fail_first = "garbled", 2
+    handle, _ = await start_held(ts_env, queue)
+    await decide(handle, confirm=True)
+    result = await handle.result()
+    assert result.ticket == "TKT-0001"
+    assert providers.calls.count("ticket_flight") == 3
+    assert providers.undos() == []
+
+
+async def test_confirm_after_a_cancel_is_rejected_while_the_holds_are_released(
+    ts_env: WorkflowEnvironment, queue: str, providers: Providers
+) -> None:
+    providers.undo_waits = True
+    handle, _ = await start_held(ts_env, queue)
+    await handle.cancel()
+    await asyncio.wait_for(providers.undoing.wait(), timeout=30)
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await decide(handle, confirm=True)
+    assert "COMPENSATING" in rejection_message(caught.value)
+    providers.gate.set()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert "ticket_flight" not in providers.calls

@@ -53,6 +53,8 @@ _STATUS_BY_ERROR = {
     ErrorType.TRIP_INCOMPLETE.value: "TRIP_INCOMPLETE",
 }
 _UNDO_PREFIX = "undo_"
+#: Forward steps: the bookings (holds), the ticket (pivot) and the finalizing.
+_FORWARD_PREFIXES = ("book_", "ticket_", "finalize_")
 
 
 def runtime_with_prometheus(bind_address: str = DEFAULT_METRICS_ADDRESS) -> Runtime:
@@ -139,7 +141,7 @@ class _SagaOutbound(WorkflowOutboundInterceptor):
         name = input.activity
         if name.startswith(_UNDO_PREFIX):
             handle.add_done_callback(lambda fut: self._undo_done(step_of(name), fut))
-        elif name.startswith("book_"):
+        elif name.startswith(_FORWARD_PREFIXES):
             handle.add_done_callback(lambda fut: self._step_done(name, fut))
         return handle
 

@@ -25,7 +25,8 @@ undone. ``finalize_car`` and ``finalize_hotel`` turn the holds into bookings;
 one that runs out of budget waits for an operator (NEEDS_ATTENTION), and the
 run completes once nothing is outstanding, or fails ``TripIncomplete`` at the
 attention deadline. A cancel that arrives after the traveller confirmed is
-too late: the run goes on forward.
+too late: the run goes on forward. Only once it waits for an operator past the
+pivot does a cancel end it (Canceled, listing the steps left undone).
 
 Runs started before NEEDS_ATTENTION existed keep their old ending (Failed
 ``RollbackIncomplete`` as soon as an undo fails): ``PATCH_NEEDS_ATTENTION``.
@@ -297,6 +298,9 @@ class BookingWorkflow:
             raise ValueError(f"this booking is {self._status.value}: there is nothing to {what}")
         if self._confirmation.decision is not None:
             raise ValueError(f"this booking was already {self._confirmation.decision}: there is nothing to {what}")
+        if self._status is not SagaStatus.AWAITING_CONFIRMATION:
+            # e.g. cancelled while it waited: the holds are being released.
+            raise ValueError(f"this booking is {self._status.value}: there is nothing to {what}")
 
     def _decide(self, decision: str, note: str) -> ConfirmResult:
         assert self._confirmation is not None
@@ -313,7 +317,15 @@ class BookingWorkflow:
         try:
             await workflow.wait_condition(lambda: self._decision is not None, timeout=within)
         except asyncio.TimeoutError:
-            self._confirmation = self._confirmation.model_copy(update={"decision": "expired"})
+            # The timer and a confirm can land in one activation: an answer wins.
+            if self._decision is None:
+                self._confirmation = self._confirmation.model_copy(update={"decision": "expired"})
+        except asyncio.CancelledError:
+            # A cancel in the same activation as the confirm: the traveller was
+            # already told "confirmed", so the cancel is too late.
+            if self._decision != "confirmed":
+                raise
+            self._cancel_too_late = True
         decision = self._decision
         if decision == "declined":
             note = f": {self._confirmation.note}" if self._confirmation.note else ""
@@ -369,6 +381,9 @@ class BookingWorkflow:
             request,
             undo=None,
             kind=kind,
+            # Only a business answer is a "no" from the airline; an unreadable
+            # one may hide an issued ticket, so the pivot asks again.
+            refusals=NON_RETRYABLE_BUSINESS_ERRORS if kind is StepKind.PIVOT else None,
             start_to_close_timeout=_seconds(self._retry.activity_timeout_s) or policy.timeout,
             retry_policy=policy.retry_policy(self._req.retry),
             summary=summary,
@@ -765,7 +780,7 @@ class BookingWorkflow:
             lines.append(
                 f"Ticket {self._ticket_number()} issued: past the point of no return, recovering forward only."
             )
-        if self._cancel_too_late:
+        if self._cancel_too_late and self._saga.past_pivot:
             lines.append("A cancel request came after the traveller confirmed: too late, the saga goes on forward.")
         if self._failure is not None:
             lines += ["", f"Failure: {self._failure.type}: {self._failure.message}"]

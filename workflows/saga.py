@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -337,11 +337,16 @@ class Saga:
         summary: str | None = None,
         result_type: type | None = None,
         kind: StepKind = StepKind.COMPENSATABLE,
+        refusals: Collection[str] | None = None,
     ) -> Any:
         """Run one forward step as an activity, with ``undo`` registered first.
 
         ``kind`` says where the step stands (see ``StepKind``): a pivot or a
         retriable step has no undo; a retriable step runs only past the pivot.
+        ``refusals`` (pivot only): the error types that mean "no". Any other
+        non-retryable failure (an unreadable answer, say) leaves the outcome
+        unknown, so the pivot runs again. ``None``: every non-retryable
+        failure from the activity is a refusal.
         """
         self._check_kind(name, kind, undo)
         record = (
@@ -353,7 +358,7 @@ class Saga:
         if kind is StepKind.PIVOT:
             self._pivot = name
             return await self._run_pivot(
-                record, activity, arg, start_to_close_timeout, retry_policy, summary, result_type
+                record, activity, arg, start_to_close_timeout, retry_policy, summary, result_type, refusals
             )
         return await self._run_step(record, activity, arg, start_to_close_timeout, retry_policy, summary, result_type)
 
@@ -374,6 +379,7 @@ class Saga:
         policy: RetryPolicy | None,
         summary: str | None,
         result_type: type | None,
+        refusals: Collection[str] | None,
     ) -> Any:
         # The pivot's outcome must be known before the saga may decide
         # anything: "it may have happened, so undo" would undo the steps around
@@ -382,7 +388,22 @@ class Saga:
         # with the same argument (the activity makes it idempotent), without a
         # cap. ``temporal activity pause`` stops a pivot that never answers.
         unbounded = dataclasses.replace(policy or RetryPolicy(), maximum_attempts=0)
-        result = await self._run_step(record, activity, arg, timeout, unbounded, summary, result_type)
+        while True:
+            try:
+                result = await self._run_step(record, activity, arg, timeout, unbounded, summary, result_type)
+                break
+            except ActivityError as err:
+                if is_cancelled_exception(err) or (
+                    _refused(err) and (refusals is None or getattr(err.cause, "type", None) in refusals)
+                ):
+                    raise
+                # Not a "no": the answer could not be read, so the outcome is
+                # still unknown. Ask again after the policy's longest wait.
+                record.state = StepState.RUNNING
+                if self._first_failure == record.name:
+                    self._first_failure = None
+                self._changed()
+                await workflow.sleep(unbounded.maximum_interval or timedelta(minutes=1))
         self._sealed = True
         # Nothing before the pivot can be undone any more.
         for r in self._stack:
