@@ -257,3 +257,25 @@ class WorkerProcess:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+@pytest_asyncio.fixture
+async def worker(dev_client: Client, providers: ProviderService, task_queue: str) -> AsyncIterator[str]:
+    """An in-process booking worker on this test's own queue, against the shared providers."""
+    from activities import BookingActivities, make_http_client
+    from trip.worker import build_worker
+
+    async with (
+        make_http_client(providers.url) as http,
+        build_worker(dev_client, BookingActivities(http), task_queue=task_queue),
+    ):
+        yield task_queue
+
+
+@pytest.fixture(scope="module")
+def worker_queue(dev_client: Client, providers: ProviderService) -> Iterator[str]:
+    """``run_worker.py`` as its own process, shared by a module; yields its queue."""
+    queue = f"tq-{uuid.uuid4().hex}"
+    worker = WorkerProcess(dev_client, providers.url, queue)
+    yield queue
+    worker.stop()

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from temporalio import activity
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
@@ -38,15 +36,6 @@ from workflows.saga import StepState
 from workflows.status import TERMINAL, BookingStatus, SagaStatus
 
 S = StepState
-
-
-@pytest_asyncio.fixture
-async def worker(dev_client: Client, providers: ProviderService, task_queue: str) -> AsyncIterator[str]:
-    async with (
-        make_http_client(providers.url) as http,
-        build_worker(dev_client, BookingActivities(http), task_queue=task_queue),
-    ):
-        yield task_queue
 
 
 def expected_steps(scenario: Scenario, mode: Mode) -> dict[str, tuple[StepState, int | None]]:

@@ -9,22 +9,12 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from temporalio.client import Client
 
-from tests.conftest import ROOT, ProviderService, WorkerProcess
+from tests.conftest import ROOT, ProviderService
 from tests.test_integration import FAST, cli
-
-
-@pytest.fixture(scope="module")
-def worker_queue(dev_client: Client, providers: ProviderService) -> Iterator[str]:
-    queue = f"tq-{uuid.uuid4().hex}"
-    worker = WorkerProcess(dev_client, providers.url, queue)
-    yield queue
-    worker.stop()
 
 
 def one_object(stdout: str) -> dict[str, Any]:

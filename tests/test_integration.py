@@ -17,7 +17,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, make_request, wait_for_saga_status
+from tests.conftest import ROOT, ProviderService, free_port, make_request, wait_for_saga_status
 from trip.models import Scenario
 from trip.scenarios import OUTRIGHT, SCENARIOS
 from trip.temporal import await_outcome, fetch_status, start_booking, temporal_cli_path
@@ -37,14 +37,6 @@ FAST = [
     "--undo-max-interval",
     "0.1",
 ]
-
-
-@pytest.fixture(scope="module")
-def worker_queue(dev_client: Client, providers: ProviderService) -> Iterator[str]:
-    queue = f"tq-{uuid.uuid4().hex}"
-    worker = WorkerProcess(dev_client, providers.url, queue)
-    yield queue
-    worker.stop()
 
 
 def cli(

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 from temporalio.client import Client
 
-from activities import BookingActivities, make_http_client
 from tests.conftest import FAST_RETRY, ProviderService, make_request, wait_for_saga_status
 from trip.models import Mode, Scenario
 from trip.temporal import await_outcome, fetch_status, start_booking
-from trip.worker import build_worker
 from workflows.status import SagaStatus
-
-
-@pytest_asyncio.fixture
-async def worker(dev_client: Client, providers: ProviderService, task_queue: str) -> AsyncIterator[str]:
-    async with (
-        make_http_client(providers.url) as http,
-        build_worker(dev_client, BookingActivities(http), task_queue=task_queue),
-    ):
-        yield task_queue
 
 
 @pytest.mark.parametrize("mode", list(Mode))
