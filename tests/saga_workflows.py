@@ -15,7 +15,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.saga import Compensation, Saga, SagaCompensationError, SagaSealedError, StepKind
+    from saga import Compensation, Saga, SagaCompensationError, SagaSealedError, StepKind
 
 
 @dataclass

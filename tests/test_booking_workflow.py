@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities import BookingActivities, make_http_client
+from saga import StepState
 from tests.conftest import FAST_RETRY, ProviderService, make_request, wait_for_saga_status
 from trip import SA_BOOKING_STATUS, SA_TRAVELLER, UPDATE_HOLDS
 from trip.codec import keyring_of, traveller_tag
@@ -32,7 +33,6 @@ from trip.temporal import (
 )
 from trip.worker import WorkerTuning, build_worker
 from workflows.booking import UNDO_PRIORITY_KEY, BookingWorkflow
-from workflows.saga import StepState
 from workflows.status import TERMINAL, BookingStatus, SagaStatus
 
 S = StepState

@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from saga import StepKind, StepState
 from tests.conftest import FAST_RETRY, make_request, wait_for_saga_status
 from trip import UPDATE_CONFIRM
 from trip.errors import ErrorType
@@ -52,7 +53,6 @@ from trip.temporal import (
 from trip.temporal import test_server_path as time_skipping_server_path
 from trip.worker import workflow_runner
 from workflows.booking import BookingWorkflow
-from workflows.saga import StepKind, StepState
 from workflows.status import BookingStatus, SagaStatus
 
 WITHIN = timedelta(hours=1)

@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from saga import StepState
 from tests.conftest import make_request, wait_for_saga_status
 from trip.codec import data_converter
 from trip.errors import ErrorType
@@ -38,7 +39,6 @@ from trip.temporal import (
 from trip.temporal import test_server_path as time_skipping_server_path
 from trip.worker import workflow_runner
 from workflows.booking import BookingWorkflow
-from workflows.saga import StepState
 from workflows.status import BookingStatus, SagaStatus
 
 WORKFLOW_TASK_EVENTS = {

@@ -26,6 +26,7 @@ from flask.testing import FlaskClient
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowHandle
 
+from saga import StepState
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_for_saga_status
 from tests.test_web import make_app
 from trip.models import Mode, RetryOverrides, Scenario
@@ -40,7 +41,6 @@ from trip.temporal import (
     temporal_cli_path,
 )
 from workflows.booking import BookingWorkflow
-from workflows.saga import StepState
 from workflows.status import SagaStatus, StepView
 
 T = TypeVar("T")

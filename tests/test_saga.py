@@ -17,8 +17,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from saga import Compensation, Saga, StepKind
 from tests.saga_workflows import Plan, SagaTestWorkflow, Step
-from workflows.saga import Compensation, Saga, StepKind
 
 _S = timedelta(seconds=1)
 

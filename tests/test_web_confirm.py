@@ -26,13 +26,13 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from saga import StepKind, StepState
 from tests.conftest import wait_until
 from tests.test_web import form_tokens, make_app, started_besides_a_control
 from trip import UPDATE_CONFIRM, UPDATE_DECLINE, WORKFLOW_TYPE
 from trip.errors import ErrorType
 from trip.models import BookingRequest, demo_trip
 from trip.temporal import connect
-from workflows.saga import StepKind, StepState
 from workflows.status import (
     BookingResult,
     BookingStatus,

@@ -40,6 +40,7 @@ from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
+from saga import StepState
 from trip import (
     DEFAULT_TEMPORAL_ADDRESS,
     DEFAULT_TEMPORAL_UI_URL,
@@ -58,7 +59,6 @@ from trip.errors import ErrorType
 from trip.models import BookingRequest, check_workflow_id
 from trip.tracing import temporal_interceptor
 from workflows.booking import BookingWorkflow
-from workflows.saga import StepState
 from workflows.status import (
     BookingResult,
     BookingStatus,

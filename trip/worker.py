@@ -41,7 +41,9 @@ def workflow_runner(strict_sandbox: bool = False) -> SandboxedWorkflowRunner:
     """
     if strict_sandbox:
         return SandboxedWorkflowRunner()
-    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "saga")
+    )
 
 
 @dataclass(frozen=True)

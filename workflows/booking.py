@@ -45,6 +45,7 @@ from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from saga import Compensation, Saga, SagaCompensationError, StepKind, StepRecord, StepState
     from trip import (
         SA_BOOKING_STATUS,
         UPDATE_CONFIRM,
@@ -74,7 +75,6 @@ with workflow.unsafe.imports_passed_through():
         Ticket,
         TicketRequest,
     )
-    from workflows.saga import Compensation, Saga, SagaCompensationError, StepKind, StepRecord, StepState
     from workflows.status import (
         Attention,
         BookingResult,

@@ -12,8 +12,8 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict
 
+from saga import StepKind, StepState
 from trip.models import BookingRequest, Mode, Scenario
-from workflows.saga import StepKind, StepState
 
 
 class SagaStatus(str, Enum):
