@@ -43,6 +43,7 @@ from trip.models import (
 )
 from trip.process import run_entry_point
 from trip.scenarios import SCENARIOS
+from trip.status import BookingStatus, SagaStatus
 from trip.temporal import (
     UNREACHABLE_CODES,
     Outcome,
@@ -57,7 +58,6 @@ from trip.temporal import (
     start_booking,
 )
 from trip.tracing import configure_from_env
-from workflows.status import BookingStatus, SagaStatus
 
 EXIT = {
     SagaStatus.COMPLETED: 0,

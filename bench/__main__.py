@@ -39,10 +39,10 @@ from bench.stack import ROOT, RssSampler, Stack, cpu_seconds
 from trip import UPDATE_HOLDS
 from trip.codec import data_converter
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario, demo_trip
+from trip.status import BookingStatus
 from trip.temporal import describe_execution, new_workflow_id, start_booking
 from trip.worker import build_worker
 from workflows.booking import BookingWorkflow
-from workflows.status import BookingStatus
 
 BASELINE, SEQUENTIAL, OURS = "baseline", "sequential", "ours"
 #: The baseline is the seed-style workflow (``bench.seed_style``) on a worker

@@ -34,8 +34,8 @@ from temporalio.testing import WorkflowEnvironment
 from trip import SEARCH_ATTRIBUTES
 from trip.codec import ENV_KEYS, KeyRing, data_converter
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
+from trip.status import BookingStatus, SagaStatus
 from trip.temporal import DEV_SERVER_FLAGS, fetch_status, temporal_cli_path, test_server_path
-from workflows.status import BookingStatus, SagaStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,6 +22,7 @@ from trip.codec import keyring_of, traveller_tag
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Mode, ReserveRequest, Scenario
 from trip.scenarios import HELD, OUTRIGHT, SCENARIOS
+from trip.status import TERMINAL, BookingStatus, SagaStatus
 from trip.temporal import (
     await_outcome,
     decide,
@@ -33,7 +34,6 @@ from trip.temporal import (
 )
 from trip.worker import WorkerTuning, build_worker
 from workflows.booking import UNDO_PRIORITY_KEY, BookingWorkflow
-from workflows.status import TERMINAL, BookingStatus, SagaStatus
 
 S = StepState
 

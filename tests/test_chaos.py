@@ -20,7 +20,7 @@ from bench.chaos import CANCELLED, check_saga, select_cases
 from tests.conftest import ROOT
 from trip.models import Scenario
 from trip.scenarios import SCENARIOS
-from workflows.status import BookingResult
+from trip.status import BookingResult
 
 
 @pytest.mark.chaos

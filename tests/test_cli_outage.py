@@ -26,7 +26,7 @@ from temporalio.client import Client
 from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, stop_process
 from trip.codec import data_converter
 from trip.devstack import dev_server_command, wait_for_port
-from workflows.status import BookingResult
+from trip.status import BookingResult
 
 #: How long the server stays down in the acceptance scenario.
 OUTAGE_S = 6.0

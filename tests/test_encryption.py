@@ -33,9 +33,9 @@ from trip.codec import (
     traveller_tag,
 )
 from trip.models import BookingRequest, Scenario
+from trip.status import SagaStatus
 from trip.temporal import await_outcome, list_executions, start_booking
 from trip.worker import build_worker
-from workflows.status import SagaStatus
 
 NAME, EMAIL = "Ada Lovelace", "ada@example.com"
 

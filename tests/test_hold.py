@@ -41,6 +41,7 @@ from trip.models import (
     Ticket,
     TicketRequest,
 )
+from trip.status import BookingStatus, SagaStatus
 from trip.temporal import (
     await_outcome,
     decide,
@@ -53,7 +54,6 @@ from trip.temporal import (
 from trip.temporal import test_server_path as time_skipping_server_path
 from trip.worker import workflow_runner
 from workflows.booking import BookingWorkflow
-from workflows.status import BookingStatus, SagaStatus
 
 WITHIN = timedelta(hours=1)
 

@@ -9,8 +9,8 @@ from temporalio.client import Client
 
 from tests.conftest import FAST_RETRY, ProviderService, make_request, wait_for_saga_status
 from trip.models import Mode, Scenario
+from trip.status import SagaStatus
 from trip.temporal import await_outcome, fetch_status, start_booking
-from workflows.status import SagaStatus
 
 
 @pytest.mark.parametrize("mode", list(Mode))

@@ -17,9 +17,9 @@ from activities import BookingActivities, make_http_client
 from tests.conftest import ProviderService, free_port, make_request, wait_for_saga_status
 from trip.metrics import runtime_with_prometheus
 from trip.models import Mode, Scenario
+from trip.status import SagaStatus
 from trip.temporal import await_outcome, connect, start_booking
 from trip.worker import build_worker
-from workflows.status import SagaStatus
 
 
 @pytest_asyncio.fixture

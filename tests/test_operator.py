@@ -29,6 +29,7 @@ from tests.conftest import make_request, wait_for_saga_status
 from trip.codec import data_converter
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Kind, Mode, Reservation, ReserveRequest, Scenario
+from trip.status import BookingStatus, SagaStatus
 from trip.temporal import (
     fetch_status,
     rejection_message,
@@ -39,7 +40,6 @@ from trip.temporal import (
 from trip.temporal import test_server_path as time_skipping_server_path
 from trip.worker import workflow_runner
 from workflows.booking import BookingWorkflow
-from workflows.status import BookingStatus, SagaStatus
 
 WORKFLOW_TASK_EVENTS = {
     EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,

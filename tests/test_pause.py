@@ -30,6 +30,7 @@ from saga import StepState
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_for_saga_status
 from tests.test_web import make_app
 from trip.models import Mode, RetryOverrides, Scenario
+from trip.status import SagaStatus, StepView
 from trip.temporal import (
     PAUSED,
     Execution,
@@ -41,7 +42,6 @@ from trip.temporal import (
     temporal_cli_path,
 )
 from workflows.booking import BookingWorkflow
-from workflows.status import SagaStatus, StepView
 
 T = TypeVar("T")
 

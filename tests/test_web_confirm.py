@@ -32,8 +32,7 @@ from tests.test_web import form_tokens, make_app, started_besides_a_control
 from trip import UPDATE_CONFIRM, UPDATE_DECLINE, WORKFLOW_TYPE
 from trip.errors import ErrorType
 from trip.models import BookingRequest, demo_trip
-from trip.temporal import connect
-from workflows.status import (
+from trip.status import (
     BookingResult,
     BookingStatus,
     ConfirmationView,
@@ -42,6 +41,7 @@ from workflows.status import (
     SagaStatus,
     StepView,
 )
+from trip.temporal import connect
 
 TICKET = "TKT-0042-TEST"
 STEPS = [

@@ -57,9 +57,7 @@ from trip import (
 from trip.codec import data_converter, keyring_of, traveller_tag
 from trip.errors import ErrorType
 from trip.models import BookingRequest, check_workflow_id
-from trip.tracing import temporal_interceptor
-from workflows.booking import BookingWorkflow
-from workflows.status import (
+from trip.status import (
     BookingResult,
     BookingStatus,
     ConfirmInput,
@@ -69,6 +67,8 @@ from workflows.status import (
     RetryCompensationInput,
     SagaStatus,
 )
+from trip.tracing import temporal_interceptor
+from workflows.booking import BookingWorkflow
 
 
 def _installed_binary(name: str, package: str) -> str:

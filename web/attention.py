@@ -19,10 +19,10 @@ from flask_login import current_user
 from temporalio.client import Client
 
 from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
+from trip.status import Attention, SagaStatus
 from trip.temporal import MEMO_TRAVELLER, fetch_status
 from web.auth import operator_required
 from web.portal import TemporalUnavailable, current_portal
-from workflows.status import Attention, SagaStatus
 
 bp = Blueprint("attention", __name__)
 

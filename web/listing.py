@@ -9,9 +9,9 @@ from flask import Blueprint, current_app, render_template, request
 from temporalio.client import Client
 
 from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
+from trip.status import TERMINAL, SagaStatus
 from trip.temporal import list_executions, web_ui_url
 from web.portal import current_portal
-from workflows.status import TERMINAL, SagaStatus
 
 bp = Blueprint("listing", __name__)
 

@@ -24,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from werkzeug.wrappers import Response
 
 from trip.models import WORKFLOW_ID_RE
+from trip.status import TERMINAL, BookingStatus, ConfirmResult, OperatorActionResult, SagaStatus
 from trip.temporal import (
     Outcome,
     WorkflowPaused,
@@ -38,7 +39,6 @@ from trip.temporal import (
 )
 from web.auth import current_operator, operator_required
 from web.portal import current_portal
-from workflows.status import TERMINAL, BookingStatus, ConfirmResult, OperatorActionResult, SagaStatus
 
 bp = Blueprint("status", __name__, url_prefix="/bookings")
 

@@ -75,7 +75,7 @@ with workflow.unsafe.imports_passed_through():
         Ticket,
         TicketRequest,
     )
-    from workflows.status import (
+    from trip.status import (
         Attention,
         BookingResult,
         BookingStatus,
