@@ -22,8 +22,8 @@ from typing import Any
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from trip.process import run_entry_point
-from trip.temporal import connect, rejection_message, resolve, retry_compensation
+from wiring.client import connect, rejection_message, resolve, retry_compensation
+from wiring.process import run_entry_point
 
 EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE = 0, 2, 4
 

@@ -15,11 +15,11 @@ import sys
 from datetime import timedelta
 
 from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, ENV_TASK_QUEUE, TASK_QUEUE
-from trip import worker as booking_worker
-from trip.metrics import ENV_METRICS_PORT, runtime_with_prometheus
-from trip.process import run_entry_point
-from trip.temporal import connect, connect_config
-from trip.tracing import configure_from_env
+from wiring import worker as booking_worker
+from wiring.client import connect, connect_config
+from wiring.metrics import ENV_METRICS_PORT, runtime_with_prometheus
+from wiring.process import run_entry_point
+from wiring.tracing import configure_from_env
 
 #: Loggers too chatty at INFO for a worker's log: httpx logs every provider
 #: request. ``--log-level httpx=INFO`` (or DEBUG overall) brings them back.

@@ -41,10 +41,9 @@ from trip.models import (
     check_workflow_id,
     demo_trip,
 )
-from trip.process import run_entry_point
 from trip.scenarios import SCENARIOS
 from trip.status import BookingStatus, SagaStatus
-from trip.temporal import (
+from wiring.client import (
     UNREACHABLE_CODES,
     Outcome,
     TemporalUnreachable,
@@ -57,7 +56,8 @@ from trip.temporal import (
     new_workflow_id,
     start_booking,
 )
-from trip.tracing import configure_from_env
+from wiring.process import run_entry_point
+from wiring.tracing import configure_from_env
 
 EXIT = {
     SagaStatus.COMPLETED: 0,

@@ -37,11 +37,11 @@ from bench.report import write_outputs
 from bench.seed_style import WORKFLOW_NAME as SEED_WORKFLOW
 from bench.stack import ROOT, RssSampler, Stack, cpu_seconds
 from trip import UPDATE_HOLDS
-from trip.codec import data_converter
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario, demo_trip
 from trip.status import BookingStatus
-from trip.temporal import describe_execution, new_workflow_id, start_booking
-from trip.worker import build_worker
+from wiring.client import describe_execution, new_workflow_id, start_booking
+from wiring.codec import data_converter
+from wiring.worker import build_worker
 from workflows.booking import BookingWorkflow
 
 BASELINE, SEQUENTIAL, OURS = "baseline", "sequential", "ours"

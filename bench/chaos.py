@@ -45,11 +45,11 @@ from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, Tele
 from temporalio.service import RPCError
 
 from bench.stack import Stack, free_port
-from trip.codec import data_converter
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario, demo_trip
 from trip.scenarios import SCENARIOS, ScenarioSpec
 from trip.status import BookingResult
-from trip.temporal import Outcome, await_outcome, describe_execution, start_booking
+from wiring.client import Outcome, await_outcome, describe_execution, start_booking
+from wiring.codec import data_converter
 
 #: Outcomes a saga reaches on its own. NEEDS_ATTENTION waits for an operator,
 #: ROLLBACK_INCOMPLETE for a deadline of days: the harness drives neither.

@@ -32,7 +32,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from bench.stack import free_port
-from trip.temporal import temporal_cli_path
+from wiring.client import temporal_cli_path
 
 ACTIVITY_SLEEP_S = 0.0
 

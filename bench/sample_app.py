@@ -21,8 +21,8 @@ from waitress.server import create_server
 from werkzeug.wrappers import Response
 
 from bench.seed_style import WORKFLOW_NAME
-from trip.codec import data_converter
 from trip.models import BookingRequest, demo_trip
+from wiring.codec import data_converter
 
 
 def create_app() -> Flask:

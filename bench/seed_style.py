@@ -75,7 +75,7 @@ async def serve(task_queue: str) -> None:
     from temporalio.worker import Worker
 
     from activities import BookingActivities, make_http_client
-    from trip.codec import data_converter
+    from wiring.codec import data_converter
 
     # The same converter (and encryption) as every client here: both sides pay for it.
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trip import SEARCH_ATTRIBUTES
-from trip.temporal import DEV_SERVER_FLAGS, temporal_cli_path
+from wiring.client import DEV_SERVER_FLAGS, temporal_cli_path
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

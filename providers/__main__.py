@@ -14,7 +14,7 @@ from aiohttp import web
 
 from providers.app import create_app
 from providers.ledger import Ledger
-from trip.tracing import configure_from_env
+from wiring.tracing import configure_from_env
 
 
 def main() -> None:

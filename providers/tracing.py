@@ -1,7 +1,7 @@
 """The provider service's side of a trace: a server span per request that
 continues the caller's ``traceparent`` header (W3C trace context).
 
-With no tracer provider configured (``trip.tracing.configure_from_env``) the
+With no tracer provider configured (``wiring.tracing.configure_from_env``) the
 spans are no-ops; nothing here exports anything itself.
 """
 

@@ -32,10 +32,10 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from trip import SEARCH_ATTRIBUTES
-from trip.codec import ENV_KEYS, KeyRing, data_converter
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
 from trip.status import BookingStatus, SagaStatus
-from trip.temporal import DEV_SERVER_FLAGS, fetch_status, temporal_cli_path, test_server_path
+from wiring.client import DEV_SERVER_FLAGS, fetch_status, temporal_cli_path, test_server_path
+from wiring.codec import ENV_KEYS, KeyRing, data_converter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -263,7 +263,7 @@ class WorkerProcess:
 async def worker(dev_client: Client, providers: ProviderService, task_queue: str) -> AsyncIterator[str]:
     """An in-process booking worker on this test's own queue, against the shared providers."""
     from activities import BookingActivities, make_http_client
-    from trip.worker import build_worker
+    from wiring.worker import build_worker
 
     async with (
         make_http_client(providers.url) as http,

@@ -18,12 +18,11 @@ from activities import BookingActivities, make_http_client
 from saga import StepState
 from tests.conftest import FAST_RETRY, ProviderService, make_request, wait_for_saga_status
 from trip import SA_BOOKING_STATUS, SA_TRAVELLER, UPDATE_HOLDS
-from trip.codec import keyring_of, traveller_tag
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Mode, ReserveRequest, Scenario
 from trip.scenarios import HELD, OUTRIGHT, SCENARIOS
 from trip.status import TERMINAL, BookingStatus, SagaStatus
-from trip.temporal import (
+from wiring.client import (
     await_outcome,
     decide,
     fetch_status,
@@ -32,7 +31,8 @@ from trip.temporal import (
     retry_compensation,
     start_booking,
 )
-from trip.worker import WorkerTuning, build_worker
+from wiring.codec import keyring_of, traveller_tag
+from wiring.worker import WorkerTuning, build_worker
 from workflows.booking import UNDO_PRIORITY_KEY, BookingWorkflow
 
 S = StepState
@@ -232,7 +232,7 @@ async def test_status_query_mid_run_and_mid_unwind(
 async def test_workflow_code_passes_the_strict_sandbox(
     dev_client: Client, providers: ProviderService, task_queue: str, scenario: Scenario
 ) -> None:
-    # The shipped worker imports the workflow module once (see trip.worker);
+    # The shipped worker imports the workflow module once (see wiring.worker);
     # the SDK's strict sandbox re-imports it per run and rejects
     # non-deterministic calls, so the workflow must pass it too.
     async with (

@@ -24,9 +24,9 @@ import pytest_asyncio
 from temporalio.client import Client
 
 from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, stop_process
-from trip.codec import data_converter
 from trip.devstack import dev_server_command, wait_for_port
 from trip.status import BookingResult
+from wiring.codec import data_converter
 
 #: How long the server stays down in the acceptance scenario.
 OUTAGE_S = 6.0

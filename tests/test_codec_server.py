@@ -18,8 +18,8 @@ from temporalio.api.common.v1 import Payload, Payloads
 from werkzeug.security import generate_password_hash
 
 from tests.test_web_auth import PASSWORD, RecordingPortal
-from trip.codec import ENCODING, data_converter
 from web import create_app
+from wiring.codec import ENCODING, data_converter
 
 UI = "http://127.0.0.1:8233"
 TOKEN = "s3cret-codec-token"

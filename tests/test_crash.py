@@ -11,7 +11,7 @@ from temporalio.client import Client
 from tests.conftest import ProviderService, WorkerProcess, make_request
 from trip.models import Mode, RetryOverrides, Scenario
 from trip.status import SagaStatus
-from trip.temporal import await_outcome, describe_execution, start_booking
+from wiring.client import await_outcome, describe_execution, start_booking
 
 
 async def hotel_started(client: Client, workflow_id: str) -> bool:

@@ -22,7 +22,10 @@ from temporalio.converter import DataConverter
 from activities import BookingActivities, make_http_client
 from tests.conftest import ProviderService, make_request
 from trip import SA_TRAVELLER
-from trip.codec import (
+from trip.models import BookingRequest, Scenario
+from trip.status import SagaStatus
+from wiring.client import await_outcome, list_executions, start_booking
+from wiring.codec import (
     ENCODING,
     METADATA_KEY_ID,
     EncryptionCodec,
@@ -32,10 +35,7 @@ from trip.codec import (
     keyring_of,
     traveller_tag,
 )
-from trip.models import BookingRequest, Scenario
-from trip.status import SagaStatus
-from trip.temporal import await_outcome, list_executions, start_booking
-from trip.worker import build_worker
+from wiring.worker import build_worker
 
 NAME, EMAIL = "Ada Lovelace", "ada@example.com"
 
@@ -167,8 +167,8 @@ def test_tag_is_stable_across_spacing_and_case_but_keyed() -> None:
 def test_the_key_file_is_created_0600_once_and_rotation_keeps_old_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trip.codec import ENV_KEY_FILE, ENV_KEYS, load_keyring
-    from trip.codec import main as codec_cli
+    from wiring.codec import ENV_KEY_FILE, ENV_KEYS, load_keyring
+    from wiring.codec import main as codec_cli
 
     path = tmp_path / "instance" / "codec-keys.json"
     monkeypatch.delenv(ENV_KEYS, raising=False)

@@ -27,9 +27,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import tests.fuzzing  # noqa: F401  (the hypothesis profiles)
 from trip.models import demo_trip
-from trip.temporal import connect, describe_execution
 from web import create_app
 from web.portal import TemporalPortal
+from wiring.client import connect, describe_execution
 
 T = TypeVar("T")
 

@@ -42,7 +42,7 @@ from trip.models import (
     TicketRequest,
 )
 from trip.status import BookingStatus, SagaStatus
-from trip.temporal import (
+from wiring.client import (
     await_outcome,
     decide,
     fetch_status,
@@ -51,8 +51,8 @@ from trip.temporal import (
     retry_compensation,
     start_booking,
 )
-from trip.temporal import test_server_path as time_skipping_server_path
-from trip.worker import workflow_runner
+from wiring.client import test_server_path as time_skipping_server_path
+from wiring.worker import workflow_runner
 from workflows.booking import BookingWorkflow
 
 WITHIN = timedelta(hours=1)

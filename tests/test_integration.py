@@ -21,7 +21,7 @@ from tests.conftest import ROOT, ProviderService, free_port, make_request, wait_
 from trip.models import Scenario
 from trip.scenarios import OUTRIGHT, SCENARIOS
 from trip.status import SagaStatus
-from trip.temporal import await_outcome, fetch_status, start_booking, temporal_cli_path
+from wiring.client import await_outcome, fetch_status, start_booking, temporal_cli_path
 from workflows.booking import BookingWorkflow
 
 EXIT_CODES = {"COMPLETED": 0, "ROLLED_BACK": 1, "ROLLBACK_INCOMPLETE": 3, "CANCELLED": 5, "NEEDS_ATTENTION": 7}

@@ -10,7 +10,7 @@ from temporalio.client import Client
 from tests.conftest import FAST_RETRY, ProviderService, make_request, wait_for_saga_status
 from trip.models import Mode, Scenario
 from trip.status import SagaStatus
-from trip.temporal import await_outcome, fetch_status, start_booking
+from wiring.client import await_outcome, fetch_status, start_booking
 
 
 @pytest.mark.parametrize("mode", list(Mode))

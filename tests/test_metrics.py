@@ -15,11 +15,11 @@ from temporalio.client import Client
 
 from activities import BookingActivities, make_http_client
 from tests.conftest import ProviderService, free_port, make_request, wait_for_saga_status
-from trip.metrics import runtime_with_prometheus
 from trip.models import Mode, Scenario
 from trip.status import SagaStatus
-from trip.temporal import await_outcome, connect, start_booking
-from trip.worker import build_worker
+from wiring.client import await_outcome, connect, start_booking
+from wiring.metrics import runtime_with_prometheus
+from wiring.worker import build_worker
 
 
 @pytest_asyncio.fixture
@@ -105,7 +105,7 @@ async def test_an_undo_that_keeps_failing_is_counted_by_step(metered: tuple[Clie
 def test_final_status_names_how_the_workflow_closed() -> None:
     from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
 
-    from trip.metrics import _final_status
+    from wiring.metrics import _final_status
 
     assert _final_status(ApplicationError("x", type="BookingRolledBack")) == "ROLLED_BACK"
     assert _final_status(ApplicationError("x", type="RollbackIncomplete")) == "ROLLBACK_INCOMPLETE"

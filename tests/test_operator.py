@@ -26,19 +26,19 @@ from temporalio.worker import Worker
 
 from saga import StepState
 from tests.conftest import make_request, wait_for_saga_status
-from trip.codec import data_converter
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Kind, Mode, Reservation, ReserveRequest, Scenario
 from trip.status import BookingStatus, SagaStatus
-from trip.temporal import (
+from wiring.client import (
     fetch_status,
     rejection_message,
     resolve,
     retry_compensation,
     start_booking,
 )
-from trip.temporal import test_server_path as time_skipping_server_path
-from trip.worker import workflow_runner
+from wiring.client import test_server_path as time_skipping_server_path
+from wiring.codec import data_converter
+from wiring.worker import workflow_runner
 from workflows.booking import BookingWorkflow
 
 WORKFLOW_TASK_EVENTS = {

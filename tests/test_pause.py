@@ -3,7 +3,7 @@ activity pause``) on the dev server, with the real worker and providers: the
 status page, the bookings list and the CLI keep answering and show Paused.
 
 temporalio 1.35 cannot decode the server's PAUSED execution status (8), so
-these tests are what keeps ``trip.temporal``'s raw describe and list honest.
+these tests are what keeps ``wiring.client``'s raw describe and list honest.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, s
 from tests.test_web import make_app
 from trip.models import Mode, RetryOverrides, Scenario
 from trip.status import SagaStatus, StepView
-from trip.temporal import (
+from wiring.client import (
     PAUSED,
     Execution,
     WorkflowPaused,

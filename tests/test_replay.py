@@ -19,7 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from trip.worker import workflow_runner
+from wiring.worker import workflow_runner
 from workflows.booking import PATCH_NEEDS_ATTENTION, BookingWorkflow
 
 HISTORIES = Path(__file__).resolve().parent / "histories"

@@ -13,7 +13,7 @@ from temporalio.client import Client
 
 from tests.conftest import ProviderService, WorkerProcess, free_port
 from tests.test_integration import cli, temporal_cli
-from trip.metrics import ENV_METRICS_PORT
+from wiring.metrics import ENV_METRICS_PORT
 
 
 @pytest.fixture(scope="module")

@@ -31,11 +31,11 @@ from tests.conftest import free_port
 from tests.test_web import form_tokens
 from trip.models import Scenario, demo_trip
 from trip.status import SagaStatus
-from trip.temporal import await_outcome, connect
-from trip.tracing import instrument_http_client, temporal_interceptor
-from trip.worker import build_worker
 from web import create_app
 from web.portal import TemporalPortal
+from wiring.client import await_outcome, connect
+from wiring.tracing import instrument_http_client, temporal_interceptor
+from wiring.worker import build_worker
 
 STEPS = ("book_car", "book_hotel", "book_flight")
 

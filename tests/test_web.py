@@ -22,9 +22,9 @@ from werkzeug.security import generate_password_hash
 
 from tests.conftest import free_port, make_request, wait_until
 from trip.models import demo_trip
-from trip.temporal import connect, start_booking
 from web import create_app
 from web.portal import TemporalPortal
+from wiring.client import connect, start_booking
 
 
 def make_app(address: str, namespace: str, task_queue: str, **extra: Any) -> Flask:

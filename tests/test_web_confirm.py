@@ -41,7 +41,7 @@ from trip.status import (
     SagaStatus,
     StepView,
 )
-from trip.temporal import connect
+from wiring.client import connect
 
 TICKET = "TKT-0042-TEST"
 STEPS = [

@@ -29,8 +29,8 @@ from temporalio.client import Client, WorkflowHandle
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_until
 from trip.models import RetryOverrides, Scenario, demo_trip
 from trip.status import SagaStatus
-from trip.temporal import await_outcome, list_executions, start_booking
 from web.operators import add_operator
+from wiring.client import await_outcome, list_executions, start_booking
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

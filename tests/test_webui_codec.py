@@ -14,7 +14,7 @@ from tests.conftest import make_request
 from tests.test_web_e2e import WebApp, browser, web_app  # noqa: F401  (fixtures)
 from trip.models import Scenario
 from trip.status import SagaStatus
-from trip.temporal import await_outcome, start_booking, web_ui_url
+from wiring.client import await_outcome, start_booking, web_ui_url
 
 NAME = "Katherine Johnson"
 

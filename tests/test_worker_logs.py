@@ -9,7 +9,7 @@ from temporalio.client import Client
 from tests.conftest import ProviderService, WorkerProcess, make_request, wait_until
 from trip.models import Mode, Scenario
 from trip.status import SagaStatus
-from trip.temporal import await_outcome, start_booking
+from wiring.client import await_outcome, start_booking
 
 
 async def test_a_hotel_down_saga_logs_no_traceback(dev_client: Client, providers: ProviderService) -> None:

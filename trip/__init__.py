@@ -28,7 +28,7 @@ UPDATE_HOLDS = "holds"
 #: any other cluster create them once with ``temporal operator search-attribute
 #: create --name BookingStatus --type Keyword`` (and the same for the traveller).
 SA_BOOKING_STATUS = SearchAttributeKey.for_keyword("BookingStatus")
-#: A keyed tag of the traveller's name (``trip.codec.traveller_tag``), never the
+#: A keyed tag of the traveller's name (``wiring.codec.traveller_tag``), never the
 #: name: visibility cannot be encrypted.
 SA_TRAVELLER = SearchAttributeKey.for_keyword("BookingTraveller")
 SEARCH_ATTRIBUTES = (SA_BOOKING_STATUS, SA_TRAVELLER)

@@ -25,8 +25,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from trip import ENV_PROVIDERS_URL, ENV_TEMPORAL_UI_URL, SEARCH_ATTRIBUTES
-from trip.metrics import DEFAULT_METRICS_ADDRESS, ENV_METRICS_PORT
-from trip.temporal import DEV_SERVER_FLAGS, temporal_cli_path
+from wiring.client import DEV_SERVER_FLAGS, temporal_cli_path
+from wiring.metrics import DEFAULT_METRICS_ADDRESS, ENV_METRICS_PORT
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_HOST, DEV_PORT, UI_PORT = "127.0.0.1", 7233, 8233
@@ -193,7 +193,7 @@ def busy_port_message(settings: StackSettings, *, web: bool = True) -> str | Non
 def prepare_encryption(env: dict[str, str], web_url: str) -> str | None:
     """Create the payload keys and the codec token on first run (instance/,
     git-ignored, 0600); return the codec endpoint for the dev server's Web UI."""
-    from trip.codec import ENV_KEYS, ensure_key_file
+    from wiring.codec import ENV_KEYS, ensure_key_file
 
     if ENV_KEYS not in env:
         path, created = ensure_key_file()

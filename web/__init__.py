@@ -17,11 +17,11 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
 
 from trip import DEFAULT_TEMPORAL_UI_URL, ENV_TASK_QUEUE, ENV_TEMPORAL_UI_URL, TASK_QUEUE
-from trip.temporal import connect
-from trip.tracing import instrument_flask
 from web import auth
 from web.auth import login_manager
 from web.portal import PORTAL_KEY, TemporalPortal
+from wiring.client import connect
+from wiring.tracing import instrument_flask
 
 csrf = CSRFProtect()
 

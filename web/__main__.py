@@ -22,9 +22,9 @@ from typing import Any
 from waitress import wasyncore
 from waitress.server import create_server
 
-from trip.tracing import configure_from_env
 from web import create_app
 from web.portal import PORTAL_KEY
+from wiring.tracing import configure_from_env
 
 log = logging.getLogger("booking.web")
 

@@ -20,9 +20,9 @@ from temporalio.client import Client
 
 from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
 from trip.status import Attention, SagaStatus
-from trip.temporal import MEMO_TRAVELLER, fetch_status
 from web.auth import operator_required
 from web.portal import TemporalUnavailable, current_portal
+from wiring.client import MEMO_TRAVELLER, fetch_status
 
 bp = Blueprint("attention", __name__)
 

@@ -30,8 +30,8 @@ from werkzeug.wrappers import Response
 
 from trip.models import MAX_CONFIRM_WITHIN, BookingInputError, BookingRequest, Mode, Scenario, demo_trip
 from trip.scenarios import SCENARIOS
-from trip.temporal import start_booking
 from web.portal import current_portal
+from wiring.client import start_booking
 
 bp = Blueprint("booking", __name__)
 

@@ -30,7 +30,7 @@ from flask_login import current_user
 from google.protobuf.json_format import MessageToJson, Parse, ParseError
 from temporalio.api.common.v1 import Payloads
 
-from trip.codec import EncryptionCodec, UnknownKeyError, load_keyring
+from wiring.codec import EncryptionCodec, UnknownKeyError, load_keyring
 
 bp = Blueprint("codec", __name__, url_prefix="/codec")
 

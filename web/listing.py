@@ -10,8 +10,8 @@ from temporalio.client import Client
 
 from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
 from trip.status import TERMINAL, SagaStatus
-from trip.temporal import list_executions, web_ui_url
 from web.portal import current_portal
+from wiring.client import list_executions, web_ui_url
 
 bp = Blueprint("listing", __name__)
 

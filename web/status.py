@@ -25,7 +25,9 @@ from werkzeug.wrappers import Response
 
 from trip.models import WORKFLOW_ID_RE
 from trip.status import TERMINAL, BookingStatus, ConfirmResult, OperatorActionResult, SagaStatus
-from trip.temporal import (
+from web.auth import current_operator, operator_required
+from web.portal import current_portal
+from wiring.client import (
     Outcome,
     WorkflowPaused,
     await_outcome,
@@ -37,8 +39,6 @@ from trip.temporal import (
     retry_compensation,
     web_ui_url,
 )
-from web.auth import current_operator, operator_required
-from web.portal import current_portal
 
 bp = Blueprint("status", __name__, url_prefix="/bookings")
 

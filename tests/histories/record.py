@@ -35,8 +35,8 @@ from tests.conftest import make_request, start_providers, stop_process
 from trip import SEARCH_ATTRIBUTES
 from trip.models import Mode, RetryOverrides, Scenario
 from trip.scenarios import HELD, OUTRIGHT, SCENARIOS
-from trip.temporal import await_outcome, decide, fetch_status, start_booking, temporal_cli_path
-from trip.worker import build_worker
+from wiring.client import await_outcome, decide, fetch_status, start_booking, temporal_cli_path
+from wiring.worker import build_worker
 
 HERE = Path(__file__).resolve().parent
 TERMINAL = {"COMPLETED", "ROLLED_BACK", "ROLLBACK_INCOMPLETE", "CANCELLED"}

@@ -9,7 +9,7 @@ code: it reads key files. The codec itself runs outside the workflow sandbox.
 Keys: ``BOOKING_KEYS`` (JSON, the same shape as the key file) if set, else the
 key file ``BOOKING_KEY_FILE`` (default ``instance/codec-keys.json``, git-ignored),
 created 0600 on first use. Each encrypted payload names its key id in its
-metadata, so after ``python -m trip.codec rotate`` old runs still decode with
+metadata, so after ``python -m wiring.codec rotate`` old runs still decode with
 the old key while new payloads use the new one.
 """
 
@@ -189,7 +189,7 @@ def data_converter(keyring: KeyRing | None = None) -> DataConverter:
 def keyring_of(converter: DataConverter) -> KeyRing:
     codec = converter.payload_codec
     if not isinstance(codec, EncryptionCodec):
-        raise TypeError("this client's data converter does not encrypt; build it with trip.codec.data_converter()")
+        raise TypeError("this client's data converter does not encrypt; build it with wiring.codec.data_converter()")
     return codec.keyring
 
 
@@ -206,7 +206,7 @@ def traveller_tag(name: str, keyring: KeyRing) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trip.codec", description="Manage the payload encryption keys.")
+    parser = argparse.ArgumentParser(prog="python -m wiring.codec", description="Manage the payload encryption keys.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("init", help="create the key file if it is missing")
     rotate = sub.add_parser("rotate", help="add a new key and make it current; old keys keep decrypting")

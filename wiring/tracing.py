@@ -2,12 +2,12 @@
 
 The pieces, each wired where its process starts:
 
-* the SDK's ``TracingInterceptor`` on every client (``trip.temporal.connect``):
+* the SDK's ``TracingInterceptor`` on every client (``wiring.client.connect``):
   spans for StartWorkflow, the workflow, each activity and its retries, and
   the trace context in the workflow's headers; workers inherit it from their
   client;
 * Flask instrumentation on the web app (``web.create_app``), httpx
-  instrumentation on the worker's provider client (``trip.worker.run``), whose
+  instrumentation on the worker's provider client (``wiring.worker.run``), whose
   ``traceparent`` header the provider service continues (``providers.app``).
 
 Export happens only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set

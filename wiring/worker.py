@@ -19,8 +19,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities import BookingActivities, make_http_client
 from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, TASK_QUEUE
-from trip.metrics import SagaMetricsInterceptor
-from trip.tracing import instrument_http_client
+from wiring.metrics import SagaMetricsInterceptor
+from wiring.tracing import instrument_http_client
 from workflows.booking import BookingWorkflow
 
 log = logging.getLogger("booking.worker")
@@ -89,7 +89,7 @@ def build_worker(
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=5),
         workflow_task_poller_behavior=pollers,
         activity_task_poller_behavior=pollers,
-        # Saga-level metrics (trip.metrics); tracing comes with the client's interceptors.
+        # Saga-level metrics (wiring.metrics); tracing comes with the client's interceptors.
         interceptors=[SagaMetricsInterceptor()],
     )
 

@@ -54,7 +54,6 @@ from trip import (
     UPDATE_RETRY_COMPENSATION,
     WORKFLOW_ID_PREFIX,
 )
-from trip.codec import data_converter, keyring_of, traveller_tag
 from trip.errors import ErrorType
 from trip.models import BookingRequest, check_workflow_id
 from trip.status import (
@@ -67,7 +66,8 @@ from trip.status import (
     RetryCompensationInput,
     SagaStatus,
 )
-from trip.tracing import temporal_interceptor
+from wiring.codec import data_converter, keyring_of, traveller_tag
+from wiring.tracing import temporal_interceptor
 from workflows.booking import BookingWorkflow
 
 
