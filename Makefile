@@ -21,7 +21,7 @@ $(SYNCED): pyproject.toml uv.lock | $(UV)
 	@touch $@
 
 run: install
-	$(VENV)/bin/python -m trip.devstack
+	$(VENV)/bin/python -m scripts.devstack
 
 test: install
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -23,8 +23,8 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
+from scripts.devstack import dev_server_command, wait_for_port
 from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, stop_process
-from trip.devstack import dev_server_command, wait_for_port
 from trip.status import BookingResult
 from wiring.codec import data_converter
 

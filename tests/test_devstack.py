@@ -1,4 +1,4 @@
-"""``make run`` (trip/devstack.py) honours its own settings, and every service
+"""``make run`` (scripts/devstack.py) honours its own settings, and every service
 says which port is taken instead of a traceback (issue 8, item 5)."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scripts.devstack import SettingsError, StackSettings
 from tests.conftest import ROOT, free_port
-from trip.devstack import SettingsError, StackSettings
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_make_run_names_a_taken_port_and_starts_nothing(taken_port: int, tmp_pat
     env = dict(os.environ, PROVIDERS_PORT=str(taken_port), TRIP_DATA_DIR=str(tmp_path))
     env.update(TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}", WEB_PORT=str(free_port()))
     done = subprocess.run(
-        [sys.executable, "-m", "trip.devstack"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "scripts.devstack"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
@@ -94,7 +94,7 @@ def test_make_run_serves_every_service_on_the_ports_it_is_given(tmp_path: Path) 
     env = {k: v for k, v in os.environ.items() if k not in ("TEMPORAL_ADDRESS", "TEMPORAL_UI_URL", "PROVIDERS_URL")}
     env.update({name: str(port) for name, port in ports.items()}, TRIP_DATA_DIR=str(tmp_path))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trip.devstack"],
+        [sys.executable, "-m", "scripts.devstack"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

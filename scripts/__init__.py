@@ -1,0 +1,1 @@
+"""Developer entry points that start several processes (``make run``)."""
