@@ -34,15 +34,16 @@ def workflow_runner(strict_sandbox: bool = False) -> SandboxedWorkflowRunner:
 
     The SDK re-imports a workflow's module for every new run, to isolate module
     state; that costs about 7 ms of worker CPU per saga here (``make bench``).
-    Our ``workflows`` package keeps no module state, so by default it is passed
-    through and imported once. ``strict_sandbox`` restores the SDK default,
-    which also catches non-deterministic calls made from workflow code; the
-    test suite runs the booking workflow that way too.
+    Our ``workflows`` package, the ``saga`` core and the ``trip`` vocabulary
+    they import keep no module state and do no I/O at import, so by default
+    they are passed through and imported once. ``strict_sandbox`` restores the
+    SDK default, which also catches non-deterministic calls made from workflow
+    code; the test suite runs the booking workflow that way too.
     """
     if strict_sandbox:
         return SandboxedWorkflowRunner()
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "saga")
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "saga", "trip")
     )
 
 
