@@ -35,6 +35,7 @@ Runs started before NEEDS_ATTENTION existed keep their old ending (Failed
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -45,7 +46,16 @@ from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from saga import Compensation, Saga, SagaCompensationError, StepKind, StepRecord, StepState
+    from saga import (
+        DEFAULT_UNDO_RETRY,
+        DEFAULT_UNDO_TIMEOUT,
+        Compensation,
+        Saga,
+        SagaCompensationError,
+        StepKind,
+        StepRecord,
+        StepState,
+    )
     from trip import (
         SA_BOOKING_STATUS,
         UPDATE_CONFIRM,
@@ -109,17 +119,35 @@ class StepPolicy:
     timeout: timedelta
 
     def retry_policy(self, overrides: RetryOverrides | None) -> RetryPolicy:
-        o = overrides or RetryOverrides()
-        initial = _seconds(o.initial_interval_s) or self.initial_interval
-        return RetryPolicy(
-            initial_interval=initial,
-            backoff_coefficient=o.backoff or self.backoff,
-            # An override of one bound alone must not undercut the other's
-            # default: Temporal rejects the policy, and every workflow task fails.
-            maximum_interval=max(initial, _seconds(o.max_interval_s) or self.maximum_interval),
-            maximum_attempts=o.max_attempts or self.maximum_attempts,
+        own = RetryPolicy(
+            initial_interval=self.initial_interval,
+            backoff_coefficient=self.backoff,
+            maximum_interval=self.maximum_interval,
+            maximum_attempts=self.maximum_attempts,
             non_retryable_error_types=list(NON_RETRYABLE_BUSINESS_ERRORS),
         )
+        return with_overrides(own, overrides)
+
+
+def with_overrides(policy: RetryPolicy, overrides: RetryOverrides | None, *, undo: bool = False) -> RetryPolicy:
+    """``policy`` with a booking's ``RetryOverrides`` applied: the one place they are merged.
+
+    A forward step takes ``max_interval_s`` / ``max_attempts``; an undo
+    (``undo=True``) takes ``undo_max_interval_s`` / ``undo_max_attempts``. The
+    first interval and the backoff apply to both.
+    """
+    o = overrides or RetryOverrides()
+    initial = _seconds(o.initial_interval_s) or policy.initial_interval
+    longest = _seconds(o.undo_max_interval_s if undo else o.max_interval_s) or policy.maximum_interval or initial
+    return dataclasses.replace(
+        policy,
+        initial_interval=initial,
+        backoff_coefficient=o.backoff or policy.backoff_coefficient,
+        # An override of one bound alone must not undercut the other's
+        # default: Temporal rejects the policy, and every workflow task fails.
+        maximum_interval=max(initial, longest),
+        maximum_attempts=(o.undo_max_attempts if undo else o.max_attempts) or policy.maximum_attempts,
+    )
 
 
 def _seconds(value: float | None) -> timedelta | None:
@@ -140,12 +168,6 @@ TICKET_POLICY = StepPolicy(timedelta(seconds=1), 2.0, timedelta(seconds=60), 0, 
 TICKET_STEP = "ticket_flight"
 #: The holds that become bookings once the ticket is issued, and their policies.
 FINALIZE_POLICIES: dict[Kind, StepPolicy] = {kind: STEP_POLICIES[kind] for kind in (Kind.CAR, Kind.HOTEL)}
-UNDO_POLICY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
-)
 
 #: Undos run ahead of bookings (which keep the server's default, 3) when the
 #: task queue has a backlog: a rollback releases what new bookings may need,
@@ -179,20 +201,12 @@ class BookingWorkflow:
         #: Why the saga is unwinding; set before any undo runs.
         self._failure: FailureView | None = None
         retry = req.retry or RetryOverrides()
-        undo_initial = _seconds(retry.initial_interval_s) or UNDO_POLICY.initial_interval
         self._saga = Saga(
             # Undos are independent, so in parallel mode they unwind together.
             parallel_compensation=req.mode is Mode.PARALLEL,
-            undo_retry_policy=RetryPolicy(
-                initial_interval=undo_initial,
-                backoff_coefficient=retry.backoff or UNDO_POLICY.backoff_coefficient,
-                maximum_interval=max(
-                    undo_initial,
-                    _seconds(retry.undo_max_interval_s) or UNDO_POLICY.maximum_interval or undo_initial,
-                ),
-                maximum_attempts=retry.undo_max_attempts or UNDO_POLICY.maximum_attempts,
-            ),
-            undo_timeout=_seconds(retry.activity_timeout_s) or timedelta(seconds=30),
+            # The saga core's own undo budget, tuned by the booking's overrides.
+            undo_retry_policy=with_overrides(DEFAULT_UNDO_RETRY, retry, undo=True),
+            undo_timeout=_seconds(retry.activity_timeout_s) or DEFAULT_UNDO_TIMEOUT,
             on_change=self._publish_details,
             attempts_from_failure=_reported_attempt,
             attempts_from_result=lambda result: getattr(result, "attempt", None),
