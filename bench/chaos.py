@@ -44,12 +44,13 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
-from bench.stack import Stack, free_port
+from bench.stack import Stack
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario, demo_trip
 from trip.scenarios import SCENARIOS, ScenarioSpec
 from trip.status import BookingResult
 from wiring.client import Outcome, await_outcome, describe_execution, start_booking
 from wiring.codec import data_converter
+from wiring.processes import free_port
 
 #: Outcomes a saga reaches on its own. NEEDS_ATTENTION waits for an operator,
 #: ROLLBACK_INCOMPLETE for a deadline of days: the harness drives neither.

@@ -31,8 +31,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from bench.stack import free_port
 from wiring.client import temporal_cli_path
+from wiring.processes import free_port
 
 ACTIVITY_SLEEP_S = 0.0
 

@@ -9,27 +9,26 @@ sample-style app that blocks on the saga. CPU time and memory are read from
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trip import SEARCH_ATTRIBUTES
-from wiring.client import DEV_SERVER_FLAGS, temporal_cli_path
+from wiring.processes import (
+    PROVIDERS_READY,
+    dev_server_command,
+    free_port,
+    parse_providers_url,
+    providers_command,
+    stop_process,
+    wait_for_port,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -117,61 +116,33 @@ class Stack:
     def start_temporal(self, db_file: Path | None = None) -> None:
         """The dev server, in memory, or on ``db_file`` so that it survives ``kill`` + ``respawn``."""
         port = free_port()
-        cmd = [
-            temporal_cli_path(),
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--http-port",
-            str(free_port()),
-            "--metrics-port",
-            str(free_port()),
-            "--log-level",
-            "error",
-            *DEV_SERVER_FLAGS,
-        ]
-        if db_file is not None:
-            cmd += ["--db-filename", str(db_file)]
-        for key in SEARCH_ATTRIBUTES:
-            cmd += ["--search-attribute", f"{key.name}=Keyword"]
+        cmd = dev_server_command(
+            host="127.0.0.1",
+            port=port,
+            db=db_file,
+            http_port=free_port(),
+            metrics_port=free_port(),
+            log_level="error",
+        )
         self._spawn("temporal", cmd, port=port)
         self._wait_port(port, "temporal")
         self.temporal_address = f"127.0.0.1:{port}"
 
     def _wait_port(self, port: int, name: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.procs[name].poll() is not None:
-                raise RuntimeError(f"{name} exited; see {self.workdir / (name + '.log')}")
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            time.sleep(0.05)  # waiting on another process's port: no event to await
-        raise RuntimeError(f"{name} did not listen on {port}")
+        try:
+            wait_for_port("127.0.0.1", port, self.procs[name], timeout)
+        except RuntimeError as err:
+            raise RuntimeError(f"{name}: {err}; see {self.workdir / (name + '.log')}") from None
 
     def start_providers(self, latency_ms: int | None, *, port: int = 0) -> None:
         """The provider service on ``workdir/ledger.db``. ``latency_ms`` replaces
         every scenario's latency (``None``: each scenario's own). Pass a fixed
         ``port`` to ``respawn`` it where the workers already point."""
-        cmd = [
-            sys.executable,
-            "-m",
-            "providers",
-            "--port",
-            str(port),
-            "--db",
-            str(self.workdir / "ledger.db"),
-            "--capacity",
-            "1000000",
-        ]
+        extra: tuple[str, ...] = ("--capacity", "1000000")
         if latency_ms is not None:
-            cmd += ["--latency-ms", str(latency_ms)]
-        line = self._spawn("providers", cmd, first_line="providers listening on ")
-        self.providers_url = line.split()[3]  # "providers listening on URL (ledger ...)"
+            extra += ("--latency-ms", str(latency_ms))
+        cmd = providers_command(self.workdir / "ledger.db", port=port, extra=extra)
+        self.providers_url = parse_providers_url(self._spawn("providers", cmd, first_line=PROVIDERS_READY))
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ, TEMPORAL_ADDRESS=self.temporal_address, PROVIDERS_URL=self.providers_url)
@@ -192,13 +163,7 @@ class Stack:
         self._spawn(name, [sys.executable, "-m", "bench.seed_style", "--task-queue", task_queue], env=self.env())
 
     def stop_one(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(self.procs.pop(name))
 
     def start_web(self, name: str, module: str, task_queue: str) -> str:
         line = self._spawn(
@@ -228,12 +193,9 @@ class Stack:
             self._wait_port(spec.port, name, timeout=60)
 
     def stop(self) -> None:
+        # Signal them all first, so they shut down together rather than one by one.
         for proc in reversed(list(self.procs.values())):
             if proc.poll() is None:
                 proc.terminate()
         for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)

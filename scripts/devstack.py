@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from trip import ENV_PROVIDERS_URL, ENV_TEMPORAL_UI_URL, SEARCH_ATTRIBUTES
-from wiring.client import DEV_SERVER_FLAGS, temporal_cli_path
+from trip import ENV_PROVIDERS_URL, ENV_TEMPORAL_UI_URL
 from wiring.metrics import DEFAULT_METRICS_ADDRESS, ENV_METRICS_PORT
+from wiring.processes import dev_server_command, providers_command, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_HOST, DEV_PORT, UI_PORT = "127.0.0.1", 7233, 8233
@@ -127,46 +127,6 @@ class StackSettings:
         return out
 
 
-def dev_server_command(
-    db: Path, *, host: str = DEV_HOST, port: int = DEV_PORT, ui_port: int = UI_PORT, codec_endpoint: str | None = None
-) -> list[str]:
-    cmd = [
-        temporal_cli_path(),
-        "server",
-        "start-dev",
-        "--ip",
-        host,
-        "--port",
-        str(port),
-        "--ui-port",
-        str(ui_port),
-        "--db-filename",
-        str(db),
-        "--log-level",
-        "warn",
-        *DEV_SERVER_FLAGS,
-    ]
-    for key in SEARCH_ATTRIBUTES:
-        cmd += ["--search-attribute", f"{key.name}=Keyword"]
-    if codec_endpoint:
-        # The Web UI then decrypts input, results and failures through the web app.
-        cmd += ["--ui-codec-endpoint", codec_endpoint]
-    return cmd
-
-
-def wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)  # polling a port we do not control; there is no event to wait on
-    raise RuntimeError(f"nothing listened on {host}:{port} within {timeout:.0f}s")
-
-
 def port_in_use(host: str, port: int) -> bool:
     """Whether a server could not listen on ``host:port`` now."""
     with socket.socket() as sock:
@@ -223,12 +183,7 @@ class Stack:
         for name, proc in reversed(self.procs):
             if proc.poll() is None:
                 print(f"[make run] stopping {name}", flush=True)
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_process(proc)
 
 
 def banner(settings: StackSettings, ui: str, login: str, web: bool) -> str:
@@ -278,7 +233,7 @@ def main() -> int:
             (settings.data_dir / ".temporal").mkdir(parents=True, exist_ok=True)
             codec_endpoint = prepare_encryption(env, settings.web_url)
             cmd = dev_server_command(
-                settings.data_dir / ".temporal" / "dev.db",
+                db=settings.data_dir / ".temporal" / "dev.db",
                 host=settings.host,
                 port=settings.dev_port,
                 ui_port=settings.ui_port,
@@ -287,11 +242,7 @@ def main() -> int:
             proc = stack.start("temporal dev server", cmd, env)
             wait_for_port(settings.host, settings.dev_port, proc)
         ledger = settings.data_dir / ".providers" / "ledger.db"
-        proc = stack.start(
-            "providers",
-            [sys.executable, "-m", "providers", "--port", str(settings.providers_port), "--db", str(ledger)],
-            env,
-        )
+        proc = stack.start("providers", providers_command(ledger, port=settings.providers_port), env)
         wait_for_port(settings.host, settings.providers_port, proc)
         stack.start("worker", [sys.executable, "run_worker.py"], env)
         login = ""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +35,8 @@ from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
 from trip.status import BookingStatus, SagaStatus
 from wiring.client import DEV_SERVER_FLAGS, fetch_status, temporal_cli_path, test_server_path
 from wiring.codec import ENV_KEYS, KeyRing, data_converter
+from wiring.processes import free_port, stop_process
+from wiring.processes import start_providers as start_provider_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,12 +70,6 @@ async def wait_for_saga_status(handle: WorkflowHandle[Any, Any], wanted: SagaSta
         if time.monotonic() > deadline:
             raise AssertionError(f"never reached {wanted.value}: {status}")
         await asyncio.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_request(
@@ -182,29 +177,8 @@ class ProviderService:
 
 
 def start_providers(db: Path, port: int = 0) -> ProviderService:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "providers", "--port", str(port), "--db", str(db)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # the service prints its URL once it listens
-    if not line.startswith("providers listening on "):
-        proc.kill()
-        raise RuntimeError(f"provider service did not start: {line!r}")
-    url = line.split()[3]
+    proc, url = start_provider_process(db, port=port)
     return ProviderService(url=url, db=db, proc=proc)
-
-
-def stop_process(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="session")

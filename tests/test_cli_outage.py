@@ -23,10 +23,10 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from scripts.devstack import dev_server_command, wait_for_port
 from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, stop_process
 from trip.status import BookingResult
 from wiring.codec import data_converter
+from wiring.processes import dev_server_command, wait_for_port
 
 #: How long the server stays down in the acceptance scenario.
 OUTAGE_S = 6.0
@@ -46,7 +46,7 @@ class DevServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        cmd = dev_server_command(self.db, port=self.port, ui_port=self.ui_port)
+        cmd = dev_server_command(db=self.db, host="127.0.0.1", port=self.port, ui_port=self.ui_port)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port("127.0.0.1", self.port, self.proc, timeout=60)
 

@@ -3,7 +3,7 @@
 The client connection and its helpers (``client``), the worker builder
 (``worker``), the payload codec (``codec``), the metrics and tracing setup
 (``metrics``, ``tracing``), process exits (``process``) and the local
-processes a dev stack, the bench and the tests start (``stack``).
+processes a dev stack, the bench and the tests start (``processes``).
 
 It sits above ``workflows`` and ``activities`` (the worker registers them) and
 below the processes that use it (``web``, ``providers``, ``bench``, the

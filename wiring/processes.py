@@ -1,0 +1,113 @@
+"""Starting and stopping the local processes: the dev server and the provider service.
+
+``make run`` (``scripts/devstack.py``), the benchmark (``bench/stack.py``) and
+the tests (``tests/conftest.py``) each supervise their own set of processes,
+but they start the same two services, find free ports and stop children the
+same way; that is written once, here. Only the callers decide what to run and
+where its output goes. Nothing in production imports this module.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from trip import SEARCH_ATTRIBUTES
+from wiring.client import DEV_SERVER_FLAGS, temporal_cli_path
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The provider service's first line on stdout, once it listens: "providers listening on URL (ledger ...)".
+PROVIDERS_READY = "providers listening on "
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, proc: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    """Return once ``proc`` listens on ``host:port``; ``RuntimeError`` if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)  # polling a port we do not control; there is no event to wait on
+    raise RuntimeError(f"nothing listened on {host}:{port} within {timeout:.0f}s")
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 15) -> None:
+    """SIGTERM, so the process can shut down cleanly; SIGKILL if it has not within ``timeout``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def dev_server_command(
+    *,
+    host: str,
+    port: int,
+    db: Path | None = None,
+    ui_port: int | None = None,
+    http_port: int | None = None,
+    metrics_port: int | None = None,
+    log_level: str = "warn",
+    codec_endpoint: str | None = None,
+) -> list[str]:
+    """``temporal server start-dev`` with our search attributes and ``DEV_SERVER_FLAGS``.
+
+    ``db``: ``None`` keeps the history in memory. ``ui_port``: ``None`` starts
+    it without the Web UI (``--headless``).
+    """
+    cmd = [temporal_cli_path(), "server", "start-dev", "--ip", host, "--port", str(port)]
+    cmd += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
+    if http_port is not None:
+        cmd += ["--http-port", str(http_port)]
+    if metrics_port is not None:
+        cmd += ["--metrics-port", str(metrics_port)]
+    if db is not None:
+        cmd += ["--db-filename", str(db)]
+    cmd += ["--log-level", log_level, *DEV_SERVER_FLAGS]
+    for key in SEARCH_ATTRIBUTES:
+        cmd += ["--search-attribute", f"{key.name}=Keyword"]
+    if codec_endpoint:
+        # The Web UI then decrypts input, results and failures through the web app.
+        cmd += ["--ui-codec-endpoint", codec_endpoint]
+    return cmd
+
+
+def providers_command(db: Path, *, port: int = 0, extra: tuple[str, ...] = ()) -> list[str]:
+    """The provider service on the SQLite ledger ``db``; ``port=0``: it picks one and prints it."""
+    return [sys.executable, "-m", "providers", "--port", str(port), "--db", str(db), *extra]
+
+
+def parse_providers_url(ready_line: str) -> str:
+    """The URL in the provider service's first line; ``RuntimeError`` if that line is not it."""
+    if not ready_line.startswith(PROVIDERS_READY):
+        raise RuntimeError(f"provider service did not start: {ready_line!r}")
+    return ready_line.split()[3]
+
+
+def start_providers(db: Path, *, port: int = 0) -> tuple[subprocess.Popen[str], str]:
+    """Start the provider service and return it with its URL, once it listens."""
+    proc = subprocess.Popen(providers_command(db, port=port), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        return proc, parse_providers_url(proc.stdout.readline())
+    except RuntimeError:
+        proc.kill()
+        proc.wait()
+        raise
