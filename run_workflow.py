@@ -31,16 +31,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from trip import ENV_TASK_QUEUE, TASK_QUEUE, UPDATE_CONFIRM, UPDATE_DECLINE
-from trip.models import (
-    FLAT_FIELDS,
-    WORKFLOW_ID_RULE,
-    BookingInputError,
-    BookingRequest,
-    RetryOverrides,
-    Scenario,
-    check_workflow_id,
-    demo_trip,
-)
+from trip.forms import FLAT_FIELDS, BookingInputError, booking_from_flat, demo_trip
+from trip.models import WORKFLOW_ID_RULE, BookingRequest, RetryOverrides, Scenario, check_workflow_id
 from trip.scenarios import SCENARIOS
 from trip.status import BookingStatus, SagaStatus
 from wiring.client import (
@@ -161,7 +153,7 @@ def build_request(args: argparse.Namespace, today: date) -> BookingRequest:
     retry_values = {
         _RETRY_FIELDS.get(flag, flag): getattr(args, flag) for flag in _RETRY_FLAGS if getattr(args, flag) is not None
     }
-    req = BookingRequest.from_flat(vars(args), today=today)
+    req = booking_from_flat(vars(args), today=today)
     if retry_values:
         try:
             retry = RetryOverrides.model_validate(retry_values)

@@ -37,7 +37,8 @@ from bench.report import write_outputs
 from bench.seed_style import WORKFLOW_NAME as SEED_WORKFLOW
 from bench.stack import ROOT, RssSampler, Stack, cpu_seconds
 from trip import UPDATE_HOLDS
-from trip.models import BookingRequest, Mode, RetryOverrides, Scenario, demo_trip
+from trip.forms import booking_from_flat, demo_trip
+from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
 from trip.status import BookingStatus
 from wiring.client import describe_execution, new_workflow_id, start_booking
 from wiring.codec import data_converter
@@ -142,7 +143,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 def request(mode: Mode, scenario: Scenario = Scenario.HAPPY, retry: RetryOverrides | None = None) -> BookingRequest:
     today = date.today()
-    req = BookingRequest.from_flat({**demo_trip(today), "mode": mode.value, "scenario": scenario.value}, today=today)
+    req = booking_from_flat({**demo_trip(today), "mode": mode.value, "scenario": scenario.value}, today=today)
     return req.model_copy(update={"retry": retry}) if retry else req
 
 

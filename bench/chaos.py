@@ -45,7 +45,8 @@ from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, Tele
 from temporalio.service import RPCError
 
 from bench.stack import Stack
-from trip.models import BookingRequest, Mode, RetryOverrides, Scenario, demo_trip
+from trip.forms import booking_from_flat, demo_trip
+from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
 from trip.scenarios import SCENARIOS, ScenarioSpec
 from trip.status import BookingResult
 from wiring.client import Outcome, await_outcome, describe_execution, start_booking
@@ -151,7 +152,7 @@ def plan(cases: list[Case], n: int, rng: random.Random) -> list[Saga]:
 
 def request(saga: Saga, today: date) -> BookingRequest:
     flat = {**demo_trip(today), "mode": saga.mode.value, "scenario": saga.case.scenario.value}
-    return BookingRequest.from_flat(flat, today=today).model_copy(update={"retry": CHAOS_RETRY})
+    return booking_from_flat(flat, today=today).model_copy(update={"retry": CHAOS_RETRY})
 
 
 # --- the checks --------------------------------------------------------------

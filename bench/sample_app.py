@@ -21,7 +21,7 @@ from waitress.server import create_server
 from werkzeug.wrappers import Response
 
 from bench.seed_style import WORKFLOW_NAME
-from trip.models import BookingRequest, demo_trip
+from trip.forms import booking_from_flat, demo_trip
 from wiring.codec import data_converter
 
 
@@ -34,7 +34,7 @@ def create_app() -> Flask:
     @app.post("/book")
     async def book() -> Response:
         client = await Client.connect(os.environ["TEMPORAL_ADDRESS"], data_converter=converter)
-        req = BookingRequest.from_flat(demo_trip(date.today()), today=date.today())
+        req = booking_from_flat(demo_trip(date.today()), today=date.today())
         try:
             result = await client.execute_workflow(
                 WORKFLOW_NAME, req, id=f"sample-{uuid.uuid4().hex}", task_queue=os.environ["BOOKING_TASK_QUEUE"]

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 import tests.fuzzing  # noqa: F401  (the hypothesis profiles)
-from trip.models import FLAT_FIELDS, BookingInputError, BookingRequest, Mode, Scenario, demo_trip
+from trip.forms import FLAT_FIELDS, BookingInputError, booking_from_flat, booking_from_user, demo_trip
+from trip.models import BookingRequest, Mode, Scenario
 
 TODAY = date(2030, 6, 1)
 START = TODAY + timedelta(days=30)
@@ -159,7 +160,7 @@ def check_refusal(err: BookingInputError, allowed: set[str] | None) -> None:
 @example({**nested_trip(), "car": {**nested_trip()["car"], "\udcff": 1}})
 def test_nested_input_round_trips_or_is_refused_by_field(data: Any) -> None:
     try:
-        req = BookingRequest.from_user(data, today=TODAY)
+        req = booking_from_user(data, today=TODAY)
     except BookingInputError as err:
         check_refusal(err, None)
         return
@@ -182,7 +183,7 @@ def flat_inputs(draw: st.DrawFn) -> dict[str, Any]:
 @example({**demo_trip(TODAY), "traveller_email": "a\x07@example.com"})
 def test_form_and_cli_input_round_trips_or_is_refused_next_to_a_form_field(data: dict[str, Any]) -> None:
     try:
-        req = BookingRequest.from_flat(data, today=TODAY)
+        req = booking_from_flat(data, today=TODAY)
     except BookingInputError as err:
         check_refusal(err, set(FLAT_FIELDS))
         return

@@ -26,7 +26,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 import tests.fuzzing  # noqa: F401  (the hypothesis profiles)
-from trip.models import demo_trip
+from trip.forms import demo_trip
 from web import create_app
 from web.portal import TemporalPortal
 from wiring.client import connect, describe_execution

@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from trip.forms import BookingInputError, booking_from_flat, booking_from_user, demo_trip
 from trip.models import (
-    BookingInputError,
     BookingRequest,
     CancelRequest,
     CancelResult,
@@ -25,7 +25,6 @@ from trip.models import (
     Scenario,
     Traveller,
     check_workflow_id,
-    demo_trip,
 )
 
 TODAY = date(2030, 6, 1)
@@ -38,12 +37,12 @@ def valid() -> dict[str, str]:
 def errors_for(**changes: str) -> dict[str, str]:
     data = {**valid(), **changes}
     with pytest.raises(BookingInputError) as info:
-        BookingRequest.from_flat(data, today=TODAY)
+        booking_from_flat(data, today=TODAY)
     return info.value.errors
 
 
 def test_valid_flat_input_builds_the_nested_model() -> None:
-    req = BookingRequest.from_flat(
+    req = booking_from_flat(
         {**valid(), "traveller_email": " Ada@Example.COM ", "mode": "sequential", "scenario": "flight-sold-out"},
         today=TODAY,
     )
@@ -53,7 +52,7 @@ def test_valid_flat_input_builds_the_nested_model() -> None:
 
 
 def test_blank_mode_and_scenario_fall_back_to_defaults() -> None:
-    req = BookingRequest.from_flat({**valid(), "mode": "", "scenario": ""}, today=TODAY)
+    req = booking_from_flat({**valid(), "mode": "", "scenario": ""}, today=TODAY)
     assert (req.mode, req.scenario) == (Mode.PARALLEL, Scenario.HAPPY)
 
 
@@ -94,12 +93,12 @@ def test_each_bad_field_gets_a_clear_message_on_that_field(field: str, value: st
 
 def test_unknown_field_in_user_input_is_rejected_not_dropped() -> None:
     with pytest.raises(BookingInputError) as info:
-        BookingRequest.from_user({**make_nested(), "coupon": "FREE"}, today=TODAY)
+        booking_from_user({**make_nested(), "coupon": "FREE"}, today=TODAY)
     assert info.value.errors == {"coupon": "is not a known field"}
     nested = make_nested()
     nested["car"] = {**nested["car"], "colour": "red"}  # type: ignore[dict-item]
     with pytest.raises(BookingInputError, match=r"car\.colour: is not a known field"):
-        BookingRequest.from_user(nested, today=TODAY)
+        booking_from_user(nested, today=TODAY)
 
 
 def _extra(model: BaseModel) -> dict[str, Any]:
@@ -115,7 +114,7 @@ def _extra(model: BaseModel) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "message",
     [
-        BookingRequest.from_flat(demo_trip(TODAY), today=TODAY),
+        booking_from_flat(demo_trip(TODAY), today=TODAY),
         ReserveRequest(
             kind=Kind.CAR,
             booking_id="b",
@@ -151,12 +150,12 @@ def test_other_workflow_ids_are_refused_with_the_character_set(workflow_id: str)
 
 
 def make_nested() -> dict[str, object]:
-    return BookingRequest.from_flat(valid(), today=TODAY).model_dump(mode="json")
+    return booking_from_flat(valid(), today=TODAY).model_dump(mode="json")
 
 
 def test_past_dates_are_only_checked_with_a_today_context() -> None:
     # A replay long after the trip must still deserialise its input.
-    old = BookingRequest.from_flat(valid(), today=TODAY).model_dump(mode="json")
+    old = booking_from_flat(valid(), today=TODAY).model_dump(mode="json")
     assert BookingRequest.model_validate(old).car.pickup < date.today() + timedelta(days=10_000)
     with pytest.raises(ValueError, match="past"):
         BookingRequest.model_validate(old, context={"today": TODAY + timedelta(days=40)})

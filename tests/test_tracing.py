@@ -29,7 +29,8 @@ from providers.app import create_app as create_providers_app
 from providers.ledger import Ledger
 from tests.conftest import free_port
 from tests.test_web import form_tokens
-from trip.models import Scenario, demo_trip
+from trip.forms import demo_trip
+from trip.models import Scenario
 from trip.status import SagaStatus
 from web import create_app
 from web.portal import TemporalPortal

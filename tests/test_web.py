@@ -21,7 +21,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from werkzeug.security import generate_password_hash
 
 from tests.conftest import free_port, make_request, wait_until
-from trip.models import demo_trip
+from trip.forms import demo_trip
 from web import create_app
 from web.portal import TemporalPortal
 from wiring.client import connect, start_booking

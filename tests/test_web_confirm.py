@@ -31,7 +31,8 @@ from tests.conftest import wait_until
 from tests.test_web import form_tokens, make_app, started_besides_a_control
 from trip import UPDATE_CONFIRM, UPDATE_DECLINE, WORKFLOW_TYPE
 from trip.errors import ErrorType
-from trip.models import BookingRequest, demo_trip
+from trip.forms import demo_trip
+from trip.models import BookingRequest
 from trip.status import (
     BookingResult,
     BookingStatus,

@@ -27,7 +27,8 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_until
-from trip.models import RetryOverrides, Scenario, demo_trip
+from trip.forms import demo_trip
+from trip.models import RetryOverrides, Scenario
 from trip.status import SagaStatus
 from web.operators import add_operator
 from wiring.client import await_outcome, list_executions, start_booking

@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.test_web import app, client, form_tokens  # noqa: F401  (fixtures)
-from trip.models import demo_trip
+from trip.forms import demo_trip
 
 
 def samples(web: FlaskClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

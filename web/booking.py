@@ -28,7 +28,8 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from werkzeug.wrappers import Response
 
-from trip.models import MAX_CONFIRM_WITHIN, BookingInputError, BookingRequest, Mode, Scenario, demo_trip
+from trip.forms import BookingInputError, booking_from_flat, demo_trip
+from trip.models import MAX_CONFIRM_WITHIN, BookingRequest, Mode, Scenario
 from trip.scenarios import SCENARIOS
 from web.portal import current_portal
 from wiring.client import start_booking
@@ -119,7 +120,7 @@ def booking_request(values: dict[str, str], today: date) -> BookingRequest:
             raise BookingInputError({"confirm_within_minutes": "must be a number of minutes, like 10"})
         flat["confirm_within"] = minutes * 60  # seconds: pydantic reads a number as seconds
     try:
-        return BookingRequest.from_flat(flat, today=today)
+        return booking_from_flat(flat, today=today)
     except BookingInputError as exc:
         errors = dict(exc.errors)
         if errors.pop("confirm_within", None) is not None:
