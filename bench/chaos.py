@@ -48,7 +48,7 @@ from bench.stack import Stack
 from trip.forms import booking_from_flat, demo_trip
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
 from trip.scenarios import SCENARIOS, ScenarioSpec
-from trip.status import BookingResult
+from trip.status import BookingResult, SagaStatus
 from wiring.client import Outcome, await_outcome, describe_execution, start_booking
 from wiring.codec import data_converter
 from wiring.processes import free_port
@@ -104,12 +104,13 @@ def select_cases(table: Mapping[Scenario, Any] = SCENARIOS) -> tuple[list[Case],
     skipped: dict[str, str] = {}
     for spec in table.values():
         name = spec.scenario.value
+        expected = SagaStatus(spec.expected).value
         if getattr(spec, "needs_confirmation", False):
             skipped[name] = "needs a traveller's confirmation (hold and confirm)"
-        elif spec.expected not in HANDS_OFF:
-            skipped[name] = f"ends {spec.expected}, which waits for a person"
+        elif expected not in HANDS_OFF:
+            skipped[name] = f"ends {expected}, which waits for a person"
         else:
-            cases.append(Case(name, spec.scenario, spec.expected))
+            cases.append(Case(name, spec.scenario, expected))
     slow = [c for c in cases if _latency(table[c.scenario])]
     if slow:
         cases.append(Case(f"{slow[0].label}+cancel", slow[0].scenario, CANCELLED, cancel=True))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from trip.models import Kind, Scenario
+from trip.status import SagaStatus
 
 #: ``fail_first`` / ``cancel_fail_first`` value meaning "every attempt fails".
 ALWAYS = -1
@@ -41,8 +42,8 @@ class Fault:
 class ScenarioSpec:
     scenario: Scenario
     description: str
-    #: A ``SagaStatus`` value; kept as text to avoid importing workflow code.
-    expected: str
+    #: What the booking ends in (booked outright, unless ``needs_confirmation``).
+    expected: SagaStatus
     faults: dict[Kind, Fault] = field(default_factory=dict)
     #: The fault only shows in hold-and-confirm mode (``confirm_within``), and
     #: ``expected`` is the outcome once the traveller confirms. Booked
@@ -56,61 +57,61 @@ class ScenarioSpec:
 SCENARIOS: dict[Scenario, ScenarioSpec] = {
     spec.scenario: spec
     for spec in (
-        ScenarioSpec(Scenario.HAPPY, "happy path: every provider confirms at once", "COMPLETED"),
+        ScenarioSpec(Scenario.HAPPY, "happy path: every provider confirms at once", SagaStatus.COMPLETED),
         ScenarioSpec(
             Scenario.FLIGHT_FLAKY,
             "recover forward: the airline fails 3 times, then the 4th attempt books the flight",
-            "COMPLETED",
+            SagaStatus.COMPLETED,
             {Kind.FLIGHT: Fault(fail_first=3)},
         ),
         ScenarioSpec(
             Scenario.FLIGHT_SOLD_OUT,
             "recover backward: the flight is sold out, so the car and hotel are undone",
-            "ROLLED_BACK",
+            SagaStatus.ROLLED_BACK,
             {Kind.FLIGHT: Fault(sold_out=True)},
         ),
         ScenarioSpec(
             Scenario.HOTEL_DOWN,
             "hotel outage: the hotel keeps failing past its retry budget, then everything booked is undone",
-            "ROLLED_BACK",
+            SagaStatus.ROLLED_BACK,
             {Kind.HOTEL: Fault(fail_first=ALWAYS)},
         ),
         ScenarioSpec(
             Scenario.CAR_CANCEL_FLAKY,
             "flaky undo: the flight is sold out and cancelling the car fails twice before it succeeds",
-            "ROLLED_BACK",
+            SagaStatus.ROLLED_BACK,
             {Kind.FLIGHT: Fault(sold_out=True), Kind.CAR: Fault(cancel_fail_first=2)},
         ),
         ScenarioSpec(
             Scenario.CAR_CANCEL_BROKEN,
             "broken undo: the flight is sold out and the car can never be cancelled; an operator must resolve it",
-            "NEEDS_ATTENTION",
+            SagaStatus.NEEDS_ATTENTION,
             {Kind.FLIGHT: Fault(sold_out=True), Kind.CAR: Fault(cancel_fail_first=ALWAYS)},
         ),
         ScenarioSpec(
             Scenario.CAR_CANCEL_OUTAGE,
             "undo outage: the flight is sold out and the car provider cannot cancel until its outage is lifted;"
             " then an operator retries the undo",
-            "NEEDS_ATTENTION",
+            SagaStatus.NEEDS_ATTENTION,
             {Kind.FLIGHT: Fault(sold_out=True), Kind.CAR: Fault(cancel_outage=True)},
         ),
         ScenarioSpec(
             Scenario.SLOW,
             "slow providers: every call takes 1.5 seconds, so you can watch (or kill the worker)",
-            "COMPLETED",
+            SagaStatus.COMPLETED,
             {kind: Fault(latency_ms=1500) for kind in Kind},
         ),
         ScenarioSpec(
             Scenario.TICKETING_DOWN,
             "hold and confirm: the airline refuses to issue the ticket after you confirm, so every hold is released",
-            "ROLLED_BACK",
+            SagaStatus.ROLLED_BACK,
             {Kind.FLIGHT: Fault(ticket_refused=True)},
             needs_confirmation=True,
         ),
         ScenarioSpec(
             Scenario.FINALIZE_HOTEL_FLAKY,
             "hold and confirm: after ticketing, confirming the hotel fails twice, then succeeds (recovered forward)",
-            "COMPLETED",
+            SagaStatus.COMPLETED,
             {Kind.HOTEL: Fault(finalize_fail_first=2)},
             needs_confirmation=True,
         ),
@@ -118,7 +119,7 @@ SCENARIOS: dict[Scenario, ScenarioSpec] = {
             Scenario.FINALIZE_HOTEL_BROKEN,
             "hold and confirm: after ticketing, the hotel can never be confirmed; past the point of no return,"
             " an operator must settle it (never an unwind)",
-            "NEEDS_ATTENTION",
+            SagaStatus.NEEDS_ATTENTION,
             {Kind.HOTEL: Fault(finalize_fail_first=ALWAYS)},
             needs_confirmation=True,
         ),
