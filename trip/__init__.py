@@ -4,6 +4,12 @@ The task queue, the search attribute keys and the environment variable names
 live here so that the worker, the CLI, the web app, the tests and the dev stack
 cannot drift apart. This module must stay import-light: workflow code imports
 it inside the sandbox.
+
+The ``trip`` package is the shared vocabulary, the bottom layer of the booking
+code: these names, the models (``models``), the status model (``status``), the
+error table (``errors``), the scenarios (``scenarios``) and the form/CLI field
+view (``forms``). It imports only ``saga`` from this project; the plumbing that
+connects it all to Temporal is in ``wiring``.
 """
 
 from __future__ import annotations

@@ -1,1 +1,5 @@
-"""Workflow code: the generic saga core and the booking workflow built on it."""
+"""Workflow code: the booking workflow, built on the generic ``saga`` core.
+
+It stands on ``trip`` (names, models, status) and ``saga`` only: never on
+``activities`` (it names them by string) or ``wiring``.
+"""
