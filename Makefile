@@ -45,18 +45,18 @@ chaos: install
 
 # The property-based fuzzers with the large hypothesis profile (a local soak).
 fuzz: install
-	HYPOTHESIS_PROFILE=soak $(VENV)/bin/python -m pytest tests/test_fuzz_providers.py tests/test_fuzz_models.py tests/test_fuzz_web.py -q $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=soak $(VENV)/bin/python -m pytest tests/system/test_fuzz_providers.py tests/unit/test_fuzz_models.py tests/system/test_fuzz_web.py -q $(PYTEST_ARGS)
 
 # Re-take the README's screenshots (needs chromium) into static/.
 screenshots: install
-	SCREENSHOTS_DIR=static $(VENV)/bin/python -m pytest tests/test_web_e2e.py -k browser_books -q
+	SCREENSHOTS_DIR=static $(VENV)/bin/python -m pytest tests/system/test_web_e2e.py -k browser_books -q
 
 # Record every scenario's history with the current workflow code under
-# tests/histories/$(LABEL)/ for the replay test. Never re-record an existing label.
+# tests/workflow/histories/$(LABEL)/ for the replay test. Never re-record an existing label.
 histories: install
 	@test -n "$(LABEL)" || { echo "usage: make histories LABEL=v3-what-changed"; exit 2; }
-	@test ! -e tests/histories/$(LABEL) || { echo "tests/histories/$(LABEL) exists: pick a new label"; exit 2; }
-	$(VENV)/bin/python -m tests.histories.record $(LABEL)
+	@test ! -e tests/workflow/histories/$(LABEL) || { echo "tests/workflow/histories/$(LABEL) exists: pick a new label"; exit 2; }
+	$(VENV)/bin/python -m tests.workflow.histories.record $(LABEL)
 
 format: install
 	$(VENV)/bin/ruff check --fix .

@@ -97,7 +97,7 @@ FULL = Plan(
     http_calls=300,
     optimisations=True,
 )
-#: Small counts: the harness end to end in about a minute (tests/test_bench.py).
+#: Small counts: the harness end to end in about a minute (tests/system/test_bench.py).
 QUICK = Plan(
     latency_runs=4,
     consistent_runs=2,

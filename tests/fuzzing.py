@@ -1,4 +1,4 @@
-"""Hypothesis profiles for the fuzzers (``tests/test_fuzz_*.py``).
+"""Hypothesis profiles for the fuzzers (``tests/*/test_fuzz_*.py``).
 
 ``ci`` (the default) keeps the whole fuzz set to about a minute on two shared
 cores, for ``make test`` and CI; ``soak`` is for a local run (``make fuzz``,

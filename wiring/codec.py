@@ -144,7 +144,7 @@ class EncryptionCodec(PayloadCodec):
     """AES-256-GCM over each whole serialised payload, metadata included.
 
     Payloads without our ``encoding`` pass through ``decode`` untouched: runs
-    recorded before encryption (``tests/histories/``) must still replay, and
+    recorded before encryption (``tests/workflow/histories/``) must still replay, and
     still show in the Web UI.
     """
 

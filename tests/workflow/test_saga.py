@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from saga import Compensation, Saga, StepKind
-from tests.saga_workflows import Plan, SagaTestWorkflow, Step
+from tests.workflow.saga_workflows import Plan, SagaTestWorkflow, Step
 
 _S = timedelta(seconds=1)
 

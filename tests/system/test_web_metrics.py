@@ -8,7 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_web import app, client, form_tokens  # noqa: F401  (fixtures)
+from tests.system.test_web import app, client, form_tokens  # noqa: F401  (fixtures)
 from trip.forms import demo_trip
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from temporalio.client import Client
 
 from tests.conftest import ROOT, ProviderService
-from tests.test_integration import FAST, cli
+from tests.system.test_integration import FAST, cli
 
 
 def one_object(stdout: str) -> dict[str, Any]:

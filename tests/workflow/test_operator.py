@@ -4,7 +4,7 @@ time-skipping server, with mock activities whose undo the test controls.
 Sequential mode only: in parallel mode the workflow cancels siblings that may
 have just completed, and the time-skipping server fails such a workflow task
 ("ACTIVITY_UNKNOWN") where the real server accepts it. Parallel mode's
-NEEDS_ATTENTION runs on the dev server in ``tests/test_booking_workflow.py``."""
+NEEDS_ATTENTION runs on the dev server in ``tests/workflow/test_booking_workflow.py``."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ class Stuck:
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server of this module's own. These tests need it to skip
     days; the Java test server stops skipping for good once another test has
-    left an activity running on it (tests/test_saga.py does, on purpose)."""
+    left an activity running on it (tests/workflow/test_saga.py does, on purpose)."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter(), test_server_existing_path=time_skipping_server_path()
     )

@@ -1,11 +1,11 @@
 """Runs already in flight must survive a deploy: recorded histories replay
 against today's workflow code.
 
-``tests/histories/v1/`` was recorded with the workflow as it was before
+``tests/workflow/histories/v1/`` was recorded with the workflow as it was before
 NEEDS_ATTENTION (every scenario in both modes, plus a run captured mid-unwind).
 Never re-record a folder to make this test green: a red replay means the
 change needs ``workflow.patched``. ``make histories`` records today's code
-under a new label (see ``tests/histories/record.py``).
+under a new label (see ``tests/workflow/histories/record.py``).
 """
 
 from __future__ import annotations

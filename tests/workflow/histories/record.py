@@ -2,7 +2,7 @@
 
 Starts its own dev server, provider service and an in-process worker, runs
 every scenario in both modes, and writes each run's history as JSON to
-``tests/histories/<label>/<scenario>-<mode>.json``. Also one history captured
+``tests/workflow/histories/<label>/<scenario>-<mode>.json``. Also one history captured
 while ``car-cancel-broken`` is still unwinding (``...-mid-unwind.json``), and,
 where the code has NEEDS_ATTENTION, one captured while it waits for an operator.
 Where the code has hold and confirm: held trips confirmed in both modes
@@ -12,7 +12,7 @@ Histories recorded for an older version of the workflow must never be
 re-recorded to turn a red replay test green: record the current code under a
 new label, and guard the change with ``workflow.patched``. The recorder only
 uses APIs that every version since the first replay guard has, so it can be run
-from an older checkout (``cd old-checkout && python -m tests.histories.record``).
+from an older checkout (``cd old-checkout && python -m tests.workflow.histories.record``).
 """
 
 from __future__ import annotations
@@ -119,7 +119,9 @@ async def record_held(client: Client, queue: str, out: Path) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("label", help="folder under tests/histories/, e.g. the workflow version being recorded")
+    parser.add_argument(
+        "label", help="folder under tests/workflow/histories/, e.g. the workflow version being recorded"
+    )
     args = parser.parse_args()
     out = HERE / args.label
     out.mkdir(parents=True, exist_ok=True)

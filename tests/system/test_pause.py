@@ -28,7 +28,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from saga import StepState
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_for_saga_status
-from tests.test_web import make_app
+from tests.system.test_web import make_app
 from trip.models import Mode, RetryOverrides, Scenario
 from trip.status import SagaStatus, StepView
 from wiring.client import (

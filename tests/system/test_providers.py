@@ -580,7 +580,7 @@ def test_a_ledger_from_before_holds_is_migrated_and_takes_holds(tmp_path: Path) 
 def test_a_refused_request_does_not_use_up_a_bookings_injected_faults(
     providers: ProviderService, booking_id: str
 ) -> None:
-    # Found by tests/test_fuzz_providers.py: a refused request counted as an
+    # Found by tests/system/test_fuzz_providers.py: a refused request counted as an
     # attempt, so someone else's forged call took a real booking's 503s.
     key = f"{booking_id}:car"
     post(providers, "/car/reservations", body(booking_id), "car-cancel-flaky")

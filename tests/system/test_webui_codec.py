@@ -1,7 +1,7 @@
 """The Temporal Web UI, with the dev server's codec endpoint set to the web
 app, shows the decrypted traveller in a run's input (headless Chromium).
 
-The same run, read without the codec, holds no name (tests/test_encryption.py).
+The same run, read without the codec, holds no name (tests/system/test_encryption.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from temporalio.client import Client
 
 from tests.conftest import make_request
-from tests.test_web_e2e import WebApp, browser, web_app  # noqa: F401  (fixtures)
+from tests.system.test_web_e2e import WebApp, browser, web_app  # noqa: F401  (fixtures)
 from trip.models import Scenario
 from trip.status import SagaStatus
 from wiring.client import await_outcome, start_booking, web_ui_url

@@ -5,7 +5,7 @@ The app talks to the real dev server, but the worker runs ``HeldTrip``, a
 stand-in registered under the booking workflow's name that keeps the contract
 the page relies on (the ``status`` query, the ``confirm`` / ``decline``
 Updates and their validators) and nothing else. What the page does with the
-real workflow and providers is in ``tests/test_web_e2e.py``.
+real workflow and providers is in ``tests/system/test_web_e2e.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from saga import StepKind, StepState
 from tests.conftest import wait_until
-from tests.test_web import form_tokens, make_app, started_besides_a_control
+from tests.system.test_web import form_tokens, make_app, started_besides_a_control
 from trip import UPDATE_CONFIRM, UPDATE_DECLINE, WORKFLOW_TYPE
 from trip.errors import ErrorType
 from trip.forms import demo_trip

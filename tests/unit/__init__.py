@@ -1,0 +1,1 @@
+"""Unit tests: in-process, no Temporal server and no child processes."""
