@@ -1,0 +1,1 @@
+"""Workflows that adopt the generic saga core without any of the booking code."""
