@@ -7,10 +7,14 @@ and the operator's retry from the core alone.
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import re
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +25,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+import examples
 from examples.order import Line, Order, OrderActivities, OrderWorkflow, Receipt, Settle, Shop
 
 
@@ -154,3 +159,44 @@ async def test_a_stuck_shipment_after_the_charge_waits_for_an_operator_and_relea
     assert (await handle.result()).tracking == f"trk-{o.order_id}"
     assert harness.shop.log[-1] == f"ship {o.order_id}"
     assert not any(entry.startswith("release") for entry in harness.shop.log)
+
+
+async def test_a_pivot_whose_outcome_is_unknown_is_asked_again_not_unwound(harness: Harness) -> None:
+    # Five 503s: more than the step's budget of 3 attempts, which a pivot does not have.
+    harness.shop.gateway_errors = 5
+    o = order("apple")
+    receipt = await (await harness.start(o)).result()
+    assert receipt.payment_id == f"pay-{o.order_id}" and harness.shop.gateway_errors == 0
+    assert harness.shop.log == ["reserve apple", f"charge {o.order_id}", f"ship {o.order_id}"]
+
+
+EXAMPLES = Path(examples.__file__).parent
+#: What the example may import besides the standard library: Temporal, itself and the saga core.
+ALLOWED = {"temporalio", "examples", "saga", "workflows.saga"}
+
+
+def test_the_example_imports_only_the_saga_core_and_temporal() -> None:
+    imported: set[str] = set()
+    for path in EXAMPLES.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module)
+    outside = {
+        name
+        for name in imported
+        if name.split(".")[0] not in sys.stdlib_module_names | {"__future__"}
+        and name not in ALLOWED
+        and name.split(".")[0] not in {"temporalio", "examples"}
+    }
+    assert "temporalio.workflow" in imported or "temporalio" in imported
+    assert outside == set()
+
+
+def test_the_code_shown_in_docs_saga_md_is_the_example_itself() -> None:
+    doc = (EXAMPLES.parent / "docs" / "saga.md").read_text()
+    source = (EXAMPLES / "order" / "workflows.py").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    shown = [b for b in blocks if "class OrderWorkflow" in b]
+    assert len(shown) == 1 and shown[0] in source

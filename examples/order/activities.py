@@ -61,6 +61,8 @@ class Shop:
     #: SKUs whose reservation the warehouse cannot release (a retryable outage).
     stuck_releases: set[str] = field(default_factory=set)
     card_declined: bool = False
+    #: How many charge calls fail with a 503 before the gateway answers (the outcome is unknown).
+    gateway_errors: int = 0
     carrier_down: bool = False
     reservations: dict[tuple[str, str], int] = field(default_factory=dict)
     payments: dict[str, int] = field(default_factory=dict)
@@ -97,6 +99,9 @@ class OrderActivities:
     @activity.defn
     async def charge_payment(self, order: Order) -> str:
         if order.order_id not in self.shop.payments:
+            if self.shop.gateway_errors > 0:
+                self.shop.gateway_errors -= 1
+                raise ApplicationError("payment gateway: 503", type="GatewayUnavailable")
             if self.shop.card_declined:
                 raise ApplicationError("card declined", type="CardDeclined", non_retryable=True)
             self.shop.payments[order.order_id] = order.amount_cents
