@@ -22,11 +22,12 @@ import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 import examples
 from examples.order import Line, Order, OrderActivities, OrderWorkflow, Receipt, Settle, Shop
+from examples.order.activities import Reservation
 
 
 @dataclass
@@ -168,6 +169,18 @@ async def test_a_pivot_whose_outcome_is_unknown_is_asked_again_not_unwound(harne
     receipt = await (await harness.start(o)).result()
     assert receipt.payment_id == f"pay-{o.order_id}" and harness.shop.gateway_errors == 0
     assert harness.shop.log == ["reserve apple", f"charge {o.order_id}", f"ship {o.order_id}"]
+
+
+async def test_a_reservation_released_before_it_landed_can_never_land() -> None:
+    """The undo of a call still in flight (its step was cancelled) voids it: the late call is refused."""
+    shop = Shop(stock={"apple": 1})
+    acts = OrderActivities(shop)
+    held = Reservation("o-1", "apple", 1)
+    await ActivityEnvironment().run(acts.release_stock, held)
+    with pytest.raises(ApplicationError) as refused:
+        await ActivityEnvironment().run(acts.reserve_stock, held)
+    assert refused.value.type == "Voided" and refused.value.non_retryable
+    assert shop.stock == {"apple": 1} and shop.log == []
 
 
 EXAMPLES = Path(examples.__file__).parent

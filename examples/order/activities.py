@@ -65,6 +65,8 @@ class Shop:
     gateway_errors: int = 0
     carrier_down: bool = False
     reservations: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Reservations released (or released before they existed): they can never land again.
+    voided: set[tuple[str, str]] = field(default_factory=set)
     payments: dict[str, int] = field(default_factory=dict)
     shipments: dict[str, str] = field(default_factory=dict)
     #: "reserve a", "release a", "charge o-1", "ship o-1": every effect that happened.
@@ -79,6 +81,9 @@ class OrderActivities:
     async def reserve_stock(self, r: Reservation) -> None:
         if (r.order_id, r.sku) in self.shop.reservations:
             return  # a retry of a reservation that landed
+        if (r.order_id, r.sku) in self.shop.voided:
+            # A late call, from a step cancelled and undone: it must not land now.
+            raise ApplicationError(f"{r.sku} for {r.order_id} was released", type="Voided", non_retryable=True)
         if self.shop.stock.get(r.sku, 0) < r.qty:
             raise ApplicationError(
                 f"only {self.shop.stock.get(r.sku, 0)} of {r.sku} left", type="OutOfStock", non_retryable=True
@@ -91,6 +96,7 @@ class OrderActivities:
     async def release_stock(self, r: Reservation) -> None:
         if r.sku in self.shop.stuck_releases:
             raise ApplicationError(f"the warehouse cannot release {r.sku} now", type="WarehouseOffline")
+        self.shop.voided.add((r.order_id, r.sku))
         qty = self.shop.reservations.pop((r.order_id, r.sku), 0)  # nothing reserved: nothing to do
         if qty:
             self.shop.stock[r.sku] += qty
