@@ -1,0 +1,84 @@
+"""The order workflow: reserve each line's stock, charge the card, ship.
+
+Charging is the pivot: before it every reservation can be released, after it
+the order only goes forward, and a shipment that keeps failing waits for an
+operator instead of unwinding. The saga core does all of that: adopting it
+takes the ``Saga(...)`` line, ``saga.run`` in place of ``execute_activity``
+(with the undo and the step's kind), ``compensate()`` on failure, and one wait
+for the operator. Workflow code: no I/O here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from examples.order.activities import Order, OrderActivities, Receipt, Reservation, Settle
+    from saga import Compensation, Saga, StepKind
+
+TIMEOUT = timedelta(seconds=10)
+#: Small budgets so that a stuck step surfaces within seconds of (skipped) time.
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+PIVOT, RETRIABLE = StepKind.PIVOT, StepKind.RETRIABLE
+
+
+@workflow.defn
+class OrderWorkflow:
+    @workflow.init
+    def __init__(self, order: Order) -> None:
+        # Built here, not in run, so that the operator's Updates always find it.
+        self.saga = Saga(parallel_compensation=order.parallel_unwind, undo_retry_policy=RETRY)
+
+    @workflow.run
+    async def run(self, order: Order) -> Receipt:
+        saga = self.saga
+        step = functools.partial(saga.run, start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+        try:
+            for line in order.lines:
+                held = Reservation(order.order_id, line.sku, line.qty)
+                undo = Compensation(OrderActivities.release_stock, held)
+                await step(f"reserve {line.sku}", OrderActivities.reserve_stock, held, undo=undo)
+            payment = await step("charge", OrderActivities.charge_payment, order, undo=None, kind=PIVOT)
+        except (ActivityError, asyncio.CancelledError):
+            await saga.compensate()  # raises SagaCompensationError, listing every stuck undo
+            raise
+        try:
+            tracking = await step("ship", OrderActivities.ship_order, order, undo=None, kind=RETRIABLE)
+        except ActivityError:
+            # Past the pivot nothing unwinds: wait until an operator has retried or resolved it.
+            await workflow.wait_condition(lambda: not saga.outstanding() and workflow.all_handlers_finished())
+            tracking = saga.record("ship").result  # None if it was resolved by hand
+        return Receipt(order.order_id, payment, tracking)
+
+    # --- the operator's controls: the core does the work, these only expose it ---
+
+    @workflow.update
+    async def retry(self, req: Settle) -> dict[str, str]:
+        states = await self.saga.retry_compensation(req.steps, operator=req.operator, note=req.note)
+        return {name: state.value for name, state in states.items()}
+
+    @retry.validator
+    def _check_retry(self, req: Settle) -> None:
+        self.saga.check_retry(req.steps)
+
+    @workflow.update
+    def resolve(self, req: Settle) -> None:
+        for step in req.steps or []:
+            self.saga.resolve(step, operator=req.operator, note=req.note)
+
+    @resolve.validator
+    def _check_resolve(self, req: Settle) -> None:
+        if not req.steps:
+            raise ValueError("name the steps settled by hand")
+        for step in req.steps:
+            self.saga.check_resolve(step)
+
+    @workflow.query
+    def steps(self) -> dict[str, str]:
+        return {r.name: r.state.value for r in self.saga.records}
