@@ -8,7 +8,7 @@ SYNCED := $(VENV)/.synced
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint format bench bench-quick chaos fuzz screenshots clean-data histories
+.PHONY: install run test lint format bench bench-quick chaos fuzz screenshots diagrams clean-data histories
 
 install: $(SYNCED)
 
@@ -47,9 +47,17 @@ chaos: install
 fuzz: install
 	HYPOTHESIS_PROFILE=soak $(VENV)/bin/python -m pytest tests/system/test_fuzz_providers.py tests/unit/test_fuzz_models.py tests/system/test_fuzz_web.py -q $(PYTEST_ARGS)
 
-# Re-take the README's screenshots (needs chromium) into static/.
-screenshots: install
+# Re-take the README's screenshots and its two demo GIFs into static/, and
+# redraw the architecture picture. Needs Debian's chromium, ffmpeg (Playwright's
+# video recorder and the GIFs) and graphviz: apt-get install chromium ffmpeg graphviz
+screenshots: install diagrams
+	@command -v ffmpeg >/dev/null || { echo "make screenshots needs ffmpeg: apt-get install ffmpeg"; exit 2; }
 	SCREENSHOTS_DIR=static $(VENV)/bin/python -m pytest tests/system/test_web_e2e.py -k browser_books -q
+
+# docs/architecture.dot -> static/architecture.svg (needs graphviz: apt-get install graphviz).
+diagrams:
+	@command -v dot >/dev/null || { echo "make diagrams needs graphviz: apt-get install graphviz"; exit 2; }
+	dot -Tsvg docs/architecture.dot -o static/architecture.svg
 
 # Record every scenario's history with the current workflow code under
 # tests/workflow/histories/$(LABEL)/ for the replay test. Never re-record an existing label.

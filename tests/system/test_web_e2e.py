@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
+from tests.system import demo_recording
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_until
 from trip.forms import demo_trip
 from trip.models import RetryOverrides, Scenario
@@ -68,7 +70,11 @@ def web_app(
     queue = f"tq-{uuid.uuid4().hex}"
     operators = tmp_path_factory.mktemp("web") / "operators.toml"
     add_operator(operators, OPERATOR, OPERATOR_PASSWORD)
-    worker = WorkerProcess(dev_client, providers.url, queue)
+    stack = ExitStack()
+    providers_url = providers.url
+    if demo_recording.RECORDING:  # the GIFs: slow enough to watch each step
+        providers_url = stack.enter_context(demo_recording.slow_providers(providers.url))
+    worker = WorkerProcess(dev_client, providers_url, queue)
     env = dict(
         os.environ,
         TEMPORAL_ADDRESS=dev_client.service_client.config.target_host,
@@ -94,6 +100,7 @@ def web_app(
     finally:
         stop_process(proc)
         worker.stop()
+        stack.close()
 
 
 class Browserless:
@@ -272,6 +279,75 @@ async def test_browser_books_watches_and_opens_the_web_ui(
     # The run's failure, as the workflow raised it, is on the page.
     await page.get_by_text("Trip not booked: book_flight failed").first.wait_for(timeout=30_000)
     await page.screenshot(path=str(shots / "webui-rolled-back.png"))
+
+
+@pytest_asyncio.fixture
+async def recorder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """Chromium with Playwright's video recorder working: only under ``make screenshots``."""
+    if not demo_recording.RECORDING:
+        pytest.skip("records the README's GIFs only under `make screenshots` (SCREENSHOTS_DIR)")
+    if not HAVE_CHROMIUM:
+        pytest.fail(f"make screenshots needs {CHROMIUM}: apt-get install chromium")
+    # Read by the Playwright driver when it starts, so set before async_playwright().
+    monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(demo_recording.playwright_browsers_path(tmp_path / "pw")))
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.mark.parametrize(
+    ("scenario", "outcome", "states"),
+    [
+        # Recover forward: the airline fails three times, the fourth attempt books.
+        ("flight-flaky", "Completed", {"book_car": "succeeded", "book_hotel": "succeeded", "book_flight": "succeeded"}),
+        # Recover backward: sold out, so the hotel and the car are undone.
+        (
+            "flight-sold-out",
+            "Rolled back",
+            {"book_car": "compensated", "book_hotel": "compensated", "book_flight": "failed"},
+        ),
+    ],
+)
+async def test_browser_books_recorded_as_a_gif(
+    web_app: WebApp,
+    recorder: Any,
+    providers: ProviderService,
+    tmp_path: Path,
+    scenario: str,
+    outcome: str,
+    states: dict[str, str],
+) -> None:
+    """The README's GIFs: the form, the live status page, the outcome."""
+    shots = screenshots_dir(tmp_path)
+    size = demo_recording.VIDEO_SIZE
+    context = await recorder.new_context(viewport=size, record_video_dir=str(tmp_path), record_video_size=size)
+    page = await context.new_page()
+    await page.goto(web_app.url + "/")
+    await page.get_by_label("Full name").fill("")
+    await page.get_by_label("Full name").press_sequentially("Grace Hopper", delay=50)  # typed, to be seen
+    await page.get_by_label("Mode").select_option("sequential")
+    await page.get_by_label("Demo scenario").select_option(scenario)
+    await page.get_by_role("button", name="Book the trip").click()
+    await page.locator("#saga-status", has_text=outcome).wait_for(timeout=60_000)
+    for step, state in states.items():
+        await page.locator(f'tr[data-step="{step}"] .state', has_text=state).wait_for()
+    if scenario == "flight-flaky":
+        assert await page.locator('tr[data-step="book_flight"] td').nth(2).inner_text() == "4"
+    else:
+        assert "SoldOut" in await page.locator("#failure").inner_text()
+    workflow_id = page.url.rsplit("/", 1)[1]
+    assert providers.active_kinds(workflow_id) == (["car", "flight", "hotel"] if outcome == "Completed" else [])
+    await context.close()  # writes the video
+
+    gif = shots / f"{scenario}.gif"
+    demo_recording.webm_to_gif(Path(await page.video.path()), gif)
+    assert gif.read_bytes()[:6] == b"GIF89a"
+    assert gif.stat().st_size < demo_recording.GIF_MAX_BYTES, f"{gif} is {gif.stat().st_size} bytes"
 
 
 @pytest_asyncio.fixture
