@@ -27,8 +27,8 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
-from tests.system import demo_recording
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_until
+from tests.system import demo_recording
 from trip.forms import demo_trip
 from trip.models import RetryOverrides, Scenario
 from trip.status import SagaStatus
