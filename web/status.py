@@ -6,9 +6,11 @@ updates the page until the saga ends. Both read the workflow's ``status``
 query; for a closed run whose query no worker answers, they fall back to the
 run's result or failure.
 
-A held trip (``AWAITING_CONFIRMATION``) is confirmed or declined from this
-page by anyone who has it: the booking id is the traveller's capability, so
-these two POSTs need no operator login (only the CSRF token, as every POST).
+Anyone with the (unguessable) id may *read* the page and its JSON: it is the
+shareable link to a booking. Acting on it is narrower: confirm, decline and
+cancel are only for the browser that booked it or a logged-in operator
+(``web.owners``); anyone else gets 403 and no Update or cancel is sent. Retry
+and resolve stay operator-only.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from trip.temporal import (
     web_ui_url,
 )
 from web.auth import current_operator, operator_required
+from web.owners import may_act, owner_required
 from web.portal import current_portal
 from workflows.status import TERMINAL, BookingStatus, ConfirmResult, OperatorActionResult, SagaStatus
 
@@ -204,6 +207,7 @@ def render_booking(view: BookingView, *, action_error: str | None = None, status
         poll_ms=current_app.config["POLL_INTERVAL_MS"],
         action_error=action_error,
         remaining_text=remaining_text,
+        may_act=may_act(view.workflow_id),
     ), status
 
 
@@ -220,7 +224,7 @@ def booking_status(workflow_id: str) -> Response:
 
 
 @bp.post("/<workflow_id>/cancel")
-@operator_required
+@owner_required
 def cancel_booking(workflow_id: str) -> Response | tuple[str, int]:
     view = load_booking(workflow_id)
     if not view.closed:
@@ -311,6 +315,7 @@ def _note() -> str:
 
 
 @bp.post("/<workflow_id>/confirm")
+@owner_required
 def confirm_booking(workflow_id: str) -> Response | tuple[str, int]:
     """The traveller confirms a held trip: the flight is ticketed, then the holds are finalized."""
     note = _note()
@@ -322,6 +327,7 @@ def confirm_booking(workflow_id: str) -> Response | tuple[str, int]:
 
 
 @bp.post("/<workflow_id>/decline")
+@owner_required
 def decline_booking(workflow_id: str) -> Response | tuple[str, int]:
     """The traveller declines a held trip: every hold is released."""
     note = _note()
