@@ -88,7 +88,11 @@ class HeldTrip:
                 non_retryable=True,
             ) from ApplicationError(self._decision or "", type=cause.value, non_retryable=True)
         self._status = SagaStatus.RUNNING  # ticketed; finalizing until the test says ``finish``
-        await workflow.wait_condition(lambda: self._finish)
+        try:
+            await workflow.wait_condition(lambda: self._finish)
+        except asyncio.CancelledError:
+            # As the booking workflow: past the pivot a cancel is too late, the trip goes on.
+            await workflow.wait_condition(lambda: self._finish)
         self._status = SagaStatus.COMPLETED
         return BookingResult(confirmations={}, steps=self._steps(), ticket=TICKET)
 
@@ -407,6 +411,22 @@ async def test_an_operator_may_answer_for_a_traveller(app: Flask, client: FlaskC
     assert response.status_code == 303
     data = await status_of(operator, location, "ROLLED_BACK")
     assert data["confirmation"]["decision"] == "declined"
+
+
+async def test_a_cancel_after_the_traveller_confirmed_says_it_is_too_late(
+    dev_client: Client, client: FlaskClient, worker: ThreadedWorker
+) -> None:
+    location = book(client, hold="on", confirm_within_minutes="5")
+    await status_of(client, location, "AWAITING_CONFIRMATION")
+    assert client.post(f"{location}/confirm", data={"csrf_token": csrf(client, location)}).status_code == 303
+    response = client.post(f"{location}/cancel", data={"csrf_token": csrf(client, location)})
+    assert response.status_code == 303
+    page = html.unescape(client.get(location).get_data(as_text=True))
+    assert "Too late to cancel: the trip was already confirmed" in page and "being undone" not in page
+    # ... and it is true: the trip goes on forward to its ticket.
+    await dev_client.get_workflow_handle(location.rsplit("/", 1)[1]).signal(HeldTrip.finish)
+    done = await status_of(client, location, "COMPLETED")
+    assert done["ticket"] == TICKET
 
 
 async def test_a_cancel_before_the_traveller_answers_undoes_the_holds(

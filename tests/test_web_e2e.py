@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -563,6 +563,12 @@ async def test_a_stuck_step_past_the_pivot_is_offered_forward_never_as_an_undo(
     )
     confirmed = traveller.http.post(f"{location}/confirm", data={"csrf_token": traveller.csrf(location)})
     assert confirmed.status_code == 303
+    # A cancel once confirmed is too late, and the page says so rather than "being undone" ...
+    cancelled = traveller.http.post(f"{location}/cancel", data={"csrf_token": traveller.csrf(location)})
+    assert cancelled.status_code == 303
+    flash = html.unescape(traveller.http.get(location).text)
+    assert "Too late to cancel: the trip was already confirmed" in flash and "being undone" not in flash
+    # ... and it is what the workflow does: it goes on forward (the hotel is retried, then waits).
     data = await wait_for_attention(traveller, location)
     assert data["past_pivot"] and data["ticket"] and data["outstanding"] == ["finalize_hotel"]
     page = traveller.http.get(location).text
@@ -581,6 +587,31 @@ async def test_a_stuck_step_past_the_pivot_is_offered_forward_never_as_an_undo(
     assert done.status_code == 303
     final = await poll_until_closed(traveller, location)
     assert final["status"] == "COMPLETED" and final["ticket"] == data["ticket"]
+
+
+async def test_a_cancel_while_an_operator_is_awaited_past_the_pivot_ends_it_and_the_ticket_stands(
+    web_app: WebApp, dev_client: Client, providers: ProviderService
+) -> None:
+    req = make_request(Scenario.FINALIZE_HOTEL_BROKEN, name="Cancelled Held").model_copy(
+        update={"confirm_within": timedelta(minutes=10)}
+    )
+    handle = await start_booking(dev_client, req, task_queue=web_app.task_queue)
+    location = f"/bookings/{handle.id}"
+    operator = Browserless(web_app.url)
+    operator.log_in()  # started outside the web app: only an operator may answer for it
+    await wait_until(
+        lambda: operator.status(location)["status"] == "AWAITING_CONFIRMATION", what="the holds", timeout=60
+    )
+    assert operator.http.post(f"{location}/confirm", data={"csrf_token": operator.csrf(location)}).status_code == 303
+    data = await wait_for_attention(operator, location)
+    cancelled = operator.http.post(f"{location}/cancel", data={"csrf_token": operator.csrf(location)})
+    assert cancelled.status_code == 303
+    page = html.unescape(operator.http.get(location).text)
+    assert "nothing is undone and the ticket stands" in page and "being undone" not in page
+    final = await poll_until_closed(operator, location)
+    assert final["status"] == "CANCELLED" and final["ticket"] == data["ticket"]
+    # Nothing was undone: the ticketed flight and the confirmed car are still booked.
+    assert providers.active_kinds(handle.id) == ["car", "flight"]
 
 
 async def test_declining_a_held_trip_on_its_page_releases_every_hold(

@@ -223,6 +223,31 @@ def booking_status(workflow_id: str) -> Response:
     return response
 
 
+def cancel_message(view: BookingView) -> str:
+    """What a cancel will do, as the workflow handles it (``workflows.booking``).
+
+    Before the traveller confirms, everything booked is undone. Once they have
+    confirmed the ticket may exist, so the saga goes on forward and the cancel
+    changes nothing; only while it waits for an operator past the pivot does a
+    cancel end it, and then the ticket stands and nothing is undone.
+    """
+    s = view.status
+    confirmed = s is not None and (
+        s.past_pivot or (s.confirmation is not None and s.confirmation.decision == "confirmed")
+    )
+    if not confirmed:
+        return "Cancellation requested: everything booked so far is being undone."
+    if view.saga_status == SagaStatus.NEEDS_ATTENTION.value:
+        return (
+            "Cancellation requested: the trip was already confirmed, so nothing is undone and the ticket stands. "
+            "The booking ends with its unfinished steps left for an operator to settle by hand."
+        )
+    return (
+        "Too late to cancel: the trip was already confirmed and a flight ticket cannot be undone, "
+        "so the booking goes on forward (ticket, then the car and hotel confirmed). Nothing is undone."
+    )
+
+
 @bp.post("/<workflow_id>/cancel")
 @owner_required
 def cancel_booking(workflow_id: str) -> Response | tuple[str, int]:
@@ -237,7 +262,7 @@ def cancel_booking(workflow_id: str) -> Response | tuple[str, int]:
                 raise
             view = load_booking(workflow_id)
         else:
-            flash("Cancellation requested: everything booked so far is being undone.", "info")
+            flash(cancel_message(view), "info")
             return redirect(url_for("status.booking_page", workflow_id=workflow_id), code=303)
     message = f"This booking has already ended ({view.saga_status}); there is nothing to cancel."
     return render_booking(view, action_error=message, status=409)
