@@ -429,7 +429,7 @@ async def test_a_cancel_after_the_traveller_confirmed_says_it_is_too_late(
     assert done["ticket"] == TICKET
 
 
-async def test_a_cancel_before_the_traveller_answers_undoes_the_holds(
+async def test_a_cancel_before_the_traveller_answers_says_everything_is_being_undone(
     client: FlaskClient, worker: ThreadedWorker
 ) -> None:
     location = book(client, hold="on", confirm_within_minutes="5")
