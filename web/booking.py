@@ -6,6 +6,10 @@ saga. The workflow id comes from the form's one-time token and the request's
 digest, so a double submit finds the booking the first submit started, while
 the same form sent back with changes (Back, edit, submit) starts its own.
 
+The booking started is remembered in this browser's session, which is what
+lets it confirm, decline or cancel the trip later (``web.owners``), but only
+if the form's token was issued to this session.
+
 "Hold and let me confirm" (checkbox ``hold``) sends ``confirm_within`` from the
 minutes field; unchecked, the minutes field is ignored and the trip is booked
 outright, exactly as without the option.
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -31,6 +35,7 @@ from werkzeug.wrappers import Response
 from trip.forms import BookingInputError, booking_from_flat, demo_trip
 from trip.models import MAX_CONFIRM_WITHIN, BookingRequest, Mode, Scenario
 from trip.scenarios import SCENARIOS
+from web.owners import issue_form_token, own_bookings, remember_booking, was_issued
 from web.portal import current_portal
 from wiring.client import start_booking
 
@@ -149,6 +154,12 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 def render_form(values: dict[str, Any], errors: dict[str, str], status: int = 200) -> tuple[str, int, dict[str, str]]:
+    form_token = values.get("form_token")
+    if not form_token:
+        # Only a token this app made is issued to the session: one echoed back
+        # from a posted form may be copied from someone else's booking id.
+        form_token = uuid.uuid4().hex
+        issue_form_token(form_token)
     return (
         render_template(
             "form.html",
@@ -157,7 +168,7 @@ def render_form(values: dict[str, Any], errors: dict[str, str], status: int = 20
             scenarios=SCENARIO_CHOICES,
             values=values,
             errors=errors,
-            form_token=values.get("form_token") or uuid.uuid4().hex,
+            form_token=form_token,
         ),
         status,
         NO_STORE,
@@ -206,6 +217,15 @@ def create_booking() -> Response | tuple[str, int, dict[str, str]]:
 
     started = time.perf_counter()
     current_portal().call(start)
+    if was_issued(token) or workflow_id in own_bookings():
+        # This browser may now confirm, decline or cancel it (web.owners).
+        remember_booking(workflow_id)
+    else:
+        flash(
+            "This form was not issued to this browser (or it is too old), so this browser cannot confirm, "
+            "decline or cancel the booking. Book from a fresh form, or ask an operator.",
+            "warning",
+        )
     response = redirect(url_for("status.booking_page", workflow_id=workflow_id), code=303)
     # How long Temporal took to accept the start: visible in browser dev tools.
     response.headers["Server-Timing"] = f"temporal;dur={(time.perf_counter() - started) * 1000:.1f}"

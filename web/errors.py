@@ -47,9 +47,17 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response | tuple[str, int]:
-        titles = {401: "Operators only", 404: "Not found", 405: "Method not allowed", 413: "Request too large"}
+        titles = {
+            401: "Operators only",
+            403: "Not your booking",
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Request too large",
+        }
         messages = {
             401: "Only a logged-in operator can do this, so nothing was changed. Log in as an operator first.",
+            403: "Only the browser this trip was booked from, or a logged-in operator, can confirm, decline or "
+            "cancel it, so nothing was changed. You can still read the booking's page.",
             404: "There is no booking or page at this address.",
         }
         code = err.code or 500

@@ -1,4 +1,9 @@
-"""``GET /bookings``: recent bookings from Temporal visibility, filterable by status."""
+"""``GET /bookings``: recent bookings from Temporal visibility, filterable by status.
+
+An operator sees every booking. Anyone else sees only the bookings this
+browser started (``web.owners``), or nothing: the list must never hand out
+other travellers' booking ids.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ from flask import Blueprint, current_app, render_template, request
 from temporalio.client import Client
 
 from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
+from trip.models import WORKFLOW_ID_RE
 from trip.status import TERMINAL, SagaStatus
+from web.owners import is_operator, own_bookings
 from web.portal import current_portal
 from wiring.client import list_executions, web_ui_url
 
@@ -40,8 +47,18 @@ def list_bookings() -> tuple[str, int]:
             statuses=sorted(valid),
             wanted="",
             error=f"Unknown status filter; choose one of: {', '.join(sorted(valid))}.",
+            operator=is_operator(),
         ), 400
+    operator = is_operator()
+    mine = own_bookings()
     query = f'WorkflowType = "{WORKFLOW_TYPE}"'
+    if not operator:
+        ids = [wid for wid in mine if WORKFLOW_ID_RE.match(wid)]  # no quotes in an id: safe to embed
+        if not ids:
+            return render_template(
+                "list.html", rows=[], statuses=sorted(valid), wanted=wanted, error=None, operator=False
+            ), 200
+        query += " AND (" + " OR ".join(f'WorkflowId = "{wid}"' for wid in ids) + ")"
     if wanted:  # validated against the enum above, so safe to embed
         query += f' AND {SA_BOOKING_STATUS.name} = "{wanted}"'
         if wanted not in TERMINAL_VALUES:
@@ -65,4 +82,6 @@ def list_bookings() -> tuple[str, int]:
         return rows
 
     rows = current_portal().call(fetch)
-    return render_template("list.html", rows=rows, statuses=sorted(valid), wanted=wanted, error=None), 200
+    return render_template(
+        "list.html", rows=rows, statuses=sorted(valid), wanted=wanted, error=None, operator=operator
+    ), 200

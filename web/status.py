@@ -6,9 +6,11 @@ updates the page until the saga ends. Both read the workflow's ``status``
 query; for a closed run whose query no worker answers, they fall back to the
 run's result or failure.
 
-A held trip (``AWAITING_CONFIRMATION``) is confirmed or declined from this
-page by anyone who has it: the booking id is the traveller's capability, so
-these two POSTs need no operator login (only the CSRF token, as every POST).
+Anyone with the (unguessable) id may *read* the page and its JSON: it is the
+shareable link to a booking. Acting on it is narrower: confirm, decline and
+cancel are only for the browser that booked it or a logged-in operator
+(``web.owners``); anyone else gets 403 and no Update or cancel is sent. Retry
+and resolve stay operator-only.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from wiring.client import (
     retry_compensation,
     web_ui_url,
 )
+from web.owners import may_act, owner_required
 
 bp = Blueprint("status", __name__, url_prefix="/bookings")
 
@@ -204,6 +207,7 @@ def render_booking(view: BookingView, *, action_error: str | None = None, status
         poll_ms=current_app.config["POLL_INTERVAL_MS"],
         action_error=action_error,
         remaining_text=remaining_text,
+        may_act=may_act(view.workflow_id),
     ), status
 
 
@@ -219,8 +223,33 @@ def booking_status(workflow_id: str) -> Response:
     return response
 
 
+def cancel_message(view: BookingView) -> str:
+    """What a cancel will do, as the workflow handles it (``workflows.booking``).
+
+    Before the traveller confirms, everything booked is undone. Once they have
+    confirmed the ticket may exist, so the saga goes on forward and the cancel
+    changes nothing; only while it waits for an operator past the pivot does a
+    cancel end it, and then the ticket stands and nothing is undone.
+    """
+    s = view.status
+    confirmed = s is not None and (
+        s.past_pivot or (s.confirmation is not None and s.confirmation.decision == "confirmed")
+    )
+    if not confirmed:
+        return "Cancellation requested: everything booked so far is being undone."
+    if view.saga_status == SagaStatus.NEEDS_ATTENTION.value:
+        return (
+            "Cancellation requested: the trip was already confirmed, so nothing is undone and the ticket stands. "
+            "The booking ends with its unfinished steps left for an operator to settle by hand."
+        )
+    return (
+        "Too late to cancel: the trip was already confirmed and a flight ticket cannot be undone, "
+        "so the booking goes on forward (ticket, then the car and hotel confirmed). Nothing is undone."
+    )
+
+
 @bp.post("/<workflow_id>/cancel")
-@operator_required
+@owner_required
 def cancel_booking(workflow_id: str) -> Response | tuple[str, int]:
     view = load_booking(workflow_id)
     if not view.closed:
@@ -233,7 +262,7 @@ def cancel_booking(workflow_id: str) -> Response | tuple[str, int]:
                 raise
             view = load_booking(workflow_id)
         else:
-            flash("Cancellation requested: everything booked so far is being undone.", "info")
+            flash(cancel_message(view), "info")
             return redirect(url_for("status.booking_page", workflow_id=workflow_id), code=303)
     message = f"This booking has already ended ({view.saga_status}); there is nothing to cancel."
     return render_booking(view, action_error=message, status=409)
@@ -311,6 +340,7 @@ def _note() -> str:
 
 
 @bp.post("/<workflow_id>/confirm")
+@owner_required
 def confirm_booking(workflow_id: str) -> Response | tuple[str, int]:
     """The traveller confirms a held trip: the flight is ticketed, then the holds are finalized."""
     note = _note()
@@ -322,6 +352,7 @@ def confirm_booking(workflow_id: str) -> Response | tuple[str, int]:
 
 
 @bp.post("/<workflow_id>/decline")
+@owner_required
 def decline_booking(workflow_id: str) -> Response | tuple[str, int]:
     """The traveller declines a held trip: every hold is released."""
     note = _note()

@@ -28,7 +28,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from saga import StepState
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_for_saga_status
-from tests.system.test_web import make_app
+from tests.system.test_web import log_in, make_app
 from trip.models import Mode, RetryOverrides, Scenario
 from trip.status import SagaStatus, StepView
 from wiring.client import (
@@ -198,6 +198,7 @@ async def test_a_paused_booking_shows_paused_on_every_page_and_in_the_cli_then_f
         assert (data["paused"], data["pause_reason"], data["temporal_status"]) == (True, "test", PAUSED)
         assert (data["closed"], data["status"]) == (False, "RUNNING")
 
+        log_in(web)  # started from the CLI: only an operator's list shows it
         await poll(lambda: list_row(web, workflow_id), lambda row: PAUSED_BADGE in row, what="the list to say Paused")
 
         temporal(dev_client, "workflow", "unpause", "--workflow-id", workflow_id)

@@ -26,6 +26,10 @@ from web import create_app
 from web.portal import TemporalPortal
 from wiring.client import connect, start_booking
 
+OPERATOR, OPERATOR_PASSWORD = "ops", "operator-password"
+#: Hashed once: scrypt is slow on purpose.
+OPERATORS = {OPERATOR: generate_password_hash(OPERATOR_PASSWORD)}
+
 
 def make_app(address: str, namespace: str, task_queue: str, **extra: Any) -> Flask:
     portal = TemporalPortal(lambda: connect(target_host=address, namespace=namespace), timeout=5)
@@ -36,9 +40,20 @@ def make_app(address: str, namespace: str, task_queue: str, **extra: Any) -> Fla
             "TASK_QUEUE": task_queue,
             "TEMPORAL_UI_URL": "http://ui.test",
             "TEMPORAL_PORTAL": portal,
+            "OPERATORS": OPERATORS,
             **extra,
         }
     )
+
+
+def log_in(client: FlaskClient) -> None:
+    """Log ``client`` in as the operator every ``make_app`` app has."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True))
+    assert found
+    response = client.post(
+        "/login", data={"csrf_token": found.group(1), "name": OPERATOR, "password": OPERATOR_PASSWORD}
+    )
+    assert response.status_code == 303, response.get_data(as_text=True)
 
 
 @pytest.fixture
@@ -212,6 +227,7 @@ def test_temporal_down_is_a_503_with_a_plain_message(task_queue: str) -> None:
         assert "Traceback" not in body
         status = client.get("/bookings/trip-abc/status")
         assert status.status_code == 503 and status.get_json()["error"] == "Temporal is unavailable"
+        log_in(client)  # a traveller's empty list needs no Temporal; an operator's does
         assert client.get("/bookings").status_code == 503
     finally:
         app.extensions["temporal_portal"].close()
@@ -228,6 +244,7 @@ async def test_names_are_escaped_on_every_page(dev_client: Client, task_queue: s
     app = make_app(dev_client.service_client.config.target_host, dev_client.namespace, task_queue)
     client = app.test_client()
     try:
+        log_in(client)  # only an operator's list shows bookings started elsewhere
         # Visibility is eventually consistent.
         await wait_until(lambda: handle.id in client.get("/bookings").get_data(as_text=True), what="the list row")
         found = client.get("/bookings").get_data(as_text=True)
@@ -239,6 +256,36 @@ async def test_names_are_escaped_on_every_page(dev_client: Client, task_queue: s
     finally:
         app.extensions["temporal_portal"].close()
         await handle.terminate()
+
+
+async def test_the_list_shows_a_traveller_only_their_own_bookings_and_an_operator_all(app: Flask) -> None:
+    ada, bob, stranger, operator = (app.test_client() for _ in range(4))
+    ids = {}
+    for name, client in (("Ada Own", ada), ("Bob Own", bob)):
+        response = client.post(
+            "/bookings", data={**demo_trip(date.today()), **form_tokens(client), "traveller_name": name}
+        )
+        assert response.status_code == 303
+        ids[name] = response.headers["Location"].rsplit("/", 1)[1]
+    log_in(operator)
+
+    def listing(client: FlaskClient) -> str:
+        response = client.get("/bookings")
+        assert response.status_code == 200
+        return response.get_data(as_text=True)
+
+    # Visibility is eventually consistent: wait until the operator's list has both.
+    await wait_until(lambda: all(i in listing(operator) for i in ids.values()), what="both bookings to be listed")
+    assert "Recent bookings" in listing(operator)
+    mine, theirs = listing(ada), listing(bob)
+    assert ids["Ada Own"] in mine and ids["Bob Own"] not in mine and "Bob Own" not in mine
+    assert ids["Bob Own"] in theirs and ids["Ada Own"] not in theirs and "Ada Own" not in theirs
+    assert "Your bookings" in mine
+    nothing = listing(stranger)
+    assert not any(i in nothing for i in ids.values()) and "No bookings" in nothing
+    # The status filter still applies within one's own bookings.
+    assert ids["Ada Own"] in ada.get("/bookings?status=RUNNING").get_data(as_text=True)
+    assert ids["Ada Own"] not in ada.get("/bookings?status=COMPLETED").get_data(as_text=True)
 
 
 def test_list_rejects_an_unknown_status_filter(client: FlaskClient) -> None:
@@ -302,19 +349,12 @@ def test_fresh_form_tokens_differ(client: FlaskClient) -> None:
 
 
 def test_cancelling_a_booking_that_ended_since_the_page_loaded_is_a_409(dev_client: Client, task_queue: str) -> None:
-    app = make_app(
-        dev_client.service_client.config.target_host,
-        dev_client.namespace,
-        task_queue,
-        OPERATORS={"ops": generate_password_hash("operator-password")},
-    )
+    app = make_app(dev_client.service_client.config.target_host, dev_client.namespace, task_queue)
     client = app.test_client()
     try:
         location = client.post("/bookings", data={**demo_trip(date.today()), **form_tokens(client)}).headers["Location"]
         workflow_id = location.rsplit("/", 1)[1]
-        login = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True))
-        assert login
-        client.post("/login", data={"csrf_token": login.group(1), "name": "ops", "password": "operator-password"})
+        log_in(client)
         page = client.get(location).get_data(as_text=True)
         assert re.search(r'id="cancel-form"\s*>', page), "the operator sees a cancel button while it runs"
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)

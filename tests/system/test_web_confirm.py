@@ -28,7 +28,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from saga import StepKind, StepState
 from tests.conftest import wait_until
-from tests.system.test_web import form_tokens, make_app, started_besides_a_control
+from tests.system.test_web import form_tokens, log_in, make_app, started_besides_a_control
 from trip import UPDATE_CONFIRM, UPDATE_DECLINE, WORKFLOW_TYPE
 from trip.errors import ErrorType
 from trip.forms import demo_trip
@@ -89,7 +89,11 @@ class HeldTrip:
                 non_retryable=True,
             ) from ApplicationError(self._decision or "", type=cause.value, non_retryable=True)
         self._status = SagaStatus.RUNNING  # ticketed; finalizing until the test says ``finish``
-        await workflow.wait_condition(lambda: self._finish)
+        try:
+            await workflow.wait_condition(lambda: self._finish)
+        except asyncio.CancelledError:
+            # As the booking workflow: past the pivot a cancel is too late, the trip goes on.
+            await workflow.wait_condition(lambda: self._finish)
         self._status = SagaStatus.COMPLETED
         return BookingResult(confirmations={}, steps=self._steps(), ticket=TICKET)
 
@@ -362,6 +366,76 @@ async def test_an_answer_without_the_csrf_token_changes_nothing(client: FlaskCli
 
 
 @pytest.mark.parametrize("action", ["confirm", "decline"])
-def test_answering_an_unknown_booking_is_a_404(client: FlaskClient, action: str) -> None:
+def test_answering_an_unknown_booking_is_a_404_for_an_operator_and_a_403_for_anyone_else(
+    client: FlaskClient, action: str
+) -> None:
+    stranger = client.post(f"/bookings/trip-doesnotexist/{action}", data={"csrf_token": csrf(client, "/")})
+    assert stranger.status_code == 403  # whether it exists is not a stranger's business
+    log_in(client)
     response = client.post(f"/bookings/trip-doesnotexist/{action}", data={"csrf_token": csrf(client, "/")})
     assert response.status_code == 404
+
+
+async def test_a_stranger_with_the_link_sees_the_held_trip_but_cannot_answer_for_it(
+    app: Flask, client: FlaskClient, worker: ThreadedWorker
+) -> None:
+    location = book(client, hold="on", confirm_within_minutes="5")
+    await status_of(client, location, "AWAITING_CONFIRMATION")
+    stranger = app.test_client()
+    page = stranger.get(location).get_data(as_text=True)
+    # The link still reads: the banner and countdown, but no buttons and no cancel.
+    assert 'id="countdown"' in page and 'id="decision-not-yours"' in page
+    assert 'id="confirm-button"' not in page and 'id="cancel-form"' not in page
+    for action in ("confirm", "decline", "cancel"):
+        response = stranger.post(f"{location}/{action}", data={"csrf_token": csrf(stranger, "/")})
+        assert response.status_code == 403, action
+        assert "Not your booking" in response.get_data(as_text=True)
+    data = stranger.get(f"{location}/status").get_json()
+    assert data["status"] == "AWAITING_CONFIRMATION" and data["confirmation"]["decision"] is None
+    assert data["closed"] is False
+    # The browser that booked it sees the buttons, and its answer goes through.
+    own = client.get(location).get_data(as_text=True)
+    assert 'id="confirm-button"' in own and 'id="cancel-form"' in own and 'id="decision-not-yours"' not in own
+    assert client.post(f"{location}/confirm", data={"csrf_token": csrf(client, location)}).status_code == 303
+    assert client.get(f"{location}/status").get_json()["confirmation"]["decision"] == "confirmed"
+
+
+async def test_an_operator_may_answer_for_a_traveller(app: Flask, client: FlaskClient, worker: ThreadedWorker) -> None:
+    location = book(client, hold="on", confirm_within_minutes="5")
+    await status_of(client, location, "AWAITING_CONFIRMATION")
+    operator = app.test_client()
+    refused = operator.post(f"{location}/decline", data={"csrf_token": csrf(operator, "/")})
+    assert refused.status_code == 403  # not before logging in
+    log_in(operator)
+    assert 'id="confirm-button"' in operator.get(location).get_data(as_text=True)
+    response = operator.post(f"{location}/decline", data={"csrf_token": csrf(operator, location), "note": "by phone"})
+    assert response.status_code == 303
+    data = await status_of(operator, location, "ROLLED_BACK")
+    assert data["confirmation"]["decision"] == "declined"
+
+
+async def test_a_cancel_after_the_traveller_confirmed_says_it_is_too_late(
+    dev_client: Client, client: FlaskClient, worker: ThreadedWorker
+) -> None:
+    location = book(client, hold="on", confirm_within_minutes="5")
+    await status_of(client, location, "AWAITING_CONFIRMATION")
+    assert client.post(f"{location}/confirm", data={"csrf_token": csrf(client, location)}).status_code == 303
+    response = client.post(f"{location}/cancel", data={"csrf_token": csrf(client, location)})
+    assert response.status_code == 303
+    page = html.unescape(client.get(location).get_data(as_text=True))
+    assert "Too late to cancel: the trip was already confirmed" in page and "being undone" not in page
+    # ... and it is true: the trip goes on forward to its ticket.
+    await dev_client.get_workflow_handle(location.rsplit("/", 1)[1]).signal(HeldTrip.finish)
+    done = await status_of(client, location, "COMPLETED")
+    assert done["ticket"] == TICKET
+
+
+async def test_a_cancel_before_the_traveller_answers_says_everything_is_being_undone(
+    client: FlaskClient, worker: ThreadedWorker
+) -> None:
+    location = book(client, hold="on", confirm_within_minutes="5")
+    await status_of(client, location, "AWAITING_CONFIRMATION")
+    response = client.post(f"{location}/cancel", data={"csrf_token": csrf(client, location)})
+    assert response.status_code == 303
+    assert "everything booked so far is being undone" in client.get(location).get_data(as_text=True)
+    await wait_until(lambda: client.get(f"{location}/status").get_json()["closed"], what="the cancel to end it")

@@ -198,13 +198,15 @@ async def test_cancel_from_the_status_page(web_app: WebApp, providers: ProviderS
     location = user.book(scenario="slow", mode="sequential")
     workflow_id = location.rsplit("/", 1)[1]
     await wait_until(lambda: providers.active_kinds(workflow_id) == ["car"], what="the car booking", timeout=30)
-    # A traveller sees no cancel button, and a cancel without a session does nothing.
-    assert 'id="cancel-form"' not in user.http.get(location).text
-    anonymous = user.http.post(f"{location}/cancel", data={"csrf_token": user.csrf("/")})
-    assert anonymous.status_code == 401
+    # Someone else with the link sees no cancel button, and their cancel does nothing.
+    stranger = Browserless(web_app.url)
+    assert 'id="cancel-form"' not in stranger.http.get(location).text
+    refused = stranger.http.post(f"{location}/cancel", data={"csrf_token": stranger.csrf("/")})
+    assert refused.status_code == 403
     assert providers.active_kinds(workflow_id) == ["car"]
     assert user.status(location)["closed"] is False
-    user.log_in()
+    # The traveller who booked it may cancel it, without an operator login.
+    assert 'id="cancel-form"' in user.http.get(location).text
     response = user.http.post(f"{location}/cancel", data={"csrf_token": user.csrf(location)})
     assert response.status_code == 303
     assert "Cancellation requested" in user.http.get(location).text
@@ -628,17 +630,22 @@ async def test_a_stuck_step_past_the_pivot_is_offered_forward_never_as_an_undo(
     web_app: WebApp, dev_client: Client, providers: ProviderService
 ) -> None:
     """finalize-hotel-broken, confirmed from the page: the operator sees an unfinished step to retry or settle."""
-    req = make_request(Scenario.FINALIZE_HOTEL_BROKEN, name="Held Traveller").model_copy(
-        update={"confirm_within": timedelta(minutes=10)}
-    )
-    handle = await start_booking(dev_client, req, task_queue=web_app.task_queue)
-    location = f"/bookings/{handle.id}"
+    # Booked from the form, so this browser is the traveller's and may confirm.
     traveller = Browserless(web_app.url)
+    location = traveller.book(
+        scenario=Scenario.FINALIZE_HOTEL_BROKEN.value, hold="on", confirm_within_minutes="10", traveller_name="Held"
+    )
     await wait_until(
         lambda: traveller.status(location)["status"] == "AWAITING_CONFIRMATION", what="the holds", timeout=60
     )
     confirmed = traveller.http.post(f"{location}/confirm", data={"csrf_token": traveller.csrf(location)})
     assert confirmed.status_code == 303
+    # A cancel once confirmed is too late, and the page says so rather than "being undone" ...
+    cancelled = traveller.http.post(f"{location}/cancel", data={"csrf_token": traveller.csrf(location)})
+    assert cancelled.status_code == 303
+    flash = html.unescape(traveller.http.get(location).text)
+    assert "Too late to cancel: the trip was already confirmed" in flash and "being undone" not in flash
+    # ... and it is what the workflow does: it goes on forward (the hotel is retried, then waits).
     data = await wait_for_attention(traveller, location)
     assert data["past_pivot"] and data["ticket"] and data["outstanding"] == ["finalize_hotel"]
     page = traveller.http.get(location).text
@@ -657,6 +664,31 @@ async def test_a_stuck_step_past_the_pivot_is_offered_forward_never_as_an_undo(
     assert done.status_code == 303
     final = await poll_until_closed(traveller, location)
     assert final["status"] == "COMPLETED" and final["ticket"] == data["ticket"]
+
+
+async def test_a_cancel_while_an_operator_is_awaited_past_the_pivot_ends_it_and_the_ticket_stands(
+    web_app: WebApp, dev_client: Client, providers: ProviderService
+) -> None:
+    req = make_request(Scenario.FINALIZE_HOTEL_BROKEN, name="Cancelled Held").model_copy(
+        update={"confirm_within": timedelta(minutes=10)}
+    )
+    handle = await start_booking(dev_client, req, task_queue=web_app.task_queue)
+    location = f"/bookings/{handle.id}"
+    operator = Browserless(web_app.url)
+    operator.log_in()  # started outside the web app: only an operator may answer for it
+    await wait_until(
+        lambda: operator.status(location)["status"] == "AWAITING_CONFIRMATION", what="the holds", timeout=60
+    )
+    assert operator.http.post(f"{location}/confirm", data={"csrf_token": operator.csrf(location)}).status_code == 303
+    data = await wait_for_attention(operator, location)
+    cancelled = operator.http.post(f"{location}/cancel", data={"csrf_token": operator.csrf(location)})
+    assert cancelled.status_code == 303
+    page = html.unescape(operator.http.get(location).text)
+    assert "nothing is undone and the ticket stands" in page and "being undone" not in page
+    final = await poll_until_closed(operator, location)
+    assert final["status"] == "CANCELLED" and final["ticket"] == data["ticket"]
+    # Nothing was undone: the ticketed flight and the confirmed car are still booked.
+    assert providers.active_kinds(handle.id) == ["car", "flight"]
 
 
 async def test_declining_a_held_trip_on_its_page_releases_every_hold(
@@ -733,6 +765,7 @@ async def test_browser_terminated_run_says_terminated_and_stops_polling(
     while (status := await shown()) != "TERMINATED":
         assert time.monotonic() < deadline, f"the list still shows {status}"
         await asyncio.sleep(0.1)
+    user.log_in()  # started outside the web app: only an operator's list could show it
     assert handle.id not in user.http.get("/bookings?status=RUNNING").text
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
+from trip.models import demo_trip
 from web import create_app
 from web.operators import add_operator, ensure_demo_operator, load_operators
+from web.owners import MAX_BOOKINGS, MAX_FORM_TOKENS
 from web.portal import TemporalUnavailable
 
 PASSWORD = "correct horse battery staple"
@@ -77,7 +80,6 @@ def log_in(client: FlaskClient, name: str = "ops", password: str = PASSWORD, nex
 
 
 ACTIONS = [
-    ("/bookings/trip-abc/cancel", {}),
     ("/bookings/trip-abc/retry", {"step": "book_car"}),
     ("/bookings/trip-abc/retry", {}),
     ("/bookings/trip-abc/resolve", {"step": "book_car", "note": "released by phone"}),
@@ -94,7 +96,26 @@ def test_an_anonymous_action_is_refused_and_does_nothing(
     assert portal.calls == [], "an anonymous POST must not reach Temporal"
 
 
-@pytest.mark.parametrize(("path", "data"), ACTIONS)
+#: The traveller's actions: for the browser that booked the trip, or an operator (web.owners).
+TRAVELLER_ACTIONS = [
+    ("/bookings/trip-abc/confirm", {"note": "price ok"}),
+    ("/bookings/trip-abc/decline", {}),
+    ("/bookings/trip-abc/cancel", {}),
+]
+
+
+@pytest.mark.parametrize(("path", "data"), TRAVELLER_ACTIONS)
+def test_a_stranger_gets_403_on_confirm_decline_and_cancel_and_nothing_is_sent(
+    client: FlaskClient, portal: RecordingPortal, path: str, data: dict[str, str]
+) -> None:
+    response = client.post(path, data={**data, "csrf_token": csrf_token(client)})
+    assert response.status_code == 403
+    body = response.get_data(as_text=True)
+    assert "Not your booking" in body and "nothing was changed" in body
+    assert portal.calls == [], "a stranger's confirm, decline or cancel must not reach Temporal"
+
+
+@pytest.mark.parametrize(("path", "data"), [*ACTIONS, *TRAVELLER_ACTIONS])
 def test_a_logged_in_action_without_csrf_is_refused_and_does_nothing(
     client: FlaskClient, portal: RecordingPortal, path: str, data: dict[str, str]
 ) -> None:
@@ -103,6 +124,104 @@ def test_a_logged_in_action_without_csrf_is_refused_and_does_nothing(
     assert response.status_code == 400
     assert "security token" in response.get_data(as_text=True)
     assert portal.actions == []
+
+
+class StartingPortal(RecordingPortal):
+    """Temporal accepts every call (a start, an Update) and answers nothing in particular."""
+
+    def call(self, fn: Callable[[Any], Awaitable[Any]], *, timeout: float | None = None) -> Any:
+        self.calls.append(fn)
+        return None
+
+
+@pytest.fixture
+def starting() -> StartingPortal:
+    return StartingPortal()
+
+
+@pytest.fixture
+def booking_app(starting: StartingPortal) -> Flask:
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "TEMPORAL_PORTAL": starting,
+            "OPERATORS": {"ops": generate_password_hash(PASSWORD)},
+        }
+    )
+
+
+def form(client: FlaskClient) -> dict[str, str]:
+    page = client.get("/").get_data(as_text=True)
+    fields = dict(re.findall(r'name="(csrf_token|form_token)" value="([^"]+)"', page))
+    return {**demo_trip(date.today()), **fields}
+
+
+def book(client: FlaskClient, data: dict[str, str] | None = None) -> str:
+    response = client.post("/bookings", data=data or form(client))
+    assert response.status_code == 303
+    return str(response.headers["Location"])
+
+
+def answer(client: FlaskClient, location: str, action: str = "confirm") -> int:
+    return client.post(f"{location}/{action}", data={"csrf_token": csrf_token(client, "/")}).status_code
+
+
+def test_only_the_browser_that_booked_may_confirm_and_an_operator_may_too(
+    booking_app: Flask, starting: StartingPortal
+) -> None:
+    traveller, stranger, operator = (booking_app.test_client() for _ in range(3))
+    location = book(traveller)
+    for action in ("confirm", "decline", "cancel"):
+        assert answer(stranger, location, action) == 403
+    assert starting.actions == ["create_booking.<locals>.start"], "a stranger's answer reached Temporal"
+    assert answer(traveller, location) == 303
+    assert len(starting.actions) == 2, "the traveller's confirm was not sent"
+    assert log_in(operator).status_code == 303
+    assert answer(operator, location, "decline") == 303
+    assert len(starting.actions) == 3, "the operator's decline was not sent"
+
+
+def test_re_posting_someone_elses_form_does_not_hand_over_their_booking(
+    booking_app: Flask, starting: StartingPortal
+) -> None:
+    """The booking id holds the form token, and the status page shows the trip: enough to
+    re-post the same form and land on the same id. That must not make it the re-poster's."""
+    traveller, attacker = booking_app.test_client(), booking_app.test_client()
+    data = form(traveller)
+    location = book(traveller, data)
+    copied = {**data, "csrf_token": csrf_token(attacker, "/")}
+    response = attacker.post("/bookings", data=copied)
+    assert response.status_code == 303 and response.headers["Location"] == location  # the same booking
+    assert "cannot confirm, decline or cancel" in attacker.get("/").get_data(as_text=True)
+    for action in ("confirm", "decline", "cancel"):
+        assert answer(attacker, location, action) == 403
+    assert answer(traveller, location) == 303
+
+
+def test_a_form_too_old_for_the_session_still_books_but_cannot_be_confirmed(booking_app: Flask) -> None:
+    traveller = booking_app.test_client()
+    old = form(traveller)
+    for _ in range(MAX_FORM_TOKENS):
+        form(traveller)  # tabs opened since
+    location = book(traveller, old)
+    assert "cannot confirm, decline or cancel" in traveller.get("/").get_data(as_text=True)
+    assert answer(traveller, location) == 403
+
+
+def test_the_session_keeps_the_latest_bookings_first_and_the_cookie_stays_small(booking_app: Flask) -> None:
+    traveller = booking_app.test_client()
+    assert log_in(traveller).status_code == 303  # an operator's login shares the cookie
+    locations = [book(traveller) for _ in range(MAX_BOOKINGS + 5)]
+    ids = [loc.rsplit("/", 1)[1] for loc in locations]
+    with traveller.session_transaction() as session:
+        assert session["bookings"] == ids[::-1][:MAX_BOOKINGS]
+    cookie = traveller.get_cookie("session")
+    assert cookie is not None and len(cookie.value) < 2500, len(cookie.value)
+    assert traveller.post("/logout", data={"csrf_token": csrf_token(traveller, "/")}).status_code == 303
+    # Logged out: the newest booking is still this browser's, the oldest fell off the list.
+    assert answer(traveller, locations[-1]) == 303
+    assert answer(traveller, locations[0]) == 403
 
 
 def test_operator_pages_redirect_an_anonymous_visitor_to_login(client: FlaskClient, portal: RecordingPortal) -> None:

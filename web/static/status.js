@@ -103,7 +103,7 @@
       document.getElementById("ticket").hidden = false;
     }
     if (data.confirmation) syncCountdown(data.confirmation.remaining_s);
-    const cancel = document.getElementById("cancel-form");  // only operators have it
+    const cancel = document.getElementById("cancel-form");  // only for the booking browser and operators
     if (cancel) cancel.hidden = data.closed;
     root.dataset.live = data.status;
   }
