@@ -28,6 +28,7 @@ from werkzeug.wrappers import Response
 from trip.models import WORKFLOW_ID_RE
 from trip.status import TERMINAL, BookingStatus, ConfirmResult, OperatorActionResult, SagaStatus
 from web.auth import current_operator, operator_required
+from web.owners import may_act, owner_required
 from web.portal import current_portal
 from wiring.client import (
     Outcome,
@@ -41,7 +42,6 @@ from wiring.client import (
     retry_compensation,
     web_ui_url,
 )
-from web.owners import may_act, owner_required
 
 bp = Blueprint("status", __name__, url_prefix="/bookings")
 
