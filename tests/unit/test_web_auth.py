@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
-from trip.models import demo_trip
+from trip.forms import demo_trip
 from web import create_app
 from web.operators import add_operator, ensure_demo_operator, load_operators
 from web.owners import MAX_BOOKINGS, MAX_FORM_TOKENS
