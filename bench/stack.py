@@ -114,8 +114,9 @@ class Stack:
             raise RuntimeError(f"{name} did not start: {line!r}; see {self.workdir / (name + '.log')}")
         return line.strip()
 
-    def start_temporal(self, db_file: Path | None = None) -> None:
-        """The dev server, in memory, or on ``db_file`` so that it survives ``kill`` + ``respawn``."""
+    def start_temporal(self, db_file: Path | None = None, extra_flags: tuple[str, ...] = ()) -> None:
+        """The dev server, in memory, or on ``db_file`` so that it survives ``kill`` + ``respawn``;
+        ``extra_flags`` for an experiment's own settings (``bench.fairness``)."""
         port = free_port()
         cmd = [
             temporal_cli_path(),
@@ -133,6 +134,7 @@ class Stack:
             "--log-level",
             "error",
             *DEV_SERVER_FLAGS,
+            *extra_flags,
         ]
         if db_file is not None:
             cmd += ["--db-filename", str(db_file)]
