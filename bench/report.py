@@ -116,7 +116,7 @@ def _verdict(name: str, empty: float, local: float, target: float, *, at_most: b
         return (
             f"**{name} {sign} {target:.2f}: unreachable for a design that calls the providers.** The empty workflow gets "
             f"×{empty:.2f}, but the whole trip in one workflow task (three local activities) gets ×{local:.2f}: the "
-            f"provider calls alone keep it beyond the target."
+            f"three provider calls, and the worker CPU they take, keep it beyond the target."
         )
     return (
         f"**{name} {sign} {target:.2f}: reachable only with local activities** (×{local:.2f}; the empty workflow "
@@ -165,6 +165,13 @@ def floor_section(r: dict[str, Any]) -> str:
         row("workflow tasks per saga (last 5)", [_f(tasks[s]) for s in sides]),
     ]
     c_hi = r["throughput_concurrency"]
+    sandbox = r["optimisations"].get("shared_module_sandbox")
+    sandbox_note = (
+        f"our worker's shared-module sandbox took ×{sandbox['ratio_worker_cpu']:.2f} of the strict sandbox's worker "
+        "CPU in the optimisations table below, far from the factor these verdicts would need."
+        if sandbox
+        else "our worker's shared-module sandbox costs less worker CPU (measured in the full run)."
+    )
     return f"""## The floor: what no design can beat here
 
 The same run has a floor phase: the baseline, ours and two floor workflows ([`bench/floor.py`](../bench/floor.py)) on
@@ -180,7 +187,8 @@ rollbacks left a reservation held.
 Ours against the baseline in this phase: ×{ratios["floor_ours_p50_latency"]:.2f} (×{ratios["p50_latency"]:.2f} in the
 first table). The empty workflow costs the server {_f(load[FLOOR_EMPTY]["server_cpu_ms_per_saga"])} ms of CPU each: with
 all {f["cores"]} cores to itself the server could run at most {_f(f["server_bound_empty_per_s"], 0)} empty workflows a
-second here, the throughput floor of any saga design on this machine.
+second here, the throughput floor of any saga design on this machine. Both floor workflows run on the baseline's
+worker (strict sandbox, SDK defaults); {sandbox_note}
 
 - {_verdict("p50_latency", ratios["floor_empty_p50_latency"], ratios["floor_local_p50_latency"], 0.25, at_most=True)}
 - {
@@ -235,6 +243,9 @@ open at that moment), {r["plan"]["backlog_rounds"]} round(s). *From start* is th
 |---|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
+With {r["plan"]["backlog_rounds"]} loaded sample(s) per row (the p50 of two is the larger) and the worker saturated,
+the loaded figures spread by up to ten times within a row: read them as orders of magnitude.
+
 `rollback_under_backlog` = **{ratios["rollback_under_backlog"]:.1f}** (target ≤ 2.0), measured from the start call;
 `rollback_unwind_under_backlog` = **{ratios["rollback_unwind_under_backlog"]:.1f}** for the unwind alone (shipped),
 {ratios["rollback_unwind_under_backlog_without_priority"]:.1f} with the undos at 3 and
@@ -242,8 +253,18 @@ open at that moment), {r["plan"]["backlog_rounds"]} round(s). *From start* is th
 
 From the start call the target cannot be met by any priority a rollback gets *after* it fails: its start, its first
 workflow task and its three booking activities queue first-in first-out behind the backlog's at the same priority,
-and the figure is mostly that wait. Only a booking started at a higher priority than the flood skips it (the last
-row), and a booking cannot know at its start that it will roll back. What the server offers, read in its source
+and the figure is mostly that wait. A booking started at priority 1 (last row) skips the queue: behind the backlog it
+took {_f(b["started_high"]["loaded_p50_ms"], 0)} ms against {_f(b["priority"]["loaded_p50_ms"], 0)} ms shipped
+(×{b["priority"]["loaded_p50_ms"] / b["started_high"]["loaded_p50_ms"]:.0f} sooner), yet still
+×{b["started_high"]["ratio"]:.0f} its idle time, and a booking cannot know at its start that it will roll back. Even
+at priority 1 throughout, its unwind took {_f(b["started_high"]["unwind_p50_ms"], 0)} ms behind the backlog against
+{_f(b["started_high"]["idle_unwind_p50_ms"], 0)} ms idle: with every one of its tasks ahead of the whole backlog in
+the server's queues, what remains is spent after dispatch, on a worker and a provider service busy with the backlog's
+sagas (the worker's activity slots, 100 by default, and its event loop are first come, first served). Task-queue
+priority orders the server's queues, not those. Raising the workflow on the failure (the third row) likewise does not
+bring the unwind near 2× idle here.
+
+What the server offers, read in its source
 (temporalio/temporal, `service/history/api/updateworkflowoptions`, `service/matching/fairness.md`):
 
 - **Raising a running workflow's priority**: `UpdateWorkflowExecutionOptions` with `workflow_execution_options.priority`
@@ -258,7 +279,8 @@ row), and a booking cannot know at its start that it will roll back. What the se
   within one priority level, tasks get a *pass* per fairness key, so a key with 1000 tasks queued does not delay a
   key with one. That stops one customer's (or one source's) flood from starving another's, but only if the flood
   shares a key: with a key per booking, 1000 bookings are 1000 keys of one task each and the order stays first-in
-  first-out. Which key (traveller, tenant, channel) is a product decision; not measured here.
+  first-out. Which key (traveller, tenant, channel) is a product decision; measured by `python -m bench.fairness`
+  under "Fairness keys against a flood" below.
 """
 
 
