@@ -26,13 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from google.protobuf.field_mask_pb2 import FieldMask
+from temporalio.api.common.v1 import Priority as PriorityProto
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.workflow.v1 import WorkflowExecutionOptions
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, UpdateWorkflowExecutionOptionsRequest
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowFailureError, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from activities import BookingActivities, make_http_client
+from bench.floor import EMPTY_WORKFLOW, LOCAL_WORKFLOW
 from bench.report import write_outputs
 from bench.seed_style import WORKFLOW_NAME as SEED_WORKFLOW
 from bench.stack import ROOT, RssSampler, Stack, cpu_seconds
@@ -53,6 +58,12 @@ SIDES = (BASELINE, SEQUENTIAL, OURS)
 MODES = {BASELINE: Mode.SEQUENTIAL, SEQUENTIAL: Mode.SEQUENTIAL, OURS: Mode.PARALLEL}
 QUEUES = {BASELINE: "bench-baseline", SEQUENTIAL: "bench-ours", OURS: "bench-ours"}
 WORKERS = {BASELINE: "worker-baseline", SEQUENTIAL: "worker", OURS: "worker"}
+#: The floor (``bench.floor``): an empty workflow, and the trip as three local
+#: activities in one workflow task, both on the baseline's worker.
+FLOOR_EMPTY, FLOOR_LOCAL = "floor_empty", "floor_local"
+FLOORS = {FLOOR_EMPTY: EMPTY_WORKFLOW, FLOOR_LOCAL: LOCAL_WORKFLOW}
+QUEUES.update({FLOOR_EMPTY: QUEUES[BASELINE], FLOOR_LOCAL: QUEUES[BASELINE]})
+WORKERS.update({FLOOR_EMPTY: WORKERS[BASELINE], FLOOR_LOCAL: WORKERS[BASELINE]})
 
 
 @dataclass(frozen=True)
@@ -157,6 +168,12 @@ async def start_side(
     eager: bool = False,
 ) -> WorkflowHandle[Any, Any]:
     queue = queue or QUEUES[side]
+    if side == FLOOR_EMPTY:
+        return await client.start_workflow(EMPTY_WORKFLOW, id=f"floor-{uuid.uuid4().hex}", task_queue=queue)
+    if side == FLOOR_LOCAL:
+        return await client.start_workflow(
+            LOCAL_WORKFLOW, request(Mode.PARALLEL, scenario), id=f"floor-{uuid.uuid4().hex}", task_queue=queue
+        )
     if side == BASELINE:
         return await client.start_workflow(
             SEED_WORKFLOW, request(Mode.SEQUENTIAL, scenario), id=f"seed-{uuid.uuid4().hex}", task_queue=queue
@@ -223,6 +240,46 @@ class Bench:
 
         samples = await interleaved(runs, {side: variant(side) for side in SIDES})
         return {side: {**summary(values), "samples_ms": values} for side, values in samples.items()}
+
+    async def floor(self, concurrency: int) -> dict[str, Any]:
+        """The physical floor (``bench.floor``) against the baseline, in one phase: latency
+        (happy), time to consistent (flight-sold-out) and throughput at ``concurrency``,
+        each interleaved (A B C D D C B A) with the seed-style baseline and ours."""
+
+        def variant(side: str, scenario: Scenario, ids: list[str]) -> Callable[[], Awaitable[float]]:
+            async def run() -> float:
+                seconds, workflow_id, _ = await one_saga(self.client, side, scenario)
+                ids.append(workflow_id)
+                return seconds * 1000
+
+            return run
+
+        ids: dict[str, list[str]] = {s: [] for s in (BASELINE, OURS, FLOOR_EMPTY, FLOOR_LOCAL)}
+        happy = await interleaved(self.plan.latency_runs, {s: variant(s, Scenario.HAPPY, ids[s]) for s in ids})
+        sold_out_ids: dict[str, list[str]] = {s: [] for s in (BASELINE, OURS, FLOOR_LOCAL)}
+        sold_out = await interleaved(
+            self.plan.consistent_runs,
+            {s: variant(s, Scenario.FLIGHT_SOLD_OUT, sold_out_ids[s]) for s in sold_out_ids},
+        )
+        workflow_tasks = {}
+        for side, side_ids in ids.items():
+            histories = [await self.client.get_workflow_handle(w).fetch_history() for w in side_ids[-5:]]
+            tasks = [time_split(h.events) for h in histories]
+            workflow_tasks[side] = sum(t["workflow_tasks"] for t in tasks) / len(tasks)
+        load = await self.throughput(concurrency, [BASELINE, FLOOR_EMPTY, FLOOR_LOCAL])
+        empty = load[FLOOR_EMPTY]
+        cores = len(os.sched_getaffinity(0))
+        return {
+            "latency_ms": {s: {**summary(v), "samples_ms": v} for s, v in happy.items()},
+            "time_to_consistent_ms": {s: {**summary(v), "samples_ms": v} for s, v in sold_out.items()},
+            "workflow_tasks": workflow_tasks,
+            "reservations_left": await self.reservations_left(sold_out_ids[FLOOR_LOCAL]),
+            "concurrency": concurrency,
+            "throughput": load,
+            # The most empty workflows a second the server could run if it had every core of this machine.
+            "server_bound_empty_per_s": cores * 1000 / empty["server_cpu_ms_per_saga"],
+            "cores": cores,
+        }
 
     async def load(
         self, side: str, sagas: int, concurrency: int, pids: dict[str, int], queue: str | None = None
@@ -469,48 +526,97 @@ class Bench:
 
     async def rollback_under_backlog(self) -> dict[str, Any]:
         """Time to consistent of a flight-sold-out rollback started behind ``plan.backlog``
-        new bookings, against the same on an idle queue; undos at the shipped priority
-        (``UNDO_PRIORITY_KEY``) and at the default (3, as the bookings), started together."""
-        variants = {"priority": None, "default": RetryOverrides(undo_priority_key=3)}
+        new bookings, against the same on an idle queue, and its unwind (failure → closed)
+        loaded against idle. Four variants, started together:
 
-        async def rollback(retry: RetryOverrides | None) -> tuple[float, str]:
+        - ``priority``: as shipped, undos at ``UNDO_PRIORITY_KEY`` (1);
+        - ``default``: undos at 3, as the bookings;
+        - ``escalated``: as shipped, and as soon as the booking failure is in its
+          history the whole workflow is raised to priority 1 with
+          ``UpdateWorkflowExecutionOptions`` (server ≥ 1.30 re-issues the pending
+          workflow task at the new priority). A prototype from the outside: what
+          would ship is the failing activity (or the first undo) doing the same call;
+        - ``started_high``: the whole workflow started at priority 1 (the upper bound:
+          a booking cannot know at its start that it will roll back).
+        """
+        variants = ("priority", "default", "escalated", "started_high")
+
+        async def rollback(name: str) -> tuple[float, str]:
             began = time.perf_counter()
-            handle = await start_side(self.client, OURS, Scenario.FLIGHT_SOLD_OUT, retry=retry)
+            if name == "started_high":
+                handle = await self.client.start_workflow(
+                    BookingWorkflow.run,
+                    request(Mode.PARALLEL, Scenario.FLIGHT_SOLD_OUT),
+                    id=new_workflow_id(),
+                    task_queue=QUEUES[OURS],
+                    priority=Priority(priority_key=1),
+                )
+            else:
+                retry = RetryOverrides(undo_priority_key=3) if name == "default" else None
+                handle = await start_side(self.client, OURS, Scenario.FLIGHT_SOLD_OUT, retry=retry)
+            escalation = asyncio.ensure_future(self.escalate_on_failure(handle.id)) if name == "escalated" else None
             await settle(handle)
+            if escalation is not None:
+                await escalation
             return (time.perf_counter() - began) * 1000, handle.id
 
-        async def pair() -> dict[str, tuple[float, str]]:
-            names = list(variants)
-            done = await asyncio.gather(*(rollback(variants[n]) for n in names))
-            return dict(zip(names, done, strict=True))
+        async def together() -> dict[str, tuple[float, float]]:
+            done = await asyncio.gather(*(rollback(n) for n in variants))
+            return {n: (ms, await unwind_ms(self.client, wid)) for n, (ms, wid) in zip(variants, done, strict=True)}
 
         idle: dict[str, list[float]] = {n: [] for n in variants}
         loaded: dict[str, list[float]] = {n: [] for n in variants}
+        idle_unwind: dict[str, list[float]] = {n: [] for n in variants}
         unwind: dict[str, list[float]] = {n: [] for n in variants}
         pending_at_start: list[int] = []
         for round_ in range(self.plan.backlog_rounds):
             for _ in range(3):
-                for name, (ms, _) in (await pair()).items():
+                for name, (ms, unwound) in (await together()).items():
                     idle[name].append(ms)
+                    idle_unwind[name].append(unwound)
             handles = await bounded_gather(200, [start_side(self.client, OURS) for _ in range(self.plan.backlog)])
             results = [asyncio.ensure_future(settle(h)) for h in handles]
             pending_at_start.append(sum(not r.done() for r in results))
-            for name, (ms, workflow_id) in (await pair()).items():
+            for name, (ms, unwound) in (await together()).items():
                 loaded[name].append(ms)
-                unwind[name].append(await unwind_ms(self.client, workflow_id))
+                unwind[name].append(unwound)
             await asyncio.gather(*results)
-            latest = {n: round(v[-1]) for n, v in loaded.items()}
-            log(f"rollback under backlog, round {round_ + 1}: {latest} ms")
+            latest = {n: (round(v[-1]), round(unwind[n][-1])) for n, v in loaded.items()}
+            log(f"rollback under backlog, round {round_ + 1}: (from start, unwind) {latest} ms")
         out: dict[str, Any] = {"backlog": self.plan.backlog, "backlog_open_at_start": pending_at_start}
         for name in variants:
             out[name] = {
                 "idle_p50_ms": pct(idle[name], 0.5),
                 "loaded_ms": loaded[name],
                 "loaded_p50_ms": pct(loaded[name], 0.5),
-                "unwind_ms": unwind[name],
                 "ratio": pct(loaded[name], 0.5) / pct(idle[name], 0.5),
+                "idle_unwind_ms": idle_unwind[name],
+                "idle_unwind_p50_ms": pct(idle_unwind[name], 0.5),
+                "unwind_ms": unwind[name],
+                "unwind_p50_ms": pct(unwind[name], 0.5),
+                "unwind_ratio": pct(unwind[name], 0.5) / pct(idle_unwind[name], 0.5),
             }
         return out
+
+    async def escalate_on_failure(self, workflow_id: str, timeout: float = 600) -> None:
+        """Raise the workflow to priority 1 once a booking activity has failed in its history."""
+        handle = self.client.get_workflow_handle(workflow_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            events = (await handle.fetch_history()).events
+            if any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED for e in events):
+                return  # closed before we saw the failure: nothing left to raise
+            if any(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED for e in events):
+                await self.client.workflow_service.update_workflow_execution_options(
+                    UpdateWorkflowExecutionOptionsRequest(
+                        namespace=self.client.namespace,
+                        workflow_execution=WorkflowExecution(workflow_id=workflow_id),
+                        workflow_execution_options=WorkflowExecutionOptions(priority=PriorityProto(priority_key=1)),
+                        update_mask=FieldMask(paths=["priority"]),
+                    )
+                )
+                return
+            await asyncio.sleep(0.01)  # the server's history: no event to await
 
     async def eager_start(self) -> dict[str, Any]:
         # Eager start hands the first workflow task to a worker in the starting
@@ -600,6 +706,22 @@ class Bench:
             "ratio_throughput": shipped["sagas_per_s"] / variant["sagas_per_s"],
             "ratio_worker_cpu": shipped["worker_cpu_ms_per_saga"] / variant["worker_cpu_ms_per_saga"],
         }
+
+
+def floor_ratios(floor: dict[str, Any]) -> dict[str, float]:
+    """The floor against the baseline of the same phase: what no design can beat here."""
+    lat, ttc, load = floor["latency_ms"], floor["time_to_consistent_ms"], floor["throughput"]
+    c = floor["concurrency"]
+    return {
+        "floor_empty_p50_latency": ratio(lat[FLOOR_EMPTY]["p50"], lat[BASELINE]["p50"]),
+        "floor_local_p50_latency": ratio(lat[FLOOR_LOCAL]["p50"], lat[BASELINE]["p50"]),
+        "floor_ours_p50_latency": ratio(lat[OURS]["p50"], lat[BASELINE]["p50"]),
+        # A rollback cannot end sooner than a workflow that does nothing.
+        "floor_empty_p50_time_to_consistent": ratio(lat[FLOOR_EMPTY]["p50"], ttc[BASELINE]["p50"]),
+        "floor_local_p50_time_to_consistent": ratio(ttc[FLOOR_LOCAL]["p50"], ttc[BASELINE]["p50"]),
+        f"floor_empty_throughput_{c}": ratio(load[FLOOR_EMPTY]["sagas_per_s"], load[BASELINE]["sagas_per_s"]),
+        f"floor_local_throughput_{c}": ratio(load[FLOOR_LOCAL]["sagas_per_s"], load[BASELINE]["sagas_per_s"]),
+    }
 
 
 def merge_loads(loads: list[dict[str, float]]) -> dict[str, float]:
@@ -716,6 +838,9 @@ async def run(plan: Plan, quick: bool) -> dict[str, Any]:
         for i, c in enumerate(plan.concurrency):
             order = [BASELINE, OURS] if i % 2 == 0 else [OURS, BASELINE]
             throughput[c] = await bench.throughput(c, order)
+        c_floor = 100 if 100 in plan.concurrency else plan.concurrency[-1]
+        log(f"floor: an empty workflow and three local activities against the baseline (throughput at {c_floor})")
+        floor = await bench.floor(c_floor)
         log("scale: one worker process against two on one queue")
         scale = await bench.scale()
         log(f"rollback under a backlog of {plan.backlog} bookings")
@@ -783,6 +908,12 @@ async def run(plan: Plan, quick: bool) -> dict[str, Any]:
         "scale_2_workers": scale["ratio"],
         "rollback_under_backlog": backlog["priority"]["ratio"],
         "rollback_under_backlog_without_priority": backlog["default"]["ratio"],
+        "rollback_under_backlog_escalated": backlog["escalated"]["ratio"],
+        "rollback_under_backlog_started_high": backlog["started_high"]["ratio"],
+        "rollback_unwind_under_backlog": backlog["priority"]["unwind_ratio"],
+        "rollback_unwind_under_backlog_without_priority": backlog["default"]["unwind_ratio"],
+        "rollback_unwind_under_backlog_escalated": backlog["escalated"]["unwind_ratio"],
+        **floor_ratios(floor),
         "form_update_with_start_vs_start_then_result": ratio(
             form["update_with_start"]["p50"], form["start_then_result"]["p50"]
         ),
@@ -822,6 +953,7 @@ async def run(plan: Plan, quick: bool) -> dict[str, Any]:
             for name in SIDES
         },
         "scale": scale,
+        "floor": floor,
         "rollback_under_backlog": backlog,
         "memory": memory,
         "web_ms": web,

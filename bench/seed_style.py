@@ -75,6 +75,7 @@ async def serve(task_queue: str) -> None:
     from temporalio.worker import Worker
 
     from activities import BookingActivities, make_http_client
+    from bench.floor import FloorEmpty, FloorLocal
     from wiring.codec import data_converter
 
     # The same converter (and encryption) as every client here: both sides pay for it.
@@ -85,7 +86,11 @@ async def serve(task_queue: str) -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     async with make_http_client(os.environ["PROVIDERS_URL"]) as http:
         async with Worker(
-            client, task_queue=task_queue, workflows=[SeedStyleBooking], activities=BookingActivities(http).all()
+            client,
+            task_queue=task_queue,
+            # The floor workflows (bench.floor) share this worker, so only the workflow differs.
+            workflows=[SeedStyleBooking, FloorEmpty, FloorLocal],
+            activities=BookingActivities(http).all(),
         ):
             await stop.wait()
 

@@ -113,8 +113,9 @@ class Stack:
             raise RuntimeError(f"{name} did not start: {line!r}; see {self.workdir / (name + '.log')}")
         return line.strip()
 
-    def start_temporal(self, db_file: Path | None = None) -> None:
-        """The dev server, in memory, or on ``db_file`` so that it survives ``kill`` + ``respawn``."""
+    def start_temporal(self, db_file: Path | None = None, extra_flags: tuple[str, ...] = ()) -> None:
+        """The dev server, in memory, or on ``db_file`` so that it survives ``kill`` + ``respawn``;
+        ``extra_flags`` for an experiment's own settings (``bench.fairness``)."""
         port = free_port()
         cmd = dev_server_command(
             host="127.0.0.1",
@@ -124,6 +125,7 @@ class Stack:
             metrics_port=free_port(),
             log_level="error",
         )
+        cmd += extra_flags
         self._spawn("temporal", cmd, port=port)
         self._wait_port(port, "temporal")
         self.temporal_address = f"127.0.0.1:{port}"

@@ -17,6 +17,14 @@ RATIOS = (
     "throughput_100",
     "scale_2_workers",
     "rollback_under_backlog",
+    "rollback_unwind_under_backlog",
+    "rollback_under_backlog_escalated",
+    "floor_empty_p50_latency",
+    "floor_local_p50_latency",
+    "floor_empty_p50_time_to_consistent",
+    "floor_local_p50_time_to_consistent",
+    "floor_empty_throughput_100",
+    "floor_local_throughput_100",
     "history_events",
     "worker_peak_rss",
     "web_submit_p50",
@@ -38,6 +46,11 @@ def test_quick_bench_prints_one_results_object_with_the_ratios() -> None:
     # Neither side's rollbacks (ours fails, the baseline returns a string) left a booking held.
     assert results["rolled_back_with_reservations_left"] == 0
     assert results["scale"]["two_workers"]["worker_2_cpu_ms_per_saga"] > 0  # the second worker really served sagas
+    # The floor is what it claims: the empty workflow and the local-activity trip each took one
+    # workflow task, and the local trip's rollbacks left nothing held either.
+    assert results["floor"]["workflow_tasks"]["floor_empty"] == 1
+    assert results["floor"]["workflow_tasks"]["floor_local"] == 1
+    assert results["floor"]["reservations_left"] == 0
     # Parallel mode really ran the three bookings at once.
     assert results["cost_per_saga"]["ours"]["workflow_tasks"] < results["cost_per_saga"]["baseline"]["workflow_tasks"]
     assert (ROOT / "bench" / "results" / "latest-quick.json").exists()

@@ -1,0 +1,83 @@
+"""The physical floor the benchmark's targets are judged against (issue 13).
+
+Two workflows that no booking design can beat on this machine, run on the
+seed-style baseline's worker (SDK defaults) so that only the workflow differs:
+
+- ``FloorEmpty`` does nothing: start → result in one workflow task. No saga
+  that calls anything can be faster, nor cost the server less per run.
+- ``FloorLocal`` makes the trip's three provider calls as *local* activities,
+  all at once, and on a failure undoes all three at once, also locally: the
+  whole saga in one workflow task. It is the best a design could do while still
+  calling the providers (at the price of the per-attempt activity events that
+  operators read in the Web UI).
+
+Never used outside the benchmark; never shipped as a booking workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from trip.models import BookingRequest, CancelRequest, Kind, ReserveRequest
+
+EMPTY_WORKFLOW = "FloorEmpty"
+LOCAL_WORKFLOW = "FloorLocal"
+TIMEOUT = timedelta(seconds=10)
+KINDS = (Kind.CAR, Kind.HOTEL, Kind.FLIGHT)
+
+
+@workflow.defn(name=EMPTY_WORKFLOW)
+class FloorEmpty:
+    @workflow.run
+    async def run(self) -> str:
+        return "done"
+
+
+@workflow.defn(name=LOCAL_WORKFLOW)
+class FloorLocal:
+    @workflow.run
+    async def run(self, req: BookingRequest) -> str:
+        booking_id = workflow.info().workflow_id
+        details = {Kind.CAR: req.car, Kind.HOTEL: req.hotel, Kind.FLIGHT: req.flight}
+        booked = await asyncio.gather(
+            *(
+                workflow.execute_local_activity(
+                    f"book_{kind.value}",
+                    ReserveRequest(
+                        kind=kind,
+                        booking_id=booking_id,
+                        idempotency_key=f"{booking_id}:{kind.value}",
+                        scenario=req.scenario,
+                        traveller=req.traveller,
+                        details=details[kind],
+                    ),
+                    start_to_close_timeout=TIMEOUT,
+                )
+                for kind in KINDS
+            ),
+            return_exceptions=True,
+        )
+        if not any(isinstance(b, BaseException) for b in booked):
+            return "Voyage booked"
+        # Undos are idempotent at the providers: undo all three at once.
+        await asyncio.gather(
+            *(
+                workflow.execute_local_activity(
+                    f"undo_book_{kind.value}",
+                    CancelRequest(
+                        kind=kind,
+                        booking_id=booking_id,
+                        idempotency_key=f"{booking_id}:{kind.value}",
+                        scenario=req.scenario,
+                    ),
+                    start_to_close_timeout=TIMEOUT,
+                )
+                for kind in KINDS
+            ),
+            return_exceptions=True,
+        )
+        return "Voyage cancelled"
