@@ -1,7 +1,9 @@
 """Operator login (Flask-Login): ``GET/POST /login``, ``POST /logout``.
 
-Travellers need no account: the form and the status pages stay public. Retry,
-resolve and cancel are operator actions, guarded by ``operator_required``.
+Travellers need no account: the form and the status pages stay public. Retry
+and resolve are operator actions, guarded by ``operator_required``; confirm,
+decline and cancel belong to the browser that booked, or an operator
+(``web.owners``).
 The logged-in name is what the workflow's audit trail records.
 """
 

@@ -28,7 +28,7 @@ from werkzeug.wrappers import Response
 from trip.models import WORKFLOW_ID_RE
 from trip.status import TERMINAL, BookingStatus, ConfirmResult, OperatorActionResult, SagaStatus
 from web.auth import current_operator, operator_required
-from web.owners import may_act, owner_required
+from web.owners import is_operator, may_act, owner_required
 from web.portal import current_portal
 from wiring.client import (
     Outcome,
@@ -208,7 +208,15 @@ def render_booking(view: BookingView, *, action_error: str | None = None, status
         action_error=action_error,
         remaining_text=remaining_text,
         may_act=may_act(view.workflow_id),
+        may_cancel=may_cancel(view),
     ), status
+
+
+def may_cancel(view: BookingView) -> bool:
+    """The booking's browser may cancel it, except while an operator settles its stuck steps."""
+    if is_operator():
+        return True
+    return may_act(view.workflow_id) and view.saga_status != SagaStatus.NEEDS_ATTENTION.value
 
 
 @bp.get("/<workflow_id>")
@@ -252,6 +260,14 @@ def cancel_message(view: BookingView) -> str:
 @owner_required
 def cancel_booking(workflow_id: str) -> Response | tuple[str, int]:
     view = load_booking(workflow_id)
+    if not may_cancel(view):
+        # A cancel here would end the run with its stuck steps unsettled and take it off
+        # the operators' /attention queue: only an operator may decide that.
+        message = (
+            "An operator is settling this booking's stuck steps, so it can no longer be cancelled from here; "
+            "nothing was changed."
+        )
+        return render_booking(view, action_error=message, status=409)
     if not view.closed:
         try:
             current_portal().call(lambda client: client.get_workflow_handle(workflow_id).cancel())

@@ -22,6 +22,7 @@ from web import create_app
 from web.operators import add_operator, ensure_demo_operator, load_operators
 from web.owners import MAX_BOOKINGS, MAX_FORM_TOKENS
 from web.portal import TemporalUnavailable
+from web.status import BookingView
 
 PASSWORD = "correct horse battery staple"
 
@@ -299,3 +300,52 @@ def test_make_run_creates_a_demo_operator_once_and_prints_a_working_login(
     assert list(operators) == [name] == ["ops"]
     app = create_app({"TESTING": True, "SECRET_KEY": "x", "TEMPORAL_PORTAL": RecordingPortal(), "OPERATORS": operators})
     assert log_in(app.test_client(), name, password).status_code == 303
+
+
+class AttentionPortal(StartingPortal):
+    """The booking at ``workflow_id`` waits for an operator (NEEDS_ATTENTION); other calls are accepted."""
+
+    workflow_id = ""
+
+    def call(self, fn: Callable[[Any], Awaitable[Any]], *, timeout: float | None = None) -> Any:
+        self.calls.append(fn)
+        if not fn.__qualname__.startswith("load_booking"):
+            return None
+        return BookingView(
+            workflow_id=self.workflow_id,
+            namespace="default",
+            saga_status="NEEDS_ATTENTION",
+            closed=False,
+            temporal_status="RUNNING",
+            start_time=None,
+            status=None,
+            outcome=None,
+            ui_base="http://127.0.0.1:8233",
+        )
+
+
+def test_only_an_operator_may_cancel_a_booking_an_operator_is_settling() -> None:
+    """A traveller's cancel in NEEDS_ATTENTION would end the run with its stuck steps
+    unsettled and drop it from /attention: refused (409), and no cancel is sent."""
+    portal = AttentionPortal()
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "TEMPORAL_PORTAL": portal,
+            "OPERATORS": {"ops": generate_password_hash(PASSWORD)},
+        }
+    )
+    traveller, operator = app.test_client(), app.test_client()
+    location = book(traveller)
+    portal.workflow_id = location.rsplit("/", 1)[1]
+    assert 'id="cancel-form"' not in traveller.get(location).get_data(as_text=True)
+    response = traveller.post(f"{location}/cancel", data={"csrf_token": csrf_token(traveller, "/")})
+    assert response.status_code == 409
+    assert "can no longer be cancelled" in response.get_data(as_text=True)
+    cancels = [name for name in portal.actions if name.startswith("cancel_booking")]
+    assert cancels == [], "the traveller's cancel reached Temporal"
+    assert log_in(operator).status_code == 303
+    assert 'id="cancel-form"' in operator.get(location).get_data(as_text=True)
+    assert operator.post(f"{location}/cancel", data={"csrf_token": csrf_token(operator, "/")}).status_code == 303
+    assert [name for name in portal.actions if name.startswith("cancel_booking")], "the operator's cancel was not sent"
