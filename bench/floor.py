@@ -22,7 +22,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from trip.models import BookingRequest, CancelRequest, Kind, ReserveRequest
+    from bench.seed_style import cancel_request, reserve_request
+    from trip.models import BookingRequest, Kind
 
 EMPTY_WORKFLOW = "FloorEmpty"
 LOCAL_WORKFLOW = "FloorLocal"
@@ -42,19 +43,11 @@ class FloorLocal:
     @workflow.run
     async def run(self, req: BookingRequest) -> str:
         booking_id = workflow.info().workflow_id
-        details = {Kind.CAR: req.car, Kind.HOTEL: req.hotel, Kind.FLIGHT: req.flight}
         booked = await asyncio.gather(
             *(
                 workflow.execute_local_activity(
                     f"book_{kind.value}",
-                    ReserveRequest(
-                        kind=kind,
-                        booking_id=booking_id,
-                        idempotency_key=f"{booking_id}:{kind.value}",
-                        scenario=req.scenario,
-                        traveller=req.traveller,
-                        details=details[kind],
-                    ),
+                    reserve_request(req, booking_id, kind),
                     start_to_close_timeout=TIMEOUT,
                 )
                 for kind in KINDS
@@ -68,12 +61,7 @@ class FloorLocal:
             *(
                 workflow.execute_local_activity(
                     f"undo_book_{kind.value}",
-                    CancelRequest(
-                        kind=kind,
-                        booking_id=booking_id,
-                        idempotency_key=f"{booking_id}:{kind.value}",
-                        scenario=req.scenario,
-                    ),
+                    cancel_request(req, booking_id, kind),
                     start_to_close_timeout=TIMEOUT,
                 )
                 for kind in KINDS

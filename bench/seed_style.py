@@ -30,26 +30,38 @@ WORKFLOW_NAME = "SeedStyleBooking"
 TIMEOUT = timedelta(seconds=10)
 
 
+def reserve_request(req: BookingRequest, booking_id: str, kind: Kind) -> ReserveRequest:
+    """What ``book_<kind>`` takes for one part of the trip (the same key on every attempt)."""
+    details = {Kind.CAR: req.car, Kind.HOTEL: req.hotel, Kind.FLIGHT: req.flight}[kind]
+    return ReserveRequest(
+        kind=kind,
+        booking_id=booking_id,
+        idempotency_key=f"{booking_id}:{kind.value}",
+        scenario=req.scenario,
+        traveller=req.traveller,
+        details=details,
+    )
+
+
+def cancel_request(req: BookingRequest, booking_id: str, kind: Kind) -> CancelRequest:
+    """What ``undo_book_<kind>`` takes: the key the booking was made under."""
+    return CancelRequest(
+        kind=kind, booking_id=booking_id, idempotency_key=f"{booking_id}:{kind.value}", scenario=req.scenario
+    )
+
+
 @workflow.defn(name=WORKFLOW_NAME)
 class SeedStyleBooking:
     @workflow.run
     async def run(self, req: BookingRequest) -> str:
         booking_id = workflow.info().workflow_id
         compensations: list[Kind] = []
-        details = {Kind.CAR: req.car, Kind.HOTEL: req.hotel, Kind.FLIGHT: req.flight}
         try:
             for kind in (Kind.CAR, Kind.HOTEL, Kind.FLIGHT):
                 compensations.append(kind)
                 await workflow.execute_activity(
                     f"book_{kind.value}",
-                    ReserveRequest(
-                        kind=kind,
-                        booking_id=booking_id,
-                        idempotency_key=f"{booking_id}:{kind.value}",
-                        scenario=req.scenario,
-                        traveller=req.traveller,
-                        details=details[kind],
-                    ),
+                    reserve_request(req, booking_id, kind),
                     start_to_close_timeout=TIMEOUT,
                 )
             return "Voyage booked"
@@ -58,12 +70,7 @@ class SeedStyleBooking:
                 try:
                     await workflow.execute_activity(
                         f"undo_book_{kind.value}",
-                        CancelRequest(
-                            kind=kind,
-                            booking_id=booking_id,
-                            idempotency_key=f"{booking_id}:{kind.value}",
-                            scenario=req.scenario,
-                        ),
+                        cancel_request(req, booking_id, kind),
                         start_to_close_timeout=TIMEOUT,
                     )
                 except Exception:

@@ -46,13 +46,8 @@ class RecordingPortal:
         pass
 
 
-@pytest.fixture
-def portal() -> RecordingPortal:
-    return RecordingPortal()
-
-
-@pytest.fixture
-def app(portal: RecordingPortal) -> Flask:
+def make_app(portal: RecordingPortal) -> Flask:
+    """The web app with ``portal`` in place of Temporal, and one operator, ops."""
     return create_app(
         {
             "TESTING": True,
@@ -61,6 +56,16 @@ def app(portal: RecordingPortal) -> Flask:
             "OPERATORS": {"ops": generate_password_hash(PASSWORD)},
         }
     )
+
+
+@pytest.fixture
+def portal() -> RecordingPortal:
+    return RecordingPortal()
+
+
+@pytest.fixture
+def app(portal: RecordingPortal) -> Flask:
+    return make_app(portal)
 
 
 @pytest.fixture
@@ -142,14 +147,7 @@ def starting() -> StartingPortal:
 
 @pytest.fixture
 def booking_app(starting: StartingPortal) -> Flask:
-    return create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test-secret",
-            "TEMPORAL_PORTAL": starting,
-            "OPERATORS": {"ops": generate_password_hash(PASSWORD)},
-        }
-    )
+    return make_app(starting)
 
 
 def form(client: FlaskClient) -> dict[str, str]:
@@ -328,14 +326,7 @@ def test_only_an_operator_may_cancel_a_booking_an_operator_is_settling() -> None
     """A traveller's cancel in NEEDS_ATTENTION would end the run with its stuck steps
     unsettled and drop it from /attention: refused (409), and no cancel is sent."""
     portal = AttentionPortal()
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test-secret",
-            "TEMPORAL_PORTAL": portal,
-            "OPERATORS": {"ops": generate_password_hash(PASSWORD)},
-        }
-    )
+    app = make_app(portal)
     traveller, operator = app.test_client(), app.test_client()
     location = book(traveller)
     portal.workflow_id = location.rsplit("/", 1)[1]
