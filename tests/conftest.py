@@ -33,7 +33,15 @@ from temporalio.testing import WorkflowEnvironment
 from trip import SEARCH_ATTRIBUTES
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
 from trip.status import BookingStatus, SagaStatus
-from wiring.client import DEV_SERVER_FLAGS, fetch_status, temporal_cli_path, test_server_path
+from wiring.client import (
+    DEV_SERVER_FLAGS,
+    Outcome,
+    await_outcome,
+    fetch_status,
+    start_booking,
+    temporal_cli_path,
+    test_server_path,
+)
 from wiring.codec import ENV_KEYS, KeyRing, data_converter
 from wiring.processes import free_port, stop_process
 from wiring.processes import start_providers as start_provider_process
@@ -91,6 +99,24 @@ def make_request(
         },
         context={"today": date.today()},
     )
+
+
+async def cancel_during_the_unwind(
+    client: Client, mode: Mode, task_queue: str
+) -> tuple[WorkflowHandle[Any, Any], Outcome]:
+    """Start ``car-cancel-flaky`` (the flight is sold out) and cancel it mid-unwind.
+
+    The car's undo fails twice first, one second apart, so the unwind is still
+    running when the cancel lands. Returns the run and its outcome.
+    """
+    slow_undo = FAST_RETRY.model_copy(
+        update={"initial_interval_s": 1.0, "max_interval_s": 1.0, "undo_max_interval_s": 1.0}
+    )
+    req = make_request(Scenario.CAR_CANCEL_FLAKY, mode, retry=slow_undo)
+    handle = await start_booking(client, req, task_queue=task_queue)
+    await wait_for_saga_status(handle, SagaStatus.COMPENSATING)
+    await handle.cancel()
+    return handle, await await_outcome(handle)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from saga import StepState
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_for_saga_status
-from tests.system.test_web import log_in, make_app
+from tests.system.conftest import log_in
 from trip.models import Mode, RetryOverrides, Scenario
 from trip.status import SagaStatus, StepView
 from wiring.client import (
@@ -74,13 +74,6 @@ def worker(dev_client: Client, providers: ProviderService, task_queue: str) -> I
     process = WorkerProcess(dev_client, providers.url, task_queue)
     yield process
     process.stop()
-
-
-@pytest.fixture
-def app(dev_client: Client, task_queue: str) -> Iterator[Flask]:
-    app = make_app(dev_client.service_client.config.target_host, dev_client.namespace, task_queue)
-    yield app
-    app.extensions["temporal_portal"].close()
 
 
 @pytest.fixture
@@ -214,7 +207,9 @@ async def test_a_paused_booking_shows_paused_on_every_page_and_in_the_cli_then_f
             "COMPLETED",
         )
         row = await poll(
-            lambda: list_row(web, workflow_id), lambda row: "COMPLETED" in row, what="the list to say COMPLETED"
+            lambda: list_row(web, workflow_id),
+            lambda row: "COMPLETED" in row,
+            what="the list to say COMPLETED",
         )
         assert PAUSED_BADGE not in row
     finally:

@@ -28,7 +28,7 @@ from activities import BookingActivities, make_http_client
 from providers.app import create_app as create_providers_app
 from providers.ledger import Ledger
 from tests.conftest import free_port
-from tests.system.test_web import form_tokens
+from tests.system.conftest import form_tokens
 from trip.forms import demo_trip
 from trip.models import Scenario
 from trip.status import SagaStatus

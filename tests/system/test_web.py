@@ -9,7 +9,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -18,62 +17,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from temporalio.client import Client, WorkflowExecutionStatus
-from werkzeug.security import generate_password_hash
 
 from tests.conftest import free_port, make_request, wait_until
+from tests.system.conftest import form_tokens, log_in, make_app
 from trip.forms import demo_trip
 from web import create_app
 from web.portal import TemporalPortal
 from wiring.client import connect, start_booking
-
-OPERATOR, OPERATOR_PASSWORD = "ops", "operator-password"
-#: Hashed once: scrypt is slow on purpose.
-OPERATORS = {OPERATOR: generate_password_hash(OPERATOR_PASSWORD)}
-
-
-def make_app(address: str, namespace: str, task_queue: str, **extra: Any) -> Flask:
-    portal = TemporalPortal(lambda: connect(target_host=address, namespace=namespace), timeout=5)
-    return create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test-secret",
-            "TASK_QUEUE": task_queue,
-            "TEMPORAL_UI_URL": "http://ui.test",
-            "TEMPORAL_PORTAL": portal,
-            "OPERATORS": OPERATORS,
-            **extra,
-        }
-    )
-
-
-def log_in(client: FlaskClient) -> None:
-    """Log ``client`` in as the operator every ``make_app`` app has."""
-    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True))
-    assert found
-    response = client.post(
-        "/login", data={"csrf_token": found.group(1), "name": OPERATOR, "password": OPERATOR_PASSWORD}
-    )
-    assert response.status_code == 303, response.get_data(as_text=True)
-
-
-@pytest.fixture
-def app(dev_client: Client, task_queue: str) -> Iterator[Flask]:
-    app = make_app(dev_client.service_client.config.target_host, dev_client.namespace, task_queue)
-    yield app
-    app.extensions["temporal_portal"].close()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-def form_tokens(client: FlaskClient) -> dict[str, str]:
-    page = client.get("/").get_data(as_text=True)
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    token = re.search(r'name="form_token" value="([0-9a-f]{32})"', page)
-    assert csrf and token
-    return {"csrf_token": csrf.group(1), "form_token": token.group(1)}
 
 
 def workflow_ids(app: Flask, task_queue: str) -> set[str]:
@@ -187,19 +137,8 @@ def test_the_same_form_sent_back_changed_starts_a_new_booking(app: Flask, client
     assert started_besides_a_control(app, client, task_queue) == {first_id, changed_id}
 
 
-def test_status_page_and_json_without_a_worker(dev_client: Client, task_queue: str) -> None:
-    # No worker polls this queue: the run exists, but nobody answers the query. The
-    # query gives up after QUERY_TIMEOUT; the page's own budget (STATUS_TIMEOUT) is
-    # generous so that a busy machine cannot turn the unanswered query into a 503.
-    target = dev_client.service_client.config.target_host
-    app = make_app(target, dev_client.namespace, task_queue, QUERY_TIMEOUT=0.5, STATUS_TIMEOUT=20.0)
-    try:
-        _check_status_without_a_worker(app.test_client())
-    finally:
-        app.extensions["temporal_portal"].close()
-
-
-def _check_status_without_a_worker(client: FlaskClient) -> None:
+def test_status_page_and_json_without_a_worker(client: FlaskClient) -> None:
+    # No worker polls this queue: the run exists, but nobody answers the query.
     data = {**demo_trip(date.today()), **form_tokens(client)}
     location = client.post("/bookings", data=data).headers["Location"]
     page = client.get(location)

@@ -28,7 +28,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from saga import StepKind, StepState
 from tests.conftest import wait_until
-from tests.system.test_web import form_tokens, log_in, make_app, started_besides_a_control
+from tests.system.conftest import form_tokens, log_in
+from tests.system.test_web import started_besides_a_control
 from trip import UPDATE_CONFIRM, UPDATE_DECLINE, WORKFLOW_TYPE
 from trip.errors import ErrorType
 from trip.forms import demo_trip
@@ -192,18 +193,6 @@ def worker(dev_client: Client, task_queue: str) -> Iterator[ThreadedWorker]:
     running = ThreadedWorker(dev_client.service_client.config.target_host, dev_client.namespace, task_queue)
     yield running
     running.stop()
-
-
-@pytest.fixture
-def app(dev_client: Client, task_queue: str) -> Iterator[Flask]:
-    app = make_app(dev_client.service_client.config.target_host, dev_client.namespace, task_queue)
-    yield app
-    app.extensions["temporal_portal"].close()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def book(client: FlaskClient, **fields: str) -> str:

@@ -8,7 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.system.test_web import app, client, form_tokens  # noqa: F401  (fixtures)
+from tests.system.conftest import form_tokens
 from trip.forms import demo_trip
 
 
@@ -26,7 +26,7 @@ def submissions(web: FlaskClient, result: str) -> float:
     return samples(web).get(("booking_form_submissions_total", frozenset({("result", result)})), 0.0)
 
 
-def test_each_form_result_is_counted_once(app: Flask, client: FlaskClient) -> None:  # noqa: F811
+def test_each_form_result_is_counted_once(app: Flask, client: FlaskClient) -> None:
     valid = demo_trip(date.today())
     assert client.post("/bookings", data={**valid, **form_tokens(client)}).status_code == 303
     assert client.post("/bookings", data={**valid, **form_tokens(client), "car_city": ""}).status_code == 400
@@ -36,7 +36,7 @@ def test_each_form_result_is_counted_once(app: Flask, client: FlaskClient) -> No
     assert submissions(client, "rejected") == 1
 
 
-def test_requests_are_counted_by_route_not_by_path(app: Flask, client: FlaskClient) -> None:  # noqa: F811
+def test_requests_are_counted_by_route_not_by_path(app: Flask, client: FlaskClient) -> None:
     client.get("/bookings/trip-aaaaaaaaaaaa")
     client.get("/bookings/trip-bbbbbbbbbbbb")
     found = {

@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 
 from activities import BookingActivities, make_http_client
 from saga import StepState
-from tests.conftest import FAST_RETRY, ProviderService, make_request, wait_for_saga_status
+from tests.conftest import FAST_RETRY, ProviderService, cancel_during_the_unwind, make_request, wait_for_saga_status
 from trip import SA_BOOKING_STATUS, SA_TRAVELLER, UPDATE_HOLDS
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Mode, ReserveRequest, Scenario
@@ -269,15 +269,7 @@ async def test_cancelling_a_parallel_booking_while_its_steps_run_undoes_everythi
 async def test_cancelling_a_parallel_booking_while_it_unwinds_still_finishes_the_unwind(
     dev_client: Client, providers: ProviderService, worker: str
 ) -> None:
-    # The car's undo fails twice first, one second apart: the unwind is still running when the cancel lands.
-    slow_undo = FAST_RETRY.model_copy(
-        update={"initial_interval_s": 1.0, "max_interval_s": 1.0, "undo_max_interval_s": 1.0}
-    )
-    req = make_request(Scenario.CAR_CANCEL_FLAKY, Mode.PARALLEL, retry=slow_undo)
-    handle = await start_booking(dev_client, req, task_queue=worker)
-    await wait_for_saga_status(handle, SagaStatus.COMPENSATING)
-    await handle.cancel()
-    outcome = await await_outcome(handle)
+    handle, outcome = await cancel_during_the_unwind(dev_client, Mode.PARALLEL, worker)
     assert outcome.status is SagaStatus.CANCELLED
     final = await fetch_status(handle)
     assert final.status is SagaStatus.CANCELLED and final.outstanding == []

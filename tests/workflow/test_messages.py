@@ -7,7 +7,7 @@ import re
 import pytest
 from temporalio.client import Client
 
-from tests.conftest import FAST_RETRY, ProviderService, make_request, wait_for_saga_status
+from tests.conftest import ProviderService, cancel_during_the_unwind, make_request
 from trip.models import Mode, Scenario
 from trip.status import SagaStatus
 from wiring.client import await_outcome, fetch_status, start_booking
@@ -39,16 +39,7 @@ async def test_a_rolled_back_message_separates_what_was_cancelled_from_what_was_
 async def test_a_cancel_during_the_unwind_keeps_the_failure_that_started_it(
     dev_client: Client, providers: ProviderService, worker: str
 ) -> None:
-    # The flight is sold out; the car's undo fails twice first, one second
-    # apart, so the unwind is still running when the cancel lands.
-    slow_undo = FAST_RETRY.model_copy(
-        update={"initial_interval_s": 1.0, "max_interval_s": 1.0, "undo_max_interval_s": 1.0}
-    )
-    req = make_request(Scenario.CAR_CANCEL_FLAKY, Mode.SEQUENTIAL, retry=slow_undo)
-    handle = await start_booking(dev_client, req, task_queue=worker)
-    await wait_for_saga_status(handle, SagaStatus.COMPENSATING)
-    await handle.cancel()
-    outcome = await await_outcome(handle)
+    handle, outcome = await cancel_during_the_unwind(dev_client, Mode.SEQUENTIAL, worker)
     assert outcome.status is SagaStatus.CANCELLED
     final = await fetch_status(handle)
     assert final.failure is not None

@@ -1,0 +1,73 @@
+"""Fixtures for the system tests: the web app against the session's dev server.
+
+Every app here has one operator (``log_in``); ``make_app`` builds one with
+other settings for a test that needs them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from temporalio.client import Client
+from werkzeug.security import generate_password_hash
+
+from web import create_app
+from web.portal import TemporalPortal
+from wiring.client import connect
+
+OPERATOR, OPERATOR_PASSWORD = "ops", "operator-password"
+#: Hashed once: scrypt is slow on purpose.
+OPERATORS = {OPERATOR: generate_password_hash(OPERATOR_PASSWORD)}
+
+
+def make_app(address: str, namespace: str, task_queue: str, **extra: Any) -> Flask:
+    portal = TemporalPortal(lambda: connect(target_host=address, namespace=namespace), timeout=5)
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "TASK_QUEUE": task_queue,
+            "TEMPORAL_UI_URL": "http://ui.test",
+            "TEMPORAL_PORTAL": portal,
+            "OPERATORS": OPERATORS,
+            # A page waits up to QUERY_TIMEOUT for a worker's answer, then shows
+            # what it has; a busy test machine must not turn that wait into a 503.
+            "STATUS_TIMEOUT": 20.0,
+            **extra,
+        }
+    )
+
+
+def log_in(client: FlaskClient) -> None:
+    """Log ``client`` in as the operator every ``make_app`` app has."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True))
+    assert found
+    response = client.post(
+        "/login", data={"csrf_token": found.group(1), "name": OPERATOR, "password": OPERATOR_PASSWORD}
+    )
+    assert response.status_code == 303, response.get_data(as_text=True)
+
+
+@pytest.fixture
+def app(dev_client: Client, task_queue: str) -> Iterator[Flask]:
+    app = make_app(dev_client.service_client.config.target_host, dev_client.namespace, task_queue)
+    yield app
+    app.extensions["temporal_portal"].close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def form_tokens(client: FlaskClient) -> dict[str, str]:
+    page = client.get("/").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    token = re.search(r'name="form_token" value="([0-9a-f]{32})"', page)
+    assert csrf and token
+    return {"csrf_token": csrf.group(1), "form_token": token.group(1)}
