@@ -1,8 +1,8 @@
 """What a booking's page shows: the booking as one view, loaded from Temporal,
 and the words the page writes for it (time left, how an undo went).
 
-It loads and words; it never renders a template or sends anything to a
-workflow (``web.status`` does).
+It loads a booking and phrases it; it never renders a template and never
+sends anything to a workflow (``web.status`` does both).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class BookingView:
             "outstanding": status.outstanding if status else [],
             "attention": status.attention.model_dump(mode="json") if status and status.attention else None,
             "audit": [a.model_dump(mode="json") for a in status.audit] if status else [],
-            # Hold and confirm: ``remaining_s`` lets the page count down without trusting the browser's clock.
+            # Hold and confirm: ``remaining_s`` by the server's clock, so a reader need not trust its own.
             "confirmation": (
                 {**status.confirmation.model_dump(mode="json"), "remaining_s": self.confirm_remaining_s}
                 if status and status.confirmation

@@ -656,6 +656,32 @@ async def test_browser_books_with_hold_and_confirm_and_gets_a_ticket(
     assert providers.active_kinds(workflow_id) == ["car", "flight", "hotel"]
 
 
+async def test_without_javascript_the_page_refreshes_itself_and_its_forms_work(
+    web_app: WebApp, browser: Any, providers: ProviderService
+) -> None:
+    """Progressive enhancement: no script runs, yet the status shows, follows the run, and Confirm works."""
+    context = await browser.new_context(java_script_enabled=False)
+    page = await context.new_page()
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if is_poll(request) else None)
+    await page.goto(web_app.url + "/")
+    await page.get_by_label("Hold and let me confirm").check()
+    await page.get_by_role("button", name="Book the trip").click()
+    await page.wait_for_url(re.compile(r"/bookings/trip-[0-9a-f-]+$"))
+    workflow_id = page.url.rsplit("/", 1)[1]
+    # Each state shows as the server drew it; the page's noscript meta refresh reloads it while the run is open.
+    await page.locator("#saga-status", has_text="Awaiting confirmation").wait_for(timeout=60_000)
+    assert re.fullmatch(r"\d+ min \d\d s", await page.locator("#countdown").inner_text())
+    await page.get_by_role("button", name="Confirm", exact=True).click()  # a plain POST, then a redirect
+    await page.locator("#saga-status", has_text="Completed").wait_for(timeout=60_000)
+    assert await page.locator("#ticket-number").inner_text()
+    assert providers.active_kinds(workflow_id) == ["car", "flight", "hotel"]
+    # Closed: the refresh is gone with the run. And no script ever polled.
+    assert await page.locator('meta[http-equiv="refresh"]').count() == 0
+    assert polls == []
+    await context.close()
+
+
 async def test_a_stuck_step_past_the_pivot_is_offered_forward_never_as_an_undo(
     web_app: WebApp, dev_client: Client, providers: ProviderService
 ) -> None:
