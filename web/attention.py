@@ -1,4 +1,7 @@
-"""``GET /attention``: every booking whose rollback is stuck, for operators.
+"""``GET /attention``: every booking that waits for an operator, for operators.
+
+Before the pivot that is a rollback that could not undo every reservation
+(still held); past it, a step that is not finished yet (never undone).
 
 The list comes from visibility (``BookingStatus = "NEEDS_ATTENTION"``); each
 row's details (what is held, since when, the deadline) from that booking's
@@ -39,7 +42,7 @@ class StuckBooking:
     traveller: str | None
     attention: Attention | None
 
-    def held_for(self, now: datetime) -> str:
+    def waiting_for(self, now: datetime) -> str:
         if self.attention is None:
             return ""
         return _duration(now - self.attention.since)

@@ -1,10 +1,12 @@
 """One booking: its page, its live JSON status, and cancelling it.
 
 ``GET /bookings/<id>`` renders the whole status server-side (readable without
-JavaScript); ``status.js`` then polls ``GET /bookings/<id>/status`` and
-updates the page until the saga ends. Both read the workflow's ``status``
-query; for a closed run whose query no worker answers, they fall back to the
-run's result or failure.
+JavaScript). While the run is open, htmx polls ``GET /bookings/<id>/fragment``,
+the same template the page includes, and swaps it in; the fragment of a closed
+run asks for no further poll. The page is drawn here and nowhere else: no
+script rebuilds it. ``GET /bookings/<id>/status`` is the same status as JSON,
+for scripts. All of them read the workflow's ``status`` query; for a closed run
+whose query no worker answers, they fall back to the run's result or failure.
 
 Anyone with the (unguessable) id may *read* the page and its JSON: it is the
 shareable link to a booking. Acting on it is narrower: confirm, decline and
@@ -16,200 +18,39 @@ and resolve stay operator-only.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
-from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 from werkzeug.wrappers import Response
 
 from trip.models import WORKFLOW_ID_RE
-from trip.status import TERMINAL, BookingStatus, ConfirmResult, OperatorActionResult, SagaStatus
+from trip.status import ConfirmResult, OperatorActionResult, SagaStatus
 from web.auth import current_operator, operator_required
 from web.owners import is_operator, may_act, owner_required
 from web.portal import current_portal
-from wiring.client import (
-    Outcome,
-    WorkflowPaused,
-    await_outcome,
-    decide,
-    describe_execution,
-    fetch_status,
-    rejection_message,
-    resolve,
-    retry_compensation,
-    web_ui_url,
-)
+from web.status_view import BookingView, load_booking, remaining_text, undo_text
+from wiring.client import decide, rejection_message, resolve, retry_compensation
 
 bp = Blueprint("status", __name__, url_prefix="/bookings")
 
 
-class BookingNotFound(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class BookingView:
-    workflow_id: str
-    namespace: str
-    saga_status: str
-    closed: bool
-    temporal_status: str
-    start_time: datetime | None
-    status: BookingStatus | None
-    outcome: Outcome | None
-    ui_base: str
-    #: Why step details are missing, if they are.
-    note: str | None = None
-    #: Paused by ``temporal workflow pause``: why, else None.
-    pause_reason: str | None = None
-
-    @property
-    def web_ui_url(self) -> str:
-        return web_ui_url(self.workflow_id, self.namespace, base=self.ui_base)
-
-    @property
-    def ticket(self) -> str | None:
-        """The flight's ticket number (hold and confirm), from the query or the run's result."""
-        if self.status is not None and self.status.ticket:
-            return self.status.ticket
-        if self.outcome is not None and self.outcome.result is not None:
-            return self.outcome.result.ticket
-        return None
-
-    @property
-    def confirm_remaining_s(self) -> float | None:
-        """Seconds left to confirm a held trip, by the server's clock; None unless it waits."""
-        confirmation = self.status.confirmation if self.status else None
-        if confirmation is None or confirmation.decision is not None:
-            return None
-        deadline = confirmation.deadline
-        if deadline.tzinfo is None:
-            deadline = deadline.replace(tzinfo=timezone.utc)
-        return max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds())
-
-    def to_json(self) -> dict[str, Any]:
-        status = self.status
-        error = None
-        if self.outcome is not None and self.outcome.error_type:
-            error = {"type": self.outcome.error_type, "message": self.outcome.error_message}
-        return {
-            "workflow_id": self.workflow_id,
-            "status": self.saga_status,
-            "closed": self.closed,
-            "temporal_status": self.temporal_status,
-            "traveller": status.traveller if status else None,
-            "mode": status.mode.value if status else None,
-            "scenario": status.scenario.value if status else None,
-            "steps": [s.model_dump(mode="json") for s in status.steps] if status else [],
-            "compensation_plan": status.compensation_plan if status else [],
-            "failure": status.failure.model_dump(mode="json") if status and status.failure else None,
-            "confirmations": status.confirmations if status else {},
-            "outstanding": status.outstanding if status else [],
-            "attention": status.attention.model_dump(mode="json") if status and status.attention else None,
-            "audit": [a.model_dump(mode="json") for a in status.audit] if status else [],
-            # Hold and confirm: ``remaining_s`` lets the page count down without trusting the browser's clock.
-            "confirmation": (
-                {**status.confirmation.model_dump(mode="json"), "remaining_s": self.confirm_remaining_s}
-                if status and status.confirmation
-                else None
-            ),
-            "past_pivot": status.past_pivot if status else False,
-            "ticket": self.ticket,
-            "error": error,
-            "note": self.note,
-            "paused": self.pause_reason is not None,
-            "pause_reason": self.pause_reason,
-            "web_ui_url": self.web_ui_url,
-        }
-
-
-async def _load(client: Client, workflow_id: str, ui_base: str, query_timeout: timedelta) -> BookingView:
-    # Runs on the portal's loop thread: no Flask context here, so settings come in as arguments.
-    handle = client.get_workflow_handle(workflow_id)
-    try:
-        execution = await describe_execution(client, workflow_id, rpc_timeout=query_timeout)
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise BookingNotFound(workflow_id) from err
-        raise
-    closed = execution.closed
-    status: BookingStatus | None = None
-    note = None
-    try:
-        status = await fetch_status(handle, rpc_timeout=query_timeout, execution=execution)
-    except WorkflowPaused as paused:
-        execution = paused.execution
-        note = f"Paused in Temporal ({execution.pause_reason}): step details come back once it is unpaused."
-    except (RPCError, WorkflowQueryFailedError):
-        note = "Step details are unavailable: no worker is answering queries for this booking right now."
-    outcome = await await_outcome(handle) if closed else None
-    if execution.closed_from_outside:
-        # Terminated or timed out: the query replays to the saga's last state,
-        # RUNNING or COMPENSATING, which would read as "still going" forever.
-        saga_status = execution.status
-    elif outcome is not None and outcome.status is not None:
-        saga_status = outcome.status.value
-    elif status is not None and (not closed or status.status in TERMINAL):
-        saga_status = status.status.value
-    elif closed:
-        saga_status = execution.status
-    else:
-        saga_status = execution.booking_status or SagaStatus.RUNNING.value
-    return BookingView(
-        workflow_id=workflow_id,
-        namespace=client.namespace,
-        ui_base=ui_base,
-        saga_status=saga_status,
-        closed=closed,
-        temporal_status=execution.status,
-        start_time=execution.start_time,
-        status=status,
-        outcome=outcome,
-        note=note,
-        pause_reason=execution.pause_reason if execution.paused else None,
-    )
-
-
-def load_booking(workflow_id: str) -> BookingView:
-    if not WORKFLOW_ID_RE.match(workflow_id):
-        abort(404)
-    try:
-        config = current_app.config
-        timeout = timedelta(seconds=config["QUERY_TIMEOUT"])
-        return current_portal().call(
-            lambda client: _load(client, workflow_id, config["TEMPORAL_UI_URL"], timeout),
-            timeout=config["STATUS_TIMEOUT"],
-        )
-    except BookingNotFound:
-        abort(404)
-
-
-def remaining_text(seconds: float) -> str:
-    """``9 min 05 s``: the countdown as the page first shows it (``status.js`` then ticks it)."""
-    left = int(seconds)
-    if left <= 0:
-        return "time is up"
-    hours, rest = divmod(left, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+def _template_context(view: BookingView) -> dict[str, Any]:
+    """What ``booking_status.html`` needs: the page and the fragment pass the same."""
+    return {
+        "view": view,
+        "poll_ms": current_app.config["POLL_INTERVAL_MS"],
+        "remaining_text": remaining_text,
+        "undo_text": undo_text,
+        "operator": is_operator(),
+        "may_act": may_act(view.workflow_id),
+        "may_cancel": may_cancel(view),
+    }
 
 
 def render_booking(view: BookingView, *, action_error: str | None = None, status: int = 200) -> tuple[str, int]:
-    return render_template(
-        "booking.html",
-        view=view,
-        terminal={s.value for s in TERMINAL},
-        poll_ms=current_app.config["POLL_INTERVAL_MS"],
-        action_error=action_error,
-        remaining_text=remaining_text,
-        may_act=may_act(view.workflow_id),
-        may_cancel=may_cancel(view),
-    ), status
+    return render_template("booking.html", action_error=action_error, **_template_context(view)), status
 
 
 def may_cancel(view: BookingView) -> bool:
@@ -222,6 +63,15 @@ def may_cancel(view: BookingView) -> bool:
 @bp.get("/<workflow_id>")
 def booking_page(workflow_id: str) -> tuple[str, int]:
     return render_booking(load_booking(workflow_id))
+
+
+@bp.get("/<workflow_id>/fragment")
+def booking_fragment(workflow_id: str) -> Response:
+    """The status part of the page alone: what each poll swaps in."""
+    fragment = render_template("booking_status.html", **_template_context(load_booking(workflow_id)))
+    response = current_app.make_response(fragment)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/<workflow_id>/status")

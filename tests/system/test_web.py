@@ -151,10 +151,26 @@ def test_status_page_and_json_without_a_worker(client: FlaskClient) -> None:
     payload = status.get_json()
     assert payload["status"] == "RUNNING" and payload["closed"] is False
     assert "no worker" in payload["note"]
+    # What the page swaps in on each poll: the same status, drawn by the server, without the page around it.
+    fragment = client.get(f"{location}/fragment")
+    assert fragment.status_code == 200 and fragment.headers["Cache-Control"] == "no-store"
+    part = fragment.get_data(as_text=True)
+    assert part.lstrip().startswith('<div id="booking"') and "<html" not in part
+    assert '<span id="saga-status" class="badge badge-running">Running</span>' in part and "no worker" in part
+    # An open run's page and fragment poll for the next fragment.
+    assert f'hx-get="{location}/fragment"' in part and 'data-polling="stopped"' not in part
+    assert f'hx-get="{location}/fragment"' in body
 
 
 @pytest.mark.parametrize(
-    "path", ["/bookings/trip-doesnotexist", "/bookings/trip-doesnotexist/status", "/bookings/%3Cscript%3E", "/nope"]
+    "path",
+    [
+        "/bookings/trip-doesnotexist",
+        "/bookings/trip-doesnotexist/status",
+        "/bookings/trip-doesnotexist/fragment",
+        "/bookings/%3Cscript%3E",
+        "/nope",
+    ],
 )
 def test_unknown_booking_is_a_404(client: FlaskClient, path: str) -> None:
     response = client.get(path)
@@ -280,7 +296,7 @@ def test_secret_key_file_is_never_readable_by_others(tmp_path: Any, monkeypatch:
         assert leftover.stat().st_mode & 0o077 == 0, f"{leftover.name} is readable by others"
 
 
-@pytest.mark.parametrize("path", ["/", "/bookings", "/login", "/healthz", "/nope", "/static/status.js"])
+@pytest.mark.parametrize("path", ["/", "/bookings", "/login", "/healthz", "/nope", "/static/htmx.min.js"])
 def test_every_response_forbids_framing_sniffing_and_foreign_scripts(client: FlaskClient, path: str) -> None:
     headers = client.get(path).headers
     csp = {d.split()[0]: d.split()[1:] for d in headers["Content-Security-Policy"].split("; ")}

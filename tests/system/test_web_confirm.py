@@ -272,21 +272,28 @@ def test_a_bad_confirm_within_is_shown_next_to_the_field_and_nothing_starts(
     assert started_besides_a_control(app, client, task_queue) == set()
 
 
-async def test_a_held_trip_shows_the_banner_and_counts_down(client: FlaskClient, worker: ThreadedWorker) -> None:
+async def test_a_held_trip_shows_the_banner_and_counts_down(
+    app: Flask, client: FlaskClient, worker: ThreadedWorker
+) -> None:
     location = book(client, hold="on", confirm_within_minutes="5")
     data = await status_of(client, location, "AWAITING_CONFIRMATION")
     assert data["confirmation"]["decision"] is None
     assert 280 < data["confirmation"]["remaining_s"] <= 300
     assert data["past_pivot"] is False and data["ticket"] is None
     assert [(s["name"], s["kind"]) for s in data["steps"]][3] == ("ticket_flight", "pivot")
-    page = client.get(location).get_data(as_text=True)
-    countdown = re.search(r'<strong id="countdown" role="timer" data-remaining-s="([\d.]+)">([^<]+)</strong>', page)
-    assert countdown, "no countdown in the banner"
-    assert 280 < float(countdown.group(1)) <= 300
-    assert re.fullmatch(r"[45] min \d\d s", countdown.group(2))
-    assert 'id="confirm-button"' in page and 'id="decline-button"' in page
-    assert '<td class="kind kind-pivot">pivot</td>' in page
-    assert 'id="pivot" class="pivot" hidden' in page and 'id="ticket" class="ticket" hidden' in page
+    # The server writes the time left; each poll's fragment brings it anew, so the page counts down.
+    for path in (location, f"{location}/fragment"):
+        page = client.get(path).get_data(as_text=True)
+        countdown = re.search(r'<strong id="countdown" role="timer">([^<]+)</strong>', page)
+        assert countdown, "no countdown in the banner"
+        assert re.fullmatch(r"[45] min \d\d s", countdown.group(1))
+        assert 'id="confirm-button"' in page and 'id="decline-button"' in page
+        assert 'id="pivot" class="pivot" hidden' in page and 'id="ticket" class="ticket" hidden' in page
+    # A step's kind is the operator's word: the traveller is not told about "compensatable" steps.
+    assert "compensatable" not in page and "kind-pivot" not in page
+    operator = app.test_client()
+    log_in(operator)
+    assert '<td class="kind kind-pivot">pivot</td>' in operator.get(location).get_data(as_text=True)
 
 
 async def test_the_traveller_confirms_without_logging_in_and_sees_the_ticket(
@@ -314,6 +321,14 @@ async def test_the_traveller_confirms_without_logging_in_and_sees_the_ticket(
     await dev_client.get_workflow_handle(location.rsplit("/", 1)[1]).signal(HeldTrip.finish)
     done = await status_of(client, location, "COMPLETED")
     assert done["ticket"] == TICKET
+    await wait_until(lambda: client.get(f"{location}/status").get_json()["closed"], what="the run to close")
+    # Completed: nothing will be undone, so the page does not say what would be.
+    page = client.get(location).get_data(as_text=True)
+    assert "Completed" in page and TICKET in page
+    assert "Would undo" not in page and "compensatable" not in page
+    # A closed run's fragment asks for no further poll.
+    fragment = client.get(f"{location}/fragment").get_data(as_text=True)
+    assert 'data-polling="stopped"' in fragment and "hx-get" not in fragment and "hx-trigger" not in fragment
     # With no worker left to answer the query, the ticket comes from the run's result.
     worker.stop()
     closed = client.get(f"{location}/status").get_json()

@@ -217,6 +217,23 @@ async def test_cancel_from_the_status_page(web_app: WebApp, providers: ProviderS
     assert forged.status_code == 400
 
 
+def is_poll(request: Any) -> bool:
+    """The status page's poll: the server-rendered status fragment it swaps in."""
+    return str(request.url).endswith("/fragment")
+
+
+async def assert_fits_a_phone(page: Any, shot: Path) -> None:
+    """At a phone's width (390 px) the page does not scroll sideways: a wide table scrolls in its own box."""
+    size = page.viewport_size
+    await page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        await page.screenshot(path=str(shot), full_page=True)
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{page.url} is {width} px wide on a 390 px screen"
+    finally:
+        await page.set_viewport_size(size)
+
+
 def screenshots_dir(tmp_path: Path) -> Path:
     target = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
     target.mkdir(parents=True, exist_ok=True)
@@ -255,6 +272,9 @@ async def test_browser_books_watches_and_opens_the_web_ui(
     await page.locator("#saga-status", has_text="Completed").wait_for(timeout=60_000)
     for step in ("book_car", "book_hotel", "book_flight"):
         await page.locator(f'tr[data-step="{step}"] .state', has_text="succeeded").wait_for()
+    # Completed: nothing will be undone, and the traveller is not told about "compensatable" steps.
+    shown = await page.locator("#content").inner_text()
+    assert "Would undo" not in shown and "compensatable" not in shown.lower()
     await page.screenshot(path=str(shots / "completed.png"), full_page=True)
 
     # Recover backward: the compensations show up on the page.
@@ -339,7 +359,7 @@ async def test_browser_books_recorded_as_a_gif(
     for step, state in states.items():
         await page.locator(f'tr[data-step="{step}"] .state', has_text=state).wait_for()
     if scenario == "flight-flaky":
-        assert await page.locator('tr[data-step="book_flight"] td').nth(2).inner_text() == "4"
+        assert await page.locator('tr[data-step="book_flight"] td.attempts').inner_text() == "4"
     else:
         assert "SoldOut" in await page.locator("#failure").inner_text()
     workflow_id = page.url.rsplit("/", 1)[1]
@@ -545,11 +565,19 @@ async def test_browser_operator_resolves_a_stuck_booking_from_the_attention_page
     row = page.locator(f'tr[data-workflow-id="{handle.id}"]')
     await row.wait_for()
     assert "Katherine Johnson" in await row.inner_text() and "book_car" in await row.inner_text()
+    assert "still held" in await row.inner_text()  # before the pivot, an undo that failed leaves it held
     await page.screenshot(path=str(shots / "attention.png"), full_page=True)
+    await assert_fits_a_phone(page, shots / "attention-phone.png")
     await row.get_by_role("link", name=handle.id).click()
     await page.locator("#saga-status", has_text="Needs attention").wait_for()
-    await page.get_by_label("Note for book_car").fill("released by phone, ref 123")
+    await page.locator("#outstanding-steps table").wait_for()
     await page.screenshot(path=str(shots / "needs-attention.png"), full_page=True)
+    await assert_fits_a_phone(page, shots / "needs-attention-phone.png")
+    # What is typed survives the polls that redraw the status around the form.
+    await page.get_by_label("Note for book_car").fill("released by phone, ref 123")
+    for _ in range(2):  # once the second poll has answered, the first one's fragment is in
+        await page.wait_for_event("requestfinished", predicate=is_poll)
+    assert await page.get_by_label("Note for book_car").input_value() == "released by phone, ref 123"
     await page.get_by_role("button", name="Mark book_car resolved").click()
     await page.locator("#saga-status", has_text="Rolled back").wait_for(timeout=60_000)
     await page.locator("#audit .audit-operator", has_text=OPERATOR).wait_for()
@@ -606,7 +634,9 @@ async def test_browser_books_with_hold_and_confirm_and_gets_a_ticket(
     await page.wait_for_function(
         "shown => document.getElementById('countdown').textContent !== shown", arg=shown, timeout=5_000
     )
-    assert await page.locator('tr[data-step="ticket_flight"] .kind').inner_text() == "pivot"
+    # The ticket is a step like the others to the traveller; "pivot" and "compensatable" are operators' words.
+    assert await page.locator('tr[data-step="ticket_flight"] .state').inner_text() == "pending"
+    assert await page.locator("#steps .kind").count() == 0
     assert await page.locator("#pivot").is_hidden() and await page.locator("#ticket").is_hidden()
     held = sorted(r["kind"] for r in providers.reservations(workflow_id) if r["status"] == "held")
     assert held == ["car", "flight", "hotel"] and providers.active_kinds(workflow_id) == []
@@ -624,6 +654,32 @@ async def test_browser_books_with_hold_and_confirm_and_gets_a_ticket(
     assert "You confirmed this trip." in await page.locator("#decision").inner_text()
     assert await page.locator("#confirmation").count() == 0  # no buttons left to press
     assert providers.active_kinds(workflow_id) == ["car", "flight", "hotel"]
+
+
+async def test_without_javascript_the_page_refreshes_itself_and_its_forms_work(
+    web_app: WebApp, browser: Any, providers: ProviderService
+) -> None:
+    """Progressive enhancement: no script runs, yet the status shows, follows the run, and Confirm works."""
+    context = await browser.new_context(java_script_enabled=False)
+    page = await context.new_page()
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if is_poll(request) else None)
+    await page.goto(web_app.url + "/")
+    await page.get_by_label("Hold and let me confirm").check()
+    await page.get_by_role("button", name="Book the trip").click()
+    await page.wait_for_url(re.compile(r"/bookings/trip-[0-9a-f-]+$"))
+    workflow_id = page.url.rsplit("/", 1)[1]
+    # Each state shows as the server drew it; the page's noscript meta refresh reloads it while the run is open.
+    await page.locator("#saga-status", has_text="Awaiting confirmation").wait_for(timeout=60_000)
+    assert re.fullmatch(r"\d+ min \d\d s", await page.locator("#countdown").inner_text())
+    await page.get_by_role("button", name="Confirm", exact=True).click()  # a plain POST, then a redirect
+    await page.locator("#saga-status", has_text="Completed").wait_for(timeout=60_000)
+    assert await page.locator("#ticket-number").inner_text()
+    assert providers.active_kinds(workflow_id) == ["car", "flight", "hotel"]
+    # Closed: the refresh is gone with the run. And no script ever polled.
+    assert await page.locator('meta[http-equiv="refresh"]').count() == 0
+    assert polls == []
+    await context.close()
 
 
 async def test_a_stuck_step_past_the_pivot_is_offered_forward_never_as_an_undo(
@@ -657,6 +713,16 @@ async def test_a_stuck_step_past_the_pivot_is_offered_forward_never_as_an_undo(
     operator.log_in()
     page = operator.http.get(location).text
     assert "Retry: finalize_hotel" in page and "Retry undo" not in page
+    # /attention says what it is: a step not finished yet, not a reservation a rollback left held.
+    workflow_id = location.rsplit("/", 1)[1]
+    await wait_until(
+        lambda: workflow_id in operator.http.get("/attention").text, what="/attention to list it", timeout=30
+    )
+    listing = html.unescape(operator.http.get("/attention").text)
+    row = re.search(rf'<tr data-workflow-id="{workflow_id}">.*?</tr>', listing, re.S)
+    assert row and "finalize_hotel" in row.group(0) and "not finished yet" in row.group(0)
+    assert "still held" not in row.group(0).lower()
+    assert "Bookings whose rollback could not undo every reservation" not in listing
     done = operator.http.post(
         f"{location}/resolve",
         data={"csrf_token": operator.csrf(location), "step": "finalize_hotel", "note": "confirmed by phone"},
@@ -739,7 +805,7 @@ async def test_browser_terminated_run_says_terminated_and_stops_polling(
 
     page = await browser.new_page()
     polls: list[str] = []
-    page.on("request", lambda request: polls.append(request.url) if request.url.endswith("/status") else None)
+    page.on("request", lambda request: polls.append(request.url) if is_poll(request) else None)
     await page.goto(web_app.url + location)
     await page.locator("#saga-status", has_text="Running").wait_for()
     await wait_until(lambda: len(polls) >= 2, what="the page to poll while the run is open")  # positive control
@@ -781,11 +847,17 @@ async def test_browser_pages_work_under_the_content_security_policy(web_app: Web
     page = await browser.new_page()
     await page.add_init_script(CSP_RECORDER)
     await page.goto(web_app.url + "/")
+    # Held, the run stays open on its page: htmx has something to poll.
+    await page.get_by_label("Hold and let me confirm").check()
     await page.get_by_role("button", name="Book the trip").click()
     await page.wait_for_url(re.compile(r"/bookings/trip-"))
-    # Only status.js sets this, once it has polled the run to its end: the script ran under the policy.
-    await page.locator('#booking[data-polling="stopped"]').wait_for(timeout=60_000)
-    await page.locator("#saga-status", has_text="Completed").wait_for()
+    await page.locator("#saga-status", has_text="Awaiting confirmation").wait_for(timeout=60_000)
+    # htmx ran under the policy: a poll's fragment was swapped in (the marker only the swap removes).
+    await page.evaluate("document.getElementById('booking').dataset.seen = 'before the swap'")
+    await page.locator("#booking:not([data-seen])").wait_for()
+    await page.get_by_role("button", name="Confirm", exact=True).click()
+    await page.locator("#saga-status", has_text="Completed").wait_for(timeout=60_000)
+    await page.locator('#booking[data-polling="stopped"]').wait_for()
     assert await page.evaluate("window.cspViolations") == []
     for path in ("/", "/bookings", "/login"):
         await page.goto(web_app.url + path)
