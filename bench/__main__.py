@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import date, datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
@@ -33,170 +33,41 @@ from temporalio.api.enums.v1 import EventType, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflow.v1 import WorkflowExecutionOptions
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, UpdateWorkflowExecutionOptionsRequest
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from activities import BookingActivities, make_http_client
-from bench.floor import EMPTY_WORKFLOW, LOCAL_WORKFLOW
+from bench.histories import time_split, unwind_ms
+from bench.plan import FULL, QUICK, Plan, sagas_at
 from bench.report import write_outputs
-from bench.seed_style import WORKFLOW_NAME as SEED_WORKFLOW
+from bench.sides import (
+    BASELINE,
+    FLOOR_EMPTY,
+    FLOOR_LOCAL,
+    OURS,
+    QUEUES,
+    SEQUENTIAL,
+    SIDES,
+    WORKERS,
+    one_saga,
+    request,
+    settle,
+    start_side,
+)
 from bench.stack import ROOT, RssSampler, Stack, cpu_seconds
+from bench.stats import merge_loads, pct, ratio, summary
 from trip import UPDATE_HOLDS
-from trip.forms import booking_from_flat, demo_trip
-from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
+from trip.forms import demo_trip
+from trip.models import Mode, RetryOverrides, Scenario
 from trip.status import BookingStatus
 from wiring.client import describe_execution, new_workflow_id, start_booking
 from wiring.codec import data_converter
 from wiring.worker import build_worker
 from workflows.booking import BookingWorkflow
 
-BASELINE, SEQUENTIAL, OURS = "baseline", "sequential", "ours"
-#: The baseline is the seed-style workflow (``bench.seed_style``) on a worker
-#: with the SDK's defaults; ``sequential`` is our own workflow in sequential
-#: mode, kept as a second comparison; ``ours`` is parallel mode as shipped.
-SIDES = (BASELINE, SEQUENTIAL, OURS)
-MODES = {BASELINE: Mode.SEQUENTIAL, SEQUENTIAL: Mode.SEQUENTIAL, OURS: Mode.PARALLEL}
-QUEUES = {BASELINE: "bench-baseline", SEQUENTIAL: "bench-ours", OURS: "bench-ours"}
-WORKERS = {BASELINE: "worker-baseline", SEQUENTIAL: "worker", OURS: "worker"}
-#: The floor (``bench.floor``): an empty workflow, and the trip as three local
-#: activities in one workflow task, both on the baseline's worker.
-FLOOR_EMPTY, FLOOR_LOCAL = "floor_empty", "floor_local"
-FLOORS = {FLOOR_EMPTY: EMPTY_WORKFLOW, FLOOR_LOCAL: LOCAL_WORKFLOW}
-QUEUES.update({FLOOR_EMPTY: QUEUES[BASELINE], FLOOR_LOCAL: QUEUES[BASELINE]})
-WORKERS.update({FLOOR_EMPTY: WORKERS[BASELINE], FLOOR_LOCAL: WORKERS[BASELINE]})
-
-
-@dataclass(frozen=True)
-class Plan:
-    latency_runs: int
-    consistent_runs: int
-    #: Sagas per side at each concurrency: 3 x the concurrency, within these bounds.
-    throughput_sagas: int
-    concurrency: tuple[int, ...]
-    scale_sagas: int
-    scale_concurrency: int
-    inflight: int
-    inflight_latency_ms: int
-    #: Sampling window once every saga in flight has had its first workflow task.
-    inflight_hold_s: float
-    variant_inflight: int
-    backlog: int
-    backlog_rounds: int
-    web_runs: int
-    form_runs: int
-    eager_runs: int
-    http_calls: int
-    optimisations: bool
-
-
-FULL = Plan(
-    latency_runs=60,
-    consistent_runs=30,
-    throughput_sagas=600,
-    concurrency=(1, 10, 50, 100, 200),
-    scale_sagas=400,
-    scale_concurrency=200,
-    inflight=5000,
-    inflight_latency_ms=3000,
-    inflight_hold_s=5.0,
-    variant_inflight=500,
-    backlog=1000,
-    backlog_rounds=2,
-    web_runs=40,
-    form_runs=30,
-    eager_runs=40,
-    http_calls=300,
-    optimisations=True,
-)
-#: Small counts: the harness end to end in about a minute (tests/system/test_bench.py).
-QUICK = Plan(
-    latency_runs=4,
-    consistent_runs=2,
-    throughput_sagas=30,
-    concurrency=(10, 100),
-    scale_sagas=20,
-    scale_concurrency=20,
-    inflight=40,
-    inflight_latency_ms=2000,
-    inflight_hold_s=0.2,
-    variant_inflight=0,
-    backlog=20,
-    backlog_rounds=1,
-    web_runs=2,
-    form_runs=2,
-    eager_runs=0,
-    http_calls=0,
-    optimisations=False,
-)
-
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "n": len(values),
-        "p50": pct(values, 0.50),
-        "p95": pct(values, 0.95),
-        "p99": pct(values, 0.99),
-        "mean": sum(values) / len(values),
-        "min": min(values),
-        "max": max(values),
-    }
-
-
-def request(mode: Mode, scenario: Scenario = Scenario.HAPPY, retry: RetryOverrides | None = None) -> BookingRequest:
-    today = date.today()
-    req = booking_from_flat({**demo_trip(today), "mode": mode.value, "scenario": scenario.value}, today=today)
-    return req.model_copy(update={"retry": retry}) if retry else req
-
-
-async def start_side(
-    client: Client,
-    side: str,
-    scenario: Scenario = Scenario.HAPPY,
-    *,
-    queue: str | None = None,
-    retry: RetryOverrides | None = None,
-    eager: bool = False,
-) -> WorkflowHandle[Any, Any]:
-    queue = queue or QUEUES[side]
-    if side == FLOOR_EMPTY:
-        return await client.start_workflow(EMPTY_WORKFLOW, id=f"floor-{uuid.uuid4().hex}", task_queue=queue)
-    if side == FLOOR_LOCAL:
-        return await client.start_workflow(
-            LOCAL_WORKFLOW, request(Mode.PARALLEL, scenario), id=f"floor-{uuid.uuid4().hex}", task_queue=queue
-        )
-    if side == BASELINE:
-        return await client.start_workflow(
-            SEED_WORKFLOW, request(Mode.SEQUENTIAL, scenario), id=f"seed-{uuid.uuid4().hex}", task_queue=queue
-        )
-    req = request(MODES[side], scenario, retry)
-    return await start_booking(client, req, task_queue=queue, request_eager_start=eager)
-
-
-async def settle(handle: WorkflowHandle[Any, Any]) -> None:
-    try:
-        await handle.result()
-    except WorkflowFailureError:
-        pass  # a rollback ends Failed once every undo is done: that is its end
-
-
-async def one_saga(
-    client: Client, side: str, scenario: Scenario = Scenario.HAPPY, *, queue: str | None = None, eager: bool = False
-) -> tuple[float, str, bool]:
-    """Seconds from the start call to the workflow's result (or failure)."""
-    started = time.perf_counter()
-    handle = await start_side(client, side, scenario, queue=queue, eager=eager)
-    await settle(handle)
-    return time.perf_counter() - started, handle.id, bool(getattr(handle, "__temporal_eagerly_started", False))
 
 
 async def interleaved(runs: int, variants: dict[str, Callable[[], Awaitable[float]]]) -> dict[str, list[float]]:
@@ -216,10 +87,6 @@ async def bounded_gather(limit: int, coros: list[Awaitable[Any]]) -> list[Any]:
             return await coro
 
     return await asyncio.gather(*(one(c) for c in coros))
-
-
-def sagas_at(plan: Plan, concurrency: int) -> int:
-    return max(20, min(3 * concurrency, plan.throughput_sagas))
 
 
 class Bench:
@@ -722,69 +589,6 @@ def floor_ratios(floor: dict[str, Any]) -> dict[str, float]:
         f"floor_empty_throughput_{c}": ratio(load[FLOOR_EMPTY]["sagas_per_s"], load[BASELINE]["sagas_per_s"]),
         f"floor_local_throughput_{c}": ratio(load[FLOOR_LOCAL]["sagas_per_s"], load[BASELINE]["sagas_per_s"]),
     }
-
-
-def merge_loads(loads: list[dict[str, float]]) -> dict[str, float]:
-    sagas = sum(x["sagas"] for x in loads)
-    seconds = sum(x["seconds"] for x in loads)
-    out = {"sagas": sagas, "seconds": seconds, "sagas_per_s": sagas / seconds}
-    for key in loads[0]:
-        if key.endswith("_per_saga") or key in ("p50_ms", "mean_ms"):
-            out[key] = sum(x[key] * x["sagas"] for x in loads) / sagas  # p50: mean of the halves' medians
-        elif key.endswith("_cores"):
-            out[key] = sum(x[key] * x["seconds"] for x in loads) / seconds
-    out["worker_peak_rss_mib"] = max(x["worker_peak_rss_mib"] for x in loads)
-    return out
-
-
-async def unwind_ms(client: Client, workflow_id: str) -> float:
-    """From the failed booking to the workflow's close, on the server's clock."""
-    events = (await client.get_workflow_handle(workflow_id).fetch_history()).events
-    failed = next(e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED)
-    return float((events[-1].event_time.ToDatetime() - failed.event_time.ToDatetime()).total_seconds() * 1000)
-
-
-def time_split(events: Any) -> dict[str, float]:
-    """Split a saga's server-side time: workflow tasks (scheduled to completed,
-    i.e. waiting for and running workflow code) against activities in flight."""
-    t0 = events[0].event_time.ToDatetime()
-
-    def ms(event: Any) -> float:
-        return float((event.event_time.ToDatetime() - t0).total_seconds() * 1000)
-
-    wft_ms, wfts, scheduled_at = 0.0, 0, None
-    activity_spans: dict[int, float] = {}
-    spans: list[tuple[float, float]] = []
-    for event in events:
-        kind = EventType.Name(event.event_type)
-        if kind == "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED":
-            scheduled_at = ms(event)
-        elif kind == "EVENT_TYPE_WORKFLOW_TASK_COMPLETED" and scheduled_at is not None:
-            wft_ms += ms(event) - scheduled_at
-            wfts += 1
-        elif kind == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED":
-            activity_spans[event.event_id] = ms(event)
-        elif kind in ("EVENT_TYPE_ACTIVITY_TASK_COMPLETED", "EVENT_TYPE_ACTIVITY_TASK_FAILED"):
-            attrs = (
-                event.activity_task_completed_event_attributes
-                if kind.endswith("COMPLETED")
-                else event.activity_task_failed_event_attributes
-            )
-            spans.append((activity_spans.pop(attrs.scheduled_event_id), ms(event)))
-    busy, end = 0.0, 0.0  # union of activity intervals: time with any activity in flight
-    for start, stop in sorted(spans):
-        busy += max(0.0, stop - max(start, end))
-        end = max(end, stop)
-    return {
-        "workflow_tasks": wfts,
-        "workflow_task_ms": wft_ms,
-        "activities_in_flight_ms": busy,
-        "history_ms": ms(events[-1]),
-    }
-
-
-def ratio(ours: float, baseline: float) -> float:
-    return ours / baseline if baseline else float("nan")
 
 
 def machine() -> dict[str, Any]:

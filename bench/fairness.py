@@ -25,8 +25,11 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.common import Priority
 
-from bench.__main__ import bounded_gather, log, pct, request, settle, unwind_ms
+from bench.__main__ import bounded_gather, log
+from bench.histories import unwind_ms
+from bench.sides import request, settle
 from bench.stack import Stack
+from bench.stats import pct
 from trip.models import Mode, Scenario
 from wiring.client import new_workflow_id
 from wiring.codec import data_converter
