@@ -29,16 +29,16 @@ import httpx
 from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio.api.common.v1 import Priority as PriorityProto
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import EventType, TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflow.v1 import WorkflowExecutionOptions
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, UpdateWorkflowExecutionOptionsRequest
+from temporalio.api.workflowservice.v1 import UpdateWorkflowExecutionOptionsRequest
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from activities import BookingActivities, make_http_client
+from bench.harness import Harness, bounded_gather, interleaved, log
 from bench.histories import time_split, unwind_ms
-from bench.plan import FULL, QUICK, Plan, sagas_at
+from bench.plan import FULL, QUICK, Plan
 from bench.report import write_outputs
 from bench.sides import (
     BASELINE,
@@ -54,7 +54,7 @@ from bench.sides import (
     settle,
     start_side,
 )
-from bench.stack import ROOT, RssSampler, Stack, cpu_seconds
+from bench.stack import ROOT, RssSampler, Stack
 from bench.stats import merge_loads, pct, ratio, summary
 from trip import UPDATE_HOLDS
 from trip.forms import demo_trip
@@ -66,34 +66,9 @@ from wiring.worker import build_worker
 from workflows.booking import BookingWorkflow
 
 
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-async def interleaved(runs: int, variants: dict[str, Callable[[], Awaitable[float]]]) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {name: [] for name in variants}
-    for i in range(runs):
-        names = list(variants) if i % 2 == 0 else list(reversed(variants))  # ABBA against drift
-        for name in names:
-            out[name].append(await variants[name]())
-    return out
-
-
-async def bounded_gather(limit: int, coros: list[Awaitable[Any]]) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def one(coro: Awaitable[Any]) -> Any:
-        async with gate:
-            return await coro
-
-    return await asyncio.gather(*(one(c) for c in coros))
-
-
-class Bench:
+class Bench(Harness):
     def __init__(self, plan: Plan, stack: Stack, client: Client) -> None:
-        self.plan = plan
-        self.stack = stack
-        self.client = client
+        super().__init__(plan, stack, client)
         self.ids: dict[str, list[str]] = {side: [] for side in SIDES}
 
     async def latency(self, scenario: Scenario, runs: int) -> dict[str, dict[str, Any]]:
@@ -148,68 +123,6 @@ class Bench:
             "cores": cores,
         }
 
-    async def load(
-        self, side: str, sagas: int, concurrency: int, pids: dict[str, int], queue: str | None = None
-    ) -> dict[str, float]:
-        """Run ``sagas`` happy sagas, at most ``concurrency`` at once: rate, latency, and
-        CPU per saga of each process in ``pids`` (the first is the worker whose RSS is sampled)."""
-        latencies: list[float] = []
-
-        async def one() -> None:
-            seconds, _, _ = await one_saga(self.client, side, queue=queue)
-            latencies.append(seconds * 1000)
-
-        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        bench_before = sum(os.times()[:2])
-        with RssSampler(next(iter(pids.values()))) as rss:
-            started = time.perf_counter()
-            await bounded_gather(concurrency, [one() for _ in range(sagas)])
-            elapsed = time.perf_counter() - started
-        cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
-        cpu["bench"] = sum(os.times()[:2]) - bench_before
-        return {
-            "sagas": sagas,
-            "seconds": elapsed,
-            "sagas_per_s": sagas / elapsed,
-            "p50_ms": pct(latencies, 0.5),
-            "mean_ms": sum(latencies) / len(latencies),
-            **{f"{name}_cpu_ms_per_saga": seconds * 1000 / sagas for name, seconds in cpu.items()},
-            **{f"{name}_cpu_cores": seconds / elapsed for name, seconds in cpu.items()},
-            "worker_peak_rss_mib": rss.peak,
-        }
-
-    def side_pids(self, side: str) -> dict[str, int]:
-        return {"worker": self.stack.pid(WORKERS[side]), "server": self.stack.pid("temporal")}
-
-    async def throughput(self, concurrency: int, order: list[str]) -> dict[str, dict[str, float]]:
-        """Each side's sagas in two halves, A B B A, so that drift during the phase hits both."""
-        half = sagas_at(self.plan, concurrency) // 2
-        runs: dict[str, list[dict[str, float]]] = {name: [] for name in order}
-        for name in [*order, *reversed(order)]:
-            runs[name].append(await self.load(name, half, concurrency, self.side_pids(name)))
-        out = {name: merge_loads(loads) for name, loads in runs.items()}
-        for name, figures in out.items():
-            rate, p50 = figures["sagas_per_s"], figures["p50_ms"]
-            log(f"throughput c={concurrency} {name}: {rate:.1f} sagas/s, p50 {p50:.0f} ms")
-        return out
-
-    async def wait_for_pollers(self, queue: str, workers: int, timeout: float = 60) -> None:
-        """Until ``workers`` distinct worker processes poll ``queue`` for activities."""
-        deadline = time.monotonic() + timeout
-        while True:
-            response = await self.client.workflow_service.describe_task_queue(
-                DescribeTaskQueueRequest(
-                    namespace=self.client.namespace,
-                    task_queue=TaskQueue(name=queue),
-                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-                )
-            )
-            if len({p.identity for p in response.pollers}) >= workers:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{workers} workers never polled {queue}")
-            await asyncio.sleep(0.1)  # another process's state: no event to await
-
     async def scale(self) -> dict[str, Any]:
         """Throughput on one queue with one worker process, then two, then one (A B B A)."""
         queue = f"bench-scale-{uuid.uuid4().hex[:6]}"
@@ -242,15 +155,6 @@ class Bench:
             "ratio": two["sagas_per_s"] / one["sagas_per_s"],
             "load_average": os.getloadavg(),
         }
-
-    async def reservations_left(self, workflow_ids: list[str]) -> int:
-        """How many of these bookings still hold an active reservation."""
-        async with httpx.AsyncClient(base_url=self.stack.providers_url, timeout=10) as http:
-            left = 0
-            for workflow_id in workflow_ids:
-                rows = (await http.get("/reservations", params={"booking_id": workflow_id})).json()
-                left += any(r["status"] == "active" for r in rows)
-        return left
 
     async def history_cost(self, sample: int = 20) -> dict[str, dict[str, float]]:
         """Events, state transitions, and where a saga's time goes, from its history."""
@@ -313,16 +217,6 @@ class Bench:
             "closed_in_sample": closed,
             "provider_latency_ms": self.plan.inflight_latency_ms,
         }
-
-    async def wait_scheduled(self, workflow_id: str, timeout: float = 600) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            execution = await describe_execution(self.client, workflow_id)
-            if execution.pending_activities or execution.closed:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{workflow_id} never scheduled an activity")
-            await asyncio.sleep(0.2)  # the server's state: no event to await
 
     async def web_submit(self, ours_url: str, sample_url: str) -> dict[str, dict[str, Any]]:
         async with (

@@ -25,7 +25,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.common import Priority
 
-from bench.__main__ import bounded_gather, log
+from bench.harness import bounded_gather, log
 from bench.histories import unwind_ms
 from bench.sides import request, settle
 from bench.stack import Stack
