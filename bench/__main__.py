@@ -40,6 +40,7 @@ from bench.harness import Harness, bounded_gather, interleaved, log
 from bench.histories import time_split, unwind_ms
 from bench.plan import FULL, QUICK, Plan
 from bench.report import write_outputs
+from bench.scale import one_worker_against_two
 from bench.sides import (
     BASELINE,
     FLOOR_EMPTY,
@@ -121,39 +122,6 @@ class Bench(Harness):
             # The most empty workflows a second the server could run if it had every core of this machine.
             "server_bound_empty_per_s": cores * 1000 / empty["server_cpu_ms_per_saga"],
             "cores": cores,
-        }
-
-    async def scale(self) -> dict[str, Any]:
-        """Throughput on one queue with one worker process, then two, then one (A B B A)."""
-        queue = f"bench-scale-{uuid.uuid4().hex[:6]}"
-        self.stack.start_worker("worker-scale-1", queue)
-        await self.wait_for_pollers(queue, 1)
-        await one_saga(self.client, OURS, queue=queue)  # warm
-        runs: dict[int, list[dict[str, float]]] = {1: [], 2: []}
-        try:
-            for workers in (1, 2, 2, 1):
-                if workers == 2 and "worker-scale-2" not in self.stack.procs:
-                    self.stack.start_worker("worker-scale-2", queue)
-                    await self.wait_for_pollers(queue, 2)
-                    await one_saga(self.client, OURS, queue=queue)
-                if workers == 1 and "worker-scale-2" in self.stack.procs:
-                    self.stack.stop_one("worker-scale-2")
-                pids = {f"worker_{i}": self.stack.pid(f"worker-scale-{i}") for i in range(1, workers + 1)}
-                pids["server"] = self.stack.pid("temporal")
-                half = self.plan.scale_sagas // 2
-                runs[workers].append(await self.load(OURS, half, self.plan.scale_concurrency, pids, queue=queue))
-        finally:
-            for name in ("worker-scale-2", "worker-scale-1"):
-                if name in self.stack.procs:
-                    self.stack.stop_one(name)
-        one, two = merge_loads(runs[1]), merge_loads(runs[2])
-        log(f"scale: 1 worker {one['sagas_per_s']:.1f} sagas/s, 2 workers {two['sagas_per_s']:.1f} sagas/s")
-        return {
-            "concurrency": self.plan.scale_concurrency,
-            "one_worker": one,
-            "two_workers": two,
-            "ratio": two["sagas_per_s"] / one["sagas_per_s"],
-            "load_average": os.getloadavg(),
         }
 
     async def history_cost(self, sample: int = 20) -> dict[str, dict[str, float]]:
@@ -540,7 +508,7 @@ async def run(plan: Plan, quick: bool) -> dict[str, Any]:
         log(f"floor: an empty workflow and three local activities against the baseline (throughput at {c_floor})")
         floor = await bench.floor(c_floor)
         log("scale: one worker process against two on one queue")
-        scale = await bench.scale()
+        scale = await one_worker_against_two(bench)
         log(f"rollback under a backlog of {plan.backlog} bookings")
         backlog = await bench.rollback_under_backlog()
         log(f"web: submit→redirect vs a request that waits, {plan.web_runs} runs")
