@@ -14,13 +14,12 @@ import asyncio
 import json
 import os
 import platform
-import re
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -51,8 +50,8 @@ from bench.sides import (
 )
 from bench.stack import ROOT, RssSampler, Stack
 from bench.stats import merge_loads, pct, ratio, summary
+from bench.web_submit import web_submit
 from trip import UPDATE_HOLDS
-from trip.forms import demo_trip
 from trip.models import Mode, Scenario
 from trip.status import BookingStatus
 from wiring.client import describe_execution, new_workflow_id, start_booking
@@ -179,35 +178,6 @@ class Bench(Harness):
             "closed_in_sample": closed,
             "provider_latency_ms": self.plan.inflight_latency_ms,
         }
-
-    async def web_submit(self, ours_url: str, sample_url: str) -> dict[str, dict[str, Any]]:
-        async with (
-            httpx.AsyncClient(base_url=ours_url, timeout=60) as ours,
-            httpx.AsyncClient(base_url=sample_url, timeout=120) as sample,
-        ):
-
-            async def submit() -> float:
-                page = (await ours.get("/")).text
-                tokens = {
-                    n: re.search(rf'name="{n}" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-                    for n in ("csrf_token", "form_token")
-                }
-                data = {**demo_trip(date.today()), **tokens}
-                started = time.perf_counter()
-                response = await ours.post("/bookings", data=data)
-                elapsed = time.perf_counter() - started
-                assert response.status_code == 303, response.text
-                return elapsed * 1000
-
-            async def blocking() -> float:
-                started = time.perf_counter()
-                response = await sample.post("/book")
-                elapsed = time.perf_counter() - started
-                assert response.status_code == 200 and response.json()["status"] == "completed", response.text
-                return elapsed * 1000
-
-            samples = await interleaved(self.plan.web_runs, {OURS: submit, BASELINE: blocking})
-        return {name: {**summary(values), "samples_ms": values} for name, values in samples.items()}
 
     async def form_start(self) -> dict[str, Any]:
         """What the form's submit could wait for, client side, on our worker (item 5 of issue 13):
@@ -412,7 +382,7 @@ async def run(plan: Plan, quick: bool) -> dict[str, Any]:
         log(f"rollback under a backlog of {plan.backlog} bookings")
         backlog = await rollback_under_backlog(bench)
         log(f"web: submit→redirect vs a request that waits, {plan.web_runs} runs")
-        web = await bench.web_submit(web_url, sample_url)
+        web = await web_submit(bench, web_url, sample_url)
         log(f"form start: start vs Update-with-Start vs start+result, {plan.form_runs} runs")
         form = await bench.form_start()
         if plan.optimisations:
