@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from temporalio.client import Client, WithStartWorkflowOperation
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.client import Client
 
 from activities import BookingActivities, make_http_client
 from bench.backlog import rollback_under_backlog
+from bench.form_start import form_start
 from bench.harness import Harness, bounded_gather, interleaved, log
 from bench.histories import time_split
 from bench.plan import FULL, QUICK, Plan
@@ -45,19 +45,15 @@ from bench.sides import (
     SIDES,
     WORKERS,
     one_saga,
-    request,
     start_side,
 )
 from bench.stack import ROOT, RssSampler, Stack
 from bench.stats import merge_loads, pct, ratio, summary
 from bench.web_submit import web_submit
-from trip import UPDATE_HOLDS
-from trip.models import Mode, Scenario
-from trip.status import BookingStatus
-from wiring.client import describe_execution, new_workflow_id, start_booking
+from trip.models import Scenario
+from wiring.client import describe_execution
 from wiring.codec import data_converter
 from wiring.worker import build_worker
-from workflows.booking import BookingWorkflow
 
 
 class Bench(Harness):
@@ -178,44 +174,6 @@ class Bench(Harness):
             "closed_in_sample": closed,
             "provider_latency_ms": self.plan.inflight_latency_ms,
         }
-
-    async def form_start(self) -> dict[str, Any]:
-        """What the form's submit could wait for, client side, on our worker (item 5 of issue 13):
-        ``start`` (what it does: the start is accepted), ``update_with_start`` (Update-with-Start
-        of the ``holds`` update: the bookings are held or the unwind has begun) and
-        ``start_then_result`` (start, then wait for the workflow's result)."""
-
-        async def start() -> float:
-            began = time.perf_counter()
-            await start_booking(self.client, request(Mode.PARALLEL), task_queue=QUEUES[OURS])
-            return (time.perf_counter() - began) * 1000
-
-        async def update_with_start() -> float:
-            req = request(Mode.PARALLEL)
-            began = time.perf_counter()
-            operation = WithStartWorkflowOperation(
-                BookingWorkflow.run,
-                req,
-                id=new_workflow_id(),
-                task_queue=QUEUES[OURS],
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-            status = await self.client.execute_update_with_start_workflow(
-                UPDATE_HOLDS, start_workflow_operation=operation, result_type=BookingStatus
-            )
-            assert len(status.confirmations) == 3, status
-            return (time.perf_counter() - began) * 1000
-
-        async def start_then_result() -> float:
-            seconds, _, _ = await one_saga(self.client, OURS)
-            return seconds * 1000
-
-        samples = await interleaved(
-            self.plan.form_runs,
-            {"start": start, "update_with_start": update_with_start, "start_then_result": start_then_result},
-        )
-        return {name: {**summary(values), "samples_ms": values} for name, values in samples.items()}
 
     async def eager_start(self) -> dict[str, Any]:
         # Eager start hands the first workflow task to a worker in the starting
@@ -384,7 +342,7 @@ async def run(plan: Plan, quick: bool) -> dict[str, Any]:
         log(f"web: submit→redirect vs a request that waits, {plan.web_runs} runs")
         web = await web_submit(bench, web_url, sample_url)
         log(f"form start: start vs Update-with-Start vs start+result, {plan.form_runs} runs")
-        form = await bench.form_start()
+        form = await form_start(bench)
         if plan.optimisations:
             log("optimisations: eager start, shared HTTP client, workflow cache, sandbox, pollers")
             optimisations = {
