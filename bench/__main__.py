@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import platform
 import sys
 import time
@@ -29,6 +28,7 @@ from temporalio.client import Client
 
 from activities import BookingActivities, make_http_client
 from bench.backlog import rollback_under_backlog
+from bench.floor_phase import against_the_floor, floor_ratios
 from bench.form_start import form_start
 from bench.harness import Harness, bounded_gather, interleaved, log
 from bench.histories import time_split
@@ -37,8 +37,6 @@ from bench.report import write_outputs
 from bench.scale import one_worker_against_two
 from bench.sides import (
     BASELINE,
-    FLOOR_EMPTY,
-    FLOOR_LOCAL,
     OURS,
     QUEUES,
     SEQUENTIAL,
@@ -72,46 +70,6 @@ class Bench(Harness):
 
         samples = await interleaved(runs, {side: variant(side) for side in SIDES})
         return {side: {**summary(values), "samples_ms": values} for side, values in samples.items()}
-
-    async def floor(self, concurrency: int) -> dict[str, Any]:
-        """The physical floor (``bench.floor``) against the baseline, in one phase: latency
-        (happy), time to consistent (flight-sold-out) and throughput at ``concurrency``,
-        each interleaved (A B C D D C B A) with the seed-style baseline and ours."""
-
-        def variant(side: str, scenario: Scenario, ids: list[str]) -> Callable[[], Awaitable[float]]:
-            async def run() -> float:
-                seconds, workflow_id, _ = await one_saga(self.client, side, scenario)
-                ids.append(workflow_id)
-                return seconds * 1000
-
-            return run
-
-        ids: dict[str, list[str]] = {s: [] for s in (BASELINE, OURS, FLOOR_EMPTY, FLOOR_LOCAL)}
-        happy = await interleaved(self.plan.latency_runs, {s: variant(s, Scenario.HAPPY, ids[s]) for s in ids})
-        sold_out_ids: dict[str, list[str]] = {s: [] for s in (BASELINE, OURS, FLOOR_LOCAL)}
-        sold_out = await interleaved(
-            self.plan.consistent_runs,
-            {s: variant(s, Scenario.FLIGHT_SOLD_OUT, sold_out_ids[s]) for s in sold_out_ids},
-        )
-        workflow_tasks = {}
-        for side, side_ids in ids.items():
-            histories = [await self.client.get_workflow_handle(w).fetch_history() for w in side_ids[-5:]]
-            tasks = [time_split(h.events) for h in histories]
-            workflow_tasks[side] = sum(t["workflow_tasks"] for t in tasks) / len(tasks)
-        load = await self.throughput(concurrency, [BASELINE, FLOOR_EMPTY, FLOOR_LOCAL])
-        empty = load[FLOOR_EMPTY]
-        cores = len(os.sched_getaffinity(0))
-        return {
-            "latency_ms": {s: {**summary(v), "samples_ms": v} for s, v in happy.items()},
-            "time_to_consistent_ms": {s: {**summary(v), "samples_ms": v} for s, v in sold_out.items()},
-            "workflow_tasks": workflow_tasks,
-            "reservations_left": await self.reservations_left(sold_out_ids[FLOOR_LOCAL]),
-            "concurrency": concurrency,
-            "throughput": load,
-            # The most empty workflows a second the server could run if it had every core of this machine.
-            "server_bound_empty_per_s": cores * 1000 / empty["server_cpu_ms_per_saga"],
-            "cores": cores,
-        }
 
     async def history_cost(self, sample: int = 20) -> dict[str, dict[str, float]]:
         """Events, state transitions, and where a saga's time goes, from its history."""
@@ -265,22 +223,6 @@ class Bench(Harness):
         }
 
 
-def floor_ratios(floor: dict[str, Any]) -> dict[str, float]:
-    """The floor against the baseline of the same phase: what no design can beat here."""
-    lat, ttc, load = floor["latency_ms"], floor["time_to_consistent_ms"], floor["throughput"]
-    c = floor["concurrency"]
-    return {
-        "floor_empty_p50_latency": ratio(lat[FLOOR_EMPTY]["p50"], lat[BASELINE]["p50"]),
-        "floor_local_p50_latency": ratio(lat[FLOOR_LOCAL]["p50"], lat[BASELINE]["p50"]),
-        "floor_ours_p50_latency": ratio(lat[OURS]["p50"], lat[BASELINE]["p50"]),
-        # A rollback cannot end sooner than a workflow that does nothing.
-        "floor_empty_p50_time_to_consistent": ratio(lat[FLOOR_EMPTY]["p50"], ttc[BASELINE]["p50"]),
-        "floor_local_p50_time_to_consistent": ratio(ttc[FLOOR_LOCAL]["p50"], ttc[BASELINE]["p50"]),
-        f"floor_empty_throughput_{c}": ratio(load[FLOOR_EMPTY]["sagas_per_s"], load[BASELINE]["sagas_per_s"]),
-        f"floor_local_throughput_{c}": ratio(load[FLOOR_LOCAL]["sagas_per_s"], load[BASELINE]["sagas_per_s"]),
-    }
-
-
 def machine() -> dict[str, Any]:
     model = next(
         (
@@ -334,7 +276,7 @@ async def run(plan: Plan, quick: bool) -> dict[str, Any]:
             throughput[c] = await bench.throughput(c, order)
         c_floor = 100 if 100 in plan.concurrency else plan.concurrency[-1]
         log(f"floor: an empty workflow and three local activities against the baseline (throughput at {c_floor})")
-        floor = await bench.floor(c_floor)
+        floor = await against_the_floor(bench, c_floor)
         log("scale: one worker process against two on one queue")
         scale = await one_worker_against_two(bench)
         log(f"rollback under a backlog of {plan.backlog} bookings")
