@@ -30,8 +30,9 @@ from activities import BookingActivities, make_http_client
 from bench.backlog import rollback_under_backlog
 from bench.floor_phase import against_the_floor, floor_ratios
 from bench.form_start import form_start
-from bench.harness import Harness, bounded_gather, interleaved, log
+from bench.harness import Harness, interleaved, log
 from bench.histories import time_split
+from bench.memory import peak_rss_in_flight
 from bench.plan import FULL, QUICK, Plan
 from bench.report import write_outputs
 from bench.scale import one_worker_against_two
@@ -43,13 +44,11 @@ from bench.sides import (
     SIDES,
     WORKERS,
     one_saga,
-    start_side,
 )
-from bench.stack import ROOT, RssSampler, Stack
+from bench.stack import ROOT, Stack
 from bench.stats import merge_loads, pct, ratio, summary
 from bench.web_submit import web_submit
 from trip.models import Scenario
-from wiring.client import describe_execution
 from wiring.codec import data_converter
 from wiring.worker import build_worker
 
@@ -89,49 +88,6 @@ class Bench(Harness):
                 )
             out[name] = {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]} | {"sampled": len(rows)}
         return out
-
-    async def in_flight(self, side: str, count: int, flags: list[str]) -> dict[str, Any]:
-        """Peak RSS of a fresh worker (``flags``) with ``count`` slow sagas open at once.
-
-        The sagas are started as fast as the server takes them; the window
-        closes ``inflight_hold_s`` after the last one has had its first
-        workflow task (its bookings are scheduled), so every one of them has
-        passed through the worker. They are left open: the worker is stopped
-        and its queue is never polled again, so they cost the later phases
-        nothing; this phase runs last.
-        """
-        queue = f"bench-memory-{uuid.uuid4().hex[:6]}"
-        name = f"memory-{side}-{uuid.uuid4().hex[:4]}"
-        if side == BASELINE:
-            self.stack.start_seed_worker(name, queue)
-        else:
-            self.stack.start_worker(name, queue, *flags)
-        try:
-            await self.wait_for_pollers(queue, 1)
-            with RssSampler(self.stack.pid(name)) as sampler:
-                started = time.perf_counter()
-                handles = await bounded_gather(
-                    100, [start_side(self.client, side, Scenario.SLOW, queue=queue) for _ in range(count)]
-                )
-                start_seconds = time.perf_counter() - started
-                for handle in handles[-10:]:  # started last: scheduled last
-                    await self.wait_scheduled(handle.id)
-                seen_seconds = time.perf_counter() - started
-                await asyncio.sleep(self.plan.inflight_hold_s)  # the sampling window itself, not a wait for state
-                sampled = handles[:: max(1, count // 50)]
-                closed = sum([(await describe_execution(self.client, h.id)).closed for h in sampled])
-        finally:
-            self.stack.stop_one(name)
-        log(f"memory on {name} {flags}: peak RSS {sampler.peak:.1f} MiB with {count} in flight")
-        return {
-            "sagas": count,
-            "flags": flags,
-            "peak_rss_mib": sampler.peak,
-            "start_all_seconds": start_seconds,
-            "all_scheduled_seconds": seen_seconds,
-            "closed_in_sample": closed,
-            "provider_latency_ms": self.plan.inflight_latency_ms,
-        }
 
     async def eager_start(self) -> dict[str, Any]:
         # Eager start hands the first workflow task to a worker in the starting
@@ -299,19 +255,21 @@ async def run(plan: Plan, quick: bool) -> dict[str, Any]:
         # Memory last: each phase leaves its sagas open on a queue nobody polls.
         log(f"memory: {plan.inflight} slow sagas in flight on fresh workers")
         memory = {
-            BASELINE: await bench.in_flight(BASELINE, plan.inflight, []),
-            OURS: await bench.in_flight(OURS, plan.inflight, []),
+            BASELINE: await peak_rss_in_flight(bench, BASELINE, plan.inflight, []),
+            OURS: await peak_rss_in_flight(bench, OURS, plan.inflight, []),
         }
         if plan.optimisations:
-            memory["cache_5000"] = await bench.in_flight(OURS, plan.inflight, ["--max-cached-workflows", "5000"])
+            memory["cache_5000"] = await peak_rss_in_flight(
+                bench, OURS, plan.inflight, ["--max-cached-workflows", "5000"]
+            )
         if plan.optimisations and plan.variant_inflight:
             n = plan.variant_inflight
-            shipped = await bench.in_flight(OURS, n, [])
+            shipped = await peak_rss_in_flight(bench, OURS, n, [])
             for name, flags in {
                 "poller_autoscaling_memory": ["--poller-autoscaling"],
                 "activity_slots_200_memory": ["--max-concurrent-activities", "200"],
             }.items():
-                variant = await bench.in_flight(OURS, n, flags)
+                variant = await peak_rss_in_flight(bench, OURS, n, flags)
                 optimisations[name] = {
                     "flags": flags,
                     "variant": variant,
