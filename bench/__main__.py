@@ -15,7 +15,6 @@ import json
 import platform
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -26,13 +25,13 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from activities import BookingActivities, make_http_client
 from bench.backlog import rollback_under_backlog
 from bench.floor_phase import against_the_floor, floor_ratios
 from bench.form_start import form_start
 from bench.harness import Harness, interleaved, log
 from bench.histories import time_split
 from bench.memory import peak_rss_in_flight
+from bench.optimisations import eager_start, shared_http_client, worker_variant
 from bench.plan import FULL, QUICK, Plan
 from bench.report import write_outputs
 from bench.scale import one_worker_against_two
@@ -46,11 +45,10 @@ from bench.sides import (
     one_saga,
 )
 from bench.stack import ROOT, Stack
-from bench.stats import merge_loads, pct, ratio, summary
+from bench.stats import ratio, summary
 from bench.web_submit import web_submit
 from trip.models import Scenario
 from wiring.codec import data_converter
-from wiring.worker import build_worker
 
 
 class Bench(Harness):
@@ -88,95 +86,6 @@ class Bench(Harness):
                 )
             out[name] = {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]} | {"sampled": len(rows)}
         return out
-
-    async def eager_start(self) -> dict[str, Any]:
-        # Eager start hands the first workflow task to a worker in the starting
-        # process, so this experiment runs an in-process worker.
-        queue = f"bench-eager-{uuid.uuid4().hex[:6]}"
-        used = []
-        async with (
-            make_http_client(self.stack.providers_url) as http,
-            build_worker(self.client, BookingActivities(http), task_queue=queue),
-        ):
-
-            def variant(eager: bool) -> Callable[[], Awaitable[float]]:
-                async def run() -> float:
-                    seconds, _, was_eager = await one_saga(self.client, OURS, queue=queue, eager=eager)
-                    if eager:
-                        used.append(was_eager)
-                    return seconds * 1000
-
-                return run
-
-            await one_saga(self.client, OURS, queue=queue)  # warm the in-process worker
-            samples = await interleaved(self.plan.eager_runs, {"eager": variant(True), "normal": variant(False)})
-        return {
-            "eager_p50_ms": pct(samples["eager"], 0.5),
-            "normal_p50_ms": pct(samples["normal"], 0.5),
-            "ratio": pct(samples["eager"], 0.5) / pct(samples["normal"], 0.5),
-            "eagerly_started": sum(used),
-            "runs": len(used),
-        }
-
-    async def shared_http_client(self) -> dict[str, Any]:
-        async def call(client: httpx.AsyncClient) -> None:
-            key = uuid.uuid4().hex
-            response = await client.post(
-                "/car/reservations",
-                json={
-                    "booking_id": key,
-                    "idempotency_key": key,
-                    "traveller": {"name": "Bench", "email": "b@ex.io"},
-                    "details": {"city": "Lisbon", "pickup": "2030-01-01", "dropoff": "2030-01-02"},
-                },
-            )
-            response.raise_for_status()
-
-        async with make_http_client(self.stack.providers_url) as shared:
-
-            async def reuse() -> float:
-                started = time.perf_counter()
-                await call(shared)
-                return (time.perf_counter() - started) * 1000
-
-            async def fresh() -> float:
-                started = time.perf_counter()
-                async with make_http_client(self.stack.providers_url) as client:
-                    await call(client)
-                return (time.perf_counter() - started) * 1000
-
-            samples = await interleaved(self.plan.http_calls, {"shared": reuse, "per_call": fresh})
-        return {
-            "shared_p50_ms": pct(samples["shared"], 0.5),
-            "per_call_p50_ms": pct(samples["per_call"], 0.5),
-            "ratio": pct(samples["shared"], 0.5) / pct(samples["per_call"], 0.5),
-        }
-
-    async def worker_variant(self, flags: list[str]) -> dict[str, Any]:
-        """Parallel sagas on a worker started with ``flags`` against our shipped worker."""
-        queue = f"bench-variant-{uuid.uuid4().hex[:6]}"
-        self.stack.start_worker("worker-variant", queue, *flags)
-        try:
-            await self.wait_for_pollers(queue, 1)
-            await one_saga(self.client, OURS, queue=queue)  # warm
-            n = max(10, self.plan.throughput_sagas // 8)
-            runs: dict[str, list[dict[str, float]]] = {"variant": [], "shipped": []}
-            for side in ("variant", "shipped", "shipped", "variant"):  # ABBA against drift
-                if side == "variant":
-                    pids = {"worker": self.stack.pid("worker-variant"), "server": self.stack.pid("temporal")}
-                    runs[side].append(await self.load(OURS, n, 50, pids, queue=queue))
-                else:
-                    runs[side].append(await self.load(OURS, n, 50, self.side_pids(OURS)))
-            variant, shipped = (merge_loads(runs[side]) for side in ("variant", "shipped"))
-        finally:
-            self.stack.stop_one("worker-variant")
-        return {
-            "flags": flags,
-            "variant": variant,
-            "shipped": shipped,
-            "ratio_throughput": shipped["sagas_per_s"] / variant["sagas_per_s"],
-            "ratio_worker_cpu": shipped["worker_cpu_ms_per_saga"] / variant["worker_cpu_ms_per_saga"],
-        }
 
 
 def machine() -> dict[str, Any]:
@@ -244,11 +153,11 @@ async def run(plan: Plan, quick: bool) -> dict[str, Any]:
         if plan.optimisations:
             log("optimisations: eager start, shared HTTP client, workflow cache, sandbox, pollers")
             optimisations = {
-                "eager_start": await bench.eager_start(),
-                "shared_http_client": await bench.shared_http_client(),
-                "shared_module_sandbox": await bench.worker_variant(["--strict-sandbox"]),
-                "workflow_cache": await bench.worker_variant(["--max-cached-workflows", "0"]),
-                "poller_autoscaling": await bench.worker_variant(["--poller-autoscaling"]),
+                "eager_start": await eager_start(bench),
+                "shared_http_client": await shared_http_client(bench),
+                "shared_module_sandbox": await worker_variant(bench, ["--strict-sandbox"]),
+                "workflow_cache": await worker_variant(bench, ["--max-cached-workflows", "0"]),
+                "poller_autoscaling": await worker_variant(bench, ["--poller-autoscaling"]),
             }
         async with httpx.AsyncClient(base_url=stack.providers_url, timeout=10) as http:
             providers = (await http.get("/stats")).json()
