@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from bench.harness import Harness, bounded_gather, log
-from bench.sides import BASELINE, start_side
+from bench.sides import BASELINE, OURS, start_side
 from bench.stack import RssSampler
 from trip.models import Scenario
 from wiring.client import describe_execution
@@ -60,3 +60,16 @@ async def peak_rss_in_flight(h: Harness, side: str, count: int, flags: list[str]
         "closed_in_sample": closed,
         "provider_latency_ms": h.plan.inflight_latency_ms,
     }
+
+
+async def memory_phase(h: Harness) -> dict[str, dict[str, Any]]:
+    """The baseline's worker and ours with ``plan.inflight`` slow sagas each; in a full run
+    also ours with a cache large enough to keep every one of them."""
+    log(f"memory: {h.plan.inflight} slow sagas in flight on fresh workers")
+    memory = {
+        BASELINE: await peak_rss_in_flight(h, BASELINE, h.plan.inflight, []),
+        OURS: await peak_rss_in_flight(h, OURS, h.plan.inflight, []),
+    }
+    if h.plan.optimisations:
+        memory["cache_5000"] = await peak_rss_in_flight(h, OURS, h.plan.inflight, ["--max-cached-workflows", "5000"])
+    return memory

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 
 from activities import BookingActivities, make_http_client
-from bench.harness import Harness, interleaved
+from bench.harness import Harness, interleaved, log
+from bench.memory import peak_rss_in_flight
 from bench.sides import OURS, one_saga
 from bench.stats import merge_loads, pct
 from wiring.worker import build_worker
@@ -112,3 +113,34 @@ async def worker_variant(h: Harness, flags: list[str]) -> dict[str, Any]:
         "ratio_throughput": shipped["sagas_per_s"] / variant["sagas_per_s"],
         "ratio_worker_cpu": shipped["worker_cpu_ms_per_saga"] / variant["worker_cpu_ms_per_saga"],
     }
+
+
+async def optimisations(h: Harness) -> dict[str, Any]:
+    log("optimisations: eager start, shared HTTP client, workflow cache, sandbox, pollers")
+    return {
+        "eager_start": await eager_start(h),
+        "shared_http_client": await shared_http_client(h),
+        "shared_module_sandbox": await worker_variant(h, ["--strict-sandbox"]),
+        "workflow_cache": await worker_variant(h, ["--max-cached-workflows", "0"]),
+        "poller_autoscaling": await worker_variant(h, ["--poller-autoscaling"]),
+    }
+
+
+async def memory_variants(h: Harness) -> dict[str, Any]:
+    """Peak RSS of worker variants against the shipped worker, ``plan.variant_inflight`` slow
+    sagas each; with the memory phase, after every other phase."""
+    n = h.plan.variant_inflight
+    shipped = await peak_rss_in_flight(h, OURS, n, [])
+    out = {}
+    for name, flags in {
+        "poller_autoscaling_memory": ["--poller-autoscaling"],
+        "activity_slots_200_memory": ["--max-concurrent-activities", "200"],
+    }.items():
+        variant = await peak_rss_in_flight(h, OURS, n, flags)
+        out[name] = {
+            "flags": flags,
+            "variant": variant,
+            "shipped": shipped,
+            "delta_peak_rss_mib": variant["peak_rss_mib"] - shipped["peak_rss_mib"],
+        }
+    return out
