@@ -80,7 +80,7 @@ async def rollback_under_backlog(h: Harness) -> dict[str, Any]:
                 idle[name].append(ms)
                 idle_unwind[name].append(unwound)
         handles = await bounded_gather(200, [start_side(h.client, OURS) for _ in range(h.plan.backlog)])
-        results = [asyncio.ensure_future(settle(h)) for h in handles]
+        results = [asyncio.ensure_future(settle(handle)) for handle in handles]
         pending_at_start.append(sum(not r.done() for r in results))
         for name, (ms, unwound) in (await together()).items():
             loaded[name].append(ms)

@@ -42,7 +42,7 @@ async def against_the_floor(h: Harness, concurrency: int) -> dict[str, Any]:
     workflow_tasks = {}
     for side, side_ids in ids.items():
         histories = [await h.client.get_workflow_handle(w).fetch_history() for w in side_ids[-5:]]
-        tasks = [time_split(h.events) for h in histories]
+        tasks = [time_split(history.events) for history in histories]
         workflow_tasks[side] = sum(t["workflow_tasks"] for t in tasks) / len(tasks)
     load = await h.throughput(concurrency, [BASELINE, FLOOR_EMPTY, FLOOR_LOCAL])
     empty = load[FLOOR_EMPTY]

@@ -47,7 +47,7 @@ async def peak_rss_in_flight(h: Harness, side: str, count: int, flags: list[str]
             seen_seconds = time.perf_counter() - started
             await asyncio.sleep(h.plan.inflight_hold_s)  # the sampling window itself, not a wait for state
             sampled = handles[:: max(1, count // 50)]
-            closed = sum([(await describe_execution(h.client, h.id)).closed for h in sampled])
+            closed = sum([(await describe_execution(h.client, handle.id)).closed for handle in sampled])
     finally:
         h.stack.stop_one(name)
     log(f"memory on {name} {flags}: peak RSS {sampler.peak:.1f} MiB with {count} in flight")
