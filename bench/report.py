@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-BASELINE, SEQUENTIAL, OURS = "baseline", "sequential", "ours"
+from bench.plot import plot
+from bench.sides import BASELINE, FLOOR_EMPTY, FLOOR_LOCAL, OURS, SEQUENTIAL
+
 KEPT_START = "<!-- hand-written, kept by bench/report.py -->"
 KEPT_END = "<!-- end of hand-written -->"
-COLOURS = {BASELINE: "#b54708", SEQUENTIAL: "#7a5af8", OURS: "#175cd3"}
-LABELS = {BASELINE: "baseline: seed-style", SEQUENTIAL: "ours, sequential mode", OURS: "ours: parallel"}
 
 
 def write_outputs(results: dict[str, Any], root: Path, *, quick: bool) -> list[Path]:
@@ -52,44 +52,6 @@ def kept(md: Path) -> str:
     return text[text.index(KEPT_START) : text.index(KEPT_END) + len(KEPT_END)]
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (cdf, lat, rate) = plt.subplots(1, 3, figsize=(15, 4.4))
-    for name in (BASELINE, SEQUENTIAL, OURS):
-        samples = sorted(results["latency_ms"][name]["samples_ms"])
-        fraction = [(i + 1) / len(samples) for i in range(len(samples))]
-        cdf.step(samples, fraction, where="post", color=COLOURS[name], label=LABELS[name])
-    cdf.set_xlabel("success latency, start to result (ms)")
-    cdf.set_ylabel("fraction of sagas")
-    cdf.set_title("Latency distribution, one at a time (happy)")
-    cdf.grid(alpha=0.3)
-    cdf.legend(loc="lower right")
-
-    levels = [int(c) for c in results["throughput"]]
-    for name in (BASELINE, OURS):
-        points = [results["throughput"][str(c)][name] for c in levels]
-        lat.plot(levels, [p["p50_ms"] for p in points], marker="o", color=COLOURS[name], label=LABELS[name])
-        rate.plot(levels, [p["sagas_per_s"] for p in points], marker="o", color=COLOURS[name], label=LABELS[name])
-    for axis, ylabel, title in (
-        (lat, "p50 start to result (ms)", "Latency against concurrency"),
-        (rate, "completed sagas per second", "Throughput against concurrency"),
-    ):
-        axis.set_xscale("log")
-        axis.set_xticks(levels, [str(c) for c in levels])
-        axis.set_xlabel("sagas in flight at once")
-        axis.set_ylabel(ylabel)
-        axis.set_title(title)
-        axis.grid(alpha=0.3)
-        axis.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def _f(value: float, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
@@ -97,9 +59,6 @@ def _f(value: float, digits: int = 1) -> str:
 def _cores(load: dict[str, float]) -> str:
     names = sorted(k.removesuffix("_cpu_cores") for k in load if k.endswith("_cpu_cores"))
     return ", ".join(f"{n.replace('_', ' ')} {load[n + '_cpu_cores']:.2f}" for n in names)
-
-
-FLOOR_EMPTY, FLOOR_LOCAL = "floor_empty", "floor_local"
 
 
 def _verdict(name: str, empty: float, local: float, target: float, *, at_most: bool) -> str:
