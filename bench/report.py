@@ -243,10 +243,33 @@ What the server offers, read in its source
 """
 
 
-def markdown(r: dict[str, Any], hand_written: str = "") -> str:
+def header(r: dict[str, Any]) -> str:
+    m, scale = r["machine"], r["scale"]
+    return f"""# Benchmarks
+
+Reproduce with `make bench` (about {int(r["bench_seconds"] // 60) + 1} minutes here; `make bench-quick` runs the same
+harness with small counts). Every figure below comes from one run, on {r["date"]}, on {m["cpu"]} with {m["cores"]}
+cores (Python {m["python"]}, temporalio {m["temporalio"]}, Temporal CLI {m["temporal_cli"]}). **The machine was
+shared** with other jobs (load average {scale["load_average"][0]:.1f} on {m["cores"]} cores during the scale phase),
+so absolute times are inflated and noisy; read the same-run ratios. Raw figures:
+[`bench/results/latest.json`](../bench/results/latest.json).
+
+**Baseline** is an independent workflow written the way the well-known sample writes a saga
+([`bench/seed_style.py`](../bench/seed_style.py)): sequential `execute_activity` calls, each undo's name appended to a
+list before its step, `except Exception` → undos in reverse → return a string, on a worker with the SDK's defaults
+(strict sandbox, five pollers). It calls our six activities by name against the same provider service. **Ours** is
+the booking workflow in `parallel` mode on the worker as we ship it; **ours, sequential** is the same workflow and
+worker in `sequential` mode, kept as a second comparison. All sides run in the same run, interleaved (ABBA) so that
+drift hits all of them. The benchmark starts its own in-memory dev server (with `DEV_SERVER_FLAGS`), provider
+service, workers and web apps, each its own process.
+
+![latency distribution, and latency and throughput against concurrency](benchmarks.png)"""
+
+
+def summary_table(r: dict[str, Any]) -> str:
+    """The first table: every side's headline figures and ours ÷ the baseline."""
     lat, ttc, mem, web = r["latency_ms"], r["time_to_consistent_ms"], r["memory"], r["web_ms"]
-    cost, ratios, opt = r["cost_per_saga"], r["ratios"], r["optimisations"]
-    scale, form = r["scale"], r["form_start_ms"]
+    cost, ratios = r["cost_per_saga"], r["ratios"]
     c_hi = r["throughput_concurrency"]
     rows = [
         ("p50 success latency (ms)", lat, "p50", ratios["p50_latency"], "≤ 0.25"),
@@ -283,58 +306,23 @@ def markdown(r: dict[str, Any], hand_written: str = "") -> str:
         f"| web: p50 submit→response (ms); baseline waits for the saga | {_f(web[BASELINE]['p50'])} | | "
         f"{_f(web[OURS]['p50'])} | {ratios['web_submit_p50']:.3f} | ≤ 0.1 |",
     ]
+    return "\n".join(table)
+
+
+def targets_section(r: dict[str, Any]) -> str:
     met = "\n".join(f"- {'met' if ok else '**missed**'}: {name}" for name, ok in r["targets"].items())
-    m = r["machine"]
-    one, two = scale["one_worker"], scale["two_workers"]
-    cache = mem["cache_5000"]
+    return f"""Targets (issue 13):
+
+{met}"""
+
+
+def why_above_the_floor(r: dict[str, Any]) -> str:
+    cost, ratios = r["cost_per_saga"], r["ratios"]
+    c_hi = r["throughput_concurrency"]
     total_cpu = (cost[OURS]["worker_cpu_ms"] + cost[OURS]["server_cpu_ms"]) / (
         cost[BASELINE]["worker_cpu_ms"] + cost[BASELINE]["server_cpu_ms"]
     )
-    prov = r["providers"]
-    opt_rows = ""
-    if opt:
-        eager, http = opt["eager_start"], opt["shared_http_client"]
-        wcache, sandbox, pollers = opt["workflow_cache"], opt["shared_module_sandbox"], opt["poller_autoscaling"]
-        poller_mem, slots_mem = opt["poller_autoscaling_memory"], opt["activity_slots_200_memory"]
-        n_var = poller_mem["shipped"]["sagas"]
-        opt_rows = f"""
-| eager workflow start (`request_eager_start`), in-process worker, parallel (the least stable figure here: it moves a lot between runs) | {_f(eager["eager_p50_ms"])} ms p50 | {_f(eager["normal_p50_ms"])} ms p50 | ×{eager["ratio"]:.2f} latency; {eager["eagerly_started"]}/{eager["runs"]} starts were eager | no: it needs a worker in the starting process, and the CLI and the web app start bookings for separate workers |
-| one shared HTTP client per worker | {_f(http["shared_p50_ms"], 2)} ms p50 per provider call | {_f(http["per_call_p50_ms"], 2)} ms with a client per call | ×{http["ratio"]:.2f} per call | yes |
-| workflow cache (`max_cached_workflows=1000` vs 0), parallel, 50 in flight | {_f(wcache["shipped"]["sagas_per_s"])} sagas/s, {_f(wcache["shipped"]["worker_cpu_ms_per_saga"])} ms worker CPU per saga | {_f(wcache["variant"]["sagas_per_s"])} sagas/s, {_f(wcache["variant"]["worker_cpu_ms_per_saga"])} ms | ×{wcache["ratio_throughput"]:.2f} throughput, ×{wcache["ratio_worker_cpu"]:.2f} worker CPU | yes |
-| workflow module imported once (shared-module sandbox) vs re-imported per run (`--strict-sandbox`, the SDK default), parallel, 50 in flight | {_f(sandbox["shipped"]["sagas_per_s"])} sagas/s, {_f(sandbox["shipped"]["worker_cpu_ms_per_saga"])} ms worker CPU per saga | {_f(sandbox["variant"]["sagas_per_s"])} sagas/s, {_f(sandbox["variant"]["worker_cpu_ms_per_saga"])} ms | ×{sandbox["ratio_throughput"]:.2f} throughput, ×{sandbox["ratio_worker_cpu"]:.2f} worker CPU | yes; the tests also run the workflow under the strict sandbox |
-| poller autoscaling (`--poller-autoscaling`) vs the SDK's fixed five pollers, parallel, 50 in flight | {_f(pollers["variant"]["sagas_per_s"])} sagas/s, {_f(pollers["variant"]["worker_cpu_ms_per_saga"])} ms worker CPU per saga | {_f(pollers["shipped"]["sagas_per_s"])} sagas/s, {_f(pollers["shipped"]["worker_cpu_ms_per_saga"])} ms | ×{1 / pollers["ratio_throughput"]:.2f} throughput, ×{1 / pollers["ratio_worker_cpu"]:.2f} worker CPU; peak RSS with {n_var} in flight {_f(poller_mem["variant"]["peak_rss_mib"])} MiB against {_f(poller_mem["shipped"]["peak_rss_mib"])} | no: on one worker and one dev server it buys little throughput for more open polls |
-| 200 activity slots instead of the SDK's 100 (`--max-concurrent-activities 200`), {n_var} slow sagas in flight | {_f(slots_mem["variant"]["peak_rss_mib"])} MiB peak RSS | {_f(slots_mem["shipped"]["peak_rss_mib"])} MiB | {slots_mem["delta_peak_rss_mib"]:+.1f} MiB peak RSS | no: 100 |"""
-    floor_md = floor_section(r)
-    rollback_md = rollback_section(r)
-    return f"""# Benchmarks
-
-Reproduce with `make bench` (about {int(r["bench_seconds"] // 60) + 1} minutes here; `make bench-quick` runs the same
-harness with small counts). Every figure below comes from one run, on {r["date"]}, on {m["cpu"]} with {m["cores"]}
-cores (Python {m["python"]}, temporalio {m["temporalio"]}, Temporal CLI {m["temporal_cli"]}). **The machine was
-shared** with other jobs (load average {scale["load_average"][0]:.1f} on {m["cores"]} cores during the scale phase),
-so absolute times are inflated and noisy; read the same-run ratios. Raw figures:
-[`bench/results/latest.json`](../bench/results/latest.json).
-
-**Baseline** is an independent workflow written the way the well-known sample writes a saga
-([`bench/seed_style.py`](../bench/seed_style.py)): sequential `execute_activity` calls, each undo's name appended to a
-list before its step, `except Exception` → undos in reverse → return a string, on a worker with the SDK's defaults
-(strict sandbox, five pollers). It calls our six activities by name against the same provider service. **Ours** is
-the booking workflow in `parallel` mode on the worker as we ship it; **ours, sequential** is the same workflow and
-worker in `sequential` mode, kept as a second comparison. All sides run in the same run, interleaved (ABBA) so that
-drift hits all of them. The benchmark starts its own in-memory dev server (with `DEV_SERVER_FLAGS`), provider
-service, workers and web apps, each its own process.
-
-![latency distribution, and latency and throughput against concurrency](benchmarks.png)
-
-{chr(10).join(table)}
-
-Targets (issue 13):
-
-{met}
-
-{floor_md}
-
-### Why ours sits above the floor
+    return f"""### Why ours sits above the floor
 
 Once the per-dispatch delay is gone (below), a saga's time is its workflow tasks: each one is a round trip from the
 server to the worker and back, plus the workflow code, on CPUs shared by the server, the worker, the providers and
@@ -356,9 +344,15 @@ ms of server CPU per saga against the baseline's {_f(cost[BASELINE]["worker_cpu_
 shared with other jobs), sagas per second are the CPU this run gets over the CPU per saga, so the throughput ratio
 tends to the inverse of that, ×{1 / total_cpu:.2f}, whatever the latency; measured here:
 {", ".join(f"×{ratios[f'throughput_{c}']:.2f} at {c}" for c in r["throughput"])} in flight, moving with the other jobs'
-load from one level to the next. ≥ 2.0 would need half the CPU per saga, i.e. half the workflow tasks and history writes.
+load from one level to the next. ≥ 2.0 would need half the CPU per saga, i.e. half the workflow tasks and history writes."""
 
-How each figure is taken:
+
+def methods(r: dict[str, Any]) -> str:
+    """How each figure of the first table is taken."""
+    mem, prov = r["memory"], r["providers"]
+    cache = mem["cache_5000"]
+    c_hi = r["throughput_concurrency"]
+    return f"""How each figure is taken:
 
 - *Latency*: from the `start_workflow` call to the workflow's result, {r["plan"]["latency_runs"]} happy sagas per
   side, one at a time.
@@ -382,9 +376,13 @@ How each figure is taken:
   303. The baseline is the sample's way: an async Flask view that connects a client per request and waits for the
   seed-style saga's result, served by the same waitress. {r["plan"]["web_runs"]} requests each.
 - *Providers are not the bottleneck*: the provider service handled {prov["requests"]} requests before the memory
-  phase, with a median handling time of {prov["p50_ms"]} ms.
+  phase, with a median handling time of {prov["p50_ms"]} ms."""
 
-## Scale: one worker process against two
+
+def scale_section(r: dict[str, Any]) -> str:
+    scale, m = r["scale"], r["machine"]
+    one, two = scale["one_worker"], scale["two_workers"]
+    return f"""## Scale: one worker process against two
 
 `scale_2_workers` = **{scale["ratio"]:.2f}** (target ≥ 1.6 where the server is not the bottleneck): parallel sagas,
 {scale["concurrency"]} in flight, on one task queue served by one worker process, then two, then one (A B B A).
@@ -397,11 +395,12 @@ How each figure is taken:
 On {m["cores"]} cores shared with other jobs a second worker process has no idle core to run on: the work moves from
 one worker to two (their CPU per saga is split between them) and the sum of CPU over the server, the workers and the
 benchmark stays near what the machine gives this run. Throughput scales with workers only where each has its own
-cores and the server has headroom; this machine cannot show that.
+cores and the server has headroom; this machine cannot show that."""
 
-{rollback_md}
 
-## The form's submit: start, or Update-with-Start
+def form_section(r: dict[str, Any]) -> str:
+    form, ratios = r["form_start_ms"], r["ratios"]
+    return f"""## The form's submit: start, or Update-with-Start
 
 Client side, on our worker, {r["plan"]["form_runs"]} runs each, interleaved:
 
@@ -417,36 +416,114 @@ answer sooner than the holds themselves, and the holds are the whole saga (once 
 close remains), so at best it matches start-then-result; it only makes the answer say more. The status page already
 shows the outcome live, so the form keeps its immediate redirect (not shipped); `holds` (`trip.UPDATE_HOLDS`) is
 there for a caller that wants the outcome in one call. Eager start is measured below and needs a worker in the
-starting process, which the web app is not.
+starting process, which the web app is not."""
 
-## Where the time goes
+
+def where_the_time_goes(r: dict[str, Any]) -> str:
+    lat, cost = r["latency_ms"], r["cost_per_saga"]
+
+    def row(label: str, figures: dict[str, dict[str, float]], key: str) -> str:
+        return f"| {label} | " + " | ".join(_f(figures[side][key]) for side in (BASELINE, SEQUENTIAL, OURS)) + " |"
+
+    return f"""## Where the time goes
 
 Averages over the last {cost[OURS]["sampled"]:.0f} happy sagas of each side in the latency phase, read from their
 histories (server clock), next to the client-side p50.
 
 | | baseline | ours, sequential | ours |
 |---|---:|---:|---:|
-| client: start call to result, p50 (ms) | {_f(lat[BASELINE]["p50"])} | {_f(lat[SEQUENTIAL]["p50"])} | {_f(lat[OURS]["p50"])} |
-| server: first to last history event (ms) | {_f(cost[BASELINE]["history_ms"])} | {_f(cost[SEQUENTIAL]["history_ms"])} | {_f(cost[OURS]["history_ms"])} |
-| workflow tasks per saga | {_f(cost[BASELINE]["workflow_tasks"])} | {_f(cost[SEQUENTIAL]["workflow_tasks"])} | {_f(cost[OURS]["workflow_tasks"])} |
-| time in workflow tasks, scheduled to completed (ms) | {_f(cost[BASELINE]["workflow_task_ms"])} | {_f(cost[SEQUENTIAL]["workflow_task_ms"])} | {_f(cost[OURS]["workflow_task_ms"])} |
-| time with an activity in flight (ms) | {_f(cost[BASELINE]["activities_in_flight_ms"])} | {_f(cost[SEQUENTIAL]["activities_in_flight_ms"])} | {_f(cost[OURS]["activities_in_flight_ms"])} |
+{row("client: start call to result, p50 (ms)", lat, "p50")}
+{row("server: first to last history event (ms)", cost, "history_ms")}
+{row("workflow tasks per saga", cost, "workflow_tasks")}
+{row("time in workflow tasks, scheduled to completed (ms)", cost, "workflow_task_ms")}
+{row("time with an activity in flight (ms)", cost, "activities_in_flight_ms")}
 
 Ratios within a few hundredths of a target can land on either side of it from one run to the next: these machines
-are shared and noisy, which is why every figure here is a same-run ratio.
+are shared and noisy, which is why every figure here is a same-run ratio."""
 
-{hand_written}
 
-## Optimisations, each measured in the same run
+def optimisations_section(r: dict[str, Any]) -> str:
+    lat, ratios, opt = r["latency_ms"], r["ratios"], r["optimisations"]
+    rows = [
+        f"| parallel booking (the first table) | {_f(lat[OURS]['p50'])} ms p50 | {_f(lat[SEQUENTIAL]['p50'])} ms p50 in "
+        f"sequential mode | ×{ratios['p50_latency_vs_sequential']:.2f} latency | yes, the default mode |",
+        *(optimisation_rows(opt) if opt else []),
+        "| sandbox pass-through of pydantic, httpx-free models and the saga core (`imports_passed_through`) | | | "
+        "always on: without it every run would rebuild the pydantic models; not measured separately | yes |",
+    ]
+    return f"""## Optimisations, each measured in the same run
 
 | optimisation | with | without | effect | shipped |
 |---|---:|---:|---|---|
-| parallel booking (the first table) | {_f(lat[OURS]["p50"])} ms p50 | {_f(lat[SEQUENTIAL]["p50"])} ms p50 in sequential mode | ×{ratios["p50_latency_vs_sequential"]:.2f} latency | yes, the default mode |{opt_rows}
-| sandbox pass-through of pydantic, httpx-free models and the saga core (`imports_passed_through`) | | | always on: without it every run would rebuild the pydantic models; not measured separately | yes |
+{chr(10).join(rows)}
 
 These variants run late in the run, each against the shipped worker in A B B A halves; when the machine's load
-moves during a phase the throughput column moves with it, so the shipped choices rest on the worker-CPU column.
-"""
+moves during a phase the throughput column moves with it, so the shipped choices rest on the worker-CPU column."""
+
+
+def optimisation_rows(opt: dict[str, Any]) -> list[str]:
+    """One row per measured optimisation (full runs only)."""
+    eager, http = opt["eager_start"], opt["shared_http_client"]
+    wcache, sandbox, pollers = opt["workflow_cache"], opt["shared_module_sandbox"], opt["poller_autoscaling"]
+    poller_mem, slots_mem = opt["poller_autoscaling_memory"], opt["activity_slots_200_memory"]
+    n_var = poller_mem["shipped"]["sagas"]
+
+    def rate_and_cpu(load: dict[str, float], unit: str) -> str:
+        return f"{_f(load['sagas_per_s'])} sagas/s, {_f(load['worker_cpu_ms_per_saga'])} ms{unit}"
+
+    def variant_row(label: str, v: dict[str, Any], with_: str, without: str, effect: str, shipped: str) -> str:
+        return f"| {label} | {rate_and_cpu(v[with_], ' worker CPU per saga')} | {rate_and_cpu(v[without], '')} | {effect} | {shipped} |"
+
+    return [
+        f"| eager workflow start (`request_eager_start`), in-process worker, parallel (the least stable figure here: it moves a lot between runs) | {_f(eager['eager_p50_ms'])} ms p50 | {_f(eager['normal_p50_ms'])} ms p50 | ×{eager['ratio']:.2f} latency; {eager['eagerly_started']}/{eager['runs']} starts were eager | no: it needs a worker in the starting process, and the CLI and the web app start bookings for separate workers |",
+        f"| one shared HTTP client per worker | {_f(http['shared_p50_ms'], 2)} ms p50 per provider call | {_f(http['per_call_p50_ms'], 2)} ms with a client per call | ×{http['ratio']:.2f} per call | yes |",
+        variant_row(
+            "workflow cache (`max_cached_workflows=1000` vs 0), parallel, 50 in flight",
+            wcache,
+            "shipped",
+            "variant",
+            f"×{wcache['ratio_throughput']:.2f} throughput, ×{wcache['ratio_worker_cpu']:.2f} worker CPU",
+            "yes",
+        ),
+        variant_row(
+            "workflow module imported once (shared-module sandbox) vs re-imported per run (`--strict-sandbox`, the SDK default), parallel, 50 in flight",
+            sandbox,
+            "shipped",
+            "variant",
+            f"×{sandbox['ratio_throughput']:.2f} throughput, ×{sandbox['ratio_worker_cpu']:.2f} worker CPU",
+            "yes; the tests also run the workflow under the strict sandbox",
+        ),
+        variant_row(
+            "poller autoscaling (`--poller-autoscaling`) vs the SDK's fixed five pollers, parallel, 50 in flight",
+            pollers,
+            "variant",
+            "shipped",
+            f"×{1 / pollers['ratio_throughput']:.2f} throughput, ×{1 / pollers['ratio_worker_cpu']:.2f} worker CPU; "
+            f"peak RSS with {n_var} in flight {_f(poller_mem['variant']['peak_rss_mib'])} MiB against "
+            f"{_f(poller_mem['shipped']['peak_rss_mib'])}",
+            "no: on one worker and one dev server it buys little throughput for more open polls",
+        ),
+        f"| 200 activity slots instead of the SDK's 100 (`--max-concurrent-activities 200`), {n_var} slow sagas in flight | {_f(slots_mem['variant']['peak_rss_mib'])} MiB peak RSS | {_f(slots_mem['shipped']['peak_rss_mib'])} MiB | {slots_mem['delta_peak_rss_mib']:+.1f} MiB peak RSS | no: 100 |",
+    ]
+
+
+def markdown(r: dict[str, Any], hand_written: str = "") -> str:
+    """docs/benchmarks.md: one function per section, in the order a reader needs them."""
+    sections = [
+        header(r),
+        summary_table(r),
+        targets_section(r),
+        floor_section(r),
+        why_above_the_floor(r),
+        methods(r),
+        scale_section(r),
+        rollback_section(r),
+        form_section(r),
+        where_the_time_goes(r),
+        hand_written,
+        optimisations_section(r),
+    ]
+    return "\n\n".join(section.strip("\n") for section in sections if section) + "\n"
 
 
 if __name__ == "__main__":
