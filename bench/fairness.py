@@ -1,5 +1,6 @@
 """``python -m bench.fairness``: would fairness keys stop one flood of bookings
-from starving another booking's rollback? (issue 13, item 6)
+from starving another booking's rollback? (a rollback behind a flood waits for the
+whole flood at one priority; fairness keys might not)
 
 On its own dev server with ``matching.enableFairness=true`` (off by default on
 server 1.32), our shipped worker and the provider service: ``--backlog``

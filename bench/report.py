@@ -129,7 +129,8 @@ def summary_table(r: dict[str, Any]) -> str:
 
 def targets_section(r: dict[str, Any]) -> str:
     met = "\n".join(f"- {'met' if ok else '**missed**'}: {name}" for name, ok in r["targets"].items())
-    return f"""Targets (issue 13):
+    return f"""Targets (the goals this design set itself against the seed-style baseline; the floor below shows which
+are out of reach on this machine):
 
 {met}"""
 

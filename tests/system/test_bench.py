@@ -10,7 +10,8 @@ import sys
 
 from tests.conftest import ROOT
 
-#: The ratios issue 13 asks ``python -m bench --quick --json`` to report.
+#: The ratios ``python -m bench --quick --json`` reports: the targets, the floor they are judged
+#: against, and the rollback behind a backlog. docs/benchmarks.md reads every one of them.
 RATIOS = (
     "p50_latency",
     "p50_time_to_consistent",
