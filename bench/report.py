@@ -1,8 +1,12 @@
-"""Writes the benchmark's results: JSON, a plot, and the markdown table.
+"""Writes the benchmark's results: JSON, a plot, and docs/benchmarks.md.
 
-``docs/benchmarks.md`` is generated, except the hand-written findings between
+``docs/benchmarks.md`` is the one place the figures are written out; the
+README links to it rather than copying them. It is generated from
+``bench/results/latest.json`` (and the fairness section from
+``bench/results/fairness.json``), except the hand-written findings between
 ``KEPT_START`` and ``KEPT_END`` (the per-dispatch delay's investigation), which
-are carried over from the file being replaced.
+are carried over from the file being replaced. ``python -m bench.report``
+renders it again without measuring.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from bench.plot import plot
 from bench.report_phases import (
+    fairness_section,
     floor_section,
     form_section,
     num,
@@ -42,9 +47,18 @@ def write_outputs(results: dict[str, Any], root: Path, *, quick: bool) -> list[P
         doc_plot = docs / "benchmarks.png"
         doc_plot.write_bytes(plot_path.read_bytes())
         md = docs / "benchmarks.md"
-        md.write_text(markdown(results, kept(md)))
+        md.write_text(page(results, root))
         paths += [doc_plot, md]
     return paths
+
+
+def page(results: dict[str, Any], root: Path) -> str:
+    """docs/benchmarks.md for ``results``: the current file's hand-written block kept, the
+    fairness section from ``bench/results/fairness.json`` if it has been measured."""
+    fairness = root / "bench" / "results" / "fairness.json"
+    return markdown(
+        results, kept(root / "docs" / "benchmarks.md"), json.loads(fairness.read_text()) if fairness.exists() else None
+    )
 
 
 def rerender(root: Path) -> list[Path]:
@@ -61,6 +75,11 @@ def kept(md: Path) -> str:
     return text[text.index(KEPT_START) : text.index(KEPT_END) + len(KEPT_END)]
 
 
+def times(value: float) -> str:
+    """A ratio as the summary prints it: two decimals near 1, fewer as it grows."""
+    return f"×{value:.2f}" if value < 2 else f"×{value:.1f}" if value < 10 else f"×{value:.0f}"
+
+
 def header(r: dict[str, Any]) -> str:
     m, scale = r["machine"], r["scale"]
     return f"""# Benchmarks
@@ -70,9 +89,38 @@ harness with small counts). Every figure below comes from one run, on {r["date"]
 cores (Python {m["python"]}, temporalio {m["temporalio"]}, Temporal CLI {m["temporal_cli"]}). **The machine was
 shared** with other jobs (load average {scale["load_average"][0]:.1f} on {m["cores"]} cores during the scale phase),
 so absolute times are inflated and noisy; read the same-run ratios. Raw figures:
-[`bench/results/latest.json`](../bench/results/latest.json).
+[`bench/results/latest.json`](../bench/results/latest.json). This page is written by the benchmark (`make bench`; `python -m
+bench.report` renders it again from the raw figures): link to it rather than copy its figures."""
 
-**Baseline** is an independent workflow written the way the well-known sample writes a saga
+
+def in_short(r: dict[str, Any]) -> str:
+    """The headline figures, for a reader (or the README) who wants them in one place."""
+    ratios, mem, b, f = r["ratios"], r["memory"], r["rollback_under_backlog"], r["floor"]
+    c_hi, c_floor = r["throughput_concurrency"], f["concurrency"]
+    met = [name for name, ok in r["targets"].items() if ok]
+    missed = [name for name, ok in r["targets"].items() if not ok]
+    return f"""## In short
+
+Ours ÷ the seed-style baseline (described below), all from this one run:
+
+- p50 latency {times(ratios["p50_latency"])}, p50 time to consistent after a rollback {times(ratios["p50_time_to_consistent"])},
+  throughput at {c_hi} in flight {times(ratios[f"throughput_{c_hi}"])}, history events {times(ratios["history_events"])};
+- worker peak RSS {mem[OURS]["peak_rss_mib"]:.0f} MiB with {mem[OURS]["sagas"]} sagas in flight; the form's submit
+  {times(ratios["web_submit_p50"])} of a request that waits for the saga; two worker processes {times(ratios["scale_2_workers"])}
+  of one;
+- targets met: {", ".join(met) or "none"}; missed: {", ".join(missed) or "none"};
+- the floor, in the same run: a workflow that does nothing gets latency {times(ratios["floor_empty_p50_latency"])}, time to
+  consistent {times(ratios["floor_empty_p50_time_to_consistent"])} and throughput {times(ratios[f"floor_empty_throughput_{c_floor}"])}
+  of the baseline; the whole trip as local activities in one workflow task {times(ratios["floor_local_p50_latency"])},
+  {times(ratios["floor_local_p50_time_to_consistent"])} and {times(ratios[f"floor_local_throughput_{c_floor}"])} (what each
+  target needs is under "The floor" below);
+- a rollback behind {b["backlog"]} queued bookings: its unwind takes {times(ratios["rollback_unwind_under_backlog"])} of idle
+  with undo priority ({times(ratios["rollback_unwind_under_backlog_without_priority"])} without), but from its start call
+  {times(ratios["rollback_under_backlog"])}, since its start and its bookings queue behind the backlog."""
+
+
+def sides_described() -> str:
+    return """**Baseline** is an independent workflow written the way the well-known sample writes a saga
 ([`bench/seed_style.py`](../bench/seed_style.py)): sequential `execute_activity` calls, each undo's name appended to a
 list before its step, `except Exception` → undos in reverse → return a string, on a worker with the SDK's defaults
 (strict sandbox, five pollers). It calls our six activities by name against the same provider service. **Ours** is
@@ -190,10 +238,12 @@ Ratios within a few hundredths of a target can land on either side of it from on
 are shared and noisy, which is why every figure here is a same-run ratio."""
 
 
-def markdown(r: dict[str, Any], hand_written: str = "") -> str:
+def markdown(r: dict[str, Any], hand_written: str = "", fairness: dict[str, Any] | None = None) -> str:
     """docs/benchmarks.md: one function per section, in the order a reader needs them."""
     sections = [
         header(r),
+        in_short(r),
+        sides_described(),
         summary_table(r),
         targets_section(r),
         floor_section(r),
@@ -204,6 +254,7 @@ def markdown(r: dict[str, Any], hand_written: str = "") -> str:
         form_section(r),
         where_the_time_goes(r),
         hand_written,
+        fairness_section(fairness, r),
         optimisations_section(r),
     ]
     return "\n\n".join(section.strip("\n") for section in sections if section) + "\n"

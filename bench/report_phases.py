@@ -341,3 +341,47 @@ def optimisation_rows(opt: dict[str, Any]) -> list[str]:
         ),
         f"| 200 activity slots instead of the SDK's 100 (`--max-concurrent-activities 200`), {n_var} slow sagas in flight | {num(slots_mem['variant']['peak_rss_mib'])} MiB peak RSS | {num(slots_mem['shipped']['peak_rss_mib'])} MiB | {slots_mem['delta_peak_rss_mib']:+.1f} MiB peak RSS | no: 100 |",
     ]
+
+
+def fairness_section(f: dict[str, Any] | None, r: dict[str, Any]) -> str:
+    """``python -m bench.fairness``'s own run (``bench/results/fairness.json``), beside the main run's backlog."""
+    if f is None:
+        return (
+            "**Fairness keys against a flood**: not measured yet; `python -m bench.fairness` writes "
+            "`bench/results/fairness.json` and renders this section from it."
+        )
+    when = f" on {f['date'][:10]}, finished at {f['date'][11:16]} UTC" if "date" in f else ""
+    context = f", {f['context']}" if "context" in f else ""
+    load = f", load average {f['load_average'][0]:.1f} at its end" if "load_average" in f else ""
+    rounds = len(f["backlog_open_at_start"])
+    rows = []
+    for key, label in (("flood", 'the flood\'s ("flood")'), ("other", 'its own ("other")')):
+        v = f[key]
+        loaded = ", ".join(num(x, 0) for x in v["loaded_ms"])
+        unwind = ", ".join(num(x, 0) for x in v["unwind_ms"])
+        rows.append(
+            f"| {label} | {num(v['idle_p50_ms'], 0)} | {loaded} | {v['ratio']:.1f} | "
+            f"{num(v['idle_unwind_p50_ms'], 0)} | {unwind} | {v['unwind_ratio']:.1f} |"
+        )
+    sooner = sorted(a / b for a, b in zip(f["flood"]["loaded_ms"], f["other"]["loaded_ms"], strict=True))
+    spread = f"×{sooner[0]:.0f}" if round(sooner[0]) == round(sooner[-1]) else f"×{sooner[0]:.0f}–{sooner[-1]:.0f}"
+    started_high = r["rollback_under_backlog"]["started_high"]["ratio"]
+    return f"""**Fairness keys against a flood** (could one flood of bookings be kept from starving another booking's rollback?
+`python -m bench.fairness`, its own run{when}{context}{load}, raw figures in
+[`bench/results/fairness.json`](../bench/results/fairness.json)). A dev server with `matching.enableFairness=true`,
+our shipped worker and the provider service; {f["backlog"]} bookings started with `Priority(fairness_key="flood")`, then two
+`flight-sold-out` rollbacks at once, one with the flood's key and one with its own, after {f.get("idle_runs", 3)} such pairs on the idle
+queue, {rounds} round(s). Priority keys stay at the default, so only the fairness key differs.
+
+| rollback's fairness key | from start, idle p50 (ms) | from start, behind the flood (ms) | loaded ÷ idle | unwind, idle p50 (ms) | unwind, behind the flood (ms) | unwind loaded ÷ idle |
+|---|---:|---:|---:|---:|---:|---:|
+{chr(10).join(rows)}
+
+A rollback whose key differs from the flood's got through {spread} sooner from its start call (round by round),
+without having to know at its start that it would roll back; in the main run a booking started at priority 1 behind
+the backlog took ×{started_high:.0f} its idle time (`rollback_under_backlog_started_high`). It still took about
+{f["other"]["ratio"]:.0f}× its idle time: with the fairness key the server's queues no longer make it wait, but the
+worker and the provider service are still busy with the flood's {f["backlog"]} sagas. So fairness keys do stop one
+flood from starving another's bookings, if the flood shares a key; shipping it needs `matching.enableFairness` on the
+cluster (off by default on 1.32) and a product decision on the key (per traveller, tenant or channel: a key per
+booking would give {f["backlog"]} keys of one task each, and first-in first-out again)."""
