@@ -1,4 +1,4 @@
-"""Minimal reproduction of the per-dispatch delay (issue 13, item 1).
+"""Minimal reproduction of the per-dispatch delay: why each workflow task waited about 35 ms.
 
 A trivial workflow with 0, 1 or 3 no-op activities on an in-process,
 unsandboxed worker against a private dev server. It prints the p50 start →

@@ -1,5 +1,6 @@
 """``python -m bench.fairness``: would fairness keys stop one flood of bookings
-from starving another booking's rollback? (issue 13, item 6)
+from starving another booking's rollback? (a rollback behind a flood waits for the
+whole flood at one priority; fairness keys might not)
 
 On its own dev server with ``matching.enableFairness=true`` (off by default on
 server 1.32), our shipped worker and the provider service: ``--backlog``
@@ -8,7 +9,9 @@ bookings are started with ``Priority(fairness_key="flood")``, then two
 its own key ("other"); the same pair first on the idle queue. Priority keys are
 left at the default, so only fairness differs between the two. Prints one JSON
 object: each rollback's time from the start call to its close, and its unwind
-(booking failure → close), idle and behind the flood, and loaded ÷ idle.
+(booking failure → close), idle and behind the flood, and loaded ÷ idle. It
+also writes it to ``bench/results/fairness.json`` and renders docs/benchmarks.md
+again, whose fairness section is made from that file (``--no-write``: print only).
 
 A prototype measurement in the benchmark only: nothing here is shipped.
 """
@@ -18,15 +21,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import Priority
 
-from bench.__main__ import bounded_gather, log, pct, request, settle, unwind_ms
-from bench.stack import Stack
+from bench.harness import bounded_gather, log
+from bench.histories import unwind_ms
+from bench.report import rerender
+from bench.sides import request, settle
+from bench.stack import ROOT, Stack
+from bench.stats import pct
 from trip.models import Mode, Scenario
 from wiring.client import new_workflow_id
 from wiring.codec import data_converter
@@ -103,8 +112,21 @@ def main() -> int:
     parser.add_argument("--backlog", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--idle-runs", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="print the figures only; leave the files alone")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.backlog, args.rounds, args.idle_runs))))
+    found = asyncio.run(measure(args.backlog, args.rounds, args.idle_runs))
+    found = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "load_average": os.getloadavg(),
+        "idle_runs": args.idle_runs,
+        **found,
+    }
+    print(json.dumps(found))
+    if not args.no_write:
+        (ROOT / "bench" / "results" / "fairness.json").write_text(json.dumps(found) + "\n")
+        if (ROOT / "bench" / "results" / "latest.json").exists():
+            for written in rerender(ROOT):
+                log(f"wrote {written.relative_to(ROOT)}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The physical floor the benchmark's targets are judged against (issue 13).
+"""The physical floor the benchmark's targets are judged against: how close any design could get.
 
 Two workflows that no booking design can beat on this machine, run on the
 seed-style baseline's worker (SDK defaults) so that only the workflow differs:
@@ -22,7 +22,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from bench.seed_style import cancel_request, reserve_request
+    from bench.activity_inputs import cancel_request, reserve_request
     from trip.models import BookingRequest, Kind
 
 EMPTY_WORKFLOW = "FloorEmpty"

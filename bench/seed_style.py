@@ -24,30 +24,11 @@ from temporalio import workflow
 from temporalio.client import Client
 
 with workflow.unsafe.imports_passed_through():
-    from trip.models import BookingRequest, CancelRequest, Kind, ReserveRequest
+    from bench.activity_inputs import cancel_request, reserve_request
+    from trip.models import BookingRequest, Kind
 
 WORKFLOW_NAME = "SeedStyleBooking"
 TIMEOUT = timedelta(seconds=10)
-
-
-def reserve_request(req: BookingRequest, booking_id: str, kind: Kind) -> ReserveRequest:
-    """What ``book_<kind>`` takes for one part of the trip (the same key on every attempt)."""
-    details = {Kind.CAR: req.car, Kind.HOTEL: req.hotel, Kind.FLIGHT: req.flight}[kind]
-    return ReserveRequest(
-        kind=kind,
-        booking_id=booking_id,
-        idempotency_key=f"{booking_id}:{kind.value}",
-        scenario=req.scenario,
-        traveller=req.traveller,
-        details=details,
-    )
-
-
-def cancel_request(req: BookingRequest, booking_id: str, kind: Kind) -> CancelRequest:
-    """What ``undo_book_<kind>`` takes: the key the booking was made under."""
-    return CancelRequest(
-        kind=kind, booking_id=booking_id, idempotency_key=f"{booking_id}:{kind.value}", scenario=req.scenario
-    )
 
 
 @workflow.defn(name=WORKFLOW_NAME)

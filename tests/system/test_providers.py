@@ -258,14 +258,14 @@ def test_hotel_check_out_night_is_not_counted(providers: ProviderService) -> Non
 def test_provider_error_statuses_come_from_the_one_table() -> None:
     # Every error the provider answers with must come back, through the same
     # table, as exactly that type: 409 is SoldOut *or* TicketingRefused.
-    from providers.app import _ERROR_STATUS
+    from providers.handling import ERROR_STATUS
     from trip.errors import HTTP_STATUS_ERRORS, error_for_status
 
     for status, (errors, retryable) in HTTP_STATUS_ERRORS.items():
         for error in errors:
-            assert _ERROR_STATUS[error.value] == status
+            assert ERROR_STATUS[error.value] == status
             assert error_for_status(status, error.value) == (error, retryable)
-    assert _ERROR_STATUS["TicketingRefused"] == 409 and _ERROR_STATUS["HoldExpired"] == 410
+    assert ERROR_STATUS["TicketingRefused"] == 409 and ERROR_STATUS["HoldExpired"] == 410
 
 
 OLD_SCHEMA = """

@@ -1,0 +1,116 @@
+"""What every provider route does with a request around the ledger: the app's state,
+reading the kind, the scenario's fault, the JSON body, the key and the hold TTL;
+the injected latency; and the JSON refusal (``Reject``) when any is wrong.
+
+Refusals are statuses from the one table the activities read back
+(``trip.errors.ERROR_STATUS``), so a refusal here is exactly the error type
+there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from providers.ledger import Ledger, LedgerConflict
+from trip.errors import ERROR_STATUS
+from trip.models import HOLD_MARGIN, MAX_CONFIRM_WITHIN, FlightRequest, Kind, Scenario
+from trip.scenarios import ALWAYS, SCENARIOS, Fault
+
+LEDGER = web.AppKey("ledger", Ledger)
+STATS = web.AppKey("stats", dict)
+LATENCY_OVERRIDE_MS = web.AppKey("latency_override_ms", object)
+
+#: The longest hold anyone may ask for: the longest confirmation window plus
+#: the margin the workflow adds to it.
+MAX_HOLD_TTL_S = (MAX_CONFIRM_WITHIN + HOLD_MARGIN).total_seconds()
+SCENARIO_HEADER = "X-Scenario"
+
+
+def error_response(status: int, error: str, message: str) -> web.Response:
+    return web.json_response({"error": error, "message": message}, status=status)
+
+
+class Reject(Exception):
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.response = error_response(status, error, message)
+
+
+def kind_of(request: web.Request) -> Kind:
+    try:
+        return Kind(request.match_info["kind"])
+    except ValueError:
+        raise Reject(
+            404, "NotFound", f"unknown kind {request.match_info['kind']!r}; use car, hotel or flight"
+        ) from None
+
+
+def fault_of(request: web.Request, kind: Kind) -> Fault:
+    name = request.headers.get(SCENARIO_HEADER, Scenario.HAPPY.value)
+    try:
+        return SCENARIOS[Scenario(name)].fault(kind)
+    except ValueError:
+        raise Reject(400, "BadRequest", f"unknown scenario {name!r}") from None
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise Reject(400, "BadRequest", "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise Reject(400, "BadRequest", "the body must be a JSON object")
+    try:
+        # JSON's \u escapes can spell a lone surrogate, which is no character:
+        # it cannot be stored (or sent back), so refuse it here, not with a 500.
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise Reject(400, "BadRequest", "the body has a \\u escape that is no character (a lone surrogate)") from None
+    return body
+
+
+async def injected_delay(request: web.Request, fault: Fault) -> None:
+    if fault.latency_ms:
+        # --latency-ms replaces every scenario's latency (the benchmark uses it
+        # to keep hundreds of sagas in flight at once).
+        override = request.app[LATENCY_OVERRIDE_MS]
+        latency = override if isinstance(override, int) else fault.latency_ms
+        await asyncio.sleep(latency / 1000)
+
+
+def failing(n: int, attempt: int) -> bool:
+    return n == ALWAYS or attempt <= n
+
+
+def resource_of(details: Any) -> str:
+    """What inventory a booking draws on; ``Ledger`` works out which days."""
+    if isinstance(details, FlightRequest):
+        return f"{details.origin}->{details.destination}"
+    return str(details.city)
+
+
+def key_and_booking(key: Any, booking_id: Any) -> tuple[str, str]:
+    if not isinstance(key, str) or not (1 <= len(key) <= 200):
+        raise Reject(422, "InvalidBooking", "idempotency_key must be a string of 1 to 200 characters")
+    if not isinstance(booking_id, str) or not (1 <= len(booking_id) <= 200):
+        raise Reject(422, "InvalidBooking", "booking_id must be a string of 1 to 200 characters")
+    return key, booking_id
+
+
+def hold_ttl(body: dict[str, Any]) -> float | None:
+    ttl = body.get("hold_ttl_s")
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not (0 < ttl <= MAX_HOLD_TTL_S):
+        raise Reject(
+            422, "InvalidBooking", f"hold_ttl_s must be a number of seconds above 0 and at most {MAX_HOLD_TTL_S:g}"
+        )
+    return float(ttl)
+
+
+def refused(exc: LedgerConflict) -> web.Response:
+    return error_response(ERROR_STATUS[exc.error], exc.error, exc.message)

@@ -1,0 +1,67 @@
+"""The routes for operators and tests: read the ledger, set capacity, lift an undo
+outage, request statistics, health. None of them injects a fault.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from providers.handling import LEDGER, STATS, error_response, json_body, kind_of
+from trip.models import Kind
+
+
+async def list_reservations(request: web.Request) -> web.Response:
+    booking_id = request.query.get("booking_id")
+    return web.json_response(request.app[LEDGER].list(booking_id))
+
+
+async def set_inventory(request: web.Request) -> web.Response:
+    kind = kind_of(request)
+    body = await json_body(request)
+    resource, day, capacity = body.get("resource"), body.get("day"), body.get("capacity")
+    if not isinstance(resource, str) or not resource or not isinstance(day, str) or not day:
+        return error_response(422, "InvalidBooking", "resource and day must be non-empty strings")
+    if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
+        return error_response(422, "InvalidBooking", "capacity must be a non-negative integer")
+    request.app[LEDGER].set_capacity(kind=kind.value, resource=resource, day=day, capacity=capacity)
+    return web.json_response({"kind": kind.value, "resource": resource, "day": day, "capacity": capacity})
+
+
+async def lift_outage(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    booking_id, kind_name = body.get("booking_id"), body.get("kind")
+    if not isinstance(booking_id, str) or not (1 <= len(booking_id) <= 200):
+        return error_response(422, "InvalidBooking", "booking_id must be a string of 1 to 200 characters")
+    try:
+        kind = Kind(kind_name)
+    except ValueError:
+        return error_response(422, "InvalidBooking", "kind must be one of: car, hotel, flight")
+    request.app[LEDGER].lift_outage(booking_id=booking_id, kind=kind.value)
+    return web.json_response({"booking_id": booking_id, "kind": kind.value, "outage": "lifted"})
+
+
+async def stats(request: web.Request) -> web.Response:
+    data = request.app[STATS]
+    times = sorted(data["handling_ms"])
+
+    def pct(p: float) -> float | None:
+        return round(times[min(len(times) - 1, int(p * len(times)))], 3) if times else None
+
+    body: dict[str, Any] = {
+        "requests": data["requests"],
+        "p50_ms": pct(0.5),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "reservations": request.app[LEDGER].counts(),
+    }
+    keys = request.query.getall("key", [])
+    if keys:
+        # One row per key however often it is asked for: these show the repeats.
+        body["attempts"] = request.app[LEDGER].attempts(keys)
+    return web.json_response(body)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
