@@ -113,14 +113,12 @@ def mock_activities(p: Providers) -> list[Any]:
         p.ticket_keys.append(req.idempotency_key)
         attempt = activity.info().attempt
         if p.ticket == "refuse":
-            raise ApplicationError("fare no longer valid", type=ErrorType.TICKETING_REFUSED.value, non_retryable=True)
-        # Counted across executions: the saga runs the pivot again as a new activity (attempt 1).
+            raise ApplicationError("fare no longer valid", type=ErrorType.TICKETING_REFUSED.value)
         if p.ticket == "garbled" and p.calls.count("ticket_flight") <= p.fail_first:
-            # Non-retryable, but not a "no": the answer could not be read.
+            # Not a "no": the answer could not be read. A booking's policy ends
+            # on it; the pivot's does not, so the server asks again.
             raise ApplicationError(
-                "airline answered 200 without a ticket number",
-                type=ErrorType.PROVIDER_PROTOCOL.value,
-                non_retryable=True,
+                "airline answered 200 without a ticket number", type=ErrorType.PROVIDER_PROTOCOL.value
             )
         if p.ticket == "flaky" and attempt <= p.fail_first:
             # From the saga's side this is an unknown outcome: the ticket may or may not exist.
