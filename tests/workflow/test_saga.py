@@ -17,7 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from saga import Compensation, Saga, StepKind
+from saga import PATCH_PIVOT_ONE_CALL, Compensation, Saga, StepKind
 from tests.workflow.saga_workflows import Plan, SagaTestWorkflow, Step
 
 _S = timedelta(seconds=1)
@@ -337,6 +337,16 @@ async def test_a_pivot_is_asked_again_until_it_answers_and_only_a_listed_type_en
     )
     assert await handle.result() == ["reserve", "charge", "ship", "sealed"]
     assert provider.booked == ["reserve", "charge", "ship"] and provider.undo_calls == []
+    # New runs mark the one-call pivot, so histories recorded before it keep the old loop on replay.
+    history = await handle.fetch_history()
+    markers = [
+        e.marker_recorded_event_attributes
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert [m.marker_name for m in markers] == ["core_patch"]
+    [patch] = await ts_env.client.data_converter.decode(markers[0].details["patch-data"].payloads)
+    assert patch["id"] == PATCH_PIVOT_ONE_CALL
     refused = Plan([Step("reserve"), Step("charge", "refuse"), Step("ship")], pivot="charge", non_retryable=["Refused"])
     cause = await run_plan(ts_env, tq, refused)
     assert isinstance(cause, ApplicationError) and cause.type == "Refused"
