@@ -1,9 +1,11 @@
 """Activities: thin adapters from the saga to the provider service.
 
 Each activity makes one HTTP call and turns the answer into either a result or
-a typed ``ApplicationError`` from ``trip.errors``: business refusals are
-non-retryable, infrastructure trouble is retryable. No fault logic lives here:
-the scenario name is only forwarded to the provider.
+a typed ``ApplicationError`` from ``trip.errors``. The type is the whole
+answer: an activity never marks an error non-retryable itself, because the
+step's retry policy decides which types end it (the pivot keeps asking where a
+booking gives up). No fault logic lives here: the scenario name is only
+forwarded to the provider.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from trip.models import (
     Ticket,
     TicketRequest,
 )
+from trip.steps import TICKET, step
 
 SCENARIO_HEADER = "X-Scenario"
 #: Time kept back from the activity's start-to-close timeout for reading the
@@ -36,7 +39,7 @@ SCENARIO_HEADER = "X-Scenario"
 CALL_TIMEOUT_MARGIN_S = 2.0
 
 
-def _fail(error: ErrorType, message: str, *, retryable: bool, status: int | None = None) -> ApplicationError:
+def _fail(error: ErrorType, message: str, *, status: int | None = None) -> ApplicationError:
     info = activity.info()
     expected = status in EXPECTED_HTTP_STATUSES
     if expected:
@@ -46,7 +49,6 @@ def _fail(error: ErrorType, message: str, *, retryable: bool, status: int | None
         message,
         {"attempt": info.attempt, "http_status": status},
         type=error.value,
-        non_retryable=not retryable,
         category=ApplicationErrorCategory.BENIGN if expected else ApplicationErrorCategory.UNSPECIFIED,
     )
 
@@ -74,8 +76,9 @@ def _provider_message(response: httpx.Response) -> str:
 def _answer_fields(kind: Kind, response: httpx.Response, *fields: str) -> dict[str, str]:
     """The string fields a success must carry; anything else is a protocol error.
 
-    Retrying cannot turn a malformed success into a good one, so it is
-    non-retryable and says what was missing instead of a bare KeyError.
+    Retrying cannot turn a malformed success into a good one, so an ordinary
+    step's policy ends it (the pivot's asks again: the ticket may be issued);
+    it says what was missing instead of a bare KeyError.
     """
     try:
         body = response.json()
@@ -87,7 +90,6 @@ def _answer_fields(kind: Kind, response: httpx.Response, *fields: str) -> dict[s
             ErrorType.PROVIDER_PROTOCOL,
             f"{kind.value} provider answered {response.status_code} without {', '.join(missing)}:"
             f" {response.text[:200]!r}",
-            retryable=False,
             status=response.status_code,
         )
     assert isinstance(body, dict)
@@ -122,32 +124,24 @@ class BookingActivities:
                 path, json=payload, headers={SCENARIO_HEADER: scenario}, timeout=httpx.Timeout(timeout)
             )
         except httpx.TimeoutException as exc:
-            raise _fail(
-                ErrorType.PROVIDER_TIMEOUT, f"{kind.value} provider did not answer in time ({exc!r})", retryable=True
-            ) from None
+            raise _fail(ErrorType.PROVIDER_TIMEOUT, f"{kind.value} provider did not answer in time ({exc!r})") from None
         except httpx.TransportError as exc:
-            raise _fail(
-                ErrorType.PROVIDER_UNAVAILABLE, f"{kind.value} provider unreachable ({exc!r})", retryable=True
-            ) from None
+            raise _fail(ErrorType.PROVIDER_UNAVAILABLE, f"{kind.value} provider unreachable ({exc!r})") from None
         if response.status_code < 300:
             return response
         message = f"{kind.value} provider answered {response.status_code}: {_provider_message(response)}"
         # The status says what family of answer it is; the body's "error" name
         # picks the exact type within it (409 SoldOut or TicketingRefused).
-        mapped = error_for_status(response.status_code, _provider_error_name(response))
-        if mapped is not None:
-            error, retryable = mapped
-        elif response.status_code >= 500:
-            error, retryable = ErrorType.PROVIDER_UNAVAILABLE, True
-        else:
+        error = error_for_status(response.status_code, _provider_error_name(response))
+        if error is None:
             # Any other 4xx means we sent something the provider cannot accept:
-            # sending it again cannot help.
-            error, retryable = ErrorType.PROVIDER_PROTOCOL, False
-        raise _fail(error, message, retryable=retryable, status=response.status_code)
+            # a protocol error, which sending again cannot help.
+            error = ErrorType.PROVIDER_UNAVAILABLE if response.status_code >= 500 else ErrorType.PROVIDER_PROTOCOL
+        raise _fail(error, message, status=response.status_code)
 
     async def _reserve(self, kind: Kind, req: ReserveRequest) -> Reservation:
         if req.kind is not kind:
-            raise _fail(ErrorType.INVALID_BOOKING, f"book_{kind.value} got a {req.kind.value} request", retryable=False)
+            raise _fail(ErrorType.INVALID_BOOKING, f"{step(kind).book} got a {req.kind.value} request")
         payload: dict[str, Any] = {
             "booking_id": req.booking_id,
             "idempotency_key": req.idempotency_key,
@@ -175,9 +169,7 @@ class BookingActivities:
 
     async def _finalize(self, kind: Kind, req: FinalizeRequest) -> FinalizeResult:
         if req.kind is not kind:
-            raise _fail(
-                ErrorType.INVALID_BOOKING, f"finalize_{kind.value} got a {req.kind.value} request", retryable=False
-            )
+            raise _fail(ErrorType.INVALID_BOOKING, f"{step(kind).finalize} got a {req.kind.value} request")
         response = await self._call(
             kind,
             f"/{kind.value}/confirmations",
@@ -210,19 +202,19 @@ class BookingActivities:
             kind=kind, idempotency_key=req.idempotency_key, outcome=outcome, attempt=activity.info().attempt
         )
 
-    @activity.defn(name="book_car")
+    @activity.defn(name=step(Kind.CAR).book)
     async def book_car(self, req: ReserveRequest) -> Reservation:
         return await self._reserve(Kind.CAR, req)
 
-    @activity.defn(name="book_hotel")
+    @activity.defn(name=step(Kind.HOTEL).book)
     async def book_hotel(self, req: ReserveRequest) -> Reservation:
         return await self._reserve(Kind.HOTEL, req)
 
-    @activity.defn(name="book_flight")
+    @activity.defn(name=step(Kind.FLIGHT).book)
     async def book_flight(self, req: ReserveRequest) -> Reservation:
         return await self._reserve(Kind.FLIGHT, req)
 
-    @activity.defn(name="ticket_flight")
+    @activity.defn(name=TICKET)
     async def ticket_flight(self, req: TicketRequest) -> Ticket:
         """The pivot: a retry with the same key returns the same ticket, never a second one."""
         response = await self._call(
@@ -237,23 +229,23 @@ class BookingActivities:
             ticket_number=body["ticket_number"], confirmation=body["confirmation"], attempt=activity.info().attempt
         )
 
-    @activity.defn(name="finalize_car")
+    @activity.defn(name=step(Kind.CAR).finalize)
     async def finalize_car(self, req: FinalizeRequest) -> FinalizeResult:
         return await self._finalize(Kind.CAR, req)
 
-    @activity.defn(name="finalize_hotel")
+    @activity.defn(name=step(Kind.HOTEL).finalize)
     async def finalize_hotel(self, req: FinalizeRequest) -> FinalizeResult:
         return await self._finalize(Kind.HOTEL, req)
 
-    @activity.defn(name="undo_book_car")
+    @activity.defn(name=step(Kind.CAR).undo)
     async def undo_book_car(self, req: CancelRequest) -> CancelResult:
         return await self._cancel(Kind.CAR, req)
 
-    @activity.defn(name="undo_book_hotel")
+    @activity.defn(name=step(Kind.HOTEL).undo)
     async def undo_book_hotel(self, req: CancelRequest) -> CancelResult:
         return await self._cancel(Kind.HOTEL, req)
 
-    @activity.defn(name="undo_book_flight")
+    @activity.defn(name=step(Kind.FLIGHT).undo)
     async def undo_book_flight(self, req: CancelRequest) -> CancelResult:
         return await self._cancel(Kind.FLIGHT, req)
 

@@ -16,9 +16,9 @@ The whole API, in the order a workflow meets it:
     * ``undo_retry_policy`` / ``undo_timeout``: the budget of every undo that
       does not bring its own (default ``DEFAULT_UNDO_RETRY``, 10 attempts, and
       ``DEFAULT_UNDO_TIMEOUT``); bounded, so a stuck undo surfaces.
-    * ``keep_undo_when_refused``: a step the activity itself refused
-      (non-retryable) did not happen, so its undo is dropped; set this to run
-      it anyway.
+    * ``keep_undo_when_refused``: a refused step (its retry policy lists the
+      error type as non-retryable, or the activity flagged it) did not
+      happen, so its undo is dropped; set this to run it anyway.
     * ``undo_priority``: the task-queue priority of the undos.
     * ``on_change``: called after every state change (to upsert a search
       attribute, say).
@@ -28,13 +28,16 @@ The whole API, in the order a workflow meets it:
 
 ``StepKind``: where a step stands relative to the point of no return.
     ``COMPENSATABLE`` steps have an undo and unwind on failure; the one
-    ``PIVOT`` cannot be undone and is retried until it answers (only a refusal
-    unwinds); ``RETRIABLE`` steps run after the pivot and wait for an operator
+    ``PIVOT`` cannot be undone: it is one activity call without an attempt
+    cap, so only a refusal (a type its policy lists as non-retryable)
+    unwinds; ``RETRIABLE`` steps run after the pivot and wait for an operator
     when they run out of budget.
 
-``await saga.run(name, activity, arg, undo=Compensation(activity, arg), ...)``
+``await saga.run(name, activity, arg, undo=Compensation(activity, arg), start_to_close_timeout=...)``
     Runs one forward step as an activity, with its undo registered *before*
-    the attempt (a call that timed out may still have had its effect).
+    the attempt (a call that timed out may still have had its effect). The
+    step's ``retry_policy`` decides which error types end it
+    (``non_retryable_error_types``).
     ``Compensation`` is an undo: an activity and its argument, optionally its
     own retry policy and timeout. ``saga.declare(...)`` lists steps as
     pending before they start; ``saga.add_compensation`` registers an undo
@@ -58,7 +61,8 @@ The whole API, in the order a workflow meets it:
 ``StepState``, attempts, results and errors, for a status query.
 """
 
-from saga.core import (
+from saga.core import PATCH_PIVOT_ONE_CALL, Saga
+from saga.records import (
     CANCELLED,
     COMPENSATION_FAILED_TYPE,
     DEFAULT_UNDO_RETRY,
@@ -67,7 +71,6 @@ from saga.core import (
     Compensation,
     FailureAttempts,
     ResultAttempts,
-    Saga,
     SagaAction,
     SagaCompensationError,
     SagaSealedError,
@@ -82,6 +85,7 @@ __all__ = [
     "COMPENSATION_FAILED_TYPE",
     "DEFAULT_UNDO_RETRY",
     "DEFAULT_UNDO_TIMEOUT",
+    "PATCH_PIVOT_ONE_CALL",
     "Call",
     "Compensation",
     "FailureAttempts",

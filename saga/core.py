@@ -1,11 +1,13 @@
-"""A compensation stack for any Temporal workflow.
+"""The compensation stack: ``Saga`` runs the steps, unwinds them and takes operators' fixes.
 
 Usage inside a workflow::
 
     saga = Saga(parallel_compensation=False)
     try:
-        await saga.run("debit", "debit", req, undo=Compensation("refund", req))
-        await saga.run("ship", "ship", order, undo=Compensation("cancel_shipment", order))
+        await saga.run("debit", "debit", req, undo=Compensation("refund", req),
+                       start_to_close_timeout=timedelta(seconds=10))
+        await saga.run("ship", "ship", order, undo=Compensation("cancel_shipment", order),
+                       start_to_close_timeout=timedelta(seconds=10))
     except BaseException:
         await saga.compensate()   # survives cancellation; raises SagaCompensationError
         raise
@@ -14,8 +16,9 @@ Rules it enforces, each a defect we have seen in sagas elsewhere:
 
 * The undo is registered *before* the step is attempted: a call that timed out
   may still have booked, so its undo must run.
-* A step that the activity itself refused with a non-retryable error is known
-  not to have happened; its undo is dropped (configurable).
+* A step that was refused (its retry policy, or the activity, said the error
+  is not worth retrying) is known not to have happened; its undo is dropped
+  (configurable).
 * Unwinding continues past a failed undo; every failure is collected into one
   ``SagaCompensationError``.
 * The unwind runs in its own task behind ``asyncio.shield``: cancelling the
@@ -26,10 +29,10 @@ Rules it enforces, each a defect we have seen in sagas elsewhere:
   in ``actions``, an audit trail the workflow can show.
 * A step may be the *pivot*, the point of no return (``StepKind``). A pivot
   whose outcome is unknown (timeouts, a lost worker, 503s) is retried with the
-  same argument until it answers; only a refusal from the activity itself
-  lets the saga unwind. Once the pivot has succeeded the stack is sealed:
-  ``compensate`` refuses, and a *retriable* step that runs out of budget
-  becomes ``outstanding`` for an operator, exactly like a stuck undo.
+  same argument until it answers; only a refusal lets the saga unwind. Once
+  the pivot has succeeded the stack is sealed: ``compensate`` refuses, and a
+  *retriable* step that runs out of budget becomes ``outstanding`` for an
+  operator, exactly like a stuck undo.
 
 This module knows nothing about what the steps do. It must only be imported
 from workflow code (it calls ``temporalio.workflow``), and it does no I/O.
@@ -39,291 +42,37 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from enum import Enum
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import Priority, RetryPolicy
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    FailureError,
-    RetryState,
-    is_cancelled_exception,
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, is_cancelled_exception
+
+from saga.failures import attempts_from_failure, flagged_refusal, refused, root_message
+from saga.records import (
+    CANCELLED,
+    Call,
+    Compensation,
+    SagaAction,
+    SagaCompensationError,
+    SagaSealedError,
+    StepKind,
+    StepRecord,
+    StepState,
+    UndoFailure,
 )
+from saga.stack import Stack
 
-COMPENSATION_FAILED_TYPE = "CompensationFailed"
-#: ``StepRecord.error_type`` of a step cancelled while it ran.
-CANCELLED = "Cancelled"
-
-#: Undos must eventually succeed, so they retry longer than forward steps; but
-#: the budget is bounded, so a stuck undo surfaces instead of hiding forever.
-DEFAULT_UNDO_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
-)
-DEFAULT_UNDO_TIMEOUT = timedelta(seconds=30)
+#: Marks runs whose pivot is one activity call with unlimited attempts, its
+#: policy saying which errors are a "no". Runs recorded before it replay the
+#: older way, a loop that slept and asked again (``Saga._ask_until_answered``).
+PATCH_PIVOT_ONE_CALL = "saga-pivot-one-call"
 
 
-class StepState(str, Enum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    COMPENSATING = "compensating"
-    COMPENSATED = "compensated"
-    COMPENSATION_FAILED = "compensation-failed"
-    #: An operator said the step's effect was undone outside the saga.
-    RESOLVED = "resolved"
-    SKIPPED = "skipped"
-
-
-class StepKind(str, Enum):
-    """Where a step stands relative to the point of no return.
-
-    Before the pivot every step is *compensatable*: it has an undo, and a
-    failure unwinds. The *pivot* is the step that cannot be undone; once it has
-    succeeded the stack is sealed. Steps after it are *retriable*: they have no
-    undo, and a failure past its retry budget waits for an operator instead of
-    unwinding.
-    """
-
-    COMPENSATABLE = "compensatable"
-    PIVOT = "pivot"
-    RETRIABLE = "retriable"
-
-
-@dataclass(frozen=True)
-class Compensation:
-    """An undo: an activity (name or function) and its argument."""
-
-    activity: str | Callable[..., Any]
-    arg: Any
-    summary: str | None = None
-    #: ``None``: the saga's ``undo_retry_policy`` (for an undo).
-    retry_policy: RetryPolicy | None = None
-    start_to_close_timeout: timedelta | None = None
-    result_type: type | None = None
-
-
-#: A forward call kept so an operator can run a retriable step again: the same
-#: shape as an undo.
-Call = Compensation
-
-
-@dataclass
-class StepRecord:
-    name: str
-    state: StepState = StepState.PENDING
-    kind: StepKind = StepKind.COMPENSATABLE
-    #: Attempts of the forward activity; 0 while unknown (e.g. still running).
-    attempts: int = 0
-    result: Any = None
-    error: str | None = None
-    error_type: str | None = None
-    undo_attempts: int = 0
-    undo_result: Any = None
-    undo_error: str | None = None
-    undo_error_type: str | None = None
-    undo: Compensation | None = field(default=None, repr=False)
-    #: True while the undo is on the stack and has not run yet.
-    undo_pending: bool = False
-    #: A retriable step's own call, for an operator's retry.
-    forward: Call | None = field(default=None, repr=False)
-
-
-@dataclass
-class SagaAction:
-    """One operator action on a stuck unwind: the audit trail's row."""
-
-    #: Workflow time at which the action was accepted.
-    at: datetime
-    operator: str
-    #: ``retry_compensation`` or ``resolve``.
-    action: str
-    steps: list[str]
-    note: str
-    #: Each step's state once the action finished (empty while a retry runs).
-    outcomes: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class UndoFailure:
-    step: str
-    error_type: str | None
-    message: str
-
-
-class SagaSealedError(RuntimeError):
-    """A programming error: unwinding, or adding an undo, past the pivot.
-
-    A ``RuntimeError`` fails the workflow *task*, not the workflow: Temporal
-    retries the task, so the run stays open for a fix instead of ending wrong.
-    """
-
-
-class SagaCompensationError(ApplicationError):
-    """One or more undos did not succeed within their budget."""
-
-    def __init__(self, failures: Sequence[UndoFailure], *, cancelled: bool = False) -> None:
-        self.failures = list(failures)
-        #: The workflow was also cancelled while it unwound.
-        self.cancelled = cancelled
-        summary = "; ".join(f"{f.step}: {f.message}" for f in self.failures)
-        super().__init__(
-            f"{len(self.failures)} compensation(s) failed: {summary}",
-            *[{"step": f.step, "type": f.error_type, "message": f.message} for f in self.failures],
-            type=COMPENSATION_FAILED_TYPE,
-            non_retryable=True,
-        )
-
-
-def _root_message(err: BaseException) -> tuple[str | None, str]:
-    """The innermost Temporal failure's type and message: what a person needs."""
-    cause: BaseException = err
-    while isinstance(cause, FailureError) and cause.cause is not None:
-        cause = cause.cause
-    if isinstance(cause, ApplicationError):
-        return cause.type, cause.message
-    if isinstance(cause, FailureError):
-        return type(cause).__name__, cause.message
-    return type(cause).__name__, str(cause) or type(cause).__name__
-
-
-#: Reads the attempt count an activity reported, from its failure or its
-#: result; ``None`` when it did not say. How activities report it is their own
-#: convention, so the workflow passes readers in (``Saga(attempts_from_...)``).
-FailureAttempts = Callable[[ActivityError], "int | None"]
-ResultAttempts = Callable[[Any], "int | None"]
-
-
-def _attempts_from_failure(err: ActivityError, policy: RetryPolicy | None, reader: FailureAttempts | None) -> int:
-    reported = reader(err) if reader is not None else None
-    if reported is not None:
-        return reported
-    if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED and policy and policy.maximum_attempts:
-        return policy.maximum_attempts
-    return 0
-
-
-def _refused(err: ActivityError) -> bool:
-    """Did the activity itself say "no, and trying again will not help"?"""
-    return (
-        err.retry_state == RetryState.NON_RETRYABLE_FAILURE
-        and isinstance(err.cause, ApplicationError)
-        and err.cause.non_retryable
-    )
-
-
-class Saga:
-    def __init__(
-        self,
-        *,
-        parallel_compensation: bool = False,
-        undo_retry_policy: RetryPolicy = DEFAULT_UNDO_RETRY,
-        undo_timeout: timedelta = DEFAULT_UNDO_TIMEOUT,
-        keep_undo_when_refused: bool = False,
-        on_change: Callable[[], None] | None = None,
-        stable_undo_ids: bool = False,
-        attempts_from_failure: FailureAttempts | None = None,
-        attempts_from_result: ResultAttempts | None = None,
-        undo_priority: Priority | None = None,
-    ) -> None:
-        self.parallel_compensation = parallel_compensation
-        #: Task-queue priority of every undo activity (``None``: inherit the
-        #: workflow's). A rollback behind a backlog of new work should not wait
-        #: its turn: the resources it holds are what the new work may need.
-        self.undo_priority = undo_priority
-        #: Give each undo the activity id ``undo-<step>``, so that operator
-        #: tools (``temporal activity pause/reset -a undo-book_car``) can name
-        #: it. Off by default only because histories recorded without it would
-        #: no longer replay: turn it on behind ``workflow.patched``.
-        self.stable_undo_ids = stable_undo_ids
-        self.undo_retry_policy = undo_retry_policy
-        self.undo_timeout = undo_timeout
-        self.keep_undo_when_refused = keep_undo_when_refused
-        self._on_change = on_change
-        self._records: dict[str, StepRecord] = {}
-        #: Records whose undo is registered, in registration order.
-        self._stack: list[StepRecord] = []
-        self._actions: list[SagaAction] = []
-        self._attempts_from_failure = attempts_from_failure
-        self._attempts_from_result = attempts_from_result
-        #: Forward steps running now, by name: ``compensate`` cancels and drains them.
-        self._in_flight: dict[str, asyncio.Task[Any]] = {}
-        self._first_failure: str | None = None
-        self._pivot: str | None = None
-        self._sealed = False
-
-    # --- introspection, for queries --------------------------------------
-
-    @property
-    def records(self) -> list[StepRecord]:
-        return list(self._records.values())
-
-    def record(self, name: str) -> StepRecord:
-        return self._records[name]
-
-    @property
-    def first_failure(self) -> str | None:
-        """The step whose failure came first (not a cancellation): what started the unwind."""
-        return self._first_failure
-
-    @property
-    def past_pivot(self) -> bool:
-        """The pivot succeeded: the saga can only go forward from here."""
-        return self._sealed
-
-    def outstanding(self) -> list[StepRecord]:
-        """Steps an operator must settle.
-
-        Before the pivot: steps whose undo ran out of budget (their effect may
-        still be in place). After it: retriable steps that ran out of budget
-        (their effect is still missing).
-        """
-        stuck_undos = [r for r in self._stack if r.state is StepState.COMPENSATION_FAILED]
-        stuck_forward = [
-            r for r in self._records.values() if r.kind is StepKind.RETRIABLE and r.state is StepState.FAILED
-        ]
-        return stuck_undos + stuck_forward
-
-    @property
-    def actions(self) -> list[SagaAction]:
-        """Every operator action, oldest first."""
-        return list(self._actions)
-
-    def plan(self) -> list[str]:
-        """Steps whose undo would run if the saga unwound now, in run order."""
-        pending = [r.name for r in self._stack if r.undo_pending]
-        return pending if self.parallel_compensation else list(reversed(pending))
-
-    def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change()
-
-    # --- forward steps ----------------------------------------------------
-
-    def declare(self, *names: str, kind: StepKind = StepKind.COMPENSATABLE) -> None:
-        """Show steps as ``pending`` before they start (status queries list them)."""
-        for name in names:
-            self._records.setdefault(name, StepRecord(name, kind=kind))
-
-    def add_compensation(self, name: str, undo: Compensation) -> StepRecord:
-        """Push ``undo`` for step ``name``. ``run`` calls this before its activity."""
-        if self._sealed:
-            raise SagaSealedError(f"cannot register an undo for {name!r}: the saga is past its pivot {self._pivot!r}")
-        record = self._records.setdefault(name, StepRecord(name))
-        if record.undo_pending:
-            raise ValueError(f"step {name!r} already has a registered compensation")
-        record.undo = undo
-        record.undo_pending = True
-        self._stack.append(record)
-        return record
+class Saga(Stack):
+    """One per workflow run: runs the steps, unwinds them, and takes operators' fixes."""
 
     async def run(
         self,
@@ -337,30 +86,26 @@ class Saga:
         summary: str | None = None,
         result_type: type | None = None,
         kind: StepKind = StepKind.COMPENSATABLE,
-        refusals: Collection[str] | None = None,
     ) -> Any:
         """Run one forward step as an activity, with ``undo`` registered first.
 
         ``kind`` says where the step stands (see ``StepKind``): a pivot or a
         retriable step has no undo; a retriable step runs only past the pivot.
-        ``refusals`` (pivot only): the error types that mean "no". Any other
-        non-retryable failure (an unreadable answer, say) leaves the outcome
-        unknown, so the pivot runs again. ``None``: every non-retryable
-        failure from the activity is a refusal.
+        ``retry_policy`` decides which failures end the step: list the error
+        types that mean "no" in its ``non_retryable_error_types``.
         """
         self._check_kind(name, kind, undo)
         record = (
             self.add_compensation(name, undo) if undo is not None else self._records.setdefault(name, StepRecord(name))
         )
         record.kind = kind
+        call = Call(activity, arg, summary, retry_policy, start_to_close_timeout, result_type)
         if kind is StepKind.RETRIABLE:
-            record.forward = Call(activity, arg, summary, retry_policy, start_to_close_timeout, result_type)
+            record.forward = call
         if kind is StepKind.PIVOT:
             self._pivot = name
-            return await self._run_pivot(
-                record, activity, arg, start_to_close_timeout, retry_policy, summary, result_type, refusals
-            )
-        return await self._run_step(record, activity, arg, start_to_close_timeout, retry_policy, summary, result_type)
+            return await self._run_pivot(record, call)
+        return await self._run_step(record, call)
 
     def _check_kind(self, name: str, kind: StepKind, undo: Compensation | None) -> None:
         if kind is not StepKind.COMPENSATABLE and undo is not None:
@@ -370,40 +115,20 @@ class Saga:
         if kind is StepKind.RETRIABLE and not self._sealed:
             raise ValueError(f"retriable step {name!r} may only run after the pivot has succeeded")
 
-    async def _run_pivot(
-        self,
-        record: StepRecord,
-        activity: str | Callable[..., Any],
-        arg: Any,
-        timeout: timedelta,
-        policy: RetryPolicy | None,
-        summary: str | None,
-        result_type: type | None,
-        refusals: Collection[str] | None,
-    ) -> Any:
+    async def _run_pivot(self, record: StepRecord, call: Call) -> Any:
         # The pivot's outcome must be known before the saga may decide
         # anything: "it may have happened, so undo" would undo the steps around
-        # a ticket that was in fact issued. So only a refusal from the activity
-        # ends it; timeouts, a lost worker and transient errors are retried,
-        # with the same argument (the activity makes it idempotent), without a
-        # cap. ``temporal activity pause`` stops a pivot that never answers.
-        unbounded = dataclasses.replace(policy or RetryPolicy(), maximum_attempts=0)
-        while True:
-            try:
-                result = await self._run_step(record, activity, arg, timeout, unbounded, summary, result_type)
-                break
-            except ActivityError as err:
-                if is_cancelled_exception(err) or (
-                    _refused(err) and (refusals is None or getattr(err.cause, "type", None) in refusals)
-                ):
-                    raise
-                # Not a "no": the answer could not be read, so the outcome is
-                # still unknown. Ask again after the policy's longest wait.
-                record.state = StepState.RUNNING
-                if self._first_failure == record.name:
-                    self._first_failure = None
-                self._changed()
-                await workflow.sleep(unbounded.maximum_interval or timedelta(minutes=1))
+        # a pivot that in fact happened. So it has no attempt cap: timeouts, a
+        # lost worker and every error its policy does not list as
+        # non-retryable are retried by the server with the same argument (the
+        # activity makes it idempotent). Only a refusal ends it. ``temporal
+        # activity pause`` stops a pivot that never answers.
+        policy = dataclasses.replace(call.retry_policy or RetryPolicy(), maximum_attempts=0)
+        unbounded = dataclasses.replace(call, retry_policy=policy)
+        if workflow.patched(PATCH_PIVOT_ONE_CALL):
+            result = await self._run_step(record, unbounded)
+        else:
+            result = await self._ask_until_answered(record, unbounded)
         self._sealed = True
         # Nothing before the pivot can be undone any more.
         for r in self._stack:
@@ -411,16 +136,28 @@ class Saga:
         self._changed()
         return result
 
-    async def _run_step(
-        self,
-        record: StepRecord,
-        activity: str | Callable[..., Any],
-        arg: Any,
-        start_to_close_timeout: timedelta,
-        retry_policy: RetryPolicy | None,
-        summary: str | None,
-        result_type: type | None,
-    ) -> Any:
+    async def _ask_until_answered(self, record: StepRecord, call: Call) -> Any:
+        """The pivot as runs recorded before ``PATCH_PIVOT_ONE_CALL`` ran it; kept so they replay.
+
+        Activities then flagged their refusals non-retryable themselves, so a
+        failure the policy did not list could still end the call: the saga
+        slept for the policy's longest wait and asked again.
+        """
+        policy = call.retry_policy or RetryPolicy()
+        refusals = policy.non_retryable_error_types or None
+        while True:
+            try:
+                return await self._run_step(record, call)
+            except ActivityError as err:
+                if is_cancelled_exception(err) or flagged_refusal(err, refusals):
+                    raise
+                record.state = StepState.RUNNING
+                if self._first_failure == record.name:
+                    self._first_failure = None
+                self._changed()
+                await workflow.sleep(policy.maximum_interval or timedelta(minutes=1))
+
+    async def _run_step(self, record: StepRecord, call: Call) -> Any:
         name = record.name
         record.state = StepState.RUNNING
         self._changed()
@@ -429,23 +166,23 @@ class Saga:
             self._in_flight[name] = task
         try:
             result = await workflow.execute_activity(
-                activity,  # type: ignore[arg-type]  # a name or an @activity.defn function
-                arg,
-                start_to_close_timeout=start_to_close_timeout,
-                retry_policy=retry_policy,
-                summary=summary,
-                result_type=result_type,
+                call.activity,  # type: ignore[arg-type]  # a name or an @activity.defn function
+                call.arg,
+                start_to_close_timeout=call.start_to_close_timeout or self.undo_timeout,
+                retry_policy=call.retry_policy,
+                summary=call.summary,
+                result_type=call.result_type,
             )
         except ActivityError as err:
             record.state = StepState.FAILED
-            record.attempts = _attempts_from_failure(err, retry_policy, self._attempts_from_failure)
+            record.attempts = attempts_from_failure(err, call.retry_policy, self._attempts_from_failure)
             if is_cancelled_exception(err):
                 record.error_type, record.error = CANCELLED, "cancelled before it finished"
             else:
-                record.error_type, record.error = _root_message(err)
+                record.error_type, record.error = root_message(err)
                 # Recorded where it is raised: with concurrent steps, scan order says nothing.
                 self._first_failure = self._first_failure or name
-            if _refused(err) and not self.keep_undo_when_refused:
+            if refused(err) and not self.keep_undo_when_refused:
                 record.undo_pending = False
             self._changed()
             raise
@@ -595,52 +332,8 @@ class Saga:
 
     async def _redo(self, record: StepRecord) -> None:
         """An operator's retry of a retriable step: its own call, a fresh budget."""
-        call = record.forward
-        assert call is not None
+        assert record.forward is not None
         try:
-            await self._run_step(
-                record,
-                call.activity,
-                call.arg,
-                call.start_to_close_timeout or self.undo_timeout,
-                call.retry_policy,
-                call.summary,
-                call.result_type,
-            )
+            await self._run_step(record, record.forward)
         except ActivityError:
             pass  # recorded as FAILED by _run_step: still outstanding
-
-    async def _undo(self, record: StepRecord) -> UndoFailure | None:
-        undo = record.undo
-        assert undo is not None
-        record.state = StepState.COMPENSATING
-        record.undo_pending = False  # the plan lists only undos not yet started
-        self._changed()
-        policy = undo.retry_policy or self.undo_retry_policy
-        try:
-            result = await workflow.execute_activity(
-                undo.activity,  # type: ignore[arg-type]  # a name or an @activity.defn function
-                undo.arg,
-                start_to_close_timeout=undo.start_to_close_timeout or self.undo_timeout,
-                retry_policy=policy,
-                summary=undo.summary,
-                result_type=undo.result_type,
-                activity_id=f"undo-{record.name}" if self.stable_undo_ids else None,
-                priority=self.undo_priority or Priority.default,
-            )
-        except ActivityError as err:
-            record.state = StepState.COMPENSATION_FAILED
-            record.undo_attempts = _attempts_from_failure(err, policy, self._attempts_from_failure)
-            error_type, record.undo_error = _root_message(err)
-            if is_cancelled_exception(err):
-                error_type = CANCELLED
-            record.undo_error_type = error_type
-            self._changed()
-            return UndoFailure(record.name, error_type, record.undo_error)
-        record.state = StepState.COMPENSATED
-        record.undo_result = result
-        # A retried undo that succeeded: its earlier failure no longer describes the step.
-        record.undo_error = record.undo_error_type = None
-        record.undo_attempts = (self._attempts_from_result(result) if self._attempts_from_result else None) or 0
-        self._changed()
-        return None

@@ -2,8 +2,9 @@
 
 Retry policies match failures by the exact ``type`` string of an
 ``ApplicationError``, so every type the saga raises or matches is named here
-once. Activities raise them, the workflow's retry policies list them, and the
-tests assert them: nobody spells a type name by hand.
+once. Activities raise them, the workflow's retry policies list them (and so
+decide which of them end a step), and the tests assert them: nobody spells a
+type name by hand.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ class ErrorType(str, Enum):
     TRIP_INCOMPLETE = "TripIncomplete"
 
 
-#: Passed to every forward step's ``RetryPolicy.non_retryable_error_types``.
+#: The answers that mean "no": retrying cannot change them. The pivot's retry
+#: policy lists exactly these as non-retryable, so any other failure (even an
+#: answer nobody could read, which may hide an issued ticket) is asked again.
 NON_RETRYABLE_BUSINESS_ERRORS: tuple[str, ...] = (
     ErrorType.SOLD_OUT.value,
     ErrorType.INVALID_BOOKING.value,
@@ -49,40 +52,45 @@ NON_RETRYABLE_BUSINESS_ERRORS: tuple[str, ...] = (
     ErrorType.TICKETING_REFUSED.value,
     ErrorType.HOLD_EXPIRED.value,
 )
+#: What ends an ordinary step (a booking, a finalize) at once: a refusal, or an
+#: answer the activity could not use (sending the same request again cannot
+#: help). Every forward step's ``RetryPolicy.non_retryable_error_types`` but the
+#: pivot's. Activities never mark an error non-retryable themselves: the
+#: step's policy is the one place that decides.
+STEP_NON_RETRYABLE_ERRORS: tuple[str, ...] = (*NON_RETRYABLE_BUSINESS_ERRORS, ErrorType.PROVIDER_PROTOCOL.value)
 
-#: HTTP status a provider answers with → the business errors it may mean, and
-#: whether a retry could help. Several errors share a status (409 is both
-#: ``SoldOut`` and ``TicketingRefused``): the answer's ``"error"`` field picks
-#: among them, and the first is what a body without a known name means. The
-#: provider derives its own status for each error from this table
-#: (``ERROR_STATUS``), so both sides read one table.
-HTTP_STATUS_ERRORS: dict[int, tuple[tuple[ErrorType, ...], bool]] = {
-    409: ((ErrorType.SOLD_OUT, ErrorType.TICKETING_REFUSED), False),
-    410: ((ErrorType.RESERVATION_VOIDED, ErrorType.HOLD_EXPIRED), False),
-    422: ((ErrorType.INVALID_BOOKING,), False),
-    503: ((ErrorType.PROVIDER_UNAVAILABLE,), True),
+#: HTTP status a provider answers with → the business errors it may mean.
+#: Several errors share a status (409 is both ``SoldOut`` and
+#: ``TicketingRefused``): the answer's ``"error"`` field picks among them, and
+#: the first is what a body without a known name means. The provider derives
+#: its own status for each error from this table (``ERROR_STATUS``), so both
+#: sides read one table. Whether a retry can help is the type's business, in
+#: the tables above.
+HTTP_STATUS_ERRORS: dict[int, tuple[ErrorType, ...]] = {
+    409: (ErrorType.SOLD_OUT, ErrorType.TICKETING_REFUSED),
+    410: (ErrorType.RESERVATION_VOIDED, ErrorType.HOLD_EXPIRED),
+    422: (ErrorType.INVALID_BOOKING,),
+    503: (ErrorType.PROVIDER_UNAVAILABLE,),
 }
 
 #: Error name → the HTTP status a provider answers it with (the inverse table).
 ERROR_STATUS: dict[str, int] = {
-    error.value: status for status, (errors, _) in HTTP_STATUS_ERRORS.items() for error in errors
+    error.value: status for status, errors in HTTP_STATUS_ERRORS.items() for error in errors
 }
 
 
-def error_for_status(status: int, error_name: object = None) -> tuple[ErrorType, bool] | None:
-    """The error a provider's ``status`` answer means, and whether to retry it.
+def error_for_status(status: int, error_name: object = None) -> ErrorType | None:
+    """The error a provider's ``status`` answer means.
 
     ``error_name`` is the answer's ``"error"`` field, if any: it selects among
     the types registered for that status, and anything else (a proxy's page,
     an unknown name) falls back to the status's first type. ``None`` for a
     status the table does not know.
     """
-    entry = HTTP_STATUS_ERRORS.get(status)
-    if entry is None:
+    errors = HTTP_STATUS_ERRORS.get(status)
+    if errors is None:
         return None
-    errors, retryable = entry
-    chosen = next((e for e in errors if e.value == error_name), errors[0])
-    return chosen, retryable
+    return next((e for e in errors if e.value == error_name), errors[0])
 
 
 #: Provider answers that are part of normal operation: business refusals, and

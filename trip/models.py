@@ -192,7 +192,7 @@ class FlightRequest(_Model):
 class RetryOverrides(_Model):
     """Optional tuning of every step's retry policy (tests use short intervals).
 
-    ``None`` keeps each step's own default from ``workflows.booking.STEP_POLICIES``.
+    ``None`` keeps each step's own default from ``workflows.policies.STEP_POLICIES``.
     """
 
     initial_interval_s: Annotated[float, Field(gt=0, le=60)] | None = None
@@ -203,7 +203,7 @@ class RetryOverrides(_Model):
     undo_max_attempts: Annotated[int, Field(ge=1, le=100)] | None = None
     undo_max_interval_s: Annotated[float, Field(gt=0, le=600)] | None = None
     #: Task-queue priority of the undos: 1 is served first, 5 last, and work
-    #: without one counts as 3. ``None`` keeps ``workflows.booking.UNDO_PRIORITY_KEY``.
+    #: without one counts as 3. ``None`` keeps ``workflows.policies.UNDO_PRIORITY_KEY``.
     undo_priority_key: Annotated[int, Field(ge=1, le=5)] | None = None
 
     @model_validator(mode="after")

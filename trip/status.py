@@ -106,13 +106,26 @@ class Attention(BaseModel):
     outstanding: list[OutstandingStep]
 
 
+class Decision(str, Enum):
+    """How a held trip's confirmation window ended."""
+
+    CONFIRMED = "confirmed"
+    DECLINED = "declined"
+    #: Nobody answered before the deadline.
+    EXPIRED = "expired"
+
+    def __str__(self) -> str:
+        # Pages and CLIs print the word, as they did when it was a plain string.
+        return self.value
+
+
 class ConfirmationView(BaseModel):
     """A held trip's confirmation window, and how it ended."""
 
     since: datetime
     deadline: datetime
-    #: ``confirmed``, ``declined`` or ``expired``; ``None`` while waiting.
-    decision: str | None = None
+    #: ``None`` while waiting.
+    decision: Decision | None = None
     note: str = ""
 
 
@@ -200,4 +213,4 @@ class ConfirmResult(BaseModel):
     """What ``confirm`` / ``decline`` return: accepted; the saga goes on from here."""
 
     status: SagaStatus
-    decision: str
+    decision: Decision

@@ -35,6 +35,7 @@ from temporalio.worker import (
 )
 
 from trip.errors import ErrorType
+from trip.steps import FORWARD_ACTIVITIES, saga_step_of, undone_by
 from wiring.process import core_logging
 
 ENV_METRICS_PORT = "WORKER_METRICS_PORT"
@@ -52,9 +53,6 @@ _STATUS_BY_ERROR = {
     ErrorType.ROLLBACK_INCOMPLETE.value: "ROLLBACK_INCOMPLETE",
     ErrorType.TRIP_INCOMPLETE.value: "TRIP_INCOMPLETE",
 }
-_UNDO_PREFIX = "undo_"
-#: Forward steps: the bookings (holds), the ticket (pivot) and the finalizing.
-_FORWARD_PREFIXES = ("book_", "ticket_", "finalize_")
 
 
 def runtime_with_prometheus(bind_address: str = DEFAULT_METRICS_ADDRESS) -> Runtime:
@@ -72,7 +70,7 @@ def runtime_with_prometheus(bind_address: str = DEFAULT_METRICS_ADDRESS) -> Runt
 
 def step_of(activity_type: str) -> str:
     """``book_car`` and ``undo_book_car`` both report step ``book_car``."""
-    return activity_type.removeprefix(_UNDO_PREFIX)
+    return saga_step_of(activity_type) or activity_type
 
 
 class SagaMetricsInterceptor(Interceptor):
@@ -139,9 +137,9 @@ class _SagaOutbound(WorkflowOutboundInterceptor):
     def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle[Any]:
         handle = super().start_activity(input)
         name = input.activity
-        if name.startswith(_UNDO_PREFIX):
+        if undone_by(name) is not None:
             handle.add_done_callback(lambda fut: self._undo_done(step_of(name), fut))
-        elif name.startswith(_FORWARD_PREFIXES):
+        elif name in FORWARD_ACTIVITIES:
             handle.add_done_callback(lambda fut: self._step_done(name, fut))
         return handle
 

@@ -3,7 +3,9 @@
 The shop is a fake with switches for its failures, so the example runs
 anywhere. Like any real provider it keys every call on the order, so that a
 retried call (or an undo of a call that never landed) is harmless: the saga
-core retries and compensates, but idempotency is the activities' job.
+core retries and compensates, but idempotency is the activities' job. They
+raise typed errors and never decide retryability: each step's retry policy
+(``workflows.py``) says which types end it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from dataclasses import dataclass, field
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+
+#: The task queue the example's worker polls and its starter sends to.
+TASK_QUEUE = "order-saga"
 
 
 @dataclass
@@ -83,11 +88,9 @@ class OrderActivities:
             return  # a retry of a reservation that landed
         if (r.order_id, r.sku) in self.shop.voided:
             # A late call, from a step cancelled and undone: it must not land now.
-            raise ApplicationError(f"{r.sku} for {r.order_id} was released", type="Voided", non_retryable=True)
+            raise ApplicationError(f"{r.sku} for {r.order_id} was released", type="Voided")
         if self.shop.stock.get(r.sku, 0) < r.qty:
-            raise ApplicationError(
-                f"only {self.shop.stock.get(r.sku, 0)} of {r.sku} left", type="OutOfStock", non_retryable=True
-            )
+            raise ApplicationError(f"only {self.shop.stock.get(r.sku, 0)} of {r.sku} left", type="OutOfStock")
         self.shop.stock[r.sku] -= r.qty
         self.shop.reservations[(r.order_id, r.sku)] = r.qty
         self.shop.log.append(f"reserve {r.sku}")
@@ -109,7 +112,7 @@ class OrderActivities:
                 self.shop.gateway_errors -= 1
                 raise ApplicationError("payment gateway: 503", type="GatewayUnavailable")
             if self.shop.card_declined:
-                raise ApplicationError("card declined", type="CardDeclined", non_retryable=True)
+                raise ApplicationError("card declined", type="CardDeclined")
             self.shop.payments[order.order_id] = order.amount_cents
             self.shop.log.append(f"charge {order.order_id}")
         return f"pay-{order.order_id}"

@@ -11,6 +11,7 @@ for the operator. Workflow code: no I/O here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from datetime import timedelta
 
@@ -25,6 +26,11 @@ with workflow.unsafe.imports_passed_through():
 TIMEOUT = timedelta(seconds=10)
 #: Small budgets so that a stuck step surfaces within seconds of (skipped) time.
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+#: Each step's policy says which answers are a "no" (the activities only name
+#: them): those end the step at once, and the saga drops a refused step's undo.
+#: The pivot keeps its list but loses the attempt cap, so only a "no" unwinds.
+RESERVE = dataclasses.replace(RETRY, non_retryable_error_types=["OutOfStock", "Voided"])
+CHARGE = dataclasses.replace(RETRY, non_retryable_error_types=["CardDeclined"])
 PIVOT, RETRIABLE = StepKind.PIVOT, StepKind.RETRIABLE
 
 
@@ -38,18 +44,22 @@ class OrderWorkflow:
     @workflow.run
     async def run(self, order: Order) -> Receipt:
         saga = self.saga
-        step = functools.partial(saga.run, start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+        step = functools.partial(saga.run, start_to_close_timeout=TIMEOUT)
         try:
             for line in order.lines:
                 held = Reservation(order.order_id, line.sku, line.qty)
                 undo = Compensation(OrderActivities.release_stock, held)
-                await step(f"reserve {line.sku}", OrderActivities.reserve_stock, held, undo=undo)
-            payment = await step("charge", OrderActivities.charge_payment, order, undo=None, kind=PIVOT)
+                await step(f"reserve {line.sku}", OrderActivities.reserve_stock, held, undo=undo, retry_policy=RESERVE)
+            payment = await step(
+                "charge", OrderActivities.charge_payment, order, undo=None, kind=PIVOT, retry_policy=CHARGE
+            )
         except (ActivityError, asyncio.CancelledError):
             await saga.compensate()  # raises SagaCompensationError, listing every stuck undo
             raise
         try:
-            tracking = await step("ship", OrderActivities.ship_order, order, undo=None, kind=RETRIABLE)
+            tracking = await step(
+                "ship", OrderActivities.ship_order, order, undo=None, kind=RETRIABLE, retry_policy=RETRY
+            )
         except ActivityError:
             # Past the pivot nothing unwinds: wait until an operator has retried or resolved it.
             await workflow.wait_condition(lambda: not saga.outstanding() and workflow.all_handlers_finished())

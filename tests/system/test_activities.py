@@ -16,7 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import BookingActivities, make_http_client
 from tests.conftest import ProviderService, free_port, make_request, wait_until
-from trip.errors import ErrorType
+from trip.errors import NON_RETRYABLE_BUSINESS_ERRORS, STEP_NON_RETRYABLE_ERRORS, ErrorType
 from trip.models import (
     CancelRequest,
     FinalizeRequest,
@@ -26,6 +26,13 @@ from trip.models import (
     Scenario,
     TicketRequest,
 )
+from trip.steps import ALL_ACTIVITIES
+
+
+def ends_a_step(err: ApplicationError) -> bool:
+    """The contract: an activity never flags an error itself; the step's retry policy ends it by type."""
+    assert not err.non_retryable, "the step's policy decides, not the activity"
+    return err.type in STEP_NON_RETRYABLE_ERRORS
 
 
 @pytest_asyncio.fixture
@@ -93,22 +100,22 @@ async def test_provider_answers_map_to_typed_errors(
     with pytest.raises(ApplicationError) as info:
         await ActivityEnvironment().run(activity, reserve_req(kind, scenario))
     assert info.value.type == error.value
-    assert info.value.non_retryable is (not retryable)
+    assert ends_a_step(info.value) is (not retryable)
     assert info.value.details[0]["attempt"] == 1
 
 
-async def test_invalid_booking_is_non_retryable(acts: BookingActivities) -> None:
+async def test_invalid_booking_ends_a_step(acts: BookingActivities) -> None:
     req = reserve_req(Kind.CAR)
     with pytest.raises(ApplicationError) as info:
         await ActivityEnvironment().run(acts.book_hotel, req)  # a car request sent to the hotel activity
-    assert info.value.type == ErrorType.INVALID_BOOKING.value and info.value.non_retryable
+    assert info.value.type == ErrorType.INVALID_BOOKING.value and ends_a_step(info.value)
 
 
 async def test_connection_refused_is_retryable() -> None:
     async with make_http_client(f"http://127.0.0.1:{free_port()}") as http:
         with pytest.raises(ApplicationError) as info:
             await ActivityEnvironment().run(BookingActivities(http).book_car, reserve_req(Kind.CAR))
-    assert info.value.type == ErrorType.PROVIDER_UNAVAILABLE.value and not info.value.non_retryable
+    assert info.value.type == ErrorType.PROVIDER_UNAVAILABLE.value and not ends_a_step(info.value)
 
 
 async def test_timeout_is_retryable_and_the_retry_finds_the_booking(
@@ -122,7 +129,7 @@ async def test_timeout_is_retryable_and_the_retry_finds_the_booking(
     short.info = dataclasses.replace(short.info, start_to_close_timeout=timedelta(seconds=1))
     with pytest.raises(ApplicationError) as info:
         await short.run(acts.book_car, req)
-    assert info.value.type == ErrorType.PROVIDER_TIMEOUT.value and not info.value.non_retryable
+    assert info.value.type == ErrorType.PROVIDER_TIMEOUT.value and not ends_a_step(info.value)
     await wait_until(lambda: providers.active_kinds(req.booking_id) == ["car"], what="the late booking")
     enough = ActivityEnvironment()
     enough.info = dataclasses.replace(enough.info, start_to_close_timeout=timedelta(seconds=10))
@@ -163,11 +170,11 @@ def _mock_acts(status: int, content: bytes, content_type: str = "application/jso
 async def test_a_409_that_is_not_a_json_object_is_still_sold_out(content: bytes) -> None:
     with pytest.raises(ApplicationError) as info:
         await ActivityEnvironment().run(_mock_acts(409, content).book_car, reserve_req(Kind.CAR))
-    assert info.value.type == ErrorType.SOLD_OUT.value and info.value.non_retryable
+    assert info.value.type == ErrorType.SOLD_OUT.value and ends_a_step(info.value)
 
 
 @pytest.mark.parametrize("content", [b'{"reservation_id": "r1"}', b"[]", b"not json", b'{"outcome": 3}'])
-async def test_a_success_without_the_expected_fields_is_a_non_retryable_protocol_error(content: bytes) -> None:
+async def test_a_success_without_the_expected_fields_is_a_protocol_error_that_ends_a_step(content: bytes) -> None:
     acts = _mock_acts(200, content)
     req = reserve_req(Kind.CAR)
     with pytest.raises(ApplicationError) as booked:
@@ -175,7 +182,7 @@ async def test_a_success_without_the_expected_fields_is_a_non_retryable_protocol
     with pytest.raises(ApplicationError) as undone:
         await ActivityEnvironment().run(acts.undo_book_car, cancel_req(req))
     for info in (booked, undone):
-        assert info.value.type == ErrorType.PROVIDER_PROTOCOL.value and info.value.non_retryable
+        assert info.value.type == ErrorType.PROVIDER_PROTOCOL.value and ends_a_step(info.value)
 
 
 @pytest.mark.parametrize(("start_to_close_s", "expected_s"), [(30.0, 28.0), (15.0, 13.5), (3.0, 2.7), (1.0, 0.9)])
@@ -267,12 +274,12 @@ async def test_hold_scenarios_map_to_typed_errors(
         else:
             await env.run(acts.finalize_hotel, finalize_req(req))
     assert info.value.type == error.value
-    assert info.value.non_retryable is (not retryable)
+    assert ends_a_step(info.value) is (not retryable)
     assert info.value.details[0]["attempt"] == 1
     assert [r["status"] for r in providers.reservations(req.booking_id)] == ["held"]
 
 
-async def test_a_lapsed_hold_is_a_non_retryable_hold_expired(
+async def test_a_lapsed_hold_is_a_hold_expired_that_ends_a_step(
     acts: BookingActivities, providers: ProviderService
 ) -> None:
     env = ActivityEnvironment()
@@ -285,7 +292,7 @@ async def test_a_lapsed_hold_is_a_non_retryable_hold_expired(
     for run in (env.run(acts.finalize_car, finalize_req(car)), env.run(acts.ticket_flight, ticket_req(flight))):
         with pytest.raises(ApplicationError) as info:
             await run
-        assert info.value.type == ErrorType.HOLD_EXPIRED.value and info.value.non_retryable
+        assert info.value.type == ErrorType.HOLD_EXPIRED.value and ends_a_step(info.value)
     undone = await env.run(acts.undo_book_car, cancel_req(car))
     assert undone.outcome == "expired"
 
@@ -308,7 +315,7 @@ async def test_the_error_name_selects_among_the_types_of_its_status(
     req = hold_req(Kind.FLIGHT)
     with pytest.raises(ApplicationError) as info:
         await ActivityEnvironment().run(_mock_acts(status, content).ticket_flight, ticket_req(req))
-    assert info.value.type == error.value and info.value.non_retryable
+    assert info.value.type == error.value and ends_a_step(info.value)
     assert info.value.details[0]["http_status"] == status
 
 
@@ -318,7 +325,7 @@ async def test_a_provider_that_ignores_the_hold_is_a_protocol_error() -> None:
     acts = _mock_acts(201, b'{"reservation_id": "r1", "confirmation": "CAR-1", "status": "active"}')
     with pytest.raises(ApplicationError) as info:
         await ActivityEnvironment().run(acts.book_car, hold_req(Kind.CAR))
-    assert info.value.type == ErrorType.PROVIDER_PROTOCOL.value and info.value.non_retryable
+    assert info.value.type == ErrorType.PROVIDER_PROTOCOL.value and ends_a_step(info.value)
     assert "held_until" in info.value.message
 
 
@@ -326,9 +333,18 @@ async def test_finalize_refuses_a_request_of_another_kind(acts: BookingActivitie
     req = hold_req(Kind.CAR)
     with pytest.raises(ApplicationError) as info:
         await ActivityEnvironment().run(acts.finalize_hotel, finalize_req(req))
-    assert info.value.type == ErrorType.INVALID_BOOKING.value and info.value.non_retryable
+    assert info.value.type == ErrorType.INVALID_BOOKING.value and ends_a_step(info.value)
 
 
 def test_the_worker_registers_the_hold_activities_by_their_contract_names(acts: BookingActivities) -> None:
     names = {_Definition.must_from_callable(fn).name for fn in acts.all()}
     assert {"ticket_flight", "finalize_car", "finalize_hotel"} <= names
+    # Every activity of the step table, and nothing else: histories name them.
+    assert names == ALL_ACTIVITIES
+
+
+def test_only_the_pivot_asks_again_after_an_unreadable_answer() -> None:
+    # A protocol error ends a booking (sending it again cannot help) but not the
+    # pivot, whose ticket may exist behind an answer nobody could read.
+    assert ErrorType.PROVIDER_PROTOCOL.value in STEP_NON_RETRYABLE_ERRORS
+    assert ErrorType.PROVIDER_PROTOCOL.value not in NON_RETRYABLE_BUSINESS_ERRORS

@@ -261,10 +261,10 @@ def test_provider_error_statuses_come_from_the_one_table() -> None:
     from providers.handling import ERROR_STATUS
     from trip.errors import HTTP_STATUS_ERRORS, error_for_status
 
-    for status, (errors, retryable) in HTTP_STATUS_ERRORS.items():
+    for status, errors in HTTP_STATUS_ERRORS.items():
         for error in errors:
             assert ERROR_STATUS[error.value] == status
-            assert error_for_status(status, error.value) == (error, retryable)
+            assert error_for_status(status, error.value) == error
     assert ERROR_STATUS["TicketingRefused"] == 409 and ERROR_STATUS["HoldExpired"] == 410
 
 

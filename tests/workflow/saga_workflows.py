@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
 @dataclass
 class Step:
     name: str
-    #: ok | fail | book_then_hang | block
+    #: ok | fail | refuse | flaky | book_then_hang | block
     behaviour: str = "ok"
     #: ok | fail | gate | fail_until_gate
     undo: str = "ok"
@@ -40,6 +40,8 @@ class Plan:
     #: The step that cannot be undone: those before it are compensatable, those
     #: after it retriable (steps then run one after another).
     pivot: str | None = None
+    #: The error types every step's retry policy ends at once.
+    non_retryable: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
 
 
@@ -73,7 +75,11 @@ class SagaTestWorkflow:
                     step,
                     undo=Compensation("undo_step", step) if k is StepKind.COMPENSATABLE else None,
                     start_to_close_timeout=timedelta(seconds=plan.step_timeout_s),
-                    retry_policy=RetryPolicy(maximum_attempts=1),
+                    retry_policy=RetryPolicy(
+                        initial_interval=timedelta(seconds=1),
+                        maximum_attempts=1,
+                        non_retryable_error_types=plan.non_retryable,
+                    ),
                     kind=k,
                 )
             except FailureError:

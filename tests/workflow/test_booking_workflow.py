@@ -33,7 +33,8 @@ from wiring.client import (
 )
 from wiring.codec import keyring_of, traveller_tag
 from wiring.worker import WorkerTuning, build_worker
-from workflows.booking import UNDO_PRIORITY_KEY, BookingWorkflow
+from workflows.booking import BookingWorkflow
+from workflows.policies import UNDO_PRIORITY_KEY
 
 S = StepState
 
@@ -172,7 +173,7 @@ async def test_status_query_mid_run_and_mid_unwind(
         async def gated_flight(req: ReserveRequest) -> Any:
             gates.flight_started.set()
             await gates.release_flight.wait()
-            raise ApplicationError("no seats", type=ErrorType.SOLD_OUT.value, non_retryable=True)
+            raise ApplicationError("no seats", type=ErrorType.SOLD_OUT.value)
 
         @activity.defn(name="undo_book_hotel")
         async def gated_undo_hotel(req: CancelRequest) -> CancelResult:

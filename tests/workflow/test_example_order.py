@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 import examples
 from examples.order import Line, Order, OrderActivities, OrderWorkflow, Receipt, Settle, Shop
 from examples.order.activities import Reservation
+from examples.order.workflows import RESERVE
 
 
 @dataclass
@@ -179,7 +180,9 @@ async def test_a_reservation_released_before_it_landed_can_never_land() -> None:
     await ActivityEnvironment().run(acts.release_stock, held)
     with pytest.raises(ApplicationError) as refused:
         await ActivityEnvironment().run(acts.reserve_stock, held)
-    assert refused.value.type == "Voided" and refused.value.non_retryable
+    # Named, not flagged: the reserve step's policy is what ends it.
+    assert refused.value.type == "Voided" and not refused.value.non_retryable
+    assert "Voided" in (RESERVE.non_retryable_error_types or [])
     assert shop.stock == {"apple": 1} and shop.log == []
 
 
@@ -213,3 +216,40 @@ def test_the_code_shown_in_docs_saga_md_is_the_example_itself() -> None:
     blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
     shown = [b for b in blocks if "class OrderWorkflow" in b]
     assert len(shown) == 1 and shown[0] in source
+
+
+async def test_the_worker_and_the_starter_run_an_order_on_a_dev_server(dev_env: WorkflowEnvironment) -> None:
+    """What a reader runs: ``run_worker`` in one shell, ``run_workflow`` in another."""
+    address = dev_env.client.service_client.config.target_host
+    queue = ["--address", address, "--task-queue", f"order-{uuid.uuid4().hex}"]
+    root = EXAMPLES.parent
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "examples.order.run_worker", *queue, cwd=root, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert worker.stdout is not None
+        assert b"polling" in await worker.stdout.readline()
+
+        async def start(*skus: str) -> tuple[int | None, str]:
+            lines = [arg for sku in skus for arg in ("--sku", sku)]
+            starter = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "examples.order.run_workflow",
+                *queue,
+                *lines,
+                cwd=root,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            # A guard against a hang, not a speed test: the order takes well under a second.
+            out, _ = await asyncio.wait_for(starter.communicate(), timeout=120)
+            return starter.returncode, out.decode()
+
+        code, out = await start()
+        assert code == 0, out
+        assert re.fullmatch(r"order (order-\w+): paid pay-\1, shipped trk-\1\n", out), out
+        code, out = await start("apple", "fig")  # the shop has no figs: the apple is released
+        assert code == 1 and "OutOfStock" in out and "every reservation released" in out, out
+    finally:
+        worker.terminate()
+        await worker.wait()

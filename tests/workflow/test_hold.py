@@ -42,6 +42,7 @@ from trip.models import (
     TicketRequest,
 )
 from trip.status import BookingStatus, SagaStatus
+from trip.steps import step, undone_by
 from wiring.client import (
     await_outcome,
     decide,
@@ -80,14 +81,14 @@ class Providers:
     undoing: asyncio.Event = field(default_factory=asyncio.Event)
 
     def undos(self) -> list[str]:
-        return [c for c in self.calls if c.startswith("undo_")]
+        return [c for c in self.calls if undone_by(c) is not None]
 
 
 def mock_activities(p: Providers) -> list[Any]:
     def book(kind: Kind) -> Any:
-        @activity.defn(name=f"book_{kind.value}")
+        @activity.defn(name=step(kind).book)
         async def book_(req: ReserveRequest) -> Reservation:
-            p.calls.append(f"book_{kind.value}")
+            p.calls.append(step(kind).book)
             p.hold_ttls.append(req.hold_ttl_s)
             if kind is Kind.CAR and p.book_car_waits:
                 p.booking_car.set()
@@ -97,9 +98,9 @@ def mock_activities(p: Providers) -> list[Any]:
         return book_
 
     def undo(kind: Kind) -> Any:
-        @activity.defn(name=f"undo_book_{kind.value}")
+        @activity.defn(name=step(kind).undo)
         async def undo_(req: CancelRequest) -> CancelResult:
-            p.calls.append(f"undo_book_{kind.value}")
+            p.calls.append(step(kind).undo)
             if p.undo_waits:
                 p.undoing.set()
                 await p.gate.wait()
@@ -113,14 +114,12 @@ def mock_activities(p: Providers) -> list[Any]:
         p.ticket_keys.append(req.idempotency_key)
         attempt = activity.info().attempt
         if p.ticket == "refuse":
-            raise ApplicationError("fare no longer valid", type=ErrorType.TICKETING_REFUSED.value, non_retryable=True)
-        # Counted across executions: the saga runs the pivot again as a new activity (attempt 1).
+            raise ApplicationError("fare no longer valid", type=ErrorType.TICKETING_REFUSED.value)
         if p.ticket == "garbled" and p.calls.count("ticket_flight") <= p.fail_first:
-            # Non-retryable, but not a "no": the answer could not be read.
+            # Not a "no": the answer could not be read. A booking's policy ends
+            # on it; the pivot's does not, so the server asks again.
             raise ApplicationError(
-                "airline answered 200 without a ticket number",
-                type=ErrorType.PROVIDER_PROTOCOL.value,
-                non_retryable=True,
+                "airline answered 200 without a ticket number", type=ErrorType.PROVIDER_PROTOCOL.value
             )
         if p.ticket == "flaky" and attempt <= p.fail_first:
             # From the saga's side this is an unknown outcome: the ticket may or may not exist.
@@ -131,9 +130,9 @@ def mock_activities(p: Providers) -> list[Any]:
         return Ticket(ticket_number="TKT-0001", confirmation="FLIGHT-1", attempt=attempt)
 
     def finalize(kind: Kind) -> Any:
-        @activity.defn(name=f"finalize_{kind.value}")
+        @activity.defn(name=step(kind).finalize)
         async def finalize_(req: FinalizeRequest) -> FinalizeResult:
-            p.calls.append(f"finalize_{kind.value}")
+            p.calls.append(f"{step(kind).finalize}")
             if kind is Kind.HOTEL and p.finalize_hotel == "broken":
                 raise ApplicationError("hotel cannot confirm the hold", type=ErrorType.PROVIDER_UNAVAILABLE.value)
             return FinalizeResult(

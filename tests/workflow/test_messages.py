@@ -1,4 +1,4 @@
-"""The words a failed or cancelled booking ends with must be true (issue 8, item 7)."""
+"""The words a failed or cancelled booking ends with must be true: what was cancelled, what never was."""
 
 from __future__ import annotations
 

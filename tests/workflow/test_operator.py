@@ -73,7 +73,7 @@ def mock_activities(car: CarUndo) -> list[Any]:
 
     @activity.defn(name="book_flight")
     async def book_flight(req: ReserveRequest) -> Reservation:
-        raise ApplicationError("no seats left", type=ErrorType.SOLD_OUT.value, non_retryable=True)
+        raise ApplicationError("no seats left", type=ErrorType.SOLD_OUT.value)
 
     @activity.defn(name="undo_book_car")
     async def undo_book_car(req: CancelRequest) -> CancelResult:

@@ -17,7 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from saga import Compensation, Saga, StepKind
+from saga import PATCH_PIVOT_ONE_CALL, Compensation, Saga, StepKind
 from tests.workflow.saga_workflows import Plan, SagaTestWorkflow, Step
 
 _S = timedelta(seconds=1)
@@ -46,6 +46,11 @@ class MockActivities:
         self.p.event(self.p.started, step.name).set()
         if step.behaviour == "fail":
             raise ApplicationError(f"{step.name} refused", type="Refused", non_retryable=True)
+        if step.behaviour == "refuse":
+            # A business "no" as activities raise it: typed, and the policy decides.
+            raise ApplicationError(f"{step.name} refused", type="Refused")
+        if step.behaviour == "flaky" and activity.info().attempt < 3:
+            raise ApplicationError(f"{step.name}: try again", type="Unavailable")
         if step.behaviour == "book_then_hang":
             self.p.booked.append(step.name)  # booked at the provider, but the answer never arrives
             await asyncio.Event().wait()
@@ -309,3 +314,40 @@ async def test_step_kinds_are_checked_before_anything_runs() -> None:
         await saga.run("ship", "do_step", None, undo=None, start_to_close_timeout=_S, kind=StepKind.RETRIABLE)
     with pytest.raises(ValueError, match="cannot have an undo"):
         await saga.run("charge", "do_step", None, undo=undo, start_to_close_timeout=_S, kind=StepKind.PIVOT)
+
+
+async def test_the_policy_decides_a_refusal_and_the_undo_of_the_refused_step_is_dropped(
+    ts_env: WorkflowEnvironment, harness: tuple[Provider, str]
+) -> None:
+    provider, tq = harness
+    plan = Plan([Step("a"), Step("b", "refuse")], non_retryable=["Refused"])
+    cause = await run_plan(ts_env, tq, plan)
+    assert isinstance(cause, ApplicationError) and cause.type == "Refused" and not cause.non_retryable
+    assert provider.undo_calls == ["a"]
+
+
+async def test_a_pivot_is_asked_again_until_it_answers_and_only_a_listed_type_ends_it(
+    ts_env: WorkflowEnvironment, harness: tuple[Provider, str]
+) -> None:
+    provider, tq = harness
+    # Every step's own budget is one attempt: the pivot alone has no cap.
+    plan = Plan([Step("reserve"), Step("charge", "flaky"), Step("ship")], pivot="charge", non_retryable=["Refused"])
+    handle = await ts_env.client.start_workflow(
+        SagaTestWorkflow.run, plan, id=f"saga-{uuid.uuid4().hex}", task_queue=tq
+    )
+    assert await handle.result() == ["reserve", "charge", "ship", "sealed"]
+    assert provider.booked == ["reserve", "charge", "ship"] and provider.undo_calls == []
+    # New runs mark the one-call pivot, so histories recorded before it keep the old loop on replay.
+    history = await handle.fetch_history()
+    markers = [
+        e.marker_recorded_event_attributes
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert [m.marker_name for m in markers] == ["core_patch"]
+    [patch] = await ts_env.client.data_converter.decode(markers[0].details["patch-data"].payloads)
+    assert patch["id"] == PATCH_PIVOT_ONE_CALL
+    refused = Plan([Step("reserve"), Step("charge", "refuse"), Step("ship")], pivot="charge", non_retryable=["Refused"])
+    cause = await run_plan(ts_env, tq, refused)
+    assert isinstance(cause, ApplicationError) and cause.type == "Refused"
+    assert provider.undone == ["reserve"] and provider.booked.count("ship") == 1
