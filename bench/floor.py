@@ -23,12 +23,12 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from bench.activity_inputs import cancel_request, reserve_request
-    from trip.models import BookingRequest, Kind
+    from trip.models import BookingRequest
+    from trip.steps import STEPS
 
 EMPTY_WORKFLOW = "FloorEmpty"
 LOCAL_WORKFLOW = "FloorLocal"
 TIMEOUT = timedelta(seconds=10)
-KINDS = (Kind.CAR, Kind.HOTEL, Kind.FLIGHT)
 
 
 @workflow.defn(name=EMPTY_WORKFLOW)
@@ -46,11 +46,11 @@ class FloorLocal:
         booked = await asyncio.gather(
             *(
                 workflow.execute_local_activity(
-                    f"book_{kind.value}",
-                    reserve_request(req, booking_id, kind),
+                    s.book,
+                    reserve_request(req, booking_id, s.kind),
                     start_to_close_timeout=TIMEOUT,
                 )
-                for kind in KINDS
+                for s in STEPS
             ),
             return_exceptions=True,
         )
@@ -60,11 +60,11 @@ class FloorLocal:
         await asyncio.gather(
             *(
                 workflow.execute_local_activity(
-                    f"undo_book_{kind.value}",
-                    cancel_request(req, booking_id, kind),
+                    s.undo,
+                    cancel_request(req, booking_id, s.kind),
                     start_to_close_timeout=TIMEOUT,
                 )
-                for kind in KINDS
+                for s in STEPS
             ),
             return_exceptions=True,
         )

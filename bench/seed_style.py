@@ -25,7 +25,8 @@ from temporalio.client import Client
 
 with workflow.unsafe.imports_passed_through():
     from bench.activity_inputs import cancel_request, reserve_request
-    from trip.models import BookingRequest, Kind
+    from trip.models import BookingRequest
+    from trip.steps import STEPS, Step
 
 WORKFLOW_NAME = "SeedStyleBooking"
 TIMEOUT = timedelta(seconds=10)
@@ -36,26 +37,26 @@ class SeedStyleBooking:
     @workflow.run
     async def run(self, req: BookingRequest) -> str:
         booking_id = workflow.info().workflow_id
-        compensations: list[Kind] = []
+        compensations: list[Step] = []
         try:
-            for kind in (Kind.CAR, Kind.HOTEL, Kind.FLIGHT):
-                compensations.append(kind)
+            for step in STEPS:
+                compensations.append(step)
                 await workflow.execute_activity(
-                    f"book_{kind.value}",
-                    reserve_request(req, booking_id, kind),
+                    step.book,
+                    reserve_request(req, booking_id, step.kind),
                     start_to_close_timeout=TIMEOUT,
                 )
             return "Voyage booked"
         except Exception:
-            for kind in reversed(compensations):
+            for step in reversed(compensations):
                 try:
                     await workflow.execute_activity(
-                        f"undo_book_{kind.value}",
-                        cancel_request(req, booking_id, kind),
+                        step.undo,
+                        cancel_request(req, booking_id, step.kind),
                         start_to_close_timeout=TIMEOUT,
                     )
                 except Exception:
-                    workflow.logger.exception("undo of %s failed", kind.value)
+                    workflow.logger.exception("undo of %s failed", step.label)
             return "Voyage cancelled"
 
 
