@@ -21,6 +21,7 @@ from web import auth
 from web.auth import login_manager
 from web.portal import PORTAL_KEY, TemporalPortal
 from wiring.client import connect
+from wiring.secrets import read_or_create
 from wiring.tracing import instrument_flask
 
 csrf = CSRFProtect()
@@ -32,23 +33,7 @@ def _secret_key(instance: Path) -> str:
     from_env = os.environ.get("SECRET_KEY")
     if from_env:
         return from_env
-    path = instance / "secret_key"
-    if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
-        # Created 0600 and complete before it appears under its name: never
-        # readable by others, not even between a write and a chmod, and a
-        # second process starting at the same time never reads half a key.
-        draft = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_hex(32))
-            os.link(draft, path)
-        except FileExistsError:
-            pass  # another process won the race; use its key
-        finally:
-            draft.unlink(missing_ok=True)
-    return path.read_text().strip()
+    return read_or_create(instance / "secret_key", lambda: secrets.token_hex(32)).strip()
 
 
 #: Sent with every response. The pages use only their own stylesheet and

@@ -31,6 +31,7 @@ from google.protobuf.json_format import MessageToJson, Parse, ParseError
 from temporalio.api.common.v1 import Payloads
 
 from wiring.codec import EncryptionCodec, UnknownKeyError, load_keyring
+from wiring.secrets import read_or_create
 
 bp = Blueprint("codec", __name__, url_prefix="/codec")
 
@@ -51,13 +52,7 @@ def codec_token(instance: Path) -> str:
     from_env = os.environ.get(ENV_CODEC_TOKEN)
     if from_env:
         return from_env
-    path = instance / "codec_token"
-    if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    return read_or_create(instance / "codec_token", lambda: secrets.token_urlsafe(32)).strip()
 
 
 def ui_origins(ui_url: str) -> str:
