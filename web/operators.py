@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import re
 import secrets
 import sys
@@ -24,14 +23,15 @@ from pathlib import Path
 import tomllib
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from web.settings import WebSettings
 from wiring.secrets import write_secret
 
-ENV_OPERATORS_FILE = "OPERATORS_FILE"
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-def operators_file(instance_path: Path) -> Path:
-    return Path(os.environ.get(ENV_OPERATORS_FILE) or instance_path / "operators.toml")
+def operators_file(instance_path: Path, settings: WebSettings | None = None) -> Path:
+    """OPERATORS_FILE from the environment, else ``instance/operators.toml``."""
+    return (settings or WebSettings.load()).operators_file or instance_path / "operators.toml"
 
 
 def load_operators(path: Path) -> dict[str, str]:
