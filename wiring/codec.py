@@ -34,6 +34,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
 from wiring.secrets import write_secret
+from wiring.settings import KeySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_KEYS = "BOOKING_KEYS"
@@ -101,7 +102,7 @@ class KeyRing:
 
 
 def key_file() -> Path:
-    return Path(os.environ.get(ENV_KEY_FILE) or DEFAULT_KEY_FILE)
+    return KeySettings.load().booking_key_file or DEFAULT_KEY_FILE
 
 
 def write_key_file(ring: KeyRing, path: Path, *, replace: bool = False) -> bool:
@@ -121,9 +122,9 @@ def ensure_key_file(path: Path | None = None) -> tuple[Path, bool]:
 
 def load_keyring() -> KeyRing:
     """The key ring from ``BOOKING_KEYS``, else the key file (created on first use)."""
-    from_env = os.environ.get(ENV_KEYS)
+    from_env = KeySettings.load().booking_keys
     if from_env:
-        return KeyRing.from_json(from_env)
+        return KeyRing.from_json(from_env.get_secret_value())
     path, _ = ensure_key_file()
     return KeyRing.from_json(path.read_text())
 
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         path, created = ensure_key_file()
         print(f"{'created' if created else 'kept'} {path}")
     elif args.command == "rotate":
-        if os.environ.get(ENV_KEYS):
+        if KeySettings.load().booking_keys:
             print(f"{ENV_KEYS} is set: rotate it where it is kept", file=sys.stderr)
             return 2
         path, _ = ensure_key_file()
