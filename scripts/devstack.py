@@ -42,8 +42,10 @@ ENV_CODEC_ENDPOINT, ENV_CODEC_AUTH = "TEMPORAL_CODEC_ENDPOINT", "TEMPORAL_CODEC_
 
 
 class StackSettings(Settings):
-    """``make run`` (``scripts/devstack.py``): every address of the stack it starts; it passes them on to
-    the services it starts."""
+    """``make run`` (``scripts/devstack.py``)
+
+    Every address of the stack it starts; it passes them on to the services it starts.
+    """
 
     #: Every service of the stack listens here.
     host: ClassVar[str] = DEV_HOST
@@ -70,8 +72,8 @@ class StackSettings(Settings):
     )
     trip_data_dir: Path | None = Field(
         None,
-        description="Where the dev server's history (.temporal/) and the providers' ledger (.providers/) are "
-        "kept. Unset: the checkout.",
+        description="Where the dev server's history (`.temporal/`) and the providers' ledger (`.providers/`) "
+        "are kept. Unset: the checkout.",
     )
 
     @model_validator(mode="before")

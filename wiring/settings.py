@@ -18,7 +18,7 @@ variables, ``TEMPORAL_PROFILE``) are not modelled: the SDK owns them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,13 +37,6 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 #: A port to listen on, where 0 asks the system for a free one.
 ListenPort = Annotated[int, Field(ge=0, le=65535)]
 TaskQueue = Annotated[str, Field(description="Task queue of the booking workflow and its activities.")]
-TemporalUiUrl = Annotated[
-    str,
-    Field(
-        description="The Temporal Web UI that links point to. Unset: the local dev server's UI, "
-        "and only while TEMPORAL_ADDRESS is the local default."
-    ),
-]
 
 
 class Settings(BaseSettings):
@@ -77,21 +70,27 @@ def describe(err: ValidationError) -> str:
 
 
 class KeySettings(Settings):
-    """Payload encryption keys: every Temporal client (worker, web app, CLI, bench)."""
+    """Payload encryption keys
+
+    Read by every Temporal client: the worker, the web app, the CLI and the bench.
+    """
 
     booking_keys: SecretStr | None = Field(
         None,
-        description='The key ring as JSON: {"current": "k1", "keys": {"k1": "<base64 32 bytes>"}, '
-        '"tag_key": "<base64>"}. Set: the key file is not read.',
+        description='The key ring as JSON, `{"current": "k1", "keys": {"k1": "<base64 32 bytes>"}, '
+        '"tag_key": "<base64>"}`. Set: the key file is not read.',
     )
     booking_key_file: Path | None = Field(
         None,
-        description="The key file, created 0600 on first use. Unset: instance/codec-keys.json in the checkout.",
+        description="The key file, created 0600 on first use. Unset: `instance/codec-keys.json` in the checkout.",
     )
 
 
 class TracingSettings(Settings):
-    """Traces over OTLP: the worker, the web app, the CLI and the provider service."""
+    """Traces
+
+    Read by the worker, the web app, the CLI and the provider service.
+    """
 
     otel_exporter_otlp_endpoint: str | None = Field(
         None, description="Where spans are sent (OTLP over HTTP). Unset: no traces are exported."
@@ -102,10 +101,17 @@ class TracingSettings(Settings):
 
 
 class ClientSettings(Settings):
-    """The CLI (``run_workflow.py``, ``run_operator.py``); the web app reads these too."""
+    """The CLI (``run_workflow.py``, ``run_operator.py``)
+
+    The web app reads these too.
+    """
 
     booking_task_queue: TaskQueue = TASK_QUEUE
-    temporal_ui_url: TemporalUiUrl | None = None
+    temporal_ui_url: str | None = Field(
+        None,
+        description="The Temporal Web UI that links point to. Unset: the local dev server's, "
+        f"{DEFAULT_TEMPORAL_UI_URL}; the CLI links there only while TEMPORAL_ADDRESS is the local default.",
+    )
 
     @property
     def ui_url(self) -> str:
@@ -113,7 +119,10 @@ class ClientSettings(Settings):
 
 
 class WorkerSettings(Settings):
-    """The worker (``run_worker.py``); each has a command-line flag that wins over it."""
+    """The worker (``run_worker.py``)
+
+    Each of these has a command-line flag too, which wins.
+    """
 
     booking_task_queue: TaskQueue = TASK_QUEUE
     providers_url: str = Field(DEFAULT_PROVIDERS_URL, description="The provider service the activities call.")
@@ -134,13 +143,11 @@ class WorkerSettings(Settings):
 
 
 class ProviderSettings(Settings):
-    """The stand-in provider service (``python -m providers``); its flags win over these."""
+    """The provider service (``python -m providers``)
+
+    The stand-in car, hotel and airline APIs. ``--host``, ``--port`` and ``--db`` win over these.
+    """
 
     providers_host: str = Field("127.0.0.1", description="The address it listens on (--host).")
     providers_port: ListenPort = Field(8001, description="The port it listens on (--port); 0 picks a free one.")
     providers_db: Path = Field(Path(".providers/ledger.db"), description="The SQLite ledger (--db).")
-
-
-def defaults_of(model: type[Settings]) -> dict[str, Any]:
-    """Each variable's default, as the docs show it."""
-    return {name.upper(): field.default for name, field in model.model_fields.items()}
