@@ -41,11 +41,12 @@ def configure_logging(spec: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Run the booking saga worker.")
     try:
         settings = WorkerSettings.load()
     except SettingsError as err:
-        parser.error(str(err))
+        print(f"run_worker: {err}", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(description="Run the booking saga worker.")
     parser.add_argument("--task-queue", default=settings.booking_task_queue)
     parser.add_argument("--providers-url", default=settings.providers_url)
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")

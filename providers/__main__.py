@@ -18,11 +18,12 @@ from wiring.tracing import configure_from_env
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Stand-in car, hotel and airline provider service.")
     try:
         settings = ProviderSettings.load()
     except SettingsError as err:
-        parser.error(str(err))
+        print(f"providers: {err}", file=sys.stderr)
+        sys.exit(2)
+    parser = argparse.ArgumentParser(description="Stand-in car, hotel and airline provider service.")
     parser.add_argument("--host", default=settings.providers_host)
     parser.add_argument(
         "--port",

@@ -118,7 +118,7 @@ def serve_until_drained(server: Server, stopping: threading.Event, *, grace: flo
 
     stopper = threading.Thread(target=stop_when_asked, name="web-stopper", daemon=True)
     stopper.start()
-    server.serve()  # returns as soon as stop() has closed the listening socket
+    server.serve()  # returns once stop() has begun: the listener is closing
     stopper.join(KEEPALIVE_LINGER + grace + STOP_SLACK)
     if stopper.is_alive():
         log.warning("request(s) still running after %.0f s; stopping anyway", grace)

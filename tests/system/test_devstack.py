@@ -135,6 +135,23 @@ def test_a_service_on_a_taken_port_says_so_in_one_line(taken_port: int, module: 
     assert f"cannot listen on 127.0.0.1:{taken_port}" in lines[0] and variable in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [
+        (["-m", "scripts.devstack"], "TEMPORAL_UI_PORT"),
+        (["-m", "web"], "WEB_PORT"),
+        (["run_worker.py"], "WORKER_METRICS_PORT"),
+        (["-m", "providers"], "PROVIDERS_PORT"),
+    ],
+)
+def test_a_bad_variable_stops_a_process_with_one_line_naming_it(command: list[str], variable: str) -> None:
+    env = dict(os.environ, **{variable: "not-a-port"})
+    done = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode in (1, 2), done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{variable}='not-a-port'" in lines[0], done.stderr
+
+
 def test_make_run_serves_every_service_on_the_ports_it_is_given(tmp_path: Path) -> None:
     ports = {name: free_port() for name in ("TEMPORAL_DEV_PORT", "TEMPORAL_UI_PORT", "PROVIDERS_PORT", "WEB_PORT")}
     env = {k: v for k, v in os.environ.items() if k not in ("TEMPORAL_ADDRESS", "TEMPORAL_UI_URL", "PROVIDERS_URL")}
