@@ -2,7 +2,8 @@
 
 Connection settings come from the Temporal env config (TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS variables or a profile), so the same
-command serves a dev server, a self-hosted cluster or Temporal Cloud.
+command serves a dev server, a self-hosted cluster or Temporal Cloud. The rest
+comes from ``WorkerSettings`` (docs/configuration.md); each flag wins over it.
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from datetime import timedelta
 
-from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, ENV_TASK_QUEUE, TASK_QUEUE
 from wiring import worker as booking_worker
 from wiring.client import connect, connect_config
-from wiring.metrics import ENV_METRICS_PORT, runtime_with_prometheus
+from wiring.metrics import runtime_with_prometheus
 from wiring.process import run_entry_point
+from wiring.settings import SettingsError, WorkerSettings
 from wiring.tracing import configure_from_env
 
 #: Loggers too chatty at INFO for a worker's log: httpx logs every provider
@@ -41,9 +41,14 @@ def configure_logging(spec: str) -> None:
 
 
 def main() -> int:
+    try:
+        settings = WorkerSettings.load()
+    except SettingsError as err:
+        print(f"run_worker: {err}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(description="Run the booking saga worker.")
-    parser.add_argument("--task-queue", default=os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE))
-    parser.add_argument("--providers-url", default=os.environ.get(ENV_PROVIDERS_URL, DEFAULT_PROVIDERS_URL))
+    parser.add_argument("--task-queue", default=settings.booking_task_queue)
+    parser.add_argument("--providers-url", default=settings.providers_url)
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds in-flight activities get on shutdown")
     defaults = booking_worker.WorkerTuning()
@@ -67,17 +72,17 @@ def main() -> int:
     parser.add_argument(
         "--metrics-port",
         type=int,
-        default=int(os.environ.get(ENV_METRICS_PORT) or 0) or None,
-        help=f"serve Prometheus metrics on HOST:PORT/metrics (env {ENV_METRICS_PORT}; off by default)",
+        default=settings.worker_metrics_port,
+        help="serve Prometheus metrics on HOST:PORT/metrics (env WORKER_METRICS_PORT; off by default)",
     )
     parser.add_argument(
         "--metrics-host",
-        default=os.environ.get("WORKER_METRICS_HOST", "127.0.0.1"),
+        default=settings.worker_metrics_host,
         help="address the metrics endpoint binds (env WORKER_METRICS_HOST; 0.0.0.0 to let a scraper in)",
     )
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("LOG_LEVEL", "INFO"),
+        default=settings.log_level,
         help="LEVEL[,logger=LEVEL...], e.g. INFO,httpx=INFO to log every provider request (default INFO)",
     )
     args = parser.parse_args()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -14,19 +13,25 @@ from aiohttp import web
 
 from providers.app import create_app
 from providers.ledger import Ledger
+from wiring.settings import ProviderSettings, SettingsError
 from wiring.tracing import configure_from_env
 
 
 def main() -> None:
+    try:
+        settings = ProviderSettings.load()
+    except SettingsError as err:
+        print(f"providers: {err}", file=sys.stderr)
+        sys.exit(2)
     parser = argparse.ArgumentParser(description="Stand-in car, hotel and airline provider service.")
-    parser.add_argument("--host", default=os.environ.get("PROVIDERS_HOST", "127.0.0.1"))
+    parser.add_argument("--host", default=settings.providers_host)
     parser.add_argument(
         "--port",
         type=int,
-        default=int(os.environ.get("PROVIDERS_PORT", "8001")),
+        default=settings.providers_port,
         help="0 picks a free port; the chosen URL is printed on the first line",
     )
-    parser.add_argument("--db", type=Path, default=Path(os.environ.get("PROVIDERS_DB", ".providers/ledger.db")))
+    parser.add_argument("--db", type=Path, default=settings.providers_db)
     parser.add_argument("--capacity", type=int, default=10_000, help="default capacity per resource and day")
     parser.add_argument(
         "--latency-ms", type=int, default=None, help="replace every scenario's added latency (e.g. slow's 1.5 s)"

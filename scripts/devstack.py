@@ -5,95 +5,101 @@ TEMPORAL_ADDRESS points elsewhere) with its Web UI and our search attributes,
 the provider service, the worker, and the web app when it exists. Ctrl-C (or
 any child dying) stops them all in reverse order.
 
-Every port comes from ``StackSettings.from_env`` and nowhere else: each
-service is told its port explicitly, the readiness checks wait on that port,
-and the banner prints it. A port that is already taken stops ``make run``
-before anything starts, with one line naming it.
+Every port comes from ``StackSettings`` (the environment) and nowhere else:
+each service is told its port explicitly, the readiness checks wait on that
+port, and the banner prints it, with the ``export`` lines that point the CLIs
+in another terminal at this stack. A port that is already taken stops
+``make run`` before anything starts, with one line naming it.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from pydantic import Field, model_validator
+
 from trip import ENV_PROVIDERS_URL, ENV_TEMPORAL_UI_URL
+from wiring.codec import ENV_KEY_FILE
 from wiring.metrics import DEFAULT_METRICS_ADDRESS, ENV_METRICS_PORT
 from wiring.processes import dev_server_command, providers_command, stop_process, wait_for_port
+from wiring.settings import KeySettings, Port, Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_HOST, DEV_PORT, UI_PORT = "127.0.0.1", 7233, 8233
 PROVIDERS_PORT, WEB_PORT = 8001, 5000
-#: Where ``make run`` keeps the dev server's history and the providers' ledger.
-ENV_DATA_DIR = "TRIP_DATA_DIR"
+#: What the CLIs read to reach this stack's codec server (the Temporal CLI's own names).
+ENV_CODEC_ENDPOINT, ENV_CODEC_AUTH = "TEMPORAL_CODEC_ENDPOINT", "TEMPORAL_CODEC_AUTH"
 
 
-class SettingsError(ValueError):
-    """A setting ``make run`` cannot use; the message names the variable."""
+class StackSettings(Settings):
+    """``make run`` (``scripts/devstack.py``)
 
+    Every address of the stack it starts; it passes them on to the services it starts.
+    """
 
-def _port(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        port = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a port number") from None
-    if not 0 < port < 65536:
-        raise SettingsError(f"{name}={port} is not a port number (1 to 65535)")
-    return port
+    #: Every service of the stack listens here.
+    host: ClassVar[str] = DEV_HOST
+    temporal_address: str | None = Field(
+        None, description="Use this Temporal server: then make run starts no dev server."
+    )
+    temporal_dev_port: Port = Field(DEV_PORT, description="The dev server's gRPC port (ignored with TEMPORAL_ADDRESS).")
+    temporal_ui_port: Port = Field(UI_PORT, description="The dev server's Web UI.")
+    temporal_ui_url: str | None = Field(
+        None, description="The Web UI the services link to. Unset: the dev server's, on TEMPORAL_UI_PORT."
+    )
+    providers_url: str | None = Field(
+        None,
+        description="The provider service's URL: make run serves it on 127.0.0.1, at this URL's port unless "
+        "PROVIDERS_PORT is set.",
+    )
+    providers_port: Port = Field(
+        PROVIDERS_PORT, description="The provider service's port. Unset: PROVIDERS_URL's port, else 8001."
+    )
+    web_port: Port = Field(WEB_PORT, description="The booking form (the web app).")
+    worker_metrics_port: Port = Field(
+        int(DEFAULT_METRICS_ADDRESS.rsplit(":", 1)[1]),
+        description="The worker's Prometheus endpoint: saga metrics and the SDK's own.",
+    )
+    trip_data_dir: Path | None = Field(
+        None,
+        description="Where the dev server's history (`.temporal/`) and the providers' ledger (`.providers/`) "
+        "are kept. Unset: the checkout.",
+    )
 
-
-@dataclass(frozen=True)
-class StackSettings:
-    """Every address ``make run`` uses, from the environment; the one source of truth."""
-
-    host: str = DEV_HOST
-    #: ``TEMPORAL_ADDRESS`` if set: then no dev server is started.
-    temporal_address: str | None = None
-    dev_port: int = DEV_PORT
-    ui_port: int = UI_PORT
-    providers_port: int = PROVIDERS_PORT
-    web_port: int = WEB_PORT
-    #: The worker's Prometheus endpoint: saga metrics and the SDK's own.
-    metrics_port: int = int(DEFAULT_METRICS_ADDRESS.rsplit(":", 1)[1])
-    data_dir: Path = ROOT
-
+    @model_validator(mode="before")
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> StackSettings:
-        """``TEMPORAL_DEV_PORT``, ``TEMPORAL_UI_PORT``, ``PROVIDERS_PORT`` (or the port
-        of ``PROVIDERS_URL``), ``WEB_PORT``, ``TEMPORAL_ADDRESS``, ``TRIP_DATA_DIR``."""
-        providers_default = PROVIDERS_PORT
-        if env.get(ENV_PROVIDERS_URL):
-            url = urlsplit(env[ENV_PROVIDERS_URL])
-            try:
-                providers_default = url.port or PROVIDERS_PORT
-            except ValueError:
-                raise SettingsError(f"{ENV_PROVIDERS_URL}={env[ENV_PROVIDERS_URL]!r} has no valid port") from None
-            if url.hostname not in ("127.0.0.1", "localhost") and "PROVIDERS_PORT" not in env:
-                raise SettingsError(
-                    f"{ENV_PROVIDERS_URL}={env[ENV_PROVIDERS_URL]!r}: make run serves the providers on 127.0.0.1"
-                )
-        return cls(
-            temporal_address=env.get("TEMPORAL_ADDRESS") or None,
-            dev_port=_port(env, "TEMPORAL_DEV_PORT", DEV_PORT),
-            ui_port=_port(env, "TEMPORAL_UI_PORT", UI_PORT),
-            providers_port=_port(env, "PROVIDERS_PORT", providers_default),
-            web_port=_port(env, "WEB_PORT", WEB_PORT),
-            metrics_port=_port(env, ENV_METRICS_PORT, int(DEFAULT_METRICS_ADDRESS.rsplit(":", 1)[1])),
-            data_dir=Path(env.get(ENV_DATA_DIR) or ROOT),
-        )
+    def _providers_port_from_url(cls, data: Any) -> Any:
+        """Without PROVIDERS_PORT, the providers listen where PROVIDERS_URL says."""
+        if not isinstance(data, dict) or not data.get("providers_url"):
+            return data
+        raw = data["providers_url"]
+        url = urlsplit(raw)
+        try:
+            port = url.port
+        except ValueError:
+            raise ValueError(f"{ENV_PROVIDERS_URL}={raw!r} has no valid port") from None
+        if data.get("providers_port"):
+            return data
+        if url.hostname not in ("127.0.0.1", "localhost"):
+            raise ValueError(f"{ENV_PROVIDERS_URL}={raw!r}: make run serves the providers on 127.0.0.1")
+        return {**data, "providers_port": port or PROVIDERS_PORT}
 
     @property
-    def providers_url(self) -> str:
+    def data_dir(self) -> Path:
+        return self.trip_data_dir or ROOT
+
+    @property
+    def provider_service_url(self) -> str:
         return f"http://{self.host}:{self.providers_port}"
 
     @property
@@ -105,11 +111,11 @@ class StackSettings:
         found = []
         if self.temporal_address is None:
             found += [
-                (self.dev_port, "TEMPORAL_DEV_PORT", "the Temporal dev server"),
-                (self.ui_port, "TEMPORAL_UI_PORT", "the Temporal Web UI"),
+                (self.temporal_dev_port, "TEMPORAL_DEV_PORT", "the Temporal dev server"),
+                (self.temporal_ui_port, "TEMPORAL_UI_PORT", "the Temporal Web UI"),
             ]
         found.append((self.providers_port, "PROVIDERS_PORT", "the provider service"))
-        found.append((self.metrics_port, ENV_METRICS_PORT, "the worker's metrics"))
+        found.append((self.worker_metrics_port, ENV_METRICS_PORT, "the worker's metrics"))
         if web:
             found.append((self.web_port, "WEB_PORT", "the web app"))
         return found
@@ -117,13 +123,13 @@ class StackSettings:
     def child_env(self, env: Mapping[str, str]) -> dict[str, str]:
         """The environment every service gets: the same ports, spelled once."""
         out = dict(env)
-        out[ENV_PROVIDERS_URL] = self.providers_url
+        out[ENV_PROVIDERS_URL] = self.provider_service_url
         out["PROVIDERS_PORT"] = str(self.providers_port)
         out["WEB_PORT"] = str(self.web_port)
-        out[ENV_METRICS_PORT] = str(self.metrics_port)
+        out[ENV_METRICS_PORT] = str(self.worker_metrics_port)
         if self.temporal_address is None:
-            out["TEMPORAL_ADDRESS"] = f"{self.host}:{self.dev_port}"
-            out.setdefault(ENV_TEMPORAL_UI_URL, f"http://{self.host}:{self.ui_port}")
+            out["TEMPORAL_ADDRESS"] = f"{self.host}:{self.temporal_dev_port}"
+            out[ENV_TEMPORAL_UI_URL] = self.temporal_ui_url or f"http://{self.host}:{self.temporal_ui_port}"
         return out
 
 
@@ -150,12 +156,12 @@ def busy_port_message(settings: StackSettings, *, web: bool = True) -> str | Non
     return None
 
 
-def prepare_encryption(env: dict[str, str], web_url: str) -> str | None:
+def prepare_encryption(web_url: str) -> str | None:
     """Create the payload keys and the codec token on first run (instance/,
     git-ignored, 0600); return the codec endpoint for the dev server's Web UI."""
-    from wiring.codec import ENV_KEYS, ensure_key_file
+    from wiring.codec import ensure_key_file
 
-    if ENV_KEYS not in env:
+    if not KeySettings.load().booking_keys:
         path, created = ensure_key_file()
         if created:
             print(f"[make run] created the payload encryption keys in {path}", flush=True)
@@ -186,22 +192,44 @@ class Stack:
                 stop_process(proc)
 
 
-def banner(settings: StackSettings, ui: str, login: str, web: bool) -> str:
-    temporal = settings.temporal_address or f"{settings.host}:{settings.dev_port}  (TEMPORAL_DEV_PORT)"
+def cli_exports(settings: StackSettings, env: Mapping[str, str], web: bool) -> list[str]:
+    """The ``export`` lines that point the CLIs (``run_workflow.py``, ``run_operator.py``,
+    the Temporal CLI, the README's curl lines) at this stack rather than the defaults."""
+    values = {"TEMPORAL_ADDRESS": env["TEMPORAL_ADDRESS"]} if env.get("TEMPORAL_ADDRESS") else {}
+    for name in ("TEMPORAL_NAMESPACE", ENV_TEMPORAL_UI_URL, ENV_PROVIDERS_URL, ENV_KEY_FILE):
+        if env.get(name):
+            values[name] = env[name]
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
+    if web:
+        lines.append(f"export {ENV_CODEC_ENDPOINT}={shlex.quote(settings.web_url + '/codec')}")
+        # The token itself stays out of the terminal's scrollback: the line reads it where the web app does.
+        token = (
+            '"$CODEC_TOKEN"'
+            if env.get("CODEC_TOKEN")
+            else f'"$(cat {shlex.quote(str(ROOT / "instance" / "codec_token"))})"'
+        )
+        lines.append(f'export {ENV_CODEC_AUTH}="Bearer "{token}')
+    return lines
+
+
+def banner(settings: StackSettings, ui: str, login: str, web: bool, exports: list[str]) -> str:
+    temporal = settings.temporal_address or f"{settings.host}:{settings.temporal_dev_port}  (TEMPORAL_DEV_PORT)"
     ui_port = "" if settings.temporal_address else "  (TEMPORAL_UI_PORT)"
     lines = [
         "",
         "[make run] ready.",
         f"  Temporal server:  {temporal}",
         f"  Temporal Web UI:  {ui}{ui_port}",
-        f"  Providers ledger: {settings.providers_url}/reservations  (PROVIDERS_PORT)",
-        f"  Worker metrics:   http://{settings.host}:{settings.metrics_port}/metrics  ({ENV_METRICS_PORT})",
+        f"  Providers ledger: {settings.provider_service_url}/reservations  (PROVIDERS_PORT)",
+        f"  Worker metrics:   http://{settings.host}:{settings.worker_metrics_port}/metrics  ({ENV_METRICS_PORT})",
     ]
     if web:
         lines.append(f"  Booking form:     {settings.web_url}  (WEB_PORT)")
     if login:
         lines.append(login)
     lines += [
+        "  For the CLIs in another terminal, first:",
+        *(f"    {line}" for line in exports),
         "  Book from the CLI: .venv/bin/python run_workflow.py --scenario flight-sold-out",
         "  Ctrl-C stops everything.",
         "",
@@ -220,7 +248,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        settings = StackSettings.from_env(os.environ)
+        settings = StackSettings.load()
         web = (ROOT / "web" / "__main__.py").exists()
         busy = busy_port_message(settings, web=web)
         if busy:
@@ -231,16 +259,16 @@ def main() -> int:
             print(f"[make run] using the Temporal server at {settings.temporal_address} (no dev server started)")
         else:
             (settings.data_dir / ".temporal").mkdir(parents=True, exist_ok=True)
-            codec_endpoint = prepare_encryption(env, settings.web_url)
+            codec_endpoint = prepare_encryption(settings.web_url)
             cmd = dev_server_command(
                 db=settings.data_dir / ".temporal" / "dev.db",
                 host=settings.host,
-                port=settings.dev_port,
-                ui_port=settings.ui_port,
+                port=settings.temporal_dev_port,
+                ui_port=settings.temporal_ui_port,
                 codec_endpoint=codec_endpoint,
             )
             proc = stack.start("temporal dev server", cmd, env)
-            wait_for_port(settings.host, settings.dev_port, proc)
+            wait_for_port(settings.host, settings.temporal_dev_port, proc)
         ledger = settings.data_dir / ".providers" / "ledger.db"
         proc = stack.start("providers", providers_command(ledger, port=settings.providers_port), env)
         wait_for_port(settings.host, settings.providers_port, proc)
@@ -252,7 +280,8 @@ def main() -> int:
             login = f"  Operator login:   {settings.web_url}/login ({ensure_demo_operator(ROOT / 'instance')})"
             proc = stack.start("web app", [sys.executable, "-m", "web", "--port", str(settings.web_port)], env)
             wait_for_port(settings.host, settings.web_port, proc)
-        print(banner(settings, env.get(ENV_TEMPORAL_UI_URL, "your Temporal UI"), login, web), flush=True)
+        ui = env.get(ENV_TEMPORAL_UI_URL, "your Temporal UI")
+        print(banner(settings, ui, login, web, cli_exports(settings, env, web)), flush=True)
         while not stopping:
             for name, proc in stack.procs:
                 if proc.poll() is not None:

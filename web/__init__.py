@@ -7,48 +7,33 @@ client per request and never an async view. No view waits for a saga to end.
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
+from pydantic import SecretStr
 from werkzeug.wrappers import Response
 
-from trip import DEFAULT_TEMPORAL_UI_URL, ENV_TASK_QUEUE, ENV_TEMPORAL_UI_URL, TASK_QUEUE
 from web import auth
 from web.auth import login_manager
 from web.portal import PORTAL_KEY, TemporalPortal
+from web.settings import WebSettings
 from wiring.client import connect
+from wiring.secrets import read_or_create
 from wiring.tracing import instrument_flask
 
 csrf = CSRFProtect()
 
 
-def _secret_key(instance: Path) -> str:
+def _secret_key(instance: Path, settings: WebSettings | None = None) -> str:
     """SECRET_KEY from the environment, else one generated once and kept in
     the (git-ignored) instance folder, so sessions survive restarts."""
-    from_env = os.environ.get("SECRET_KEY")
-    if from_env:
-        return from_env
-    path = instance / "secret_key"
-    if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
-        # Created 0600 and complete before it appears under its name: never
-        # readable by others, not even between a write and a chmod, and a
-        # second process starting at the same time never reads half a key.
-        draft = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_hex(32))
-            os.link(draft, path)
-        except FileExistsError:
-            pass  # another process won the race; use its key
-        finally:
-            draft.unlink(missing_ok=True)
-    return path.read_text().strip()
+    configured = (settings or WebSettings.load()).secret_key
+    if configured:
+        return configured.get_secret_value()
+    return read_or_create(instance / "secret_key", lambda: secrets.token_hex(32)).strip()
 
 
 #: Sent with every response. The pages use only their own stylesheet and
@@ -73,9 +58,10 @@ def _security_headers(response: Response) -> Response:
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
+    settings = WebSettings.load()
     app.config.from_mapping(
-        TASK_QUEUE=os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE),
-        TEMPORAL_UI_URL=os.environ.get(ENV_TEMPORAL_UI_URL, DEFAULT_TEMPORAL_UI_URL),
+        TASK_QUEUE=settings.booking_task_queue,
+        TEMPORAL_UI_URL=settings.ui_url,
         TEMPORAL_PROFILE=None,
         #: Seconds a view waits for Temporal before answering 503.
         TEMPORAL_TIMEOUT=10.0,
@@ -83,7 +69,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         QUERY_TIMEOUT=2.0,
         #: Seconds a booking page or status poll may wait for Temporal in all
         #: before answering 503: polls come every second from every open page,
-        #: so a slow Temporal must not hold waitress's threads for TEMPORAL_TIMEOUT.
+        #: so a slow Temporal must not hold the server's threads for TEMPORAL_TIMEOUT.
         STATUS_TIMEOUT=6.0,
         #: How often the status page polls while a saga runs, in ms.
         POLL_INTERVAL_MS=1000,
@@ -96,17 +82,25 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         #: Operators, name -> werkzeug password hash; None reads OPERATORS_FILE or instance/operators.toml.
         OPERATORS=None,
     )
+    # The environment's secrets and codec origin (WebSettings); FLASK_* and the test config win over them.
+    for key, value in (
+        ("SECRET_KEY", settings.secret_key),
+        ("CODEC_TOKEN", settings.codec_token),
+        ("CODEC_UI_ORIGIN", settings.codec_ui_origin),
+    ):
+        if value:
+            app.config[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
     app.config.from_prefixed_env()  # FLASK_* variables
     if test_config:
         app.config.from_mapping(test_config)
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = _secret_key(Path(app.instance_path))
+        app.config["SECRET_KEY"] = _secret_key(Path(app.instance_path), settings)
 
     if app.config["OPERATORS"] is None:
         # Imported here so ``python -m web.operators`` does not import itself twice.
         from web.operators import load_operators, operators_file
 
-        app.config["OPERATORS"] = load_operators(operators_file(Path(app.instance_path)))
+        app.config["OPERATORS"] = load_operators(operators_file(Path(app.instance_path), settings))
 
     csrf.init_app(app)
     login_manager.init_app(app)

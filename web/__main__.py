@@ -1,42 +1,62 @@
-"""``python -m web``: serve the app with waitress on 127.0.0.1:5000.
+"""``python -m web``: serve the app with cheroot on 127.0.0.1:5000.
 
-Waitress is a production WSGI server that runs one process with a thread pool.
-That fits the app's one Temporal client per process (owned by one event-loop
-thread): a pre-forking server would have to rebuild it in every child.
+SIGTERM (or Ctrl-C) drains: a second later (for a request a client has just
+sent on a kept-alive connection) the listening socket closes, so new
+connections are refused; requests already received finish (up to ``--grace``
+seconds); then the Temporal portal closes and the process exits 0. A deploy's
+SIGTERM does not cut off a traveller's booking.
 
-SIGTERM (or Ctrl-C) drains: the listening socket closes, requests already
-received finish (up to ``--grace`` seconds), then the Temporal portal closes.
+Why cheroot (CherryPy's WSGI server): it runs one process with a thread pool,
+which fits the app's one Temporal client per process (owned by the portal's
+event-loop thread), and it drains through its public API: ``stop()`` closes
+the listener, then waits ``shutdown_timeout`` for the threads in flight.
+Waitress, used before, has no drain in its public API: draining it meant
+driving its private socket map. Gunicorn drains too (``--graceful-timeout``),
+but its worker keeps the listening socket open while it drains, so new
+connections queue unanswered until they are reset, and its pre-fork model
+would have to build the portal after the fork.
+
+The host and port come from ``WebSettings`` (``WEB_HOST``, ``WEB_PORT``),
+unless ``--host`` or ``--port`` says otherwise. Never reach into the server's
+private attributes here: the next release of the server breaks them.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
-import time
-from typing import Any
 
-from waitress import wasyncore
-from waitress.server import create_server
+from cheroot.wsgi import Server
 
 from web import create_app
 from web.portal import PORTAL_KEY
+from web.settings import WebSettings
+from wiring.settings import SettingsError
 from wiring.tracing import configure_from_env
 
 log = logging.getLogger("booking.web")
 
+#: Listen backlog: connections the kernel holds while every thread is busy.
+BACKLOG = 1024
+#: Seconds between SIGTERM and closing the listener, for requests already sent.
+KEEPALIVE_LINGER = 1.0
+#: What stop() may take beyond the grace period: it wakes its own accept loop first.
+STOP_SLACK = 2.0
+
 
 def main() -> None:
+    try:
+        settings = WebSettings.load()
+    except SettingsError as err:
+        print(f"web: {err}", file=sys.stderr)
+        sys.exit(2)
     parser = argparse.ArgumentParser(description="Serve the booking web app.")
-    parser.add_argument("--host", default=os.environ.get("WEB_HOST", "127.0.0.1"))
+    parser.add_argument("--host", default=settings.web_host)
     parser.add_argument(
-        "--port",
-        type=int,
-        default=int(os.environ.get("WEB_PORT", "5000")),
-        help="0 picks a free port; the URL is printed once listening",
+        "--port", type=int, default=settings.web_port, help="0 picks a free port; the URL is printed once listening"
     )
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument(
@@ -46,60 +66,62 @@ def main() -> None:
     configure_from_env("booking-web")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = create_app()
+    server = Server(
+        (args.host, args.port),
+        app,
+        numthreads=args.threads,
+        request_queue_size=BACKLOG,
+        shutdown_timeout=args.grace,
+    )
     try:
-        server: Any = create_server(app, host=args.host, port=args.port, threads=args.threads)
+        server.prepare()
     except OSError as err:
+        reason = getattr(err.__cause__, "strerror", None) or err
         print(
-            f"web: cannot listen on {args.host}:{args.port}: {err.strerror or err}. "
+            f"web: cannot listen on {args.host}:{args.port}: {reason}. "
             "Stop what listens there, or pick another port (--port or WEB_PORT).",
             file=sys.stderr,
         )
+        app.extensions[PORTAL_KEY].close()
         sys.exit(1)
-    # One host gives one TCP server; its stubs omit the port it actually bound.
-    port = getattr(server, "effective_port", args.port)
+    host, port = server.bind_addr[:2]
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
         log.info("%s: draining", signal.Signals(signum).name)
         stopping.set()
-        server.pull_trigger()  # wake the loop now, not at its next timeout
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print(f"web app listening on http://{args.host}:{port}", flush=True)
+    print(f"web app listening on http://{host}:{port}", flush=True)
     try:
         serve_until_drained(server, stopping, grace=args.grace)
     finally:
+        # Also ends a request still waiting on Temporal past the grace period.
         app.extensions[PORTAL_KEY].close()
         log.info("stopped")
 
 
-def _busy(server: Any) -> int:
-    """Connections with a request in hand or a response still to send."""
-    return sum(1 for ch in list(server.active_channels.values()) if ch.requests or ch.total_outbufs_len)
+def serve_until_drained(server: Server, stopping: threading.Event, *, grace: float) -> None:
+    """Serve until ``stopping``; then refuse new connections and let the
+    requests already received finish, for up to ``grace`` seconds."""
 
+    # stop() returns only once the requests in flight have finished, so it
+    # runs beside serve() rather than in the signal handler.
+    def stop_when_asked() -> None:
+        stopping.wait()
+        # stop() closes idle kept-alive connections at once, even one whose
+        # client has just sent its next request; a moment first lets those be
+        # read, as gunicorn's stopping worker lingers on its kept-alive ones.
+        threading.Event().wait(KEEPALIVE_LINGER)
+        server.stop()
 
-def serve_until_drained(server: Any, stopping: threading.Event, *, grace: float) -> None:
-    """Serve until ``stopping``; then refuse new connections and finish the
-    requests already received (up to ``grace`` seconds) before returning.
-
-    Waitress's own ``run()`` ends at once on a signal and drops whatever is in
-    flight; a deploy's SIGTERM should not cut off a traveller's booking.
-    """
-    adj = server.adj
-    while not stopping.is_set():
-        wasyncore.loop(timeout=adj.asyncore_loop_timeout, map=server._map, use_poll=adj.asyncore_use_poll, count=1)
-    # Stop listening: new connections are refused from here on.
-    wasyncore.dispatcher.close(server)
-    # One pass without waiting reads requests whose bytes have already arrived.
-    wasyncore.loop(timeout=0, map=server._map, use_poll=adj.asyncore_use_poll, count=1)
-    deadline = time.monotonic() + grace
-    while _busy(server) and time.monotonic() < deadline:
-        wasyncore.loop(timeout=0.05, map=server._map, use_poll=adj.asyncore_use_poll, count=1)
-    if _busy(server):
-        log.warning("%d request(s) still running after %.0f s; stopping anyway", _busy(server), grace)
-    server.task_dispatcher.shutdown(timeout=1)
-    wasyncore.close_all(server._map)
+    stopper = threading.Thread(target=stop_when_asked, name="web-stopper", daemon=True)
+    stopper.start()
+    server.serve()  # returns once stop() has begun: the listener is closing
+    stopper.join(KEEPALIVE_LINGER + grace + STOP_SLACK)
+    if stopper.is_alive():
+        log.warning("request(s) still running after %.0f s; stopping anyway", grace)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Who may call it:
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,13 +29,14 @@ from flask_login import current_user
 from google.protobuf.json_format import MessageToJson, Parse, ParseError
 from temporalio.api.common.v1 import Payloads
 
+from web.settings import WebSettings
 from wiring.codec import EncryptionCodec, UnknownKeyError, load_keyring
+from wiring.secrets import read_or_create
 
 bp = Blueprint("codec", __name__, url_prefix="/codec")
 
 #: Where ``register`` keeps the codec, in ``app.extensions``.
 CODEC_KEY = "payload_codec"
-ENV_CODEC_TOKEN = "CODEC_TOKEN"
 _ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization"
 
 
@@ -45,19 +45,13 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def codec_token(instance: Path) -> str:
+def codec_token(instance: Path, settings: WebSettings | None = None) -> str:
     """CODEC_TOKEN from the environment, else one generated once into the
     git-ignored instance folder (0600), which ``make run`` reads too."""
-    from_env = os.environ.get(ENV_CODEC_TOKEN)
-    if from_env:
-        return from_env
-    path = instance / "codec_token"
-    if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    configured = (settings or WebSettings.load()).codec_token
+    if configured:
+        return configured.get_secret_value()
+    return read_or_create(instance / "codec_token", lambda: secrets.token_urlsafe(32)).strip()
 
 
 def ui_origins(ui_url: str) -> str:
@@ -139,10 +133,8 @@ def transform_with_path_token(token: str, direction: str) -> Response:
 
 
 def register(app: Flask) -> None:
-    # Comma-separated origins; CODEC_UI_ORIGIN in the environment (or config) overrides.
-    app.config.setdefault(
-        "CODEC_UI_ORIGIN", os.environ.get("CODEC_UI_ORIGIN") or ui_origins(app.config["TEMPORAL_UI_URL"])
-    )
+    # Comma-separated origins; CODEC_UI_ORIGIN in the environment (create_app) or config overrides.
+    app.config.setdefault("CODEC_UI_ORIGIN", ui_origins(app.config["TEMPORAL_UI_URL"]))
     if not app.config.get("CODEC_TOKEN"):
         app.config["CODEC_TOKEN"] = codec_token(Path(app.instance_path))
     app.extensions[CODEC_KEY] = EncryptionCodec(load_keyring())

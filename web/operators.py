@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import re
 import secrets
 import sys
@@ -24,12 +23,15 @@ from pathlib import Path
 import tomllib
 from werkzeug.security import check_password_hash, generate_password_hash
 
-ENV_OPERATORS_FILE = "OPERATORS_FILE"
+from web.settings import WebSettings
+from wiring.secrets import write_secret
+
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-def operators_file(instance_path: Path) -> Path:
-    return Path(os.environ.get(ENV_OPERATORS_FILE) or instance_path / "operators.toml")
+def operators_file(instance_path: Path, settings: WebSettings | None = None) -> Path:
+    """OPERATORS_FILE from the environment, else ``instance/operators.toml``."""
+    return (settings or WebSettings.load()).operators_file or instance_path / "operators.toml"
 
 
 def load_operators(path: Path) -> dict[str, str]:
@@ -45,9 +47,7 @@ def load_operators(path: Path) -> dict[str, str]:
 def write_operators(path: Path, operators: dict[str, str]) -> None:
     lines = ["# Operators of the booking web app: name = werkzeug password hash.", "[operators]"]
     lines += [f'{name} = "{pw_hash}"' for name, pw_hash in sorted(operators.items())]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
+    write_secret(path, "\n".join(lines) + "\n", replace=True)
 
 
 def add_operator(path: Path, name: str, password: str) -> None:
@@ -72,8 +72,7 @@ def ensure_demo_operator(instance: Path) -> str:
     if not path.exists():
         password = secrets.token_urlsafe(12)
         add_operator(path, DEMO_OPERATOR, password)
-        saved.write_text(password + "\n")
-        saved.chmod(0o600)
+        write_secret(saved, password + "\n", replace=True)
     pw_hash = load_operators(path).get(DEMO_OPERATOR)
     if pw_hash and saved.exists() and check_password_hash(pw_hash, saved.read_text().strip()):
         return f"name {DEMO_OPERATOR}, password {saved.read_text().strip()}"

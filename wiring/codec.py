@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+
+from wiring.secrets import write_secret
+from wiring.settings import KeySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_KEYS = "BOOKING_KEYS"
@@ -100,42 +102,29 @@ class KeyRing:
 
 
 def key_file() -> Path:
-    return Path(os.environ.get(ENV_KEY_FILE) or DEFAULT_KEY_FILE)
+    return KeySettings.load().booking_key_file or DEFAULT_KEY_FILE
 
 
-def write_key_file(ring: KeyRing, path: Path, *, replace: bool = False) -> None:
-    """Write ``ring`` with mode 0600 and atomically, so a process starting at
-    the same time reads either no file or a whole one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".codec-keys-")  # mkstemp creates 0600
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(ring.to_json())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if another process created it first: theirs wins
-    except FileExistsError:
-        pass
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def write_key_file(ring: KeyRing, path: Path, *, replace: bool = False) -> bool:
+    """Write ``ring`` as a secret file (``wiring.secrets``): 0600, whole or not
+    at all. Without ``replace`` an existing file wins; returns whether ``ring`` was written."""
+    return write_secret(path, ring.to_json(), replace=replace)
 
 
 def ensure_key_file(path: Path | None = None) -> tuple[Path, bool]:
-    """Create the key file if it is missing; returns it and whether it was created."""
+    """Create the key file if it is missing; returns it and whether it was created.
+    Two processes starting at once both end up with the same keys."""
     path = path or key_file()
     if path.exists():
         return path, False
-    write_key_file(KeyRing.generate(), path)
-    return path, True
+    return path, write_key_file(KeyRing.generate(), path)
 
 
 def load_keyring() -> KeyRing:
     """The key ring from ``BOOKING_KEYS``, else the key file (created on first use)."""
-    from_env = os.environ.get(ENV_KEYS)
+    from_env = KeySettings.load().booking_keys
     if from_env:
-        return KeyRing.from_json(from_env)
+        return KeyRing.from_json(from_env.get_secret_value())
     path, _ = ensure_key_file()
     return KeyRing.from_json(path.read_text())
 
@@ -218,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         path, created = ensure_key_file()
         print(f"{'created' if created else 'kept'} {path}")
     elif args.command == "rotate":
-        if os.environ.get(ENV_KEYS):
+        if KeySettings.load().booking_keys:
             print(f"{ENV_KEYS} is set: rotate it where it is kept", file=sys.stderr)
             return 2
         path, _ = ensure_key_file()

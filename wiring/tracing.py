@@ -18,13 +18,14 @@ their own provider with an in-memory exporter instead.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import httpx
 from opentelemetry import trace
 from opentelemetry.trace import TracerProvider
 from temporalio.contrib.opentelemetry import TracingInterceptor
+
+from wiring.settings import TracingSettings
 
 ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 TRACER_NAME = "booking-saga"
@@ -38,7 +39,8 @@ def configure_from_env(service_name: str) -> bool:
     Returns whether tracing was turned on. Safe to call more than once.
     """
     global _configured
-    if _configured or not os.environ.get(ENV_OTLP_ENDPOINT):
+    settings = TracingSettings.load()
+    if _configured or not settings.otel_exporter_otlp_endpoint:
         return _configured
     # Imported here: processes that do not export never load the SDK and exporter.
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -46,9 +48,7 @@ def configure_from_env(service_name: str) -> bool:
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = SdkTracerProvider(
-        resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
-    )
+    provider = SdkTracerProvider(resource=Resource.create({"service.name": settings.otel_service_name or service_name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     _configured = True
