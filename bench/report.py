@@ -208,9 +208,9 @@ def methods(r: dict[str, Any]) -> str:
   has passed through the worker. With the shipped cache of 1000 workflows the worker evicts and later replays the
   rest; with `--max-cached-workflows 5000` it keeps all of them: peak {num(cache["peak_rss_mib"])} MiB against
   {num(mem[OURS]["peak_rss_mib"])} MiB shipped. {mem[OURS]["closed_in_sample"]} of a sample of 50 had closed by then.
-- *Web*: ours is `POST /bookings` on the app as `make run` serves it (waitress), which starts the saga and answers
+- *Web*: ours is `POST /bookings` on the app as `make run` serves it (cheroot), which starts the saga and answers
   303. The baseline is the sample's way: an async Flask view that connects a client per request and waits for the
-  seed-style saga's result, served by the same waitress. {r["plan"]["web_runs"]} requests each.
+  seed-style saga's result, served by the same cheroot settings. {r["plan"]["web_runs"]} requests each.
 - *Providers are not the bottleneck*: the provider service handled {prov["requests"]} requests before the memory
   phase, with a median handling time of {prov["p50_ms"]} ms."""
 

@@ -3,7 +3,7 @@
 An async Flask view connects a new Temporal client for the request, starts the
 seed-style booking (``bench.seed_style``) and waits for the saga to end before
 answering. The benchmark serves it
-with the same waitress settings as our app and times one request against our
+with the same server (cheroot) and thread count as our app and times one request against our
 ``POST /bookings``, which starts the saga and redirects at once. Never used
 outside the benchmark.
 """
@@ -15,9 +15,9 @@ import os
 import uuid
 from datetime import date
 
+from cheroot.wsgi import Server
 from flask import Flask, jsonify
 from temporalio.client import Client, WorkflowFailureError
-from waitress.server import create_server
 from werkzeug.wrappers import Response
 
 from bench.seed_style import WORKFLOW_NAME
@@ -50,9 +50,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    server = create_server(create_app(), host="127.0.0.1", port=args.port, threads=16)
-    print(f"web app listening on http://127.0.0.1:{getattr(server, 'effective_port', args.port)}", flush=True)
-    server.run()
+    server = Server(("127.0.0.1", args.port), create_app(), numthreads=16)
+    server.prepare()
+    port = server.bind_addr[1]
+    print(f"web app listening on http://127.0.0.1:{port}", flush=True)
+    server.serve()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The web app as ``make run`` serves it (waitress, its own process) with the
+"""The web app as ``make run`` serves it (cheroot, its own process) with the
 real worker and providers: over HTTP, then in headless Chromium."""
 
 from __future__ import annotations
