@@ -17,8 +17,8 @@ from datetime import timedelta
 from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, ENV_TASK_QUEUE, TASK_QUEUE
 from wiring import worker as booking_worker
 from wiring.client import connect, connect_config
+from wiring.entry_point import run_entry_point
 from wiring.metrics import ENV_METRICS_PORT, runtime_with_prometheus
-from wiring.process import run_entry_point
 from wiring.tracing import configure_from_env
 
 #: Loggers too chatty at INFO for a worker's log: httpx logs every provider

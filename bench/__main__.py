@@ -45,8 +45,9 @@ from trip import UPDATE_HOLDS
 from trip.forms import booking_from_flat, demo_trip
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
 from trip.status import BookingStatus
-from wiring.client import describe_execution, new_workflow_id, start_booking
 from wiring.codec import data_converter
+from wiring.paused_status import describe_execution
+from wiring.start import new_workflow_id, start_booking
 from wiring.worker import build_worker
 from workflows.booking import BookingWorkflow
 

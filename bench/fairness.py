@@ -28,8 +28,8 @@ from temporalio.common import Priority
 from bench.__main__ import bounded_gather, log, pct, request, settle, unwind_ms
 from bench.stack import Stack
 from trip.models import Mode, Scenario
-from wiring.client import new_workflow_id
 from wiring.codec import data_converter
+from wiring.start import new_workflow_id
 from workflows.booking import BookingWorkflow
 
 QUEUE = "bench-fairness"

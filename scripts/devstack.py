@@ -25,8 +25,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from trip import ENV_PROVIDERS_URL, ENV_TEMPORAL_UI_URL
+from wiring.local_stack import dev_server_command, providers_command, stop_process, wait_for_port
 from wiring.metrics import DEFAULT_METRICS_ADDRESS, ENV_METRICS_PORT
-from wiring.processes import dev_server_command, providers_command, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_HOST, DEV_PORT, UI_PORT = "127.0.0.1", 7233, 8233

@@ -35,7 +35,7 @@ from temporalio.worker import (
 )
 
 from trip.errors import ErrorType
-from wiring.process import core_logging
+from wiring.entry_point import core_logging
 
 ENV_METRICS_PORT = "WORKER_METRICS_PORT"
 #: Where ``make run`` serves the worker's metrics.

@@ -26,7 +26,7 @@ from temporalio.client import Client
 from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, stop_process
 from trip.status import BookingResult
 from wiring.codec import data_converter
-from wiring.processes import dev_server_command, wait_for_port
+from wiring.local_stack import dev_server_command, wait_for_port
 
 #: How long the server stays down in the acceptance scenario.
 OUTAGE_S = 6.0

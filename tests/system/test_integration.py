@@ -21,7 +21,10 @@ from tests.conftest import ROOT, ProviderService, free_port, make_request, wait_
 from trip.models import Scenario
 from trip.scenarios import OUTRIGHT, SCENARIOS
 from trip.status import SagaStatus
-from wiring.client import await_outcome, fetch_status, start_booking, temporal_cli_path
+from wiring.live_status import fetch_status
+from wiring.local_stack import temporal_cli_path
+from wiring.outcome import await_outcome
+from wiring.start import start_booking
 from workflows.booking import BookingWorkflow
 
 EXIT_CODES = {"COMPLETED": 0, "ROLLED_BACK": 1, "ROLLBACK_INCOMPLETE": 3, "CANCELLED": 5, "NEEDS_ATTENTION": 7}
@@ -139,7 +142,7 @@ async def test_a_stuck_undo_exits_7_and_the_temporal_cli_resolve_closes_it(
     resolved = temporal_cli(dev_client, *update, "--input", json.dumps(payload), *codec_server)
     assert resolved.returncode == 0, resolved.stderr
 
-    outcome = await await_outcome(dev_client.get_workflow_handle(workflow_id))
+    outcome = await await_outcome(dev_client, dev_client.get_workflow_handle(workflow_id))
     assert outcome.status is SagaStatus.ROLLED_BACK and outcome.error_type == "BookingRolledBack"
     assert outcome.error_details["operator_actions"][0]["operator"] == "ops"
     assert providers.active_kinds(workflow_id) == ["car"]  # resolved outside the system, not by us
@@ -179,7 +182,7 @@ async def test_run_operator_retries_a_lifted_outage_and_explains_a_rejection(
     assert retried.returncode == 0, retried.stderr
     out = json.loads(retried.stdout)
     assert out["outcomes"] == {"book_car": "compensated"} and out["outstanding"] == []
-    outcome = await await_outcome(dev_client.get_workflow_handle(workflow_id))
+    outcome = await await_outcome(dev_client, dev_client.get_workflow_handle(workflow_id))
     assert outcome.status is SagaStatus.ROLLED_BACK
     assert [a["note"] for a in outcome.error_details["operator_actions"]] == ["first try", "outage lifted"]
     assert providers.active_kinds(workflow_id) == []
@@ -223,7 +226,7 @@ async def test_cancelled_booking_exits_5_after_undoing_everything(
     rest = await asyncio.wait_for(proc.stdout.read(), 60)
     assert await proc.wait() == 5
     assert b"Outcome: CANCELLED" in rest
-    status = await fetch_status(handle)
+    status = await fetch_status(dev_client, handle)
     assert status.status is SagaStatus.CANCELLED
     assert providers.active_kinds(workflow_id) == []
     assert {s.name: s.state.value for s in status.steps}["book_flight"] == "skipped"
@@ -339,7 +342,7 @@ async def test_a_held_trip_answered_with_the_temporal_cli(
         ]
         assert "ticket_flight" in scheduled and not [name for name in scheduled if name.startswith("undo_")]
         return
-    outcome = await await_outcome(handle)
+    outcome = await await_outcome(dev_client, handle)
     assert outcome.status is expected
     if expected is SagaStatus.COMPLETED:
         assert outcome.result is not None and outcome.result.ticket
