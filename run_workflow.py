@@ -41,7 +41,7 @@ from wiring.outcome import TemporalUnreachable
 from wiring.paused_status import describe_execution
 from wiring.start import new_workflow_id, start_booking
 from wiring.tracing import configure_from_env
-from wiring.watch import report, watch
+from wiring.watch import python_command, report, watch
 
 EXIT = {
     SagaStatus.COMPLETED: 0,
@@ -256,7 +256,7 @@ async def run(cli: Cli, args: argparse.Namespace, req: BookingRequest) -> int:
     else:
         lines.append(f"  {outcome.error_type}: {outcome.error_message}")
     if outcome.status is SagaStatus.NEEDS_ATTENTION:
-        lines.append(f"  Operator: python run_operator.py retry|resolve --workflow-id {workflow_id} ...")
+        lines.append(f"  Operator: {python_command('run_operator.py')} retry|resolve --workflow-id {workflow_id} ...")
     lines.append(cli.ui_line())
     return cli.finish(EXIT.get(outcome.status, EXIT_OTHER) if outcome.status else EXIT_OTHER, data, lines)
 

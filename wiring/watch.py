@@ -7,6 +7,8 @@ arguments or chooses an exit code. Never import this from workflow code.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -14,8 +16,8 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from saga import StepState
-from trip.status import BookingStatus, SagaStatus, StepView
+from saga import StepKind, StepState
+from trip.status import BookingStatus, OutstandingStep, SagaStatus, StepView
 from wiring.executions import WorkflowPaused
 from wiring.live_status import fetch_status
 from wiring.outcome import Outcome, await_outcome
@@ -26,10 +28,12 @@ POLL_S = 0.25
 STATUS_POLL_TIMEOUT_S = 3.0
 #: States whose line shows the step's own error.
 _SHOWS_ERROR = (StepState.FAILED, StepState.COMPENSATING, StepState.COMPENSATED, StepState.COMPENSATION_FAILED)
+_STATE_WIDTH = max(len(state.value) for state in StepState)
 
 
 def step_lines(steps: Sequence[StepView]) -> dict[str, str]:
-    """One text line per step."""
+    """One text line per step, its columns as wide as the longest name and state."""
+    width = max((len(s.name) for s in steps), default=0)
     lines = {}
     for step in steps:
         extra = []
@@ -41,7 +45,7 @@ def step_lines(steps: Sequence[StepView]) -> dict[str, str]:
             extra.append(f"{step.error_type}: {step.error}")
         if step.undo_error:
             extra.append(f"undo: {step.undo_error}")
-        lines[step.name] = f"  {step.name:12} {step.state.value:20} {' · '.join(extra)}"
+        lines[step.name] = f"  {step.name:{width}} {step.state.value:{_STATE_WIDTH}} {' · '.join(extra)}".rstrip()
     return lines
 
 
@@ -107,6 +111,21 @@ async def watch(
         result_task.cancel()
 
 
+def outstanding_json(step: OutstandingStep) -> dict[str, Any]:
+    """One outstanding step, with only the figures that describe it.
+
+    Before the pivot the undo is what is stuck (``undo_*``); after it, the step
+    itself (``attempts``, ``error*``). The other kind's fields keep their
+    defaults (0 attempts, no error), which would read as facts, so they are left out.
+    """
+    data = step.model_dump(mode="json")
+    if step.kind is StepKind.RETRIABLE:
+        drop = ("undo_attempts", "undo_error_type", "undo_error")
+    else:
+        drop = ("attempts", "error_type", "error")
+    return {key: value for key, value in data.items() if key not in drop}
+
+
 def report(workflow_id: str, url: str | None, outcome: Outcome, status: BookingStatus | None) -> dict[str, Any]:
     """The ``--json`` object of a booking that was followed to its outcome."""
     out: dict[str, Any] = {
@@ -125,7 +144,7 @@ def report(workflow_id: str, url: str | None, outcome: Outcome, status: BookingS
         "web_ui_url": url,
     }
     if status is not None and status.attention is not None:
-        out["outstanding"] = [o.model_dump(mode="json") for o in status.attention.outstanding]
+        out["outstanding"] = [outstanding_json(o) for o in status.attention.outstanding]
         out["attention_deadline"] = status.attention.deadline.isoformat()
     if status is not None and status.confirmation is not None:
         out["confirmation_deadline"] = status.confirmation.deadline.isoformat()
@@ -137,3 +156,14 @@ def report(workflow_id: str, url: str | None, outcome: Outcome, status: BookingS
     else:
         out["error"] = {"type": outcome.error_type, "message": outcome.error_message, "details": outcome.error_details}
     return out
+
+
+def python_command(script: str) -> str:
+    """How to run ``script`` with this interpreter, as a user would type it here.
+
+    The interpreter relative to the working directory when it lives below it
+    (``.venv/bin/python``), so a hint names the project's environment, never
+    whichever ``python`` is first on the PATH.
+    """
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd() + os.sep) else sys.executable
+    return f"{python} {script}"

@@ -11,6 +11,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,6 +104,8 @@ def test_cli_runs_each_scenario_with_the_documented_exit_code_json_and_ledger(
     else:
         assert expected == "NEEDS_ATTENTION"
         assert [o["step"] for o in out["outstanding"]] == ["book_car"] and out["attention_deadline"]
+        # The undo is what is stuck: its attempts, and no booking figures that would read as 0 attempts.
+        assert out["outstanding"][0]["undo_attempts"] == 3 and "attempts" not in out["outstanding"][0]
         assert active == ["car"]
 
 
@@ -130,7 +133,11 @@ async def test_a_stuck_undo_exits_7_and_the_temporal_cli_resolve_closes_it(
     args = ["--scenario", "car-cancel-broken", "--workflow-id", workflow_id, "--task-queue", worker_queue]
     done = cli(dev_client, *args, "--initial-interval", "0.1", "--max-interval", "0.5", "--undo-max-attempts", "3")
     assert done.returncode == 7, done.stderr
-    assert "Outcome: NEEDS_ATTENTION" in done.stdout and "run_operator.py" in done.stdout
+    assert "Outcome: NEEDS_ATTENTION" in done.stdout
+    # The hint names this interpreter (the venv's), never whichever python is first on the PATH.
+    interpreter = Path(sys.executable)
+    python = str(interpreter.relative_to(ROOT)) if interpreter.is_relative_to(ROOT) else sys.executable
+    assert f"Operator: {python} run_operator.py retry|resolve --workflow-id {workflow_id}" in done.stdout
     described = temporal_cli(dev_client, "workflow", "describe", "--workflow-id", workflow_id, "-o", "json")
     assert json.loads(described.stdout)["workflowExecutionInfo"]["status"] == "WORKFLOW_EXECUTION_STATUS_RUNNING"
 
@@ -220,7 +227,7 @@ async def test_cancelled_booking_exits_5_after_undoing_everything(
     assert first.decode().startswith(f"Booking {workflow_id} started")
     handle = dev_client.get_workflow_handle(workflow_id)
     # Cancel once the car is booked, while the hotel call is in flight.
-    while b"book_car     succeeded" not in (line := await asyncio.wait_for(proc.stdout.readline(), 30)):
+    while (line := await asyncio.wait_for(proc.stdout.readline(), 30)).split()[:2] != [b"book_car", b"succeeded"]:
         assert line, "the CLI ended before the car was booked"
     await handle.cancel()
     rest = await asyncio.wait_for(proc.stdout.read(), 60)
