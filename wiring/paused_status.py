@@ -13,7 +13,8 @@ Delete this module once the SDK's ``WorkflowExecutionStatus`` has PAUSED (8):
 ``describe_execution`` becomes ``handle.describe()`` passed to
 ``wiring.executions.execution_from_info`` (its ``raw_description`` holds the
 same protos), ``list_executions`` becomes ``client.list_workflows()`` (each
-item's ``raw_info``), and ``query_status`` becomes the plain query.
+item's ``raw_info``), and ``query_status`` becomes the plain query. The first
+test in ``tests/system/test_pause.py`` fails on the SDK release that can.
 Never import this from workflow code.
 """
 

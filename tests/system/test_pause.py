@@ -3,7 +3,7 @@ activity pause``) on the dev server, with the real worker and providers: the
 status page, the bookings list and the CLI keep answering and show Paused.
 
 temporalio 1.35 cannot decode the server's PAUSED execution status (8), so
-these tests are what keeps ``wiring.client``'s raw describe and list honest.
+these tests are what keeps ``wiring.paused_status``'s raw describe and list honest.
 """
 
 from __future__ import annotations
