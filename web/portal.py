@@ -11,6 +11,7 @@ connects lazily and reconnects after a failure, so the app starts (and says
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -42,6 +43,9 @@ class TemporalPortal:
             "asyncio", name="temporal-portal"
         )
         self._portal = self._running.__enter__()
+        # A portal nobody closed would otherwise be closed by the interpreter's
+        # finalization, when its loop thread can no longer run, and the exit hangs.
+        atexit.register(self.close)
 
     async def client(self) -> Client:
         """The shared client; only call from coroutines run through ``call``."""
@@ -80,6 +84,7 @@ class TemporalPortal:
         running, self._running = self._running, None
         if running is None:
             return
+        atexit.unregister(self.close)
         self._portal.call(self._portal.stop, True)
         running.__exit__(None, None, None)
 
