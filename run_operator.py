@@ -22,8 +22,9 @@ from typing import Any
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from wiring.client import connect, rejection_message, resolve, retry_compensation
-from wiring.process import run_entry_point
+from wiring.client import connect
+from wiring.entry_point import run_entry_point
+from wiring.updates import rejection_message, resolve, retry_compensation
 
 EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE = 0, 2, 4
 

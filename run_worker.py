@@ -16,8 +16,8 @@ from datetime import timedelta
 
 from wiring import worker as booking_worker
 from wiring.client import connect, connect_config
+from wiring.entry_point import run_entry_point
 from wiring.metrics import runtime_with_prometheus
-from wiring.process import run_entry_point
 from wiring.settings import SettingsError, WorkerSettings
 from wiring.tracing import configure_from_env
 

@@ -26,7 +26,7 @@ import sys
 from datetime import date, timedelta
 from typing import Any, NoReturn
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
@@ -34,22 +34,14 @@ from trip import ENV_TASK_QUEUE, TASK_QUEUE, UPDATE_CONFIRM, UPDATE_DECLINE
 from trip.forms import FLAT_FIELDS, BookingInputError, booking_from_flat, demo_trip
 from trip.models import WORKFLOW_ID_RULE, BookingRequest, RetryOverrides, Scenario, check_workflow_id
 from trip.scenarios import SCENARIOS
-from trip.status import BookingStatus, SagaStatus
-from wiring.client import (
-    UNREACHABLE_CODES,
-    Outcome,
-    TemporalUnreachable,
-    WorkflowPaused,
-    await_outcome,
-    connect,
-    describe_execution,
-    fetch_status,
-    known_web_ui_url,
-    new_workflow_id,
-    start_booking,
-)
-from wiring.process import run_entry_point
+from trip.status import SagaStatus
+from wiring.client import connect, is_unreachable, known_web_ui_url
+from wiring.entry_point import run_entry_point
+from wiring.outcome import TemporalUnreachable
+from wiring.paused_status import describe_execution
+from wiring.start import new_workflow_id, start_booking
 from wiring.tracing import configure_from_env
+from wiring.watch import python_command, report, watch
 
 EXIT = {
     SagaStatus.COMPLETED: 0,
@@ -60,11 +52,8 @@ EXIT = {
     SagaStatus.TRIP_INCOMPLETE: 8,
 }
 EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_OTHER, EXIT_INTERRUPTED = 2, 4, 6, 130
-POLL_S = 0.25
 #: How long the CLI waits through a Temporal outage before it gives up (exit 4).
 DEFAULT_WAIT_TIMEOUT_S = 600.0
-#: One status poll may take this long before the poll is skipped (the server is down).
-STATUS_POLL_TIMEOUT_S = 3.0
 
 _RETRY_FLAGS = {
     "max_attempts": (int, "attempts per booking step (default: each step's own, 5)"),
@@ -172,104 +161,6 @@ def build_request(args: argparse.Namespace, today: date) -> BookingRequest:
     return req
 
 
-def _step_line(step: Any) -> str:
-    extra = []
-    if step.attempts > 1:
-        extra.append(f"attempt {step.attempts}")
-    if step.confirmation:
-        extra.append(step.confirmation)
-    if step.error and step.state.value in ("failed", "compensating", "compensated", "compensation-failed"):
-        extra.append(f"{step.error_type}: {step.error}")
-    if step.undo_error:
-        extra.append(f"undo: {step.undo_error}")
-    return f"  {step.name:12} {step.state.value:20} {' · '.join(extra)}"
-
-
-async def watch(
-    handle: WorkflowHandle[Any, Any], quiet: bool, wait_timeout: float | None = None
-) -> tuple[Outcome, BookingStatus | None]:
-    """Print step changes until the workflow closes or needs an operator; return its outcome.
-
-    Raises ``TemporalUnreachable`` once Temporal has not answered for ``wait_timeout`` seconds.
-    """
-    result_task = asyncio.ensure_future(await_outcome(handle, outage_timeout=wait_timeout))
-    seen: dict[str, str] = {}
-    was_paused = False
-    status: BookingStatus | None = None
-    try:
-        while True:
-            done = result_task.done()
-            try:
-                status = await asyncio.wait_for(
-                    fetch_status(handle, rpc_timeout=timedelta(seconds=STATUS_POLL_TIMEOUT_S)),
-                    STATUS_POLL_TIMEOUT_S,
-                )
-            except (RPCError, asyncio.TimeoutError):
-                pass  # no worker yet, or the server is down: keep the last status seen
-            except WorkflowPaused as paused:
-                status = None  # `temporal workflow pause`: no query is answered until it is unpaused
-                if not quiet and not was_paused:
-                    print(f"  Paused in Temporal: {paused.execution.pause_reason}", flush=True)
-                was_paused = True
-            else:
-                if not quiet and was_paused:
-                    print("  Unpaused in Temporal", flush=True)
-                was_paused = False
-            if status is not None and not quiet:
-                for step in status.steps:
-                    line = _step_line(step)
-                    if seen.get(step.name) != line:
-                        seen[step.name] = line
-                        print(line, flush=True)
-            if done:
-                return result_task.result(), status
-            if status is not None and status.status is SagaStatus.NEEDS_ATTENTION:
-                held = ", ".join(status.outstanding)
-                return Outcome(
-                    SagaStatus.NEEDS_ATTENTION,
-                    error_type="NeedsAttention",
-                    error_message=(
-                        f"past the point of no return, a step is not done; the booking waits for an operator: {held}"
-                        if status.past_pivot
-                        else f"an undo is stuck; the booking waits for an operator. Still held: {held}"
-                    ),
-                ), status
-            await asyncio.wait({result_task}, timeout=POLL_S)
-    finally:
-        result_task.cancel()
-
-
-def report(workflow_id: str, url: str | None, outcome: Outcome, status: BookingStatus | None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "workflow_id": workflow_id,
-        "status": outcome.status.value if outcome.status else (outcome.execution_status or "UNKNOWN"),
-        "steps": [
-            {
-                "name": s.name,
-                "state": s.state.value,
-                "attempts": s.attempts,
-                "confirmation": s.confirmation,
-                "undo_attempts": s.undo_attempts,
-            }
-            for s in (status.steps if status else [])
-        ],
-        "web_ui_url": url,
-    }
-    if status is not None and status.attention is not None:
-        out["outstanding"] = [o.model_dump(mode="json") for o in status.attention.outstanding]
-        out["attention_deadline"] = status.attention.deadline.isoformat()
-    if status is not None and status.confirmation is not None:
-        out["confirmation_deadline"] = status.confirmation.deadline.isoformat()
-        out["decision"] = status.confirmation.decision
-    if status is not None and status.ticket is not None:
-        out["ticket"] = status.ticket
-    if outcome.result is not None:
-        out["confirmations"] = outcome.result.confirmations
-    else:
-        out["error"] = {"type": outcome.error_type, "message": outcome.error_message, "details": outcome.error_details}
-    return out
-
-
 class Cli:
     """One run of the command: what it has learnt so far, and its one way to finish."""
 
@@ -334,7 +225,7 @@ async def run(cli: Cli, args: argparse.Namespace, req: BookingRequest) -> int:
         cli.sent = False
         return await already_started(cli, client)
     except RPCError as err:
-        if err.status in UNREACHABLE_CODES:
+        if is_unreachable(err):
             return cli.unknown(f"could not start the booking (Temporal did not answer): {err.message}")
         cli.sent = False
         return cli.fail(EXIT_BAD_INPUT, "NOT_STARTED", "StartRejected", f"could not start the booking: {err.message}")
@@ -352,7 +243,8 @@ async def run(cli: Cli, args: argparse.Namespace, req: BookingRequest) -> int:
     if args.no_wait:
         return cli.finish(0, {"workflow_id": workflow_id, "status": "RUNNING", "web_ui_url": cli.url}, [])
     try:
-        outcome, status = await watch(handle, quiet=args.json, wait_timeout=args.wait_timeout)
+        say = None if args.json else lambda line: print(line, flush=True)
+        outcome, status = await watch(client, handle, say, wait_timeout=args.wait_timeout)
     except TemporalUnreachable as err:
         return cli.unknown(f"{err}. The booking goes on in Temporal; its outcome is unknown here.")
     except RPCError as err:
@@ -364,7 +256,7 @@ async def run(cli: Cli, args: argparse.Namespace, req: BookingRequest) -> int:
     else:
         lines.append(f"  {outcome.error_type}: {outcome.error_message}")
     if outcome.status is SagaStatus.NEEDS_ATTENTION:
-        lines.append(f"  Operator: python run_operator.py retry|resolve --workflow-id {workflow_id} ...")
+        lines.append(f"  Operator: {python_command('run_operator.py')} retry|resolve --workflow-id {workflow_id} ...")
     lines.append(cli.ui_line())
     return cli.finish(EXIT.get(outcome.status, EXIT_OTHER) if outcome.status else EXIT_OTHER, data, lines)
 

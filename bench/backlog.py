@@ -25,7 +25,7 @@ from bench.histories import unwind_ms
 from bench.sides import OURS, QUEUES, request, settle, start_side
 from bench.stats import pct
 from trip.models import Mode, RetryOverrides, Scenario
-from wiring.client import new_workflow_id
+from wiring.start import new_workflow_id
 from workflows.booking import BookingWorkflow
 
 

@@ -49,9 +49,11 @@ from trip.forms import booking_from_flat, demo_trip
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
 from trip.scenarios import SCENARIOS, ScenarioSpec
 from trip.status import BookingResult, SagaStatus
-from wiring.client import Outcome, await_outcome, describe_execution, start_booking
 from wiring.codec import data_converter
-from wiring.processes import free_port
+from wiring.local_stack import free_port
+from wiring.outcome import Outcome, await_outcome
+from wiring.paused_status import describe_execution
+from wiring.start import start_booking
 
 #: Outcomes a saga reaches on its own. NEEDS_ATTENTION waits for an operator,
 #: ROLLBACK_INCOMPLETE for a deadline of days: the harness drives neither.
@@ -318,7 +320,7 @@ class Chaos:
                 while time.monotonic() < deadline:
                     try:
                         saga.outcome = await asyncio.wait_for(
-                            await_outcome(saga.handle), timeout=max(0.1, deadline - time.monotonic())
+                            await_outcome(self.client, saga.handle), timeout=max(0.1, deadline - time.monotonic())
                         )
                         closed[0] += 1
                         return

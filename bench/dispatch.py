@@ -31,8 +31,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from wiring.client import temporal_cli_path
-from wiring.processes import free_port
+from wiring.local_stack import free_port, temporal_cli_path
 
 ACTIVITY_SLEEP_S = 0.0
 

@@ -37,8 +37,8 @@ from bench.sides import request, settle
 from bench.stack import ROOT, Stack
 from bench.stats import pct
 from trip.models import Mode, Scenario
-from wiring.client import new_workflow_id
 from wiring.codec import data_converter
+from wiring.start import new_workflow_id
 from workflows.booking import BookingWorkflow
 
 QUEUE = "bench-fairness"

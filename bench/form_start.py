@@ -19,7 +19,7 @@ from bench.stats import summary
 from trip import UPDATE_HOLDS
 from trip.models import Mode
 from trip.status import BookingStatus
-from wiring.client import new_workflow_id, start_booking
+from wiring.start import new_workflow_id, start_booking
 from workflows.booking import BookingWorkflow
 
 

@@ -24,7 +24,7 @@ from bench.plan import Plan, sagas_at
 from bench.sides import WORKERS, one_saga
 from bench.stack import RssSampler, Stack, cpu_seconds
 from bench.stats import merge_loads, pct
-from wiring.client import describe_execution
+from wiring.paused_status import describe_execution
 
 
 def log(message: str) -> None:

@@ -15,7 +15,7 @@ from bench.harness import Harness, bounded_gather, log
 from bench.sides import BASELINE, OURS, start_side
 from bench.stack import RssSampler
 from trip.models import Scenario
-from wiring.client import describe_execution
+from wiring.paused_status import describe_execution
 
 
 async def peak_rss_in_flight(h: Harness, side: str, count: int, flags: list[str]) -> dict[str, Any]:

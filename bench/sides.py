@@ -20,7 +20,7 @@ from bench.floor import EMPTY_WORKFLOW, LOCAL_WORKFLOW
 from bench.seed_style import WORKFLOW_NAME as SEED_WORKFLOW
 from trip.forms import booking_from_flat, demo_trip
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
-from wiring.client import start_booking
+from wiring.start import start_booking
 
 BASELINE, SEQUENTIAL, OURS = "baseline", "sequential", "ours"
 #: The baseline is the seed-style workflow (``bench.seed_style``) on a worker

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wiring.processes import (
+from wiring.local_stack import (
     PROVIDERS_READY,
     dev_server_command,
     free_port,

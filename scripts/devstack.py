@@ -30,8 +30,8 @@ from pydantic import Field, model_validator
 
 from trip import ENV_PROVIDERS_URL, ENV_TEMPORAL_UI_URL
 from wiring.codec import ENV_KEY_FILE
+from wiring.local_stack import dev_server_command, providers_command, stop_process, wait_for_port
 from wiring.metrics import DEFAULT_METRICS_ADDRESS, ENV_METRICS_PORT
-from wiring.processes import dev_server_command, providers_command, stop_process, wait_for_port
 from wiring.settings import KeySettings, Port, Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent

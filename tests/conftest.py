@@ -33,18 +33,12 @@ from temporalio.testing import WorkflowEnvironment
 from trip import SEARCH_ATTRIBUTES
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
 from trip.status import BookingStatus, SagaStatus
-from wiring.client import (
-    DEV_SERVER_FLAGS,
-    Outcome,
-    await_outcome,
-    fetch_status,
-    start_booking,
-    temporal_cli_path,
-    test_server_path,
-)
 from wiring.codec import ENV_KEYS, KeyRing, data_converter
-from wiring.processes import free_port, stop_process
-from wiring.processes import start_providers as start_provider_process
+from wiring.local_stack import DEV_SERVER_FLAGS, free_port, stop_process, temporal_cli_path, test_server_path
+from wiring.local_stack import start_providers as start_provider_process
+from wiring.outcome import Outcome, await_outcome
+from wiring.start import start_booking
+from workflows.booking import BookingWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,7 +66,7 @@ async def wait_for_saga_status(handle: WorkflowHandle[Any, Any], wanted: SagaSta
     """Poll the ``status`` query (owned by the worker) until the saga reaches ``wanted``."""
     deadline = time.monotonic() + 30
     while True:
-        status = await fetch_status(handle)
+        status: BookingStatus = await handle.query(BookingWorkflow.status)
         if status.status is wanted:
             return status
         if time.monotonic() > deadline:
@@ -116,7 +110,7 @@ async def cancel_during_the_unwind(
     handle = await start_booking(client, req, task_queue=task_queue)
     await wait_for_saga_status(handle, SagaStatus.COMPENSATING)
     await handle.cancel()
-    return handle, await await_outcome(handle)
+    return handle, await await_outcome(client, handle)
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
 from trip.status import Attention, SagaStatus
 from web.auth import operator_required
 from web.portal import TemporalUnavailable, current_portal
-from wiring.client import MEMO_TRAVELLER, fetch_status
+from wiring.live_status import fetch_status
+from wiring.summaries import MEMO_TRAVELLER
 
 bp = Blueprint("attention", __name__)
 
@@ -65,7 +66,7 @@ async def _stuck(client: Client, query_timeout: timedelta) -> list[StuckBooking]
         # The name is in the encrypted memo; the search attribute only has a tag.
         traveller = (await memo).get(MEMO_TRAVELLER)
         try:
-            status = await fetch_status(client.get_workflow_handle(wf_id), rpc_timeout=query_timeout)
+            status = await fetch_status(client, client.get_workflow_handle(wf_id), rpc_timeout=query_timeout)
         except Exception:  # no worker answering: still list it, without details
             return StuckBooking(wf_id, traveller, None)
         return StuckBooking(wf_id, status.traveller or traveller, status.attention)

@@ -37,7 +37,7 @@ from trip.models import MAX_CONFIRM_WITHIN, BookingRequest, Mode, Scenario
 from trip.scenarios import SCENARIOS
 from web.owners import issue_form_token, own_bookings, remember_booking, was_issued
 from web.portal import current_portal
-from wiring.client import start_booking
+from wiring.start import start_booking
 
 bp = Blueprint("booking", __name__)
 

@@ -18,7 +18,8 @@ from trip.models import WORKFLOW_ID_RE
 from trip.status import TERMINAL, SagaStatus
 from web.owners import is_operator, own_bookings
 from web.portal import current_portal
-from wiring.client import list_executions, web_ui_url
+from wiring.client import web_ui_url
+from wiring.paused_status import list_executions
 
 bp = Blueprint("listing", __name__)
 

@@ -1,24 +1,27 @@
 """The one place in the web app that owns the Temporal client.
 
-Temporal's Python client is bound to the asyncio loop it was created on, and
-Flask's async views make a new loop per request. So one background thread
-runs one loop that owns one client; plain sync views submit coroutines to it
-and wait with a timeout. The client connects lazily and reconnects after a
-failure, so the app starts (and says "Temporal is unavailable") even when the
-server is down.
+Temporal's Python client is bound to the event loop it was created on, and
+Flask's async views make a new loop per request. So anyio's blocking portal
+runs one event loop in one background thread, and that loop owns one client;
+plain sync views submit coroutines to it and wait with a timeout. The client
+connects lazily and reconnects after a failure, so the app starts (and says
+"Temporal is unavailable") even when the server is down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
-import threading
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import TypeVar
 
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 from flask import current_app
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+
+from wiring.client import is_unreachable
 
 T = TypeVar("T")
 
@@ -30,24 +33,23 @@ class TemporalUnavailable(Exception):
     """Temporal could not be reached (or did not answer in time)."""
 
 
-#: CANCELLED is how the SDK's bridge reports a call's own ``rpc_timeout``
-#: running out ("Timeout expired").
-_UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
-
-
 class TemporalPortal:
     def __init__(self, connect: Callable[[], Awaitable[Client]], *, timeout: float = 10.0) -> None:
         self._connect = connect
         self.timeout = timeout
         self._client: Client | None = None
         self._lock: asyncio.Lock | None = None
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="temporal-portal", daemon=True)
-        self._thread.start()
+        self._running: AbstractContextManager[BlockingPortal] | None = start_blocking_portal(
+            "asyncio", name="temporal-portal"
+        )
+        self._portal = self._running.__enter__()
+        # A portal nobody closed would otherwise be closed by the interpreter's
+        # finalization, when its loop thread can no longer run, and the exit hangs.
+        atexit.register(self.close)
 
     async def client(self) -> Client:
         """The shared client; only call from coroutines run through ``call``."""
-        if self._lock is None:
+        if self._lock is None:  # made on the portal's loop, which is the only one that uses it
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._client is None:
@@ -64,21 +66,27 @@ class TemporalPortal:
             client = await self.client()
             try:
                 return await fn(client)
-            except RPCError as err:
-                if err.status in _UNAVAILABLE:
-                    raise TemporalUnavailable(f"Temporal did not answer: {err.message}") from err
+            except Exception as err:
+                if is_unreachable(err):
+                    raise TemporalUnavailable(f"Temporal did not answer: {err}") from err
                 raise
 
-        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        future = self._portal.start_task_soon(run)
         try:
             return future.result(timeout=timeout or self.timeout)
         except concurrent.futures.TimeoutError as err:
-            future.cancel()
+            future.cancel()  # the portal cancels the task on its loop
             raise TemporalUnavailable("Temporal did not answer in time") from err
 
     def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        """Stop the portal's loop, cancelling whatever still runs on it (a call stuck
+        on a hung server must not hold up shutdown), and join its thread."""
+        running, self._running = self._running, None
+        if running is None:
+            return
+        atexit.unregister(self.close)
+        self._portal.call(self._portal.stop, True)
+        running.__exit__(None, None, None)
 
 
 def current_portal() -> TemporalPortal:

@@ -31,7 +31,7 @@ from web.auth import current_operator, operator_required
 from web.owners import is_operator, may_act, owner_required
 from web.portal import current_portal
 from web.status_view import BookingView, load_booking, remaining_text, undo_text
-from wiring.client import decide, rejection_message, resolve, retry_compensation
+from wiring.updates import decide, rejection_message, resolve, retry_compensation
 
 bp = Blueprint("status", __name__, url_prefix="/bookings")
 

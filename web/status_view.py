@@ -19,7 +19,11 @@ from saga import StepState
 from trip.models import WORKFLOW_ID_RE
 from trip.status import TERMINAL, BookingStatus, SagaStatus, StepView
 from web.portal import current_portal
-from wiring.client import Outcome, WorkflowPaused, await_outcome, describe_execution, fetch_status, web_ui_url
+from wiring.client import web_ui_url
+from wiring.executions import WorkflowPaused
+from wiring.live_status import fetch_status
+from wiring.outcome import Outcome, await_outcome
+from wiring.paused_status import describe_execution
 
 
 class BookingNotFound(Exception):
@@ -127,13 +131,13 @@ async def _load(client: Client, workflow_id: str, ui_base: str, query_timeout: t
     status: BookingStatus | None = None
     note = None
     try:
-        status = await fetch_status(handle, rpc_timeout=query_timeout, execution=execution)
+        status = await fetch_status(client, handle, rpc_timeout=query_timeout, execution=execution)
     except WorkflowPaused as paused:
         execution = paused.execution
         note = f"Paused in Temporal ({execution.pause_reason}): step details come back once it is unpaused."
     except (RPCError, WorkflowQueryFailedError):
         note = "Step details are unavailable: no worker is answering queries for this booking right now."
-    outcome = await await_outcome(handle) if closed else None
+    outcome = await await_outcome(client, handle) if closed else None
     if execution.closed_from_outside:
         # Terminated or timed out: the query replays to the saga's last state,
         # RUNNING or COMPENSATING, which would read as "still going" forever.

@@ -36,7 +36,7 @@ from temporalio.worker import (
 
 from trip.errors import ErrorType
 from trip.steps import FORWARD_ACTIVITIES, saga_step_of, undone_by
-from wiring.process import core_logging
+from wiring.entry_point import core_logging
 
 ENV_METRICS_PORT = "WORKER_METRICS_PORT"
 #: Where ``make run`` serves the worker's metrics.

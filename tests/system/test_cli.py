@@ -11,10 +11,14 @@ import sys
 import uuid
 from typing import Any
 
+import pytest
 from temporalio.client import Client
 
+from saga import StepKind, StepState
 from tests.conftest import ROOT, ProviderService
 from tests.system.test_integration import FAST, cli
+from trip.status import OutstandingStep, StepView
+from wiring.watch import outstanding_json, step_lines
 
 
 def one_object(stdout: str) -> dict[str, Any]:
@@ -88,3 +92,31 @@ async def test_ctrl_c_prints_one_json_object_and_exits_130(dev_client: Client, w
     assert out["error"]["type"] == "Interrupted"
     assert b"Traceback" not in stderr
     await handle.cancel()  # leave nothing running
+
+
+def test_step_columns_line_up_for_every_step_name() -> None:
+    """``ticket_flight`` and ``finalize_hotel`` are longer than ``book_car``: the state column still lines up."""
+    steps = [
+        StepView(name="book_car", state=StepState.SUCCEEDED, confirmation="CAR-1"),
+        StepView(name="ticket_flight", state=StepState.RUNNING, attempts=2),
+        StepView(name="finalize_hotel", state=StepState.COMPENSATION_FAILED, undo_error="hotel down"),
+        StepView(name="finalize_car", state=StepState.PENDING),
+    ]
+    lines = list(step_lines(steps).values())
+    state_columns = {line.index(step.state.value) for line, step in zip(lines, steps, strict=True)}
+    assert len(state_columns) == 1, "\n".join(lines)
+    # The text after the state lines up too, even after the longest state.
+    extras = {lines[0].index("CAR-1"), lines[1].index("attempt 2"), lines[2].index("undo: hotel down")}
+    assert len(extras) == 1, "\n".join(lines)
+
+
+@pytest.mark.parametrize("kind", [StepKind.COMPENSATABLE, StepKind.RETRIABLE])
+def test_outstanding_json_shows_only_the_figures_of_what_is_stuck(kind: StepKind) -> None:
+    stuck = OutstandingStep(step="book_car", kind=kind, undo_attempts=3, undo_error="car down", attempts=5, error="no")
+    shown = outstanding_json(stuck)
+    if kind is StepKind.COMPENSATABLE:  # the undo is stuck: its figures, not the booking's
+        assert shown["undo_attempts"] == 3 and shown["undo_error"] == "car down"
+        assert not {"attempts", "error", "error_type"} & set(shown)
+    else:  # past the pivot the step itself is stuck, and nothing is undone
+        assert shown["attempts"] == 5 and shown["error"] == "no"
+        assert not {"undo_attempts", "undo_error", "undo_error_type"} & set(shown)

@@ -1,8 +1,8 @@
-"""The waiting CLI through a Temporal outage (issue 8, item 1 and its acceptance).
+"""The waiting CLI through a Temporal outage: a server that is gone, and one that hangs.
 
 A dedicated dev server keeps its history in a database file, so it can be
-SIGKILLed and restarted on the same data while ``run_workflow.py --json``
-waits on a ``slow`` saga.
+SIGKILLed and restarted on the same data, or stopped (SIGSTOP) and continued,
+while ``run_workflow.py --json`` waits on a ``slow`` saga.
 """
 
 from __future__ import annotations
@@ -10,23 +10,28 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 import pytest_asyncio
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, stop_process
 from trip.status import BookingResult
+from wiring.client import is_unreachable
 from wiring.codec import data_converter
-from wiring.processes import dev_server_command, wait_for_port
+from wiring.local_stack import dev_server_command, wait_for_port
 
 #: How long the server stays down in the acceptance scenario.
 OUTAGE_S = 6.0
@@ -54,6 +59,15 @@ class DevServer:
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait()
+
+    def hang(self) -> None:
+        """Stop the server without closing its sockets: connections are accepted, never answered."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +165,47 @@ async def test_an_outage_past_the_wait_timeout_exits_4_with_status_unknown(
     assert out["workflow_id"] == workflow_id and out["status"] == "UNKNOWN"
     assert out["error"]["type"] == "TemporalUnreachable"
     assert "has not answered" in stderr.decode() and "Traceback" not in stderr.decode()
-    assert 4 <= waited < 30
+    assert waited >= 4  # it rode out the outage for the whole --wait-timeout first
     # The saga itself lives on and completes once the server is back.
     handle = client.get_workflow_handle(workflow_id, result_type=BookingResult)
     result = await asyncio.wait_for(handle.result(), 60)
     assert set(result.confirmations) == {"car", "hotel", "flight"}
+
+
+async def test_a_hung_server_past_the_wait_timeout_exits_4_with_status_unknown(
+    server: DevServer, client: Client, queue: str
+) -> None:
+    """A hung server times out every call rather than refusing it; that counts as no answer too."""
+    workflow_id = f"hung-{uuid.uuid4().hex[:8]}"
+    proc = await start_cli(server, queue, workflow_id, "--wait-timeout", "3")
+    await wait_until_booking_runs(client, workflow_id)
+    server.hang()
+    try:
+        # The bound only keeps a CLI that never gives up from hanging the suite.
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 180)
+    finally:
+        server.resume()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 4, stderr.decode()
+    out = one_object(stdout)
+    assert out["workflow_id"] == workflow_id and out["status"] == "UNKNOWN"
+    assert out["error"]["type"] == "TemporalUnreachable"
+    assert "has not answered" in stderr.decode() and "Traceback" not in stderr.decode()
+    # Continued, the server carries the saga on to its end.
+    handle = client.get_workflow_handle(workflow_id, result_type=BookingResult)
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert set(result.confirmations) == {"car", "hotel", "flight"}
+
+
+async def test_a_call_that_a_hung_server_never_answers_counts_as_unreachable(server: DevServer, client: Client) -> None:
+    server.hang()
+    try:
+        with pytest.raises(RPCError) as err:
+            await client.workflow_service.get_system_info(
+                GetSystemInfoRequest(), retry=False, timeout=timedelta(seconds=1)
+            )
+    finally:
+        server.resume()
+    assert is_unreachable(err.value), err.value.status

@@ -11,7 +11,9 @@ from temporalio.client import Client
 from tests.conftest import ProviderService, WorkerProcess, make_request
 from trip.models import Mode, RetryOverrides, Scenario
 from trip.status import SagaStatus
-from wiring.client import await_outcome, describe_execution, start_booking
+from wiring.outcome import await_outcome
+from wiring.paused_status import describe_execution
+from wiring.start import start_booking
 
 
 async def hotel_started(client: Client, workflow_id: str) -> bool:
@@ -42,7 +44,7 @@ async def test_worker_killed_mid_saga_loses_nothing(
         first.kill()  # SIGKILL: no graceful shutdown; the new worker must ask the hotel again
     second = WorkerProcess(dev_client, providers.url, task_queue)
     try:
-        outcome = await await_outcome(handle)
+        outcome = await await_outcome(dev_client, handle)
     finally:
         second.stop()
     assert outcome.status is SagaStatus.COMPLETED

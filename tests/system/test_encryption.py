@@ -24,7 +24,6 @@ from tests.conftest import ProviderService, make_request
 from trip import SA_TRAVELLER
 from trip.models import BookingRequest, Scenario
 from trip.status import SagaStatus
-from wiring.client import await_outcome, list_executions, start_booking
 from wiring.codec import (
     ENCODING,
     METADATA_KEY_ID,
@@ -35,6 +34,9 @@ from wiring.codec import (
     keyring_of,
     traveller_tag,
 )
+from wiring.outcome import await_outcome
+from wiring.paused_status import list_executions
+from wiring.start import start_booking
 from wiring.worker import build_worker
 
 NAME, EMAIL = "Ada Lovelace", "ada@example.com"
@@ -66,7 +68,7 @@ async def sold_out_run(
         build_worker(dev_client, BookingActivities(http), task_queue=task_queue),
     ):
         handle = await start_booking(dev_client, make_request(Scenario.FLIGHT_SOLD_OUT), task_queue=task_queue)
-        outcome = await await_outcome(handle)
+        outcome = await await_outcome(dev_client, handle)
     yield handle.id, outcome.status
 
 
@@ -98,7 +100,7 @@ async def test_with_the_codec_everything_decodes(
     description = await handle.describe()
     assert NAME in (await description.static_summary() or "")
     assert EMAIL in (await description.static_details() or "")
-    outcome = await await_outcome(handle)
+    outcome = await await_outcome(dev_client, handle)
     assert outcome.status is SagaStatus.ROLLED_BACK and outcome.error_message
     assert "BookingRolledBack" == outcome.error_type
 
@@ -120,7 +122,7 @@ async def test_a_run_started_under_key_a_decodes_after_b_becomes_current(
         build_worker(client_a, BookingActivities(http), task_queue=task_queue),
     ):
         handle = await start_booking(client_a, make_request(Scenario.HAPPY), task_queue=task_queue)
-        assert (await await_outcome(handle)).status is SagaStatus.COMPLETED
+        assert (await await_outcome(dev_client, handle)).status is SagaStatus.COMPLETED
 
     ring_b = ring_a.rotated("b")
     client_b = with_converter(dev_client, data_converter(ring_b))

@@ -29,7 +29,8 @@ import tests.fuzzing  # noqa: F401  (the hypothesis profiles)
 from trip.forms import demo_trip
 from web import create_app
 from web.portal import TemporalPortal
-from wiring.client import connect, describe_execution
+from wiring.client import connect
+from wiring.paused_status import describe_execution
 
 T = TypeVar("T")
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,10 @@ from tests.conftest import ROOT, ProviderService, free_port, make_request, wait_
 from trip.models import Scenario
 from trip.scenarios import OUTRIGHT, SCENARIOS
 from trip.status import SagaStatus
-from wiring.client import await_outcome, fetch_status, start_booking, temporal_cli_path
+from wiring.live_status import fetch_status
+from wiring.local_stack import temporal_cli_path
+from wiring.outcome import await_outcome
+from wiring.start import start_booking
 from workflows.booking import BookingWorkflow
 
 EXIT_CODES = {"COMPLETED": 0, "ROLLED_BACK": 1, "ROLLBACK_INCOMPLETE": 3, "CANCELLED": 5, "NEEDS_ATTENTION": 7}
@@ -100,6 +104,8 @@ def test_cli_runs_each_scenario_with_the_documented_exit_code_json_and_ledger(
     else:
         assert expected == "NEEDS_ATTENTION"
         assert [o["step"] for o in out["outstanding"]] == ["book_car"] and out["attention_deadline"]
+        # The undo is what is stuck: its attempts, and no booking figures that would read as 0 attempts.
+        assert out["outstanding"][0]["undo_attempts"] == 3 and "attempts" not in out["outstanding"][0]
         assert active == ["car"]
 
 
@@ -127,7 +133,11 @@ async def test_a_stuck_undo_exits_7_and_the_temporal_cli_resolve_closes_it(
     args = ["--scenario", "car-cancel-broken", "--workflow-id", workflow_id, "--task-queue", worker_queue]
     done = cli(dev_client, *args, "--initial-interval", "0.1", "--max-interval", "0.5", "--undo-max-attempts", "3")
     assert done.returncode == 7, done.stderr
-    assert "Outcome: NEEDS_ATTENTION" in done.stdout and "run_operator.py" in done.stdout
+    assert "Outcome: NEEDS_ATTENTION" in done.stdout
+    # The hint names this interpreter (the venv's), never whichever python is first on the PATH.
+    interpreter = Path(sys.executable)
+    python = str(interpreter.relative_to(ROOT)) if interpreter.is_relative_to(ROOT) else sys.executable
+    assert f"Operator: {python} run_operator.py retry|resolve --workflow-id {workflow_id}" in done.stdout
     described = temporal_cli(dev_client, "workflow", "describe", "--workflow-id", workflow_id, "-o", "json")
     assert json.loads(described.stdout)["workflowExecutionInfo"]["status"] == "WORKFLOW_EXECUTION_STATUS_RUNNING"
 
@@ -139,7 +149,7 @@ async def test_a_stuck_undo_exits_7_and_the_temporal_cli_resolve_closes_it(
     resolved = temporal_cli(dev_client, *update, "--input", json.dumps(payload), *codec_server)
     assert resolved.returncode == 0, resolved.stderr
 
-    outcome = await await_outcome(dev_client.get_workflow_handle(workflow_id))
+    outcome = await await_outcome(dev_client, dev_client.get_workflow_handle(workflow_id))
     assert outcome.status is SagaStatus.ROLLED_BACK and outcome.error_type == "BookingRolledBack"
     assert outcome.error_details["operator_actions"][0]["operator"] == "ops"
     assert providers.active_kinds(workflow_id) == ["car"]  # resolved outside the system, not by us
@@ -179,7 +189,7 @@ async def test_run_operator_retries_a_lifted_outage_and_explains_a_rejection(
     assert retried.returncode == 0, retried.stderr
     out = json.loads(retried.stdout)
     assert out["outcomes"] == {"book_car": "compensated"} and out["outstanding"] == []
-    outcome = await await_outcome(dev_client.get_workflow_handle(workflow_id))
+    outcome = await await_outcome(dev_client, dev_client.get_workflow_handle(workflow_id))
     assert outcome.status is SagaStatus.ROLLED_BACK
     assert [a["note"] for a in outcome.error_details["operator_actions"]] == ["first try", "outage lifted"]
     assert providers.active_kinds(workflow_id) == []
@@ -217,13 +227,13 @@ async def test_cancelled_booking_exits_5_after_undoing_everything(
     assert first.decode().startswith(f"Booking {workflow_id} started")
     handle = dev_client.get_workflow_handle(workflow_id)
     # Cancel once the car is booked, while the hotel call is in flight.
-    while b"book_car     succeeded" not in (line := await asyncio.wait_for(proc.stdout.readline(), 30)):
+    while (line := await asyncio.wait_for(proc.stdout.readline(), 30)).split()[:2] != [b"book_car", b"succeeded"]:
         assert line, "the CLI ended before the car was booked"
     await handle.cancel()
     rest = await asyncio.wait_for(proc.stdout.read(), 60)
     assert await proc.wait() == 5
     assert b"Outcome: CANCELLED" in rest
-    status = await fetch_status(handle)
+    status = await fetch_status(dev_client, handle)
     assert status.status is SagaStatus.CANCELLED
     assert providers.active_kinds(workflow_id) == []
     assert {s.name: s.state.value for s in status.steps}["book_flight"] == "skipped"
@@ -339,7 +349,7 @@ async def test_a_held_trip_answered_with_the_temporal_cli(
         ]
         assert "ticket_flight" in scheduled and not [name for name in scheduled if name.startswith("undo_")]
         return
-    outcome = await await_outcome(handle)
+    outcome = await await_outcome(dev_client, handle)
     assert outcome.status is expected
     if expected is SagaStatus.COMPLETED:
         assert outcome.result is not None and outcome.result.ticket

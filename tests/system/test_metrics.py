@@ -17,8 +17,10 @@ from activities import BookingActivities, make_http_client
 from tests.conftest import ProviderService, free_port, make_request, wait_for_saga_status
 from trip.models import Mode, Scenario
 from trip.status import SagaStatus
-from wiring.client import await_outcome, connect, start_booking
+from wiring.client import connect
 from wiring.metrics import runtime_with_prometheus
+from wiring.outcome import await_outcome
+from wiring.start import start_booking
 from wiring.worker import build_worker
 
 
@@ -66,7 +68,7 @@ async def test_counters_move_by_exactly_what_the_sagas_did(metered: tuple[Client
     client, url = metered
     for scenario in (Scenario.FLIGHT_SOLD_OUT, Scenario.HAPPY, Scenario.HAPPY):
         handle = await start_booking(client, make_request(scenario, Mode.SEQUENTIAL), task_queue=task_queue)
-        await await_outcome(handle)
+        await await_outcome(client, handle)
 
     samples = await scrape_until(url, lambda s: value(s, "booking_sagas_total", status="COMPLETED") >= 2)
     assert value(samples, "booking_sagas_total", status="ROLLED_BACK") == 1

@@ -3,7 +3,7 @@ activity pause``) on the dev server, with the real worker and providers: the
 status page, the bookings list and the CLI keep answering and show Paused.
 
 temporalio 1.35 cannot decode the server's PAUSED execution status (8), so
-these tests are what keeps ``wiring.client``'s raw describe and list honest.
+these tests are what keeps ``wiring.paused_status``'s raw describe and list honest.
 """
 
 from __future__ import annotations
@@ -31,16 +31,11 @@ from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, s
 from tests.system.conftest import log_in
 from trip.models import Mode, RetryOverrides, Scenario
 from trip.status import SagaStatus, StepView
-from wiring.client import (
-    PAUSED,
-    Execution,
-    WorkflowPaused,
-    describe_execution,
-    execution_status_name,
-    fetch_status,
-    start_booking,
-    temporal_cli_path,
-)
+from wiring.executions import PAUSED, Execution, WorkflowPaused, execution_status_name
+from wiring.live_status import fetch_status
+from wiring.local_stack import temporal_cli_path
+from wiring.paused_status import describe_execution
+from wiring.start import start_booking
 from workflows.booking import BookingWorkflow
 
 T = TypeVar("T")
@@ -182,7 +177,7 @@ async def test_a_paused_booking_shows_paused_on_every_page_and_in_the_cli_then_f
         assert (execution.status, execution.paused, execution.closed) == (PAUSED, True, False)
         assert execution.pause_reason == "test"
         with pytest.raises(WorkflowPaused):
-            await fetch_status(handle)
+            await fetch_status(dev_client, handle)
 
         page = web.get(f"/bookings/{workflow_id}")
         assert page.status_code == 200
@@ -232,14 +227,16 @@ async def test_a_paused_undo_shows_as_paused_and_finishes_once_unpaused(
         dev_client, req, workflow_id=f"trip-pause-{uuid.uuid4().hex[:8]}", task_queue=task_queue
     )
     await poll(
-        lambda: fetch_status(handle),
+        lambda: fetch_status(dev_client, handle),
         lambda s: car(s.steps).state is StepState.COMPENSATING and car(s.steps).undo_attempts >= 2,
         what="the car undo to be retrying",
     )
-    assert not car((await fetch_status(handle)).steps).paused
+    assert not car((await fetch_status(dev_client, handle)).steps).paused
 
     temporal(dev_client, "activity", "pause", "--workflow-id", handle.id, "--activity-id", "undo-book_car")
-    status = await poll(lambda: fetch_status(handle), lambda s: car(s.steps).paused, what="the undo to show paused")
+    status = await poll(
+        lambda: fetch_status(dev_client, handle), lambda s: car(s.steps).paused, what="the undo to show paused"
+    )
     assert car(status.steps).state is StepState.COMPENSATING
     assert status.status is SagaStatus.COMPENSATING
 
@@ -255,14 +252,14 @@ async def test_a_paused_undo_shows_as_paused_and_finishes_once_unpaused(
         lambda e: undo_state(e) == PendingActivityState.PENDING_ACTIVITY_STATE_PAUSED,
         what="undo-book_car to be held paused",
     )
-    attempts = car((await fetch_status(handle)).steps).undo_attempts
+    attempts = car((await fetch_status(dev_client, handle)).steps).undo_attempts
 
     # A paused undo is not retried even once the provider is back: observe a
     # window of several retry intervals (0.2 s each), not a synchronisation.
     providers.lift_outage(handle.id, "car")
     window = time.monotonic() + 1.0
     while time.monotonic() < window:
-        status = await fetch_status(handle)
+        status = await fetch_status(dev_client, handle)
         assert car(status.steps).paused and car(status.steps).undo_attempts == attempts
         assert providers.active_kinds(handle.id) == ["car"]
         await asyncio.sleep(0.2)

@@ -34,7 +34,8 @@ from trip.models import Scenario
 from trip.status import SagaStatus
 from web import create_app
 from web.portal import TemporalPortal
-from wiring.client import await_outcome, connect
+from wiring.client import connect
+from wiring.outcome import await_outcome
 from wiring.tracing import instrument_http_client, temporal_interceptor
 from wiring.worker import build_worker
 
@@ -117,7 +118,7 @@ async def test_a_booking_from_the_form_is_one_trace_down_to_the_provider(
                 response = web_client.post("/bookings", data=form)
                 assert response.status_code == 303
                 workflow_id = response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
-                outcome = await await_outcome(client.get_workflow_handle(workflow_id))
+                outcome = await await_outcome(client, client.get_workflow_handle(workflow_id))
     finally:
         portal.close()
     assert outcome.status is (SagaStatus.COMPLETED if scenario is Scenario.HAPPY else SagaStatus.ROLLED_BACK)

@@ -23,7 +23,8 @@ from tests.system.conftest import form_tokens, log_in, make_app
 from trip.forms import demo_trip
 from web import create_app
 from web.portal import TemporalPortal
-from wiring.client import connect, start_booking
+from wiring.client import connect
+from wiring.start import start_booking
 
 
 def workflow_ids(app: Flask, task_queue: str) -> set[str]:

@@ -33,7 +33,9 @@ from trip.forms import demo_trip
 from trip.models import RetryOverrides, Scenario
 from trip.status import SagaStatus
 from web.operators import add_operator
-from wiring.client import await_outcome, list_executions, start_booking
+from wiring.outcome import await_outcome
+from wiring.paused_status import list_executions
+from wiring.start import start_booking
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -501,7 +503,7 @@ async def test_operator_resolves_a_stuck_rollback_over_http(
         f"{location}/resolve", data={"csrf_token": csrf, "step": "book_car", "note": "released by phone, ref 123"}
     )
     assert done.status_code == 303
-    outcome = await await_outcome(handle)
+    outcome = await await_outcome(dev_client, handle)
     assert outcome.status is SagaStatus.ROLLED_BACK and outcome.error_type == "BookingRolledBack"
     assert OPERATOR in json.dumps(outcome.error_details)
     final = await poll_until_closed(traveller, location)
@@ -647,7 +649,7 @@ async def test_browser_books_with_hold_and_confirm_and_gets_a_ticket(
     await page.locator("#saga-status", has_text="Completed").wait_for(timeout=60_000)
     await page.locator("#ticket").wait_for(state="visible")
     ticket = await page.locator("#ticket-number").inner_text()
-    outcome = await await_outcome(dev_client.get_workflow_handle(workflow_id))
+    outcome = await await_outcome(dev_client, dev_client.get_workflow_handle(workflow_id))
     assert outcome.status is SagaStatus.COMPLETED and outcome.result is not None
     assert ticket and ticket == outcome.result.ticket
     assert await page.locator("#pivot").is_visible()

@@ -14,7 +14,9 @@ from tests.conftest import make_request
 from tests.system.test_web_e2e import WebApp, browser, web_app  # noqa: F401  (fixtures)
 from trip.models import Scenario
 from trip.status import SagaStatus
-from wiring.client import await_outcome, start_booking, web_ui_url
+from wiring.client import web_ui_url
+from wiring.outcome import await_outcome
+from wiring.start import start_booking
 
 NAME = "Katherine Johnson"
 
@@ -28,7 +30,7 @@ async def test_web_ui_shows_the_decrypted_name_through_the_codec_server(
     handle = await start_booking(
         dev_client, make_request(Scenario.FLIGHT_SOLD_OUT, name=NAME), task_queue=web_app.task_queue
     )
-    assert (await await_outcome(handle)).status is SagaStatus.ROLLED_BACK
+    assert (await await_outcome(dev_client, handle)).status is SagaStatus.ROLLED_BACK
     page = await browser.new_page(viewport={"width": 1200, "height": 1400})
     await page.goto(web_ui_url(handle.id, dev_client.namespace, base=dev_ui_url))
     await page.get_by_text(handle.id).first.wait_for(timeout=30_000)

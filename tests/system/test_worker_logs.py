@@ -9,7 +9,8 @@ from temporalio.client import Client
 from tests.conftest import ProviderService, WorkerProcess, make_request, wait_until
 from trip.models import Mode, Scenario
 from trip.status import SagaStatus
-from wiring.client import await_outcome, start_booking
+from wiring.outcome import await_outcome
+from wiring.start import start_booking
 
 
 async def test_a_hotel_down_saga_logs_no_traceback(dev_client: Client, providers: ProviderService) -> None:
@@ -19,7 +20,7 @@ async def test_a_hotel_down_saga_logs_no_traceback(dev_client: Client, providers
         workflow_id = f"logs-{uuid.uuid4().hex[:8]}"
         req = make_request(Scenario.HOTEL_DOWN, Mode.SEQUENTIAL)
         handle = await start_booking(dev_client, req, workflow_id=workflow_id, task_queue=queue)
-        outcome = await await_outcome(handle)
+        outcome = await await_outcome(dev_client, handle)
         assert outcome.status is SagaStatus.ROLLED_BACK
         # The undo lines are the last the worker logs for this saga.
         await wait_until(lambda: sum("undo " in line for line in worker.log) >= 2, what="the worker to log both undos")

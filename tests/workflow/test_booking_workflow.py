@@ -22,16 +22,11 @@ from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Mode, ReserveRequest, Scenario
 from trip.scenarios import HELD, OUTRIGHT, SCENARIOS
 from trip.status import TERMINAL, BookingStatus, SagaStatus
-from wiring.client import (
-    await_outcome,
-    decide,
-    fetch_status,
-    rejection_message,
-    resolve,
-    retry_compensation,
-    start_booking,
-)
 from wiring.codec import keyring_of, traveller_tag
+from wiring.live_status import fetch_status
+from wiring.outcome import await_outcome
+from wiring.start import start_booking
+from wiring.updates import decide, rejection_message, resolve, retry_compensation
 from wiring.worker import WorkerTuning, build_worker
 from workflows.booking import BookingWorkflow
 from workflows.policies import UNDO_PRIORITY_KEY
@@ -73,8 +68,8 @@ async def test_every_scenario_ends_as_documented(
     dev_client: Client, providers: ProviderService, worker: str, scenario: Scenario, mode: Mode
 ) -> None:
     handle = await start_booking(dev_client, make_request(scenario, mode), task_queue=worker)
-    outcome = await await_outcome(handle)
-    status = await fetch_status(handle)  # the query still answers on a closed workflow
+    outcome = await await_outcome(dev_client, handle)
+    status = await fetch_status(dev_client, handle)  # the query still answers on a closed workflow
     expected = SagaStatus(SCENARIOS[scenario].expected)
     assert outcome.status is expected and status.status is expected
 
@@ -141,13 +136,13 @@ async def test_a_stuck_undo_waits_for_an_operator_who_ends_it(
         assert result.outcomes == {"book_car": "compensated"}
     else:
         result = await resolve(handle, step="book_car", operator="ops", note="released by phone, ref 123")
-    outcome = await await_outcome(handle)
+    outcome = await await_outcome(dev_client, handle)
     assert outcome.status is SagaStatus.ROLLED_BACK and outcome.error_type == ErrorType.BOOKING_ROLLED_BACK.value
     assert [a["operator"] for a in outcome.error_details["operator_actions"]] == ["ops"]
     # Retried: the car is really released. Resolved: the ledger still holds it,
     # and the audit trail says who vouched for its release.
     assert providers.active_kinds(handle.id) == ([] if scenario is Scenario.CAR_CANCEL_OUTAGE else held_before)
-    final = await fetch_status(handle)
+    final = await fetch_status(dev_client, handle)
     assert [(a.operator, a.action) for a in final.audit] == [
         ("ops", "retry_compensation" if scenario is Scenario.CAR_CANCEL_OUTAGE else "resolve")
     ]
@@ -195,7 +190,7 @@ async def test_status_query_mid_run_and_mid_unwind(
                 dev_client, req, workflow_id=f"trip-{uuid.uuid4().hex[:8]}", task_queue=task_queue
             )
             await gates.flight_started.wait()
-            status = await fetch_status(handle)
+            status = await fetch_status(dev_client, handle)
             assert status.status is SagaStatus.RUNNING
             assert [(s.name, s.state) for s in status.steps] == [
                 ("book_car", S.SUCCEEDED),
@@ -209,7 +204,7 @@ async def test_status_query_mid_run_and_mid_unwind(
 
             gates.release_flight.set()
             await gates.undo_hotel_started.wait()
-            status = await fetch_status(handle)
+            status = await fetch_status(dev_client, handle)
             assert status.status is SagaStatus.COMPENSATING
             assert status.failure is not None and status.failure.step == "book_flight"
             assert status.failure.type == ErrorType.SOLD_OUT.value
@@ -218,7 +213,7 @@ async def test_status_query_mid_run_and_mid_unwind(
             assert (await handle.describe()).typed_search_attributes.get(SA_BOOKING_STATUS) == "COMPENSATING"
 
             gates.release_undo_hotel.set()
-            outcome = await await_outcome(handle)
+            outcome = await await_outcome(dev_client, handle)
     assert outcome.status is SagaStatus.ROLLED_BACK
     assert providers.active_kinds(handle.id) == []
     description = await handle.describe()
@@ -243,7 +238,7 @@ async def test_workflow_code_passes_the_strict_sandbox(
         ),
     ):
         handle = await start_booking(dev_client, make_request(scenario, Mode.PARALLEL), task_queue=task_queue)
-        outcome = await await_outcome(handle)
+        outcome = await await_outcome(dev_client, handle)
     assert outcome.status is SagaStatus(SCENARIOS[scenario].expected)
     assert providers.active_kinds(handle.id) == (["car", "flight", "hotel"] if scenario is Scenario.HAPPY else [])
 
@@ -257,11 +252,11 @@ async def test_cancelling_a_parallel_booking_while_its_steps_run_undoes_everythi
     deadline = asyncio.get_running_loop().time() + 10
     while sum(s.state is S.RUNNING for s in status.steps) < 3:
         assert asyncio.get_running_loop().time() < deadline, status
-        status = await fetch_status(handle)
+        status = await fetch_status(dev_client, handle)
     await handle.cancel()
-    outcome = await await_outcome(handle)
+    outcome = await await_outcome(dev_client, handle)
     assert outcome.status is SagaStatus.CANCELLED
-    final = await fetch_status(handle)
+    final = await fetch_status(dev_client, handle)
     assert {s.state for s in final.steps} == {S.COMPENSATED}
     # Each booking call either landed and was cancelled, or was voided before it could land.
     assert providers.active_kinds(handle.id) == []
@@ -272,7 +267,7 @@ async def test_cancelling_a_parallel_booking_while_it_unwinds_still_finishes_the
 ) -> None:
     handle, outcome = await cancel_during_the_unwind(dev_client, Mode.PARALLEL, worker)
     assert outcome.status is SagaStatus.CANCELLED
-    final = await fetch_status(handle)
+    final = await fetch_status(dev_client, handle)
     assert final.status is SagaStatus.CANCELLED and final.outstanding == []
     assert {s.name: s.state for s in final.steps}["book_car"] is S.COMPENSATED
     assert providers.active_kinds(handle.id) == []
@@ -315,9 +310,9 @@ async def test_every_held_scenario_ends_as_documented_with_the_ledger_to_match(
         assert ledger_states(providers, handle.id) == {"car": "active", "hotel": "held", "flight": "active"}
         await resolve(handle, step="finalize_hotel", operator="ops", note="hotel confirmed by phone")
         expected = SagaStatus.COMPLETED
-    outcome = await await_outcome(handle)
+    outcome = await await_outcome(dev_client, handle)
     assert outcome.status is expected, outcome
-    status = await fetch_status(handle)
+    status = await fetch_status(dev_client, handle)
     if expected is SagaStatus.COMPLETED:
         assert outcome.result is not None and outcome.result.ticket
         assert status.ticket == outcome.result.ticket and status.past_pivot
@@ -343,7 +338,7 @@ async def test_a_declined_trip_releases_every_hold_at_the_provider(
     handle = await start_booking(dev_client, req, task_queue=worker)
     await wait_for_saga_status(handle, SagaStatus.AWAITING_CONFIRMATION)
     await decide(handle, confirm=False, note="changed my mind")
-    outcome = await await_outcome(handle)
+    outcome = await await_outcome(dev_client, handle)
     assert outcome.status is SagaStatus.ROLLED_BACK
     assert outcome.error_details["cause_type"] == ErrorType.DECLINED.value
     assert ledger_states(providers, handle.id) == {"car": "cancelled", "hotel": "cancelled", "flight": "cancelled"}
@@ -357,7 +352,7 @@ async def test_undos_are_scheduled_ahead_of_bookings_on_a_backlogged_queue(
     retry = FAST_RETRY.model_copy(update=overrides)
     req = make_request(Scenario.FLIGHT_SOLD_OUT).model_copy(update={"retry": retry})
     handle = await start_booking(dev_client, req, task_queue=worker)
-    outcome = await await_outcome(handle)
+    outcome = await await_outcome(dev_client, handle)
     assert outcome.status is SagaStatus.ROLLED_BACK
     keys: dict[str, int] = {}
     for event in (await handle.fetch_history()).events:
@@ -406,5 +401,5 @@ async def test_update_with_start_answers_once_the_holds_are_placed_or_the_unwind
     if status.status is SagaStatus.COMPLETED:
         assert set(status.confirmations) == {"car", "hotel", "flight"}
         assert providers.active_kinds(workflow_id) == active
-    await await_outcome(await operation.workflow_handle())
+    await await_outcome(dev_client, await operation.workflow_handle())
     assert providers.active_kinds(workflow_id) == active

@@ -43,16 +43,11 @@ from trip.models import (
 )
 from trip.status import BookingStatus, SagaStatus
 from trip.steps import step, undone_by
-from wiring.client import (
-    await_outcome,
-    decide,
-    fetch_status,
-    rejection_message,
-    resolve,
-    retry_compensation,
-    start_booking,
-)
-from wiring.client import test_server_path as time_skipping_server_path
+from wiring.live_status import fetch_status
+from wiring.local_stack import test_server_path as time_skipping_server_path
+from wiring.outcome import await_outcome
+from wiring.start import start_booking
+from wiring.updates import decide, rejection_message, resolve, retry_compensation
 from wiring.worker import workflow_runner
 from workflows.booking import BookingWorkflow
 
@@ -230,7 +225,7 @@ async def test_confirm_in_time_tickets_and_completes(
     assert accepted.decision == "confirmed"
     result = await handle.result()
     assert result.ticket == "TKT-0001"
-    status = await fetch_status(handle)
+    status = await fetch_status(ts_env.client, handle)
     assert status.status is SagaStatus.COMPLETED and status.past_pivot
     assert status.confirmation is not None and status.confirmation.decision == "confirmed"
     assert status.confirmation.note == "price is fine"
@@ -254,7 +249,7 @@ async def test_decline_or_no_answer_releases_every_hold(
     assert failure.details[0]["cause_type"] == cause.value
     assert sorted(providers.undos()) == ["undo_book_car", "undo_book_flight", "undo_book_hotel"]
     assert "ticket_flight" not in providers.calls
-    status = await fetch_status(handle)
+    status = await fetch_status(ts_env.client, handle)
     assert status.status is SagaStatus.ROLLED_BACK and not status.past_pivot
     assert status.confirmation is not None
     assert status.confirmation.decision == ("declined" if decision == "decline" else "expired")
@@ -311,7 +306,7 @@ async def test_a_failure_after_the_pivot_waits_for_an_operator_and_never_undoes(
     assert done.outcomes == {"finalize_hotel": "succeeded"} and done.status is SagaStatus.COMPLETED
     result = await handle.result()
     assert result.ticket == "TKT-0001"
-    status = await fetch_status(handle)
+    status = await fetch_status(ts_env.client, handle)
     assert status.status is SagaStatus.COMPLETED
     assert [a.action for a in status.audit] == ["retry_compensation", "retry_compensation"]
     assert providers.undos() == []
@@ -324,7 +319,7 @@ async def test_resolving_a_step_past_the_pivot_completes_the_trip(
     result = await resolve(handle, step="finalize_hotel", operator="ops", note="confirmed by phone")
     assert result.status is SagaStatus.COMPLETED
     assert (await handle.result()).ticket == "TKT-0001"
-    status = await fetch_status(handle)
+    status = await fetch_status(ts_env.client, handle)
     assert {s.name: s.state for s in status.steps}["finalize_hotel"] is StepState.RESOLVED
     assert providers.undos() == []
 
@@ -339,8 +334,8 @@ async def test_nobody_settling_a_step_past_the_pivot_fails_trip_incomplete(
     assert failure.type == ErrorType.TRIP_INCOMPLETE.value
     assert failure.details[0]["ticket"] == "TKT-0001"
     assert [o["step"] for o in failure.details[0]["outstanding"]] == ["finalize_hotel"]
-    assert (await fetch_status(handle)).status is SagaStatus.TRIP_INCOMPLETE
-    assert (await await_outcome(handle)).status is SagaStatus.TRIP_INCOMPLETE  # what the CLI exits 8 on
+    assert (await fetch_status(ts_env.client, handle)).status is SagaStatus.TRIP_INCOMPLETE
+    assert (await await_outcome(ts_env.client, handle)).status is SagaStatus.TRIP_INCOMPLETE  # what the CLI exits 8 on
     assert providers.undos() == []
 
 
@@ -388,7 +383,7 @@ async def test_cancel_while_awaiting_confirmation_releases_every_hold(
         await handle.result()
     assert isinstance(caught.value.cause, CancelledError)
     assert sorted(providers.undos()) == ["undo_book_car", "undo_book_flight", "undo_book_hotel"]
-    assert (await fetch_status(handle)).status is SagaStatus.CANCELLED
+    assert (await fetch_status(ts_env.client, handle)).status is SagaStatus.CANCELLED
 
 
 async def test_a_cancel_after_confirming_is_too_late_and_the_trip_completes(
@@ -413,7 +408,7 @@ async def test_cancelling_past_the_pivot_undoes_nothing_and_says_what_is_left(
     with pytest.raises(WorkflowFailureError) as caught:
         await handle.result()
     assert isinstance(caught.value.cause, CancelledError)
-    status = await fetch_status(handle)
+    status = await fetch_status(ts_env.client, handle)
     assert status.status is SagaStatus.CANCELLED and status.failure is not None
     assert "point of no return" in status.failure.message and "finalize_hotel" in status.failure.message
     assert providers.undos() == []

