@@ -20,7 +20,7 @@ from temporalio.common import (
 from trip import SA_BOOKING_STATUS, SA_TRAVELLER, TASK_QUEUE, WORKFLOW_ID_PREFIX
 from trip.models import BookingRequest, check_workflow_id
 from trip.status import BookingResult, SagaStatus
-from wiring.codec import keyring_of, traveller_tag
+from wiring.codec import KeyRing, keyring_of, traveller_tag
 from wiring.summaries import MEMO_TRAVELLER, static_details, static_summary
 from workflows.booking import BookingWorkflow
 
@@ -38,6 +38,7 @@ async def start_booking(
     search_attributes: bool = True,
     request_eager_start: bool = False,
     id_conflict_policy: WorkflowIDConflictPolicy = WorkflowIDConflictPolicy.FAIL,
+    keyring: KeyRing | None = None,
 ) -> WorkflowHandle[Any, BookingResult]:
     """Start one booking without waiting for it.
 
@@ -47,6 +48,8 @@ async def start_booking(
 
     Raises ``ValueError`` before anything starts if ``workflow_id`` is outside
     the documented character set (``trip.models.WORKFLOW_ID_PATTERN``).
+    The traveller's tag is made with ``keyring``, by default the one of the
+    client's encrypting converter (``TypeError`` if it does not encrypt).
     """
     if workflow_id is not None:
         check_workflow_id(workflow_id)
@@ -54,7 +57,9 @@ async def start_booking(
         TypedSearchAttributes(
             [
                 SearchAttributePair(SA_BOOKING_STATUS, SagaStatus.RUNNING.value),
-                SearchAttributePair(SA_TRAVELLER, traveller_tag(req.traveller.name, keyring_of(client.data_converter))),
+                SearchAttributePair(
+                    SA_TRAVELLER, traveller_tag(req.traveller.name, keyring or keyring_of(client.data_converter))
+                ),
             ]
         )
         if search_attributes

@@ -35,6 +35,7 @@ from tests.conftest import make_request, start_providers, stop_process
 from trip import SEARCH_ATTRIBUTES
 from trip.models import Mode, RetryOverrides, Scenario
 from trip.scenarios import HELD, OUTRIGHT, SCENARIOS
+from wiring.codec import KeyRing
 from wiring.live_status import fetch_status
 from wiring.local_stack import temporal_cli_path
 from wiring.outcome import await_outcome
@@ -66,16 +67,17 @@ async def _save(handle: WorkflowHandle[Any, Any], path: Path) -> None:
 
 
 # The histories are recorded with the plain pydantic converter, so that they
-# stay readable in the repository and the replay test needs no key. Starting
-# without search attributes keeps it that way: the traveller's tag is a keyed
-# hash, which only the encrypting converter's key ring can make. The workflow
-# upserts its status attribute itself, so the histories still hold that.
+# stay readable in the repository and the replay test needs no key. The
+# traveller's search tag is a keyed hash, which the plain converter has no key
+# for: a throwaway ring makes it, so the runs start with their search
+# attributes as in production (the workflow upserts its status only then).
+TAGS = KeyRing.generate()
+
+
 async def record(client: Client, queue: str, out: Path) -> None:
     for scenario in OUTRIGHT:
         for mode in Mode:
-            handle = await start_booking(
-                client, make_request(scenario, mode), task_queue=queue, search_attributes=False
-            )
+            handle = await start_booking(client, make_request(scenario, mode), task_queue=queue, keyring=TAGS)
             path = out / f"{scenario.value}-{mode.value}.json"
             expected = SCENARIOS[scenario].expected
             if expected in TERMINAL:
@@ -92,7 +94,7 @@ async def record(client: Client, queue: str, out: Path) -> None:
         initial_interval_s=0.05, backoff=1.0, max_interval_s=2.0, undo_max_attempts=100, undo_max_interval_s=2.0
     )
     req = make_request(Scenario.CAR_CANCEL_BROKEN, Mode.SEQUENTIAL, retry=slow_undo)
-    handle = await start_booking(client, req, task_queue=queue, search_attributes=False)
+    handle = await start_booking(client, req, task_queue=queue, keyring=TAGS)
     await _wait_for(
         client,
         handle,
@@ -110,7 +112,7 @@ async def record_held(client: Client, queue: str, out: Path) -> None:
     for scenario in (Scenario.HAPPY, *HELD):
         for mode in Mode:
             req = make_request(scenario, mode).model_copy(update={"confirm_within": timedelta(minutes=10)})
-            handle = await start_booking(client, req, task_queue=queue, search_attributes=False)
+            handle = await start_booking(client, req, task_queue=queue, keyring=TAGS)
             await _wait_for(
                 client, handle, lambda s: s.status.value == "AWAITING_CONFIRMATION", "awaiting confirmation"
             )
@@ -126,7 +128,7 @@ async def record_held(client: Client, queue: str, out: Path) -> None:
                 await _save(handle, out / f"{scenario.value}-{mode.value}-held-waiting.json")
                 await handle.terminate("recorded")
     req = make_request(Scenario.HAPPY, Mode.PARALLEL).model_copy(update={"confirm_within": timedelta(minutes=10)})
-    handle = await start_booking(client, req, task_queue=queue, search_attributes=False)
+    handle = await start_booking(client, req, task_queue=queue, keyring=TAGS)
     await _wait_for(client, handle, lambda s: s.status.value == "AWAITING_CONFIRMATION", "awaiting confirmation")
     await decide(handle, confirm=False, note="recorded")
     await await_outcome(client, handle)
