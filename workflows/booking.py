@@ -3,19 +3,11 @@
 It decides *what* to book, *what to undo* and *when to wait for people*; the
 words it ends with are in ``messages``, what it shows in ``render``, each
 activity's argument in ``requests`` and each step's retry policy in
-``policies``. Providers are seen only through activity results and typed
-errors. Workflow code: deterministic, no I/O, no clocks, no randomness.
-
-Outcomes: Completed (``BookingResult``); Failed ``BookingRolledBack`` (every
-booking undone); open in ``NEEDS_ATTENTION`` while an undo (or, past the pivot,
-a finalize) waits for an operator's ``retry_compensation`` or ``resolve``,
-then Failed ``RollbackIncomplete`` / ``TripIncomplete`` at the attention
-deadline; Canceled, after undoing what was booked. Hold and confirm
-(``confirm_within``): the bookings are holds, and the run waits in
-``AWAITING_CONFIRMATION`` for ``confirm`` (the ticket is issued, the pivot: from
-then on nothing is undone, and a cancel is too late) or ``decline`` / the
-deadline (it unwinds). Runs recorded before NEEDS_ATTENTION keep their old
-ending: ``PATCH_NEEDS_ATTENTION``.
+``policies``, the operator's Updates in ``operator``. Providers are seen only
+through activity results and typed errors. Workflow code: deterministic, no
+I/O, no clocks, no randomness. How a run can end is the README's "Outcomes and
+exit codes" table; holds, the pivot and what a cancel does past it are in
+docs/hold-and-pivot.md.
 """
 
 from __future__ import annotations
@@ -29,20 +21,12 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from saga import (
-        Compensation,
-        SagaCompensationError,
-        StepKind,
-        StepRecord,
-        StepState,
-    )
+    from saga import Compensation, SagaCompensationError, StepKind, StepRecord
     from trip import (
         SA_BOOKING_STATUS,
         UPDATE_CONFIRM,
         UPDATE_DECLINE,
         UPDATE_HOLDS,
-        UPDATE_RESOLVE,
-        UPDATE_RETRY_COMPENSATION,
         WORKFLOW_TYPE,
     )
     from trip.errors import ErrorType
@@ -66,21 +50,13 @@ with workflow.unsafe.imports_passed_through():
         ConfirmResult,
         Decision,
         FailureView,
-        OperatorActionResult,
         OutstandingStep,
-        ResolveInput,
-        RetryCompensationInput,
         SagaStatus,
     )
     from trip.steps import FINALIZING, STEP_ORDER, TICKET, step
-    from workflows import messages, policies, render, requests
-    from workflows.policies import (
-        FINALIZE_POLICIES,
-        STEP_POLICIES,
-        TICKET_POLICY,
-        StepPolicy,
-        seconds,
-    )
+    from workflows import messages, policies, render, requests, tasks
+    from workflows.operator import OperatorUpdates
+    from workflows.policies import FINALIZE_POLICIES, STEP_POLICIES, TICKET_POLICY, StepPolicy, seconds
 
 #: Marks runs that wait for an operator (NEEDS_ATTENTION) when an undo is stuck
 #: and give undos stable activity ids. Runs recorded without it replay the old
@@ -89,7 +65,7 @@ PATCH_NEEDS_ATTENTION = "needs-attention"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class BookingWorkflow:
+class BookingWorkflow(OperatorUpdates):
     @workflow.init
     def __init__(self, req: BookingRequest) -> None:
         self._req = req
@@ -209,14 +185,11 @@ class BookingWorkflow:
 
     async def _past_confirmation(self, work: Any) -> Any:
         """Run ``work`` to its end even if cancelled: once confirmed, the ticket may exist, so the saga goes on."""
-        task = asyncio.ensure_future(work)
-        while not task.done():
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                self._cancel_too_late = True
-                self._publish_details()
-        return task.result()
+        return await tasks.run_to_end(work, self._cancel_arrived_too_late)
+
+    def _cancel_arrived_too_late(self) -> None:
+        self._cancel_too_late = True
+        self._publish_details()
 
     # --- forward ------------------------------------------------------------
 
@@ -228,7 +201,7 @@ class BookingWorkflow:
         booking_id = workflow.info().workflow_id
         policy, names = STEP_POLICIES[kind], step(kind)
         what = messages.describe(requests.details(self._req, kind))
-        result: Reservation = await self._saga.run(
+        return await self._saga.run(
             names.book,
             names.book,
             requests.reserve(self._req, kind, booking_id),
@@ -243,21 +216,20 @@ class BookingWorkflow:
             summary=f"Book {what}",
             result_type=Reservation,
         )
-        return result
 
     async def _book_parallel(self) -> None:
         # The providers are independent, so all three book at once. On the
         # first failure the siblings still in flight are cancelled: their
         # undos are already registered, so nothing they booked is lost.
-        tasks = [asyncio.ensure_future(self._book(kind)) for kind in STEP_ORDER]
+        pending = [asyncio.ensure_future(self._book(kind)) for kind in STEP_ORDER]
         try:
-            await workflow.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            await workflow.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
         except asyncio.CancelledError:
-            await _cancel_and_drain(tasks)
+            await tasks.cancel_and_drain(pending)
             raise
-        failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+        failed = [t for t in pending if t.done() and not t.cancelled() and t.exception() is not None]
         if failed:
-            await _cancel_and_drain(tasks)
+            await tasks.cancel_and_drain(pending)
             exc = failed[0].exception()
             assert exc is not None
             raise exc
@@ -265,8 +237,7 @@ class BookingWorkflow:
     async def _ticket(self) -> Ticket:
         request = requests.ticket(self._req, workflow.info().workflow_id)
         what = f"Issue the ticket: {messages.describe(self._req.flight)} (cannot be undone)"
-        ticket: Ticket = await self._forward(TICKET, StepKind.PIVOT, request, TICKET_POLICY, what)
-        return ticket
+        return await self._forward(TICKET, StepKind.PIVOT, request, TICKET_POLICY, what)
 
     async def _forward(self, name: str | None, kind: StepKind, request: Any, policy: StepPolicy, summary: str) -> Any:
         """A step with no undo (the pivot, or a retriable step after it); its policy says what ends it."""
@@ -395,39 +366,6 @@ class BookingWorkflow:
         self._set_status(SagaStatus.TRIP_INCOMPLETE)
         return messages.trip_incomplete_error(self._facts().ticket, held)
 
-    # --- operator Updates (NEEDS_ATTENTION) ---------------------------------
-
-    @workflow.update(name=UPDATE_RETRY_COMPENSATION)
-    async def retry_compensation(self, req: RetryCompensationInput) -> OperatorActionResult:
-        """Run the undos of outstanding steps again with a fresh budget; return when they finish."""
-        outcomes = await self._saga.retry_compensation(req.steps, operator=req.operator, note=req.note)
-        return render.action_result(self._saga, {name: state.value for name, state in outcomes.items()})
-
-    @retry_compensation.validator
-    def _validate_retry(self, req: RetryCompensationInput) -> None:
-        self._check_operator_action(req, "retry")
-        self._saga.check_retry(req.steps)
-
-    @workflow.update(name=UPDATE_RESOLVE)
-    def resolve(self, req: ResolveInput) -> OperatorActionResult:
-        """Record that an outstanding step's reservation was released outside the system."""
-        self._saga.resolve(req.step, operator=req.operator, note=req.note)
-        return render.action_result(self._saga, {req.step: StepState.RESOLVED.value})
-
-    @resolve.validator
-    def _validate_resolve(self, req: ResolveInput) -> None:
-        self._check_operator_action(req, "resolve")
-        if not req.step:
-            raise ValueError(f"step must name the outstanding step to resolve, e.g. {step(Kind.CAR).book}")
-        self._saga.check_resolve(req.step)
-
-    def _check_operator_action(self, req: RetryCompensationInput | ResolveInput, what: str) -> None:
-        reason = messages.unknown_fields(req.model_extra, list(type(req).model_fields)) or messages.operator_refusal(
-            what, status=self._status, operator=req.operator, note=req.note
-        )
-        if reason:
-            raise ValueError(reason)
-
     # --- visibility ---------------------------------------------------------
 
     def _set_status(self, status: SagaStatus) -> None:
@@ -441,10 +379,3 @@ class BookingWorkflow:
 
     def _publish_details(self) -> None:
         workflow.set_current_details(render.details(self._facts()))
-
-
-async def _cancel_and_drain(tasks: Sequence[asyncio.Future[Any]]) -> None:
-    for task in tasks:
-        if not task.done():
-            task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,57 @@
+"""The operator's Updates to a booking waiting in NEEDS_ATTENTION: retry and resolve.
+
+A mixin of ``BookingWorkflow``: the Temporal CLI, ``run_operator.py`` and the
+web app call these handlers by name (``retry_compensation``, ``resolve``), and
+the workflow class inherits them. What they change is the saga's record of
+each outstanding step; the workflow's wait for operators sees it. Workflow
+code: deterministic, no I/O.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from saga import Saga, StepState
+    from trip import UPDATE_RESOLVE, UPDATE_RETRY_COMPENSATION
+    from trip.models import Kind
+    from trip.status import OperatorActionResult, ResolveInput, RetryCompensationInput, SagaStatus
+    from trip.steps import step
+    from workflows import messages, render
+
+
+class OperatorUpdates:
+    #: Set by the workflow: the saga whose outstanding steps the operator settles, and the run's status.
+    _saga: Saga
+    _status: SagaStatus
+
+    @workflow.update(name=UPDATE_RETRY_COMPENSATION)
+    async def retry_compensation(self, req: RetryCompensationInput) -> OperatorActionResult:
+        """Run the undos of outstanding steps again with a fresh budget; return when they finish."""
+        outcomes = await self._saga.retry_compensation(req.steps, operator=req.operator, note=req.note)
+        return render.action_result(self._saga, {name: state.value for name, state in outcomes.items()})
+
+    @retry_compensation.validator
+    def _validate_retry(self, req: RetryCompensationInput) -> None:
+        self._check_operator_action(req, "retry")
+        self._saga.check_retry(req.steps)
+
+    @workflow.update(name=UPDATE_RESOLVE)
+    def resolve(self, req: ResolveInput) -> OperatorActionResult:
+        """Record that an outstanding step's reservation was released outside the system."""
+        self._saga.resolve(req.step, operator=req.operator, note=req.note)
+        return render.action_result(self._saga, {req.step: StepState.RESOLVED.value})
+
+    @resolve.validator
+    def _validate_resolve(self, req: ResolveInput) -> None:
+        self._check_operator_action(req, "resolve")
+        if not req.step:
+            raise ValueError(f"step must name the outstanding step to resolve, e.g. {step(Kind.CAR).book}")
+        self._saga.check_resolve(req.step)
+
+    def _check_operator_action(self, req: RetryCompensationInput | ResolveInput, what: str) -> None:
+        reason = messages.unknown_fields(req.model_extra, list(type(req).model_fields)) or messages.operator_refusal(
+            what, status=self._status, operator=req.operator, note=req.note
+        )
+        if reason:
+            raise ValueError(reason)
