@@ -37,7 +37,7 @@ def _secret_key(instance: Path, settings: WebSettings | None = None) -> str:
 
 
 #: Sent with every response. The pages use only their own stylesheet and
-#: ``status.js``: no inline script or style, nothing from elsewhere, and no
+#: the vendored ``htmx.min.js``: no inline script or style, nothing from elsewhere, and no
 #: site may frame them (clickjacking an operator's Cancel or Resolve).
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
