@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionDescription
+from temporalio.service import RPCError, RPCStatusCode
 from werkzeug.security import generate_password_hash
 
 from web import create_app
@@ -51,6 +52,16 @@ def log_in(client: FlaskClient) -> None:
         "/login", data={"csrf_token": found.group(1), "name": OPERATOR, "password": OPERATOR_PASSWORD}
     )
     assert response.status_code == 303, response.get_data(as_text=True)
+
+
+async def describe_or_none(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
+    """The run as Temporal describes it, or None while no run has that id yet."""
+    try:
+        return await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
 
 
 @pytest.fixture

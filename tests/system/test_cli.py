@@ -13,7 +13,8 @@ from typing import Any
 
 from temporalio.client import Client
 
-from tests.conftest import ROOT, ProviderService
+from tests.conftest import ROOT, ProviderService, wait_until
+from tests.system.conftest import describe_or_none
 from tests.system.test_integration import FAST, cli
 
 
@@ -72,14 +73,8 @@ async def test_ctrl_c_prints_one_json_object_and_exits_130(dev_client: Client, w
         stderr=asyncio.subprocess.PIPE,
     )
     handle = dev_client.get_workflow_handle(workflow_id)
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:  # wait until the booking exists, so the CLI is waiting on it
-        try:
-            await handle.describe()
-            break
-        except Exception:
-            assert asyncio.get_running_loop().time() < deadline, "the CLI never started the booking"
-            await asyncio.sleep(0.1)
+    # Once the booking exists, the CLI is waiting on it.
+    await wait_until(lambda: describe_or_none(dev_client, workflow_id), what="the CLI to start the booking")
     proc.send_signal(signal.SIGINT)
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 130, stderr

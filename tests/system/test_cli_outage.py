@@ -23,7 +23,8 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, stop_process
+from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, stop_process, wait_until
+from tests.system.conftest import describe_or_none
 from trip.status import BookingResult
 from wiring.codec import data_converter
 from wiring.processes import dev_server_command, wait_for_port
@@ -97,16 +98,11 @@ async def start_cli(server: DevServer, queue: str, workflow_id: str, *extra: str
 
 async def wait_until_booking_runs(client: Client, workflow_id: str) -> None:
     """Until the saga's first step has started: the CLI is then waiting on it."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            description = await client.get_workflow_handle(workflow_id).describe()
-        except Exception:
-            description = None
-        if description is not None and description.raw_description.pending_activities:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"booking {workflow_id} never started a step")
+    await wait_until(
+        lambda: describe_or_none(client, workflow_id),
+        lambda found: found is not None and bool(found.raw_description.pending_activities),
+        what=f"booking {workflow_id} to start a step",
+    )
 
 
 def one_object(stdout: bytes) -> dict[str, Any]:

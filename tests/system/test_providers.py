@@ -6,7 +6,6 @@ import json
 import random
 import sqlite3
 import string
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ProviderService, start_providers, stop_process
+from tests.conftest import ProviderService, start_providers, stop_process, wait_until_blocking
 
 
 def body(booking_id: str, kind: str = "car") -> dict[str, Any]:
@@ -342,11 +341,12 @@ def status_of(providers: ProviderService, booking_id: str, kind: str) -> str:
 
 def wait_for_status(providers: ProviderService, booking_id: str, kind: str, wanted: str, timeout: float = 10) -> None:
     """Poll the ledger (another process's state) until ``kind`` reads ``wanted``."""
-    deadline = time.monotonic() + timeout
-    while (seen := status_of(providers, booking_id, kind)) != wanted:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{kind} of {booking_id} still {seen!r} after {timeout}s, never {wanted!r}")
-        time.sleep(0.05)
+    wait_until_blocking(
+        lambda: status_of(providers, booking_id, kind),
+        lambda seen: seen == wanted,
+        what=f"{kind} of {booking_id} to be {wanted!r}",
+        timeout=timeout,
+    )
 
 
 def test_a_hold_lapses_at_its_ttl_and_a_retry_neither_moves_nor_extends_it(

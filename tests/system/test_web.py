@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from tests.conftest import free_port, make_request, wait_until
+from tests.conftest import free_port, make_request, wait_until, wait_until_blocking
 from tests.system.conftest import form_tokens, log_in, make_app
 from trip.forms import demo_trip
 from web import create_app
@@ -53,10 +53,9 @@ def started_besides_a_control(app: Flask, client: FlaskClient, task_queue: str) 
     control = client.post("/bookings", data={**demo_trip(date.today()), **form_tokens(client)})
     assert control.status_code == 303
     control_id = control.headers["Location"].rsplit("/", 1)[1]
-    deadline = time.monotonic() + 10
-    while control_id not in (found := workflow_ids(app, task_queue)):
-        assert time.monotonic() < deadline, "the control booking never became visible"
-        time.sleep(0.05)
+    found = wait_until_blocking(
+        lambda: workflow_ids(app, task_queue), lambda ids: control_id in ids, what="the control booking to be listed"
+    )
     return found - {control_id}
 
 

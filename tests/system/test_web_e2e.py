@@ -3,7 +3,6 @@ real worker and providers: over HTTP, then in headless Chromium."""
 
 from __future__ import annotations
 
-import asyncio
 import html
 import http.client
 import json
@@ -13,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
@@ -761,10 +759,7 @@ async def test_browser_terminated_run_says_terminated_and_stops_polling(
         [row] = await list_executions(dev_client, f'WorkflowId = "{handle.id}"', limit=1)
         return row.shown_status
 
-    deadline = time.monotonic() + 30
-    while (status := await shown()) != "TERMINATED":
-        assert time.monotonic() < deadline, f"the list still shows {status}"
-        await asyncio.sleep(0.1)
+    await wait_until(shown, lambda status: status == "TERMINATED", what="the list to show TERMINATED")
     user.log_in()  # started outside the web app: only an operator's list could show it
     assert handle.id not in user.http.get("/bookings?status=RUNNING").text
 
