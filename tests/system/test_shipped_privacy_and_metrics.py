@@ -12,7 +12,7 @@ import pytest
 from temporalio.client import Client
 
 from tests.conftest import ProviderService, WorkerProcess, free_port
-from tests.system.test_integration import cli, temporal_cli
+from tests.system.conftest import cli, temporal_cli
 from wiring.metrics import ENV_METRICS_PORT
 
 
