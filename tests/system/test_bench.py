@@ -10,7 +10,7 @@ import sys
 
 from tests.conftest import ROOT
 
-#: The ratios issue 13 asks ``python -m bench --quick --json`` to report.
+#: Every ratio ``python -m bench --quick --json`` must report: the figures the docs compare.
 RATIOS = (
     "p50_latency",
     "p50_time_to_consistent",

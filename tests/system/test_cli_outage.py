@@ -1,4 +1,5 @@
-"""The waiting CLI through a Temporal outage (issue 8, item 1 and its acceptance).
+"""The waiting CLI through a Temporal outage: it rides out a short one, and gives up
+with status UNKNOWN (never a guessed outcome) on one longer than ``--wait-timeout``.
 
 A dedicated dev server keeps its history in a database file, so it can be
 SIGKILLed and restarted on the same data while ``run_workflow.py --json``
@@ -29,7 +30,7 @@ from trip.status import BookingResult
 from wiring.codec import data_converter
 from wiring.processes import dev_server_command, wait_for_port
 
-#: How long the server stays down in the acceptance scenario.
+#: How long the server stays down in the outage the CLI must ride out.
 OUTAGE_S = 6.0
 
 

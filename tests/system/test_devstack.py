@@ -1,5 +1,5 @@
 """``make run`` (scripts/devstack.py) honours its own settings, and every service
-says which port is taken instead of a traceback (issue 8, item 5)."""
+says which port is taken instead of a traceback."""
 
 from __future__ import annotations
 

@@ -82,7 +82,8 @@ def codec_server() -> Iterator[list[str]]:
 async def test_a_stuck_undo_exits_7_and_the_temporal_cli_resolve_closes_it(
     dev_client: Client, providers: ProviderService, worker_queue: str, codec_server: list[str]
 ) -> None:
-    """Issue 12's acceptance, as its README shows it, with the Temporal CLI binary."""
+    """An operator closes a stuck undo as the docs show it, with the Temporal CLI binary
+    (through the codec server) rather than our own CLI."""
     workflow_id = f"cli-stuck-{uuid.uuid4().hex[:8]}"
     args = ["--scenario", "car-cancel-broken", "--workflow-id", workflow_id, "--task-queue", worker_queue]
     done = cli(dev_client, *args, "--initial-interval", "0.1", "--max-interval", "0.5", "--undo-max-attempts", "3")
@@ -224,7 +225,7 @@ def test_unreachable_temporal_exits_4_without_a_traceback(dev_client: Client) ->
 def test_a_workflow_id_with_percent_rolls_back_to_zero_active_rows(
     dev_client: Client, providers: ProviderService, worker_queue: str
 ) -> None:
-    # Issue 11 item 1: the undo must release exactly the key that was booked.
+    # The undo must release exactly the key that was booked, even one that is not safe in a URL path.
     workflow_id = f"x%41y-{uuid.uuid4().hex[:8]}"
     done = cli(
         dev_client,
@@ -274,7 +275,7 @@ async def test_a_held_trip_answered_with_the_temporal_cli(
     update: str,
     expected: SagaStatus,
 ) -> None:
-    """Issue 7's acceptance, as the README shows it, with the Temporal CLI binary."""
+    """A held trip confirmed or declined as the docs show it, with the Temporal CLI binary."""
     workflow_id = f"cli-held-{uuid.uuid4().hex[:8]}"
     args = ["--scenario", scenario, "--workflow-id", workflow_id, "--task-queue", worker_queue, *FAST]
     started = cli(dev_client, "--confirm-within", "600", "--no-wait", *args)

@@ -371,7 +371,7 @@ async def browser_with_bfcache() -> AsyncIterator[Any]:
 async def test_browser_back_change_and_submit_starts_a_new_booking(
     web_app: WebApp, browser_with_bfcache: Any, providers: ProviderService
 ) -> None:
-    """Issue 11's acceptance: Back, change the form, submit: a new booking, not the old one."""
+    """Back, change the form, submit: a new booking, not the old one the browser restored."""
     page = await browser_with_bfcache.new_page()
     await page.goto(web_app.url + "/")
     await page.get_by_label("Demo scenario").select_option("flight-sold-out")
@@ -558,7 +558,7 @@ async def test_browser_operator_resolves_a_stuck_booking_from_the_attention_page
 async def test_browser_operator_retries_an_undo_once_the_outage_is_lifted(
     web_app: WebApp, dev_client: Client, providers: ProviderService, browser: Any
 ) -> None:
-    """Issue 12's acceptance: in the browser, retry a car-cancel-outage booking; the ledger ends with 0 active."""
+    """An operator retries a car-cancel-outage booking's undo in the browser; the ledger ends with 0 active."""
     handle = await start_booking(
         dev_client, make_request(Scenario.CAR_CANCEL_OUTAGE, name="Dorothy Vaughan"), task_queue=web_app.task_queue
     )
@@ -580,7 +580,7 @@ async def test_browser_operator_retries_an_undo_once_the_outage_is_lifted(
     assert providers.active_kinds(handle.id) == []
 
 
-# --- hold and confirm (issue 7): the traveller answers from the status page
+# --- hold and confirm: the traveller answers from the status page
 
 
 async def test_browser_books_with_hold_and_confirm_and_gets_a_ticket(
@@ -723,7 +723,7 @@ async def test_declining_a_held_trip_on_its_page_releases_every_hold(
 async def test_browser_terminated_run_says_terminated_and_stops_polling(
     web_app: WebApp, dev_client: Client, browser: Any
 ) -> None:
-    """Issue 11's acceptance: a terminated run's page says Terminated and stops polling."""
+    """A run terminated outside the app: its page says Terminated and stops polling."""
     # The hotel keeps failing and retries every 5 s for minutes: the saga stays RUNNING.
     slow_retry = RetryOverrides(initial_interval_s=5, backoff=1.0, max_attempts=50)
     handle = await start_booking(
