@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import pytest
@@ -21,7 +22,8 @@ from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.service import RPCError, RPCStatusCode
 from werkzeug.security import generate_password_hash
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until_blocking
+from trip.forms import demo_trip
 from web import create_app
 from web.portal import TemporalPortal
 from wiring.client import connect, temporal_cli_path
@@ -131,3 +133,30 @@ def form_tokens(client: FlaskClient) -> dict[str, str]:
     token = re.search(r'name="form_token" value="([0-9a-f]{32})"', page)
     assert csrf and token
     return {"csrf_token": csrf.group(1), "form_token": token.group(1)}
+
+
+def workflow_ids(app: Flask, task_queue: str) -> set[str]:
+    portal: TemporalPortal = app.extensions["temporal_portal"]
+
+    async def ids(client: Client) -> set[str]:
+        return {wf.id async for wf in client.list_workflows(f'TaskQueue = "{task_queue}"')}
+
+    return portal.call(ids)
+
+
+def started_besides_a_control(app: Flask, client: FlaskClient, task_queue: str) -> set[str]:
+    """Every booking started on ``task_queue`` so far, except a control booking.
+
+    Visibility is eventually consistent: read straight after a POST, "none"
+    cannot tell "nothing started" from "not visible yet". So start one more
+    booking from a fresh form and wait until visibility lists it; the dev
+    server's one shard writes visibility in order, so anything started
+    earlier is listed by then too.
+    """
+    control = client.post("/bookings", data={**demo_trip(date.today()), **form_tokens(client)})
+    assert control.status_code == 303
+    control_id = control.headers["Location"].rsplit("/", 1)[1]
+    found = wait_until_blocking(
+        lambda: workflow_ids(app, task_queue), lambda ids: control_id in ids, what="the control booking to be listed"
+    )
+    return found - {control_id}

@@ -18,45 +18,18 @@ from flask import Flask
 from flask.testing import FlaskClient
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from tests.conftest import WAIT_S, free_port, make_request, wait_until, wait_until_blocking
-from tests.system.conftest import form_tokens, log_in, make_app
+from tests.conftest import WAIT_S, free_port, make_request, wait_until
+from tests.system.conftest import form_tokens, log_in, make_app, started_besides_a_control
 from trip.forms import demo_trip
 from web import create_app
 from web.portal import TemporalPortal
 from wiring.client import connect, start_booking
 
 
-def workflow_ids(app: Flask, task_queue: str) -> set[str]:
-    portal: TemporalPortal = app.extensions["temporal_portal"]
-
-    async def ids(client: Client) -> set[str]:
-        return {wf.id async for wf in client.list_workflows(f'TaskQueue = "{task_queue}"')}
-
-    return portal.call(ids)
-
-
 def describe(app: Flask, workflow_id: str) -> Any:
     """The run as Temporal describes it, by id: read-after-write, unlike visibility."""
     portal: TemporalPortal = app.extensions["temporal_portal"]
     return portal.call(lambda client: client.get_workflow_handle(workflow_id).describe())
-
-
-def started_besides_a_control(app: Flask, client: FlaskClient, task_queue: str) -> set[str]:
-    """Every booking started on ``task_queue`` so far, except a control booking.
-
-    Visibility is eventually consistent: read straight after a POST, "none"
-    cannot tell "nothing started" from "not visible yet". So start one more
-    booking from a fresh form and wait until visibility lists it; the dev
-    server's one shard writes visibility in order, so anything started
-    earlier is listed by then too.
-    """
-    control = client.post("/bookings", data={**demo_trip(date.today()), **form_tokens(client)})
-    assert control.status_code == 303
-    control_id = control.headers["Location"].rsplit("/", 1)[1]
-    found = wait_until_blocking(
-        lambda: workflow_ids(app, task_queue), lambda ids: control_id in ids, what="the control booking to be listed"
-    )
-    return found - {control_id}
 
 
 HUGE = "x" * 5000
