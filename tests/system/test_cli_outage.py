@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -138,17 +138,17 @@ async def test_an_outage_past_the_wait_timeout_exits_4_with_status_unknown(
     await wait_until_booking_runs(client, workflow_id)
     server.kill()
     try:
-        began = time.monotonic()
         stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
-        waited = time.monotonic() - began
     finally:
         server.start()
     assert proc.returncode == 4, stderr.decode()
     out = one_object(stdout)
     assert out["workflow_id"] == workflow_id and out["status"] == "UNKNOWN"
     assert out["error"]["type"] == "TemporalUnreachable"
-    assert "has not answered" in stderr.decode() and "Traceback" not in stderr.decode()
-    assert 4 <= waited < 30
+    assert "Traceback" not in stderr.decode()
+    # It gave up once Temporal had been silent for the whole --wait-timeout, by its own count.
+    silent = re.search(r"has not answered for (\d+)s", stderr.decode())
+    assert silent and int(silent.group(1)) >= 4, stderr.decode()
     # The saga itself lives on and completes once the server is back.
     handle = client.get_workflow_handle(workflow_id, result_type=BookingResult)
     result = await asyncio.wait_for(handle.result(), 60)
