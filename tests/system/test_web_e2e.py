@@ -746,7 +746,17 @@ async def test_browser_terminated_run_says_terminated_and_stops_polling(
     await page.locator("#saga-status", has_text="Terminated").wait_for(timeout=30_000)
     await page.locator('#booking[data-polling="stopped"]').wait_for()
     after = len(polls)
-    await page.wait_for_timeout(3_000)  # three poll intervals: an absence needs a window
+    # An absence needs a window: a page on a run still open polling three times is one,
+    # counted in polls rather than seconds, so a busy machine cannot shrink it.
+    control = await start_booking(
+        dev_client, make_request(Scenario.HOTEL_DOWN, retry=slow_retry), task_queue=web_app.task_queue
+    )
+    control_page = await browser.new_page()
+    control_polls: list[str] = []
+    control_page.on("request", lambda r: control_polls.append(r.url) if r.url.endswith("/status") else None)
+    await control_page.goto(f"{web_app.url}/bookings/{control.id}")
+    await wait_until(lambda: len(control_polls) >= 3, what="the control page to poll three times")
+    await control.terminate(reason="test: the control is done")
     assert len(polls) == after, "the page kept polling a closed run"
 
     data = user.status(location)
