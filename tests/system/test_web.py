@@ -5,9 +5,7 @@ from __future__ import annotations
 import html
 import os
 import re
-import socket
 import threading
-import time
 import uuid
 from datetime import date
 from pathlib import Path
@@ -19,7 +17,7 @@ from flask.testing import FlaskClient
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from tests.conftest import WAIT_S, free_port, make_request, wait_until
-from tests.system.conftest import form_tokens, log_in, make_app, started_besides_a_control
+from tests.system.conftest import FreezableProxy, form_tokens, log_in, make_app, started_besides_a_control
 from trip.forms import demo_trip
 from web import create_app
 from web.portal import TemporalPortal
@@ -291,40 +289,6 @@ def test_cancelling_a_booking_that_ended_since_the_page_loaded_is_a_409(dev_clie
         assert unknown.status_code == 404
     finally:
         app.extensions["temporal_portal"].close()
-
-
-class FreezableProxy:
-    """A TCP relay to Temporal that can stop relaying: a Temporal that accepts but never answers."""
-
-    def __init__(self, target: str) -> None:
-        host, port = target.rsplit(":", 1)
-        self.target = (host, int(port))
-        self.frozen = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                while self.frozen.is_set():
-                    time.sleep(0.05)
-                dst.sendall(data)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 def test_a_status_poll_gives_up_on_a_stalled_temporal_long_before_other_calls(
