@@ -166,12 +166,17 @@ def started_besides_a_control(app: Flask, client: FlaskClient, task_queue: str) 
 
 
 class FreezableProxy:
-    """A TCP relay to Temporal that can stop relaying: a Temporal that accepts but never answers."""
+    """A TCP relay to Temporal that can stop relaying: a Temporal that accepts but never answers.
+
+    ``sent`` counts the bytes relayed to Temporal, so a test can tell that a
+    request has got as far as calling Temporal.
+    """
 
     def __init__(self, target: str) -> None:
         host, port = target.rsplit(":", 1)
         self.target = (host, int(port))
         self.frozen = threading.Event()
+        self.sent = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -183,15 +188,17 @@ class FreezableProxy:
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            for src, dst, outward in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(src, dst, outward), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, outward: bool) -> None:
         try:
             while data := src.recv(65536):
                 while self.frozen.is_set():
                     time.sleep(0.05)
                 dst.sendall(data)
+                if outward:
+                    self.sent += len(data)
         except OSError:
             pass
 
