@@ -12,17 +12,18 @@ Nothing is downloaded: both servers are passed their installed paths.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx
 import pytest
@@ -42,6 +43,8 @@ from workflows.booking import BookingWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
 
+T = TypeVar("T")
+
 # One throwaway key ring for the whole run, inherited by every worker and web
 # process the tests start, so none of them reads or creates instance/'s key file.
 os.environ.setdefault(ENV_KEYS, KeyRing.generate("test-k1").to_json())
@@ -53,25 +56,67 @@ FAST_RETRY = RetryOverrides(
 )
 
 
-async def wait_until(predicate: Callable[[], bool], *, what: str, timeout: float = 10.0) -> None:
-    """Wait for state owned by another process, which has no event to await."""
+#: How long a test waits for another process's state before it fails. Generous
+#: on purpose: this bounds a hang, it is not a performance budget, and a busy
+#: machine (a CI box, a CPU hog beside the suite) must not turn into a failure.
+WAIT_S = 30.0
+
+
+def _timed_out(what: str, timeout: float, last: object) -> AssertionError:
+    seen = "" if isinstance(last, bool) else f"; last saw {last!r}"
+    return AssertionError(f"timed out after {timeout:g}s waiting for {what}{seen}")
+
+
+async def wait_until(
+    fetch: Callable[[], T | Awaitable[T]],
+    ready: Callable[[T], object] = bool,
+    *,
+    what: str,
+    timeout: float = WAIT_S,
+    every: float = 0.05,
+) -> T:
+    """Wait for state owned by another process, which has no event to await.
+
+    Calls ``fetch`` (plain or async) until ``ready`` holds for what it returns,
+    and returns that value. Past ``timeout`` it fails, naming ``what`` and the
+    last value seen.
+    """
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        value = fetch()
+        if inspect.isawaitable(value):
+            value = await value
+        if ready(cast(T, value)):
+            return cast(T, value)
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
+            raise _timed_out(what, timeout, value)
+        await asyncio.sleep(every)
+
+
+def wait_until_blocking(
+    fetch: Callable[[], T],
+    ready: Callable[[T], object] = bool,
+    *,
+    what: str,
+    timeout: float = WAIT_S,
+    every: float = 0.05,
+) -> T:
+    """``wait_until`` for a plain (not async) test."""
+    deadline = time.monotonic() + timeout
+    while not ready(value := fetch()):
+        if time.monotonic() > deadline:
+            raise _timed_out(what, timeout, value)
+        time.sleep(every)
+    return value
 
 
 async def wait_for_saga_status(handle: WorkflowHandle[Any, Any], wanted: SagaStatus) -> BookingStatus:
     """Poll the ``status`` query (owned by the worker) until the saga reaches ``wanted``."""
-    deadline = time.monotonic() + 30
-    while True:
-        status: BookingStatus = await handle.query(BookingWorkflow.status)
-        if status.status is wanted:
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never reached {wanted.value}: {status}")
-        await asyncio.sleep(0.05)
+    return await wait_until(
+        lambda: handle.query(BookingWorkflow.status),
+        lambda status: status.status is wanted,
+        what=f"the saga to reach {wanted.value}",
+    )
 
 
 def make_request(

@@ -150,7 +150,7 @@ def test_provider_stats_count_requests(providers: ProviderService) -> None:
 async def test_undo_of_a_key_that_is_not_path_safe_releases_the_booking(
     acts: BookingActivities, providers: ProviderService, booking_id: str
 ) -> None:
-    # Issue 11 item 1: the undo must cancel exactly the key that was booked.
+    # The undo must cancel exactly the key that was booked, even one that is not safe in a URL path.
     req = reserve_req(Kind.CAR, booking_id=f"{booking_id}.{uuid.uuid4().hex[:6]}")
     env = ActivityEnvironment()
     await env.run(acts.book_car, req)
@@ -187,7 +187,8 @@ async def test_a_success_without_the_expected_fields_is_a_protocol_error_that_en
 
 @pytest.mark.parametrize(("start_to_close_s", "expected_s"), [(30.0, 28.0), (15.0, 13.5), (3.0, 2.7), (1.0, 0.9)])
 async def test_each_call_times_out_before_the_activity_does(start_to_close_s: float, expected_s: float) -> None:
-    # Issue 11 item 9: the HTTP timeout follows the activity's own start-to-close timeout.
+    # The HTTP timeout follows the activity's own start-to-close timeout, so a call gives up
+    # (and can be retried) before Temporal gives up on the whole attempt.
     seen: list[dict[str, float]] = []
 
     def answer(request: httpx.Request) -> httpx.Response:

@@ -15,8 +15,8 @@ import pytest
 from temporalio.client import Client
 
 from saga import StepKind, StepState
-from tests.conftest import ROOT, ProviderService
-from tests.system.test_integration import FAST, cli
+from tests.conftest import ROOT, ProviderService, wait_until
+from tests.system.conftest import FAST, cli, describe_or_none
 from trip.status import OutstandingStep, StepView
 from wiring.watch import outstanding_json, step_lines
 
@@ -76,14 +76,8 @@ async def test_ctrl_c_prints_one_json_object_and_exits_130(dev_client: Client, w
         stderr=asyncio.subprocess.PIPE,
     )
     handle = dev_client.get_workflow_handle(workflow_id)
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:  # wait until the booking exists, so the CLI is waiting on it
-        try:
-            await handle.describe()
-            break
-        except Exception:
-            assert asyncio.get_running_loop().time() < deadline, "the CLI never started the booking"
-            await asyncio.sleep(0.1)
+    # Once the booking exists, the CLI is waiting on it.
+    await wait_until(lambda: describe_or_none(dev_client, workflow_id), what="the CLI to start the booking")
     proc.send_signal(signal.SIGINT)
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 130, stderr

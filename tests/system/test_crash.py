@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client
 
-from tests.conftest import ProviderService, WorkerProcess, make_request
+from tests.conftest import ProviderService, WorkerProcess, make_request, wait_until
 from trip.models import Mode, RetryOverrides, Scenario
 from trip.status import SagaStatus
 from wiring.outcome import await_outcome
@@ -35,10 +32,7 @@ async def test_worker_killed_mid_saga_loses_nothing(
     try:
         handle = await start_booking(dev_client, req, task_queue=task_queue)
         # Kill the worker while its hotel call is in flight: the activity has started.
-        deadline = time.monotonic() + 30
-        while not await hotel_started(dev_client, handle.id):
-            assert time.monotonic() < deadline, "the hotel call never started"
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: hotel_started(dev_client, handle.id), what="the hotel call to start")
         assert providers.active_kinds(handle.id) == ["car"]
     finally:
         first.kill()  # SIGKILL: no graceful shutdown; the new worker must ask the hotel again

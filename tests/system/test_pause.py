@@ -8,7 +8,6 @@ these tests are what keeps ``wiring.paused_status``'s raw describe and list hone
 
 from __future__ import annotations
 
-import asyncio
 import os
 import queue
 import re
@@ -17,8 +16,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -27,7 +26,15 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowHandle
 
 from saga import StepState
-from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_for_saga_status
+from tests.conftest import (
+    ROOT,
+    ProviderService,
+    WorkerProcess,
+    make_request,
+    stop_process,
+    wait_for_saga_status,
+    wait_until,
+)
 from tests.system.conftest import log_in
 from trip.models import Mode, RetryOverrides, Scenario
 from trip.status import SagaStatus, StepView
@@ -38,22 +45,8 @@ from wiring.paused_status import describe_execution
 from wiring.start import start_booking
 from workflows.booking import BookingWorkflow
 
-T = TypeVar("T")
-
 #: The car undo keeps retrying (every 0.2 s, 100 attempts) so an operator can pause it.
 LONG_UNDO = RetryOverrides(initial_interval_s=0.2, backoff=1.0, max_interval_s=0.2, undo_max_attempts=100)
-
-
-async def poll(fetch: Callable[[], Awaitable[T]], ok: Callable[[T], bool], *, what: str, timeout: float = 30) -> T:
-    """Poll state owned by the server or the worker until ``ok``; bounded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await fetch()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {value!r}")
-        await asyncio.sleep(0.1)
 
 
 def temporal(client: Client, *args: str) -> str:
@@ -191,7 +184,9 @@ async def test_a_paused_booking_shows_paused_on_every_page_and_in_the_cli_then_f
         assert (data["closed"], data["status"]) == (False, "RUNNING")
 
         log_in(web)  # started from the CLI: only an operator's list shows it
-        await poll(lambda: list_row(web, workflow_id), lambda row: PAUSED_BADGE in row, what="the list to say Paused")
+        await wait_until(
+            lambda: list_row(web, workflow_id), lambda row: PAUSED_BADGE in row, what="the list to say Paused"
+        )
 
         temporal(dev_client, "workflow", "unpause", "--workflow-id", workflow_id)
         cli.wait_for("Unpaused in Temporal")
@@ -205,7 +200,7 @@ async def test_a_paused_booking_shows_paused_on_every_page_and_in_the_cli_then_f
             False,
             "COMPLETED",
         )
-        row = await poll(
+        row = await wait_until(
             lambda: list_row(web, workflow_id, "COMPLETED"),
             lambda row: "COMPLETED" in row,
             what="the list to say COMPLETED",
@@ -226,7 +221,7 @@ async def test_a_paused_undo_shows_as_paused_and_finishes_once_unpaused(
     handle = await start_booking(
         dev_client, req, workflow_id=f"trip-pause-{uuid.uuid4().hex[:8]}", task_queue=task_queue
     )
-    await poll(
+    await wait_until(
         lambda: fetch_status(dev_client, handle),
         lambda s: car(s.steps).state is StepState.COMPENSATING and car(s.steps).undo_attempts >= 2,
         what="the car undo to be retrying",
@@ -234,7 +229,7 @@ async def test_a_paused_undo_shows_as_paused_and_finishes_once_unpaused(
     assert not car((await fetch_status(dev_client, handle)).steps).paused
 
     temporal(dev_client, "activity", "pause", "--workflow-id", handle.id, "--activity-id", "undo-book_car")
-    status = await poll(
+    status = await wait_until(
         lambda: fetch_status(dev_client, handle), lambda s: car(s.steps).paused, what="the undo to show paused"
     )
     assert car(status.steps).state is StepState.COMPENSATING
@@ -247,28 +242,45 @@ async def test_a_paused_undo_shows_as_paused_and_finishes_once_unpaused(
     assert '<span class="state state-paused">paused</span>' in html
 
     # Wait until the server holds the undo (not just "pause requested" while an attempt runs).
-    await poll(
+    await wait_until(
         lambda: describe_execution(dev_client, handle.id),
         lambda e: undo_state(e) == PendingActivityState.PENDING_ACTIVITY_STATE_PAUSED,
         what="undo-book_car to be held paused",
     )
     attempts = car((await fetch_status(dev_client, handle)).steps).undo_attempts
 
-    # A paused undo is not retried even once the provider is back: observe a
-    # window of several retry intervals (0.2 s each), not a synchronisation.
+    # A paused undo is not retried even once the provider is back. An absence
+    # needs a window: the control's undo retrying twice more is one, measured
+    # in retries the worker made rather than in seconds, so load cannot shrink it.
+    # The control is the same booking, never paused, on the same worker.
+    control = await start_booking(
+        dev_client, req, workflow_id=f"trip-pause-control-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+    )
+    control_status = await wait_until(
+        lambda: fetch_status(dev_client, control),
+        lambda s: car(s.steps).state is StepState.COMPENSATING and car(s.steps).undo_attempts >= 1,
+        what="the control's undo to be retrying",
+    )
     providers.lift_outage(handle.id, "car")
-    window = time.monotonic() + 1.0
-    while time.monotonic() < window:
-        status = await fetch_status(dev_client, handle)
-        assert car(status.steps).paused and car(status.steps).undo_attempts == attempts
-        assert providers.active_kinds(handle.id) == ["car"]
-        await asyncio.sleep(0.2)
+    await wait_until(
+        lambda: fetch_status(dev_client, control),
+        lambda s: car(s.steps).undo_attempts >= car(control_status.steps).undo_attempts + 2,
+        what="the control's undo to retry twice more",
+    )
+    status = await fetch_status(dev_client, handle)
+    assert car(status.steps).paused and car(status.steps).undo_attempts == attempts
+    assert providers.active_kinds(handle.id) == ["car"]
 
     # Once an operator unpauses it, the rollback completes.
     temporal(dev_client, "activity", "unpause", "--workflow-id", handle.id, "--activity-id", "undo-book_car")
     final = await wait_for_saga_status(handle, SagaStatus.ROLLED_BACK)
     assert car(final.steps).state is StepState.COMPENSATED and not car(final.steps).paused
     assert providers.active_kinds(handle.id) == []
+
+    # ... as the control's does once its provider is back, never paused.
+    providers.lift_outage(control.id, "car")
+    await wait_for_saga_status(control, SagaStatus.ROLLED_BACK)
+    assert providers.active_kinds(control.id) == []
 
 
 def undo_state(execution: Execution) -> int | None:

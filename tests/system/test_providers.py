@@ -6,7 +6,6 @@ import json
 import random
 import sqlite3
 import string
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ProviderService, start_providers, stop_process
+from tests.conftest import ProviderService, start_providers, stop_process, wait_until_blocking
 
 
 def body(booking_id: str, kind: str = "car") -> dict[str, Any]:
@@ -171,7 +170,7 @@ def test_ledger_is_wal_and_survives_a_restart(tmp_path: Path) -> None:
 
 
 def test_reused_key_with_different_content_is_refused(providers: ProviderService, booking_id: str) -> None:
-    # Issue 11 item 2: a key reused (e.g. after retention) must not return last week's booking.
+    # A key reused (e.g. after retention) must not return last week's booking.
     first = post(providers, "/hotel/reservations", body(booking_id, "hotel"))
     changed = body(booking_id, "hotel")
     changed["details"]["check_out"] = "2030-01-09"
@@ -185,7 +184,7 @@ def test_reused_key_with_different_content_is_refused(providers: ProviderService
 
 @pytest.mark.parametrize("kind", ["car", "hotel", "flight"])
 def test_cancel_refuses_a_key_of_another_booking(providers: ProviderService, booking_id: str, kind: str) -> None:
-    # Issue 11 item 1: an undo must never void or cancel a key that is not its own booking's.
+    # An undo must never void or cancel a key that is not its own booking's.
     post(providers, f"/{kind}/reservations", body(booking_id, kind))
     other = f"b-{uuid.uuid4().hex[:10]}"
     for key in (f"{booking_id}:{kind}", f"{other}:{kind}"):  # booked under another id; never booked
@@ -231,7 +230,8 @@ def test_legacy_cancel_path_refuses_a_decoded_key_instead_of_voiding_it(provider
 def test_inventory_counts_every_day_a_reservation_covers(
     providers: ProviderService, kind: str, details: dict[str, str], second_details: dict[str, str]
 ) -> None:
-    # Issue 11 item 11: capacity 1 on night 2 must refuse a second guest that overlaps it.
+    # Capacity counts every night a stay covers, not only its first: capacity 1 on night 2
+    # must refuse a second guest whose stay overlaps it.
     city = "".join(random.choices(string.ascii_lowercase, k=10)).capitalize()
     capacity = {"resource": city, "day": "2030-02-02", "capacity": 1}
     assert httpx.put(f"{providers.url}/inventory/{kind}", json=capacity, timeout=5).status_code == 200
@@ -342,11 +342,12 @@ def status_of(providers: ProviderService, booking_id: str, kind: str) -> str:
 
 def wait_for_status(providers: ProviderService, booking_id: str, kind: str, wanted: str, timeout: float = 10) -> None:
     """Poll the ledger (another process's state) until ``kind`` reads ``wanted``."""
-    deadline = time.monotonic() + timeout
-    while (seen := status_of(providers, booking_id, kind)) != wanted:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{kind} of {booking_id} still {seen!r} after {timeout}s, never {wanted!r}")
-        time.sleep(0.05)
+    wait_until_blocking(
+        lambda: status_of(providers, booking_id, kind),
+        lambda seen: seen == wanted,
+        what=f"{kind} of {booking_id} to be {wanted!r}",
+        timeout=timeout,
+    )
 
 
 def test_a_hold_lapses_at_its_ttl_and_a_retry_neither_moves_nor_extends_it(

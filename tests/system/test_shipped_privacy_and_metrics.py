@@ -1,5 +1,6 @@
-"""Issue 9's acceptance with the shipped processes: ``run_worker.py`` with its
-metrics port, ``run_workflow.py`` and the Temporal CLI binary."""
+"""Privacy and metrics as the shipped processes deliver them: ``run_worker.py``
+with its metrics port counts a rolled-back run, and the Temporal CLI binary,
+without our codec, shows its history with no traveller's name or e-mail."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from temporalio.client import Client
 
 from tests.conftest import ProviderService, WorkerProcess, free_port
-from tests.system.test_integration import cli, temporal_cli
+from tests.system.conftest import cli, temporal_cli
 from wiring.metrics import ENV_METRICS_PORT
 
 
@@ -31,7 +32,7 @@ def test_a_sold_out_run_shows_in_the_workers_metrics_and_not_in_plain_history(
     dev_client: Client, metered_worker: tuple[str, str]
 ) -> None:
     queue, metrics_url = metered_worker
-    workflow_id = f"i9-{uuid.uuid4().hex[:8]}"
+    workflow_id = f"privacy-{uuid.uuid4().hex[:8]}"
     done = cli(dev_client, "--scenario", "flight-sold-out", "--workflow-id", workflow_id, "--task-queue", queue)
     assert done.returncode == 1, done.stderr  # ROLLED_BACK
 

@@ -28,8 +28,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from saga import StepKind, StepState
 from tests.conftest import wait_until
-from tests.system.conftest import form_tokens, log_in
-from tests.system.test_web import started_besides_a_control
+from tests.system.conftest import form_tokens, log_in, started_besides_a_control
 from trip import UPDATE_CONFIRM, UPDATE_DECLINE, WORKFLOW_TYPE
 from trip.errors import ErrorType
 from trip.forms import demo_trip

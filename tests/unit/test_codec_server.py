@@ -17,7 +17,7 @@ from google.protobuf.json_format import MessageToJson, Parse
 from temporalio.api.common.v1 import Payload, Payloads
 from werkzeug.security import generate_password_hash
 
-from tests.unit.test_web_auth import PASSWORD, RecordingPortal
+from tests.unit.conftest import PASSWORD, RecordingPortal
 from web import create_app
 from wiring.codec import ENCODING, data_converter
 

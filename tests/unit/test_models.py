@@ -129,7 +129,7 @@ def _extra(model: BaseModel) -> dict[str, Any]:
     ids=lambda m: type(m).__name__,
 )
 def test_a_message_with_fields_from_a_newer_release_decodes_on_this_one(message: BaseModel) -> None:
-    # Issue 11 item 7: during a rolling deploy an old worker must read a new sender's payload.
+    # During a rolling deploy an old worker must read what a newer sender wrote, unknown fields and all.
     converter = pydantic_data_converter.payload_converter
     payload = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(_extra(message)).encode())
     (decoded,) = converter.from_payloads([payload], [type(message)])

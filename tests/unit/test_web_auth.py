@@ -17,33 +17,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
+from tests.unit.conftest import PASSWORD, RecordingPortal
 from trip.forms import demo_trip
 from web import create_app
 from web.operators import add_operator, ensure_demo_operator, load_operators
 from web.owners import MAX_BOOKINGS, MAX_FORM_TOKENS
-from web.portal import TemporalUnavailable
 from web.status import BookingView
-
-PASSWORD = "correct horse battery staple"
-
-
-class RecordingPortal:
-    """Stands in for ``TemporalPortal``: records each call, and Temporal is down."""
-
-    def __init__(self) -> None:
-        self.calls: list[Callable[[Any], Awaitable[Any]]] = []
-
-    def call(self, fn: Callable[[Any], Awaitable[Any]], *, timeout: float | None = None) -> Any:
-        self.calls.append(fn)
-        raise TemporalUnavailable("no Temporal in these tests")
-
-    @property
-    def actions(self) -> list[str]:
-        """Every call but the nav bar's count badge (harmless, and on every operator page)."""
-        return [fn.__qualname__ for fn in self.calls if not fn.__qualname__.startswith("attention_count")]
-
-    def close(self) -> None:
-        pass
 
 
 def make_app(portal: RecordingPortal) -> Flask:

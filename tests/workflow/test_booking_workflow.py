@@ -16,7 +16,14 @@ from temporalio.worker import Worker
 
 from activities import BookingActivities, make_http_client
 from saga import StepState
-from tests.conftest import FAST_RETRY, ProviderService, cancel_during_the_unwind, make_request, wait_for_saga_status
+from tests.conftest import (
+    FAST_RETRY,
+    ProviderService,
+    cancel_during_the_unwind,
+    make_request,
+    wait_for_saga_status,
+    wait_until,
+)
 from trip import SA_BOOKING_STATUS, SA_TRAVELLER, UPDATE_HOLDS
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Mode, ReserveRequest, Scenario
@@ -248,11 +255,11 @@ async def test_cancelling_a_parallel_booking_while_its_steps_run_undoes_everythi
 ) -> None:
     # `slow`: every provider call takes 1.5 s, so all three bookings are in flight.
     handle = await start_booking(dev_client, make_request(Scenario.SLOW, Mode.PARALLEL), task_queue=worker)
-    status = await wait_for_saga_status(handle, SagaStatus.RUNNING)
-    deadline = asyncio.get_running_loop().time() + 10
-    while sum(s.state is S.RUNNING for s in status.steps) < 3:
-        assert asyncio.get_running_loop().time() < deadline, status
-        status = await fetch_status(dev_client, handle)
+    await wait_until(
+        lambda: fetch_status(dev_client, handle),
+        lambda status: sum(s.state is S.RUNNING for s in status.steps) == 3,
+        what="all three bookings to be in flight",
+    )
     await handle.cancel()
     outcome = await await_outcome(dev_client, handle)
     assert outcome.status is SagaStatus.CANCELLED

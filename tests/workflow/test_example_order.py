@@ -29,6 +29,7 @@ import examples
 from examples.order import Line, Order, OrderActivities, OrderWorkflow, Receipt, Settle, Shop
 from examples.order.activities import Reservation
 from examples.order.workflows import RESERVE
+from tests.conftest import wait_until
 
 
 @dataclass
@@ -68,13 +69,10 @@ def order(*skus: str, parallel: bool = False) -> Order:
 
 async def wait_for_step(handle: WorkflowHandle[Any, Any], step: str, state: str) -> dict[str, str]:
     """Poll the ``steps`` query (the worker owns the state) until ``step`` is in ``state``."""
-    deadline = asyncio.get_running_loop().time() + 20
-    while True:
-        steps: dict[str, str] = await handle.query(OrderWorkflow.steps)
-        if steps.get(step) == state:
-            return steps
-        assert asyncio.get_running_loop().time() < deadline, f"{step} never became {state}: {steps}"
-        await asyncio.sleep(0.05)
+    steps: dict[str, str] = await wait_until(
+        lambda: handle.query(OrderWorkflow.steps), lambda steps: steps.get(step) == state, what=f"{step} to be {state}"
+    )
+    return steps
 
 
 async def test_a_happy_order_is_charged_and_shipped(harness: Harness) -> None:

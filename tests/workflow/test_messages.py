@@ -1,4 +1,5 @@
-"""The words a failed or cancelled booking ends with must be true: what was cancelled, what never was."""
+"""The words a failed or cancelled booking ends with must be true: what was cancelled,
+what was never booked, and which failure started the unwind."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from saga import PATCH_PIVOT_ONE_CALL, Compensation, Saga, StepKind
+from tests.conftest import wait_until
 from tests.workflow.saga_workflows import Plan, SagaTestWorkflow, Step
 
 _S = timedelta(seconds=1)
@@ -224,10 +225,11 @@ async def test_outstanding_undos_wait_for_an_operator_in_any_workflow(
     handle = await ts_env.client.start_workflow(
         SagaTestWorkflow.run, plan, id=f"saga-{uuid.uuid4().hex}", task_queue=tq
     )
-    deadline = asyncio.get_running_loop().time() + 20
-    while (await handle.query(SagaTestWorkflow.states)).get("a") != "compensation-failed":
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: handle.query(SagaTestWorkflow.states),
+        lambda states: states.get("a") == "compensation-failed",
+        what="a to be compensation-failed",
+    )
     states = await handle.query(SagaTestWorkflow.states)
     assert states == {"a": "compensation-failed", "b": "compensation-failed", "c": "compensated", "d": "failed"}
 
@@ -285,10 +287,11 @@ async def test_past_the_pivot_a_failure_waits_for_an_operator_and_nothing_is_und
     handle = await ts_env.client.start_workflow(
         SagaTestWorkflow.run, plan, id=f"saga-{uuid.uuid4().hex}", task_queue=tq
     )
-    deadline = asyncio.get_running_loop().time() + 20
-    while (await handle.query(SagaTestWorkflow.states)).get("email") != "succeeded":
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: handle.query(SagaTestWorkflow.states),
+        lambda states: states.get("email") == "succeeded",
+        what="email to be succeeded",
+    )
     assert (await handle.query(SagaTestWorkflow.states))["ship"] == "failed"
     assert await handle.query(SagaTestWorkflow.plan) == []  # the stack is sealed
     await handle.execute_update(SagaTestWorkflow.resolve, "ship")
