@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from datetime import date, timedelta
 from typing import Any, NoReturn
@@ -30,7 +29,7 @@ from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from trip import ENV_TASK_QUEUE, TASK_QUEUE, UPDATE_CONFIRM, UPDATE_DECLINE
+from trip import UPDATE_CONFIRM, UPDATE_DECLINE
 from trip.forms import FLAT_FIELDS, BookingInputError, booking_from_flat, demo_trip
 from trip.models import WORKFLOW_ID_RULE, BookingRequest, RetryOverrides, Scenario, check_workflow_id
 from trip.scenarios import SCENARIOS
@@ -39,6 +38,7 @@ from wiring.client import connect, is_unreachable, known_web_ui_url
 from wiring.entry_point import run_entry_point
 from wiring.outcome import TemporalUnreachable
 from wiring.paused_status import describe_execution
+from wiring.settings import ClientSettings, SettingsError
 from wiring.start import new_workflow_id, start_booking
 from wiring.tracing import configure_from_env
 from wiring.watch import python_command, report, watch
@@ -117,7 +117,11 @@ def parse_args(argv: list[str] | None, today: date) -> argparse.Namespace:
         default=None,
         help="default: a new unique id; letters, digits and . _ : %% - only (no / ? # or spaces)",
     )
-    parser.add_argument("--task-queue", default=os.environ.get(ENV_TASK_QUEUE, TASK_QUEUE))
+    try:
+        settings = ClientSettings.load()
+    except SettingsError as err:
+        raise InvalidArguments(f"{parser.prog}: {err}") from None
+    parser.add_argument("--task-queue", default=settings.booking_task_queue)
     parser.add_argument("--profile", default=None, help="Temporal env-config profile")
     parser.add_argument("--no-wait", action="store_true", help="start the booking and exit 0 at once")
     parser.add_argument(

@@ -8,7 +8,6 @@ workflow code: it does network I/O.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 from urllib.parse import quote
 
@@ -16,8 +15,9 @@ from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 from temporalio.service import RPCError, RPCStatusCode
 
-from trip import DEFAULT_TEMPORAL_ADDRESS, DEFAULT_TEMPORAL_UI_URL, ENV_TEMPORAL_UI_URL
+from trip import DEFAULT_TEMPORAL_ADDRESS
 from wiring.codec import data_converter
+from wiring.settings import ClientSettings
 from wiring.tracing import temporal_interceptor
 
 
@@ -57,7 +57,7 @@ def web_ui_url(
     workflow_id: str, namespace: str = "default", run_id: str | None = None, *, base: str | None = None
 ) -> str:
     """Link to a run in the Temporal Web UI (``TEMPORAL_UI_URL``, or the dev server's)."""
-    base = (base or os.environ.get(ENV_TEMPORAL_UI_URL, DEFAULT_TEMPORAL_UI_URL)).rstrip("/")
+    base = (base or ClientSettings.load().ui_url).rstrip("/")
     url = f"{base}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
     return f"{url}/{run_id}/history" if run_id else url
 
@@ -71,6 +71,6 @@ def known_web_ui_url(workflow_id: str, namespace: str, address: str) -> str | No
     Without ``TEMPORAL_UI_URL`` the link would point at the local dev
     server's UI, which is the wrong server for any other address.
     """
-    if not os.environ.get(ENV_TEMPORAL_UI_URL) and address not in LOCAL_ADDRESSES:
+    if ClientSettings.load().temporal_ui_url is None and address not in LOCAL_ADDRESSES:
         return None
     return web_ui_url(workflow_id, namespace)

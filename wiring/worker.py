@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,8 +17,9 @@ from temporalio.worker import PollerBehavior, PollerBehaviorAutoscaling, PollerB
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import BookingActivities, make_http_client
-from trip import DEFAULT_PROVIDERS_URL, ENV_PROVIDERS_URL, TASK_QUEUE
+from trip import TASK_QUEUE
 from wiring.metrics import SagaMetricsInterceptor
+from wiring.settings import WorkerSettings
 from wiring.tracing import instrument_http_client
 from workflows.booking import BookingWorkflow
 
@@ -104,7 +104,7 @@ async def run(
     stop: asyncio.Event | None = None,
     tuning: WorkerTuning = WorkerTuning(),
 ) -> None:
-    providers_url = providers_url or os.environ.get(ENV_PROVIDERS_URL, DEFAULT_PROVIDERS_URL)
+    providers_url = providers_url or WorkerSettings.load().providers_url
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
