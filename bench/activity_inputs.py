@@ -1,14 +1,23 @@
-"""What the benchmark's own workflows send to our booking activities.
+"""What the benchmark's own workflows send to our booking activities, and how they call them.
 
 The seed-style baseline (``bench.seed_style``) and the floor workflows
-(``bench.floor``) both call ``book_<kind>`` and ``undo_book_<kind>`` by name
-with these inputs, so both build them here, and neither imports the other.
-Pure functions of the request: safe inside a workflow.
+(``bench.floor``) both call our book and undo activities by name with these
+inputs, so both build them here, and neither imports the other. Pure
+functions of the request: safe inside a workflow.
 """
 
 from __future__ import annotations
 
+from temporalio.common import RetryPolicy
+
+from trip.errors import STEP_NON_RETRYABLE_ERRORS
 from trip.models import BookingRequest, CancelRequest, Kind, ReserveRequest
+
+#: The SDK's default retry policy, except that a provider's refusal ends the
+#: step: our activities leave that to the caller's policy (they raise typed
+#: errors and never flag them non-retryable), so any workflow calling them
+#: must list the types, or a sold-out flight would be retried for ever.
+REFUSALS_END_A_STEP = RetryPolicy(non_retryable_error_types=list(STEP_NON_RETRYABLE_ERRORS))
 
 
 def reserve_request(req: BookingRequest, booking_id: str, kind: Kind) -> ReserveRequest:

@@ -22,7 +22,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from bench.activity_inputs import cancel_request, reserve_request
+    from bench.activity_inputs import REFUSALS_END_A_STEP, cancel_request, reserve_request
     from trip.models import BookingRequest
     from trip.steps import STEPS
 
@@ -49,6 +49,7 @@ class FloorLocal:
                     s.book,
                     reserve_request(req, booking_id, s.kind),
                     start_to_close_timeout=TIMEOUT,
+                    retry_policy=REFUSALS_END_A_STEP,
                 )
                 for s in STEPS
             ),

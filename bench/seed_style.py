@@ -6,7 +6,10 @@ The workflow books car, hotel and flight one after another with
 and on any exception runs the undos in reverse and **returns** a string (it
 never fails). It calls our activities by name against the same providers, so
 the only differences from ours are the workflow's shape and the worker's
-settings: the strict sandbox, five pollers, the default cache.
+settings: the strict sandbox, five pollers, the default cache. Its one
+departure from the SDK's defaults is the retry policy that lets a provider's
+refusal end a step (``REFUSALS_END_A_STEP``), which every caller of our
+activities needs.
 
 ``python -m bench.seed_style --task-queue Q`` runs its worker (TEMPORAL_ADDRESS
 and PROVIDERS_URL from the environment). Never used outside the benchmark.
@@ -24,7 +27,7 @@ from temporalio import workflow
 from temporalio.client import Client
 
 with workflow.unsafe.imports_passed_through():
-    from bench.activity_inputs import cancel_request, reserve_request
+    from bench.activity_inputs import REFUSALS_END_A_STEP, cancel_request, reserve_request
     from trip.models import BookingRequest
     from trip.steps import STEPS, Step
 
@@ -45,6 +48,7 @@ class SeedStyleBooking:
                     step.book,
                     reserve_request(req, booking_id, step.kind),
                     start_to_close_timeout=TIMEOUT,
+                    retry_policy=REFUSALS_END_A_STEP,
                 )
             return "Voyage booked"
         except Exception:
