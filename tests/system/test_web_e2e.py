@@ -822,7 +822,7 @@ async def test_browser_terminated_run_says_terminated_and_stops_polling(
     )
     control_page = await browser.new_page()
     control_polls: list[str] = []
-    control_page.on("request", lambda r: control_polls.append(r.url) if r.url.endswith("/status") else None)
+    control_page.on("request", lambda r: control_polls.append(r.url) if is_poll(r) else None)
     await control_page.goto(f"{web_app.url}/bookings/{control.id}")
     await wait_until(lambda: len(control_polls) >= 3, what="the control page to poll three times")
     await control.terminate(reason="test: the control is done")
