@@ -51,6 +51,12 @@ class BookingView:
         return web_ui_url(self.workflow_id, self.namespace, base=self.ui_base)
 
     @property
+    def settled(self) -> bool:
+        """Nothing is left to cancel: the run has closed, or its saga reached an end
+        and the run is about to close (its status query says so a moment before)."""
+        return self.closed or self.saga_status in {s.value for s in TERMINAL}
+
+    @property
     def ticket(self) -> str | None:
         """The flight's ticket number (hold and confirm), from the query or the run's result."""
         if self.status is not None and self.status.ticket:

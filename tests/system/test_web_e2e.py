@@ -276,6 +276,7 @@ async def test_browser_books_watches_and_opens_the_web_ui(
     # Completed: nothing will be undone, and the traveller is not told about "compensatable" steps.
     shown = await page.locator("#content").inner_text()
     assert "Would undo" not in shown and "compensatable" not in shown.lower()
+    assert not await page.locator("#cancel-form").is_visible()
     await page.screenshot(path=str(shots / "completed.png"), full_page=True)
 
     # Recover backward: the compensations show up on the page.
@@ -289,6 +290,8 @@ async def test_browser_books_watches_and_opens_the_web_ui(
     await page.locator('tr[data-step="book_hotel"] .state', has_text="compensated").wait_for()
     await page.locator('tr[data-step="book_flight"] .state', has_text="failed").wait_for()
     assert "SoldOut" in await page.locator("#failure").inner_text()
+    # Rolled back is final: nothing is left for the traveller to cancel.
+    assert not await page.locator("#cancel-form").is_visible()
     await page.screenshot(path=str(shots / "rolled-back.png"), full_page=True)
     workflow_id = page.url.rsplit("/", 1)[1]
     assert providers.active_kinds(workflow_id) == []

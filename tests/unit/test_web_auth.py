@@ -280,9 +280,11 @@ def test_make_run_creates_a_demo_operator_once_and_prints_a_working_login(
 
 
 class AttentionPortal(StartingPortal):
-    """The booking at ``workflow_id`` waits for an operator (NEEDS_ATTENTION); other calls are accepted."""
+    """The booking at ``workflow_id`` is open, its saga in ``saga_status`` (by default waiting
+    for an operator, NEEDS_ATTENTION); other calls are accepted."""
 
     workflow_id = ""
+    saga_status = "NEEDS_ATTENTION"
 
     def call(self, fn: Callable[[Any], Awaitable[Any]], *, timeout: float | None = None) -> Any:
         self.calls.append(fn)
@@ -291,7 +293,7 @@ class AttentionPortal(StartingPortal):
         return BookingView(
             workflow_id=self.workflow_id,
             namespace="default",
-            saga_status="NEEDS_ATTENTION",
+            saga_status=self.saga_status,
             closed=False,
             temporal_status="RUNNING",
             start_time=None,
@@ -319,3 +321,17 @@ def test_only_an_operator_may_cancel_a_booking_an_operator_is_settling() -> None
     assert 'id="cancel-form"' in operator.get(location).get_data(as_text=True)
     assert operator.post(f"{location}/cancel", data={"csrf_token": csrf_token(operator, "/")}).status_code == 303
     assert [name for name in portal.actions if name.startswith("cancel_booking")], "the operator's cancel was not sent"
+
+
+@pytest.mark.parametrize(("saga_status", "offered"), [("RUNNING", True), ("ROLLED_BACK", False), ("COMPLETED", False)])
+def test_cancel_is_offered_only_while_the_saga_has_not_ended(saga_status: str, offered: bool) -> None:
+    """A saga's status query says it ended a moment before its run closes: from then on
+    there is nothing left to cancel, so the traveller is not offered Cancel."""
+    portal = AttentionPortal()
+    portal.saga_status = saga_status
+    traveller = make_app(portal).test_client()
+    location = book(traveller)
+    portal.workflow_id = location.rsplit("/", 1)[1]
+    form = re.search(r'<form[^>]*id="cancel-form"[^>]*>', traveller.get(location).get_data(as_text=True))
+    assert form is not None, "the booking's browser may cancel it"
+    assert ("hidden" not in form.group(0)) is offered
