@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from examples.order.activities import TASK_QUEUE, OrderActivities, Shop
+from examples.order.run_workflow import exit_past_the_sdk
 from examples.order.workflows import OrderWorkflow
 
 
@@ -39,3 +40,4 @@ if __name__ == "__main__":
         asyncio.run(main(args.address, args.task_queue))
     except KeyboardInterrupt:
         pass
+    exit_past_the_sdk(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import uuid
 
@@ -17,6 +18,18 @@ from temporalio.exceptions import ActivityError
 
 from examples.order.activities import TASK_QUEUE, Line, Order
 from examples.order.workflows import OrderWorkflow
+
+
+def exit_past_the_sdk(code: int) -> None:
+    """Exit with ``code`` without the interpreter's finalisation.
+
+    A process that used the SDK can crash while the interpreter shuts down
+    (its native threads outlive Python's; temporalio/sdk-python#300), turning
+    a clean exit code into a signal. Flushing and leaving at once avoids it.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def main(address: str, task_queue: str, skus: list[str]) -> int:
@@ -39,4 +52,5 @@ if __name__ == "__main__":
     parser.add_argument("--task-queue", default=TASK_QUEUE, help="(default: %(default)s)")
     parser.add_argument("--sku", action="append", help="a line of the order (default: apple and pear)")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.address, args.task_queue, args.sku or ["apple", "pear"])))
+    code = asyncio.run(main(args.address, args.task_queue, args.sku or ["apple", "pear"]))
+    exit_past_the_sdk(code)
