@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.worker import PollerBehavior, PollerBehaviorAutoscaling, PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker import (
+    PollerBehavior,
+    PollerBehaviorAutoscaling,
+    PollerBehaviorSimpleMaximum,
+    Worker,
+    WorkerDeploymentConfig,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import BookingActivities, make_http_client
@@ -71,7 +77,11 @@ def build_worker(
     task_queue: str = TASK_QUEUE,
     graceful_shutdown_timeout: timedelta = DEFAULT_GRACE,
     tuning: WorkerTuning = WorkerTuning(),
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> Worker:
+    """``deployment``: the Worker Deployment version this worker polls as
+    (``wiring.versioning.deployment_config``); ``None`` polls unversioned, as
+    the in-process test workers and the time-skipping server do."""
     # The SDK's default is a fixed five pollers per kind of task.
     pollers: PollerBehavior = (
         PollerBehaviorAutoscaling() if tuning.poller_autoscaling else PollerBehaviorSimpleMaximum(maximum=5)
@@ -92,7 +102,16 @@ def build_worker(
         activity_task_poller_behavior=pollers,
         # Saga-level metrics (wiring.metrics); tracing comes with the client's interceptors.
         interceptors=[SagaMetricsInterceptor()],
+        deployment_config=deployment,
     )
+
+
+def describe_deployment(deployment: WorkerDeploymentConfig | None) -> str:
+    """How the start-up line names what this worker polls as."""
+    if deployment is None or not deployment.use_worker_versioning:
+        return "unversioned"
+    version = deployment.version
+    return f"deployment {version.deployment_name!r} build id {version.build_id!r}"
 
 
 async def run(
@@ -103,6 +122,7 @@ async def run(
     graceful_shutdown_timeout: timedelta = DEFAULT_GRACE,
     stop: asyncio.Event | None = None,
     tuning: WorkerTuning = WorkerTuning(),
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> None:
     providers_url = providers_url or WorkerSettings.load().providers_url
     stop = stop or asyncio.Event()
@@ -117,10 +137,12 @@ async def run(
             task_queue=task_queue,
             graceful_shutdown_timeout=graceful_shutdown_timeout,
             tuning=tuning,
+            deployment=deployment,
         )
         async with worker:
             log.info(
-                "worker ready: task queue %r on %s (namespace %s), providers at %s, %s",
+                "worker ready: %s, task queue %r on %s (namespace %s), providers at %s, %s",
+                describe_deployment(deployment),
                 task_queue,
                 client.service_client.config.target_host,
                 client.namespace,
