@@ -5,6 +5,12 @@ TEMPORAL_ADDRESS points elsewhere) with its Web UI and our search attributes,
 the provider service, the worker, and the web app when it exists. Ctrl-C (or
 any child dying) stops them all in reverse order.
 
+The worker polls as a Worker Deployment version (``wiring.versioning``); on
+its own dev server, and only there, ``make run`` makes that version current
+once the worker polls. It records its worker in ``.temporal/workers.json`` for
+``make rollout`` (``scripts/rollout.py``), keeps running when a rollout
+replaces that worker, and stops the rollout's worker too on Ctrl-C.
+
 Every port comes from ``StackSettings`` (the environment) and nowhere else:
 each service is told its port explicitly, the readiness checks wait on that
 port, and the banner prints it, with the ``export`` lines that point the CLIs
