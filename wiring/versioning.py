@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
-from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.common import WorkerDeploymentVersion
 from temporalio.worker import WorkerDeploymentConfig
+
+from workflows.booking import VERSIONING_BEHAVIOR
 
 #: The Worker Deployment every booking worker belongs to.
 DEPLOYMENT_NAME = "booking"
@@ -69,17 +71,12 @@ def resolve_build_id(explicit: str | None, root: Path = ROOT) -> str:
 
 
 def deployment_config(build_id: str, deployment_name: str = DEPLOYMENT_NAME) -> WorkerDeploymentConfig:
-    """A versioned worker's options.
-
-    No default behaviour: every workflow names its own in ``@workflow.defn``
-    (``BookingWorkflow`` is ``PINNED``), and the SDK refuses to start a worker
-    with a workflow that does not, so a new workflow cannot slip in with a
-    behaviour nobody chose.
-    """
+    """A versioned worker's options: the booking workflow's behaviour
+    (``workflows.booking.VERSIONING_BEHAVIOR``, PINNED) for every run it starts."""
     return WorkerDeploymentConfig(
         version=WorkerDeploymentVersion(deployment_name=deployment_name, build_id=build_id),
         use_worker_versioning=True,
-        default_versioning_behavior=VersioningBehavior.UNSPECIFIED,
+        default_versioning_behavior=VERSIONING_BEHAVIOR,
     )
 
 

@@ -65,10 +65,18 @@ with workflow.unsafe.imports_passed_through():
 PATCH_NEEDS_ATTENTION = "needs-attention"
 
 
-# PINNED: a run finishes on the build it started on, so a change to this
-# code reaches only runs that start after its build became current
-# (docs/deploying.md, "Worker Versioning", says what that costs).
-@workflow.defn(name=WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.PINNED)
+#: PINNED: a run finishes on the build it started on, so a change to this
+#: code reaches only runs that start after its build became current
+#: (docs/deploying.md, "Worker Versioning", says what that costs). A versioned
+#: worker applies it (``wiring.versioning.deployment_config``). It is not
+#: named in ``@workflow.defn``: the server then refuses every workflow task
+#: an unversioned worker completes ("versioning behavior cannot be specified
+#: without deployment options"), and the in-process test workers, the
+#: time-skipping server and ``run_worker.py --no-versioning`` are unversioned.
+VERSIONING_BEHAVIOR = VersioningBehavior.PINNED
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
 class BookingWorkflow(OperatorUpdates):
     @workflow.init
     def __init__(self, req: BookingRequest) -> None:
