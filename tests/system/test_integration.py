@@ -17,7 +17,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from tests.conftest import ROOT, ProviderService, free_port, make_request, wait_for_saga_status
+from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, make_request, wait_for_saga_status
 from tests.system.conftest import FAST, cli, temporal_cli
 from trip.models import Scenario
 from trip.scenarios import OUTRIGHT, SCENARIOS
@@ -317,3 +317,19 @@ async def test_a_held_trip_answered_with_the_temporal_cli(
     else:
         assert outcome.error_type == "BookingRolledBack" and outcome.error_details["cause_type"] == "Declined"
         assert providers.active_kinds(workflow_id) == []
+
+
+async def test_an_unversioned_worker_books_for_a_cluster_without_worker_versioning(
+    dev_client: Client, providers: ProviderService, task_queue: str
+) -> None:
+    worker = WorkerProcess(dev_client, providers.url, task_queue, current=False, extra_args=("--no-versioning",))
+    try:
+        assert any("worker ready: unversioned" in line for line in worker.log), worker.log
+        done = await asyncio.to_thread(cli, dev_client, "--task-queue", task_queue, "--json", *FAST)
+        assert done.returncode == 0, done.stderr + "".join(worker.log)
+        run = json.loads(done.stdout)
+        assert run["status"] == "COMPLETED"
+        described = await dev_client.get_workflow_handle(run["workflow_id"]).describe()
+        assert described.raw_description.workflow_execution_info.versioning_info.behavior == 0  # unversioned
+    finally:
+        worker.stop()
