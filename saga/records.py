@@ -110,6 +110,9 @@ class SagaAction:
     note: str
     #: Each step's state once the action finished (empty while a retry runs).
     outcomes: dict[str, str] = field(default_factory=dict)
+    #: The bulk operation this action was part of, if any: one id for every
+    #: booking an operator acted on at once.
+    batch: str | None = None
 
 
 @dataclass(frozen=True)

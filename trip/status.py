@@ -96,6 +96,9 @@ class OperatorAction(BaseModel):
     note: str
     #: Each step's state once the action finished (empty while a retry runs).
     outcomes: dict[str, str] = {}
+    #: The bulk operation (``run_operator.py retry --all``, "Retry all" on
+    #: ``/attention``) this action was part of; None for a single booking.
+    batch: str | None = None
 
 
 class Attention(BaseModel):
@@ -174,6 +177,9 @@ class _OperatorInput(BaseModel):
 
     operator: str = ""
     note: str = ""
+    #: Set by a bulk operation: its id, kept in the audit trail. Optional with a
+    #: default, so inputs written before it existed decode as they did.
+    batch: str | None = None
 
 
 class RetryCompensationInput(_OperatorInput):

@@ -18,21 +18,44 @@ from trip.status import ConfirmInput, ConfirmResult, OperatorActionResult, Resol
 
 
 async def retry_compensation(
-    handle: WorkflowHandle[Any, Any], *, operator: str, note: str, steps: list[str] | None = None
+    handle: WorkflowHandle[Any, Any],
+    *,
+    operator: str,
+    note: str,
+    steps: list[str] | None = None,
+    batch: str | None = None,
+    update_id: str | None = None,
 ) -> OperatorActionResult:
-    """Send the ``retry_compensation`` Update and wait until the undos have run."""
+    """Send the ``retry_compensation`` Update and wait until the undos have run.
+
+    A bulk operation passes its ``batch`` id (kept in the audit trail) and an
+    ``update_id`` of its own: Temporal answers a second Update with the same id
+    on the same run with the first one's outcome instead of running it again.
+    """
     result: OperatorActionResult = await handle.execute_update(
         UPDATE_RETRY_COMPENSATION,
-        RetryCompensationInput(steps=steps, operator=operator, note=note),
+        RetryCompensationInput(steps=steps, operator=operator, note=note, batch=batch),
+        id=update_id,
         result_type=OperatorActionResult,
     )
     return result
 
 
-async def resolve(handle: WorkflowHandle[Any, Any], *, step: str, operator: str, note: str) -> OperatorActionResult:
-    """Send the ``resolve`` Update: ``step`` was released outside the system."""
+async def resolve(
+    handle: WorkflowHandle[Any, Any],
+    *,
+    step: str,
+    operator: str,
+    note: str,
+    batch: str | None = None,
+    update_id: str | None = None,
+) -> OperatorActionResult:
+    """Send the ``resolve`` Update: ``step`` was released outside the system (``batch``, ``update_id``: as above)."""
     result: OperatorActionResult = await handle.execute_update(
-        UPDATE_RESOLVE, ResolveInput(step=step, operator=operator, note=note), result_type=OperatorActionResult
+        UPDATE_RESOLVE,
+        ResolveInput(step=step, operator=operator, note=note, batch=batch),
+        id=update_id,
+        result_type=OperatorActionResult,
     )
     return result
 

@@ -28,7 +28,7 @@ class OperatorUpdates:
     @workflow.update(name=UPDATE_RETRY_COMPENSATION)
     async def retry_compensation(self, req: RetryCompensationInput) -> OperatorActionResult:
         """Run the undos of outstanding steps again with a fresh budget; return when they finish."""
-        outcomes = await self._saga.retry_compensation(req.steps, operator=req.operator, note=req.note)
+        outcomes = await self._saga.retry_compensation(req.steps, operator=req.operator, note=req.note, batch=req.batch)
         return render.action_result(self._saga, {name: state.value for name, state in outcomes.items()})
 
     @retry_compensation.validator
@@ -39,7 +39,7 @@ class OperatorUpdates:
     @workflow.update(name=UPDATE_RESOLVE)
     def resolve(self, req: ResolveInput) -> OperatorActionResult:
         """Record that an outstanding step's reservation was released outside the system."""
-        self._saga.resolve(req.step, operator=req.operator, note=req.note)
+        self._saga.resolve(req.step, operator=req.operator, note=req.note, batch=req.batch)
         return render.action_result(self._saga, {req.step: StepState.RESOLVED.value})
 
     @resolve.validator

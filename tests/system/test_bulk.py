@@ -1,0 +1,245 @@
+"""Bulk retry and resolve after a provider outage, on a dev server with the real providers,
+worker process and ``run_operator.py --all`` as an operator runs it.
+
+Each test has a dev server of its own: ``--all`` acts on every booking in
+NEEDS_ATTENTION on the server, and the session's shared server holds other
+tests' stuck bookings. ``BULK_BOOKINGS`` sets how many bookings the outage
+strands (``make soak`` runs 200; ``make test`` a smaller number).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, wait_until
+from trip import SEARCH_ATTRIBUTES
+from trip.errors import ErrorType
+from trip.models import Scenario
+from trip.status import SagaStatus
+from wiring.codec import data_converter
+from wiring.live_status import fetch_status
+from wiring.local_stack import DEV_SERVER_FLAGS, temporal_cli_path
+from wiring.outcome import await_outcome
+from wiring.start import start_booking
+from wiring.updates import retry_compensation
+
+BOOKINGS = int(os.environ.get("BULK_BOOKINGS", "40"))
+#: Fast enough for a test; the defaults (4 at once, 5 a second) are for a provider that just recovered.
+FAST_BULK = ["--concurrency", "16", "--rate", "200"]
+
+
+@dataclass
+class Stack:
+    client: Client
+    queue: str
+    providers: ProviderService
+
+
+@pytest_asyncio.fixture
+async def stack(providers: ProviderService) -> AsyncIterator[Stack]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=data_converter(),
+        dev_server_existing_path=temporal_cli_path(),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_extra_args=DEV_SERVER_FLAGS,
+    )
+    async with env:
+        queue = f"tq-{uuid.uuid4().hex}"
+        worker = await asyncio.to_thread(WorkerProcess, env.client, providers.url, queue)
+        try:
+            yield Stack(env.client, queue, providers)
+        finally:
+            await asyncio.to_thread(worker.stop)
+
+
+def operator_cli(stack: Stack, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env["TEMPORAL_ADDRESS"] = stack.client.service_client.config.target_host
+    env["TEMPORAL_NAMESPACE"] = stack.client.namespace
+    return subprocess.Popen(
+        [sys.executable, "run_operator.py", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def bulk(stack: Stack, *args: str) -> tuple[int, dict[str, Any]]:
+    """``run_operator.py ... --all --json``: its exit code and its one JSON summary."""
+    proc = operator_cli(stack, *args, "--all", "--json", "--operator", "ops")
+    out, err = await asyncio.to_thread(proc.communicate, timeout=600)
+    assert out.count("\n") == 1, f"not one JSON line: {out!r}\n{err}"
+    return proc.returncode, json.loads(out)
+
+
+async def strand(stack: Stack, count: int) -> list[str]:
+    """Start ``count`` car-cancel-outage bookings and wait until all wait for an operator."""
+    ids = [f"outage-{i:03d}-{uuid.uuid4().hex[:8]}" for i in range(count)]
+    gate = asyncio.Semaphore(20)
+
+    async def start(wf_id: str) -> None:
+        async with gate:
+            await start_booking(
+                stack.client, make_request(Scenario.CAR_CANCEL_OUTAGE), workflow_id=wf_id, task_queue=stack.queue
+            )
+
+    await asyncio.gather(*(start(i) for i in ids))
+    await wait_until(
+        lambda: waiting(stack),
+        lambda n: n == count,
+        what=f"{count} bookings in NEEDS_ATTENTION",
+        timeout=60 + count,
+        every=0.5,
+    )
+    return ids
+
+
+async def waiting(stack: Stack) -> int:
+    query = f'TaskQueue = "{stack.queue}" AND BookingStatus = "NEEDS_ATTENTION" AND ExecutionStatus = "Running"'
+    return (await stack.client.count_workflows(query)).count
+
+
+def active(stack: Stack, ids: list[str]) -> list[str]:
+    wanted = set(ids)
+    return sorted(
+        f"{r['booking_id']}:{r['kind']}"
+        for r in stack.providers.reservations()
+        if r["booking_id"] in wanted and r["status"] == "active"
+    )
+
+
+def cancel_attempts(stack: Stack, ids: list[str]) -> int:
+    found = stack.providers.attempts([f"{i}:car" for i in ids])
+    return sum(ops.get("cancel", 0) for ops in found.values())
+
+
+async def test_one_bulk_retry_after_an_outage_closes_every_stranded_booking(stack: Stack) -> None:
+    ids = await strand(stack, BOOKINGS)
+    assert len(active(stack, ids)) == BOOKINGS  # every car still held
+
+    # The outage is still on: every booking is retried once and still waits, and the summary says why.
+    code, down = await bulk(stack, "retry", "--step", "book_car", "--note", "try again", *FAST_BULK)
+    assert code == 7, down
+    assert down["counts"] == {"still_waiting": BOOKINGS} and down["matched"] == BOOKINGS
+    [(why, count)] = down["reasons"].items()
+    assert count == BOOKINGS and "book_car" in why and "outage" in why, why
+    assert f"{BOOKINGS} still waiting" in down["summary"] and "outage" in down["summary"]
+    assert await waiting(stack) == BOOKINGS and len(active(stack, ids)) == BOOKINGS
+
+    # The same batch again: each booking's audit trail already names it, so nothing is sent.
+    attempts = cancel_attempts(stack, ids)
+    code, again = await bulk(stack, "retry", "--step", "book_car", "--note", "x", "--batch", down["batch"], *FAST_BULK)
+    assert code == 0, again
+    assert again["acted"] == 0 and again["counts"] == {"already_in_batch": BOOKINGS}
+    assert cancel_attempts(stack, ids) == attempts
+
+    for wf_id in ids:  # the car provider's operator ends the outage
+        stack.providers.lift_outage(wf_id, "car")
+    code, lifted = await bulk(stack, "retry", "--step", "book_car", "--note", "car API back", *FAST_BULK)
+    assert code == 0, lifted
+    assert lifted["counts"] == {"done": BOOKINGS} and lifted["acted"] == BOOKINGS
+    assert active(stack, ids) == []
+    for wf_id in ids:
+        outcome = await await_outcome(stack.client, stack.client.get_workflow_handle(wf_id))
+        assert outcome.status is SagaStatus.ROLLED_BACK, (wf_id, outcome)
+        last = outcome.error_details["operator_actions"][-1]
+        assert (last["operator"], last["batch"], last["note"]) == ("ops", lifted["batch"], "car API back")
+
+    # A second bulk retry finds nothing left to do, and says so.
+    attempts = cancel_attempts(stack, ids)
+    code, second = await bulk(stack, "retry", "--step", "book_car", "--note", "again", *FAST_BULK)
+    assert code == 0, second
+    assert second["acted"] == 0 and not second["counts"].get("done")
+    assert "Nothing was done" in second["summary"] or "nothing to do" in second["summary"]
+    assert cancel_attempts(stack, ids) == attempts
+
+
+async def test_filters_dry_run_and_resolve_all(stack: Stack) -> None:
+    ids = await strand(stack, 4)
+    # Nothing matches a step that is not stuck, an error type not seen, or an age not reached.
+    for flags in (["--step", "book_hotel"], ["--error-type", "SoldOut"], ["--older-than", "1h"]):
+        code, out = await bulk(stack, "retry", "--note", "x", *flags)
+        assert (code, out["acted"], out["items"]) == (0, 0, []), (flags, out)
+    code, dry = await bulk(
+        stack,
+        "resolve",
+        "--provider",
+        "car",
+        "--error-type",
+        ErrorType.PROVIDER_UNAVAILABLE.value,
+        "--note",
+        "n",
+        "--dry-run",
+    )
+    assert code == 0 and dry["counts"] == {"would_act": 4}, dry
+    assert "nothing was sent" in dry["summary"]
+    assert await waiting(stack) == 4
+
+    code, out = await bulk(stack, "resolve", "--step", "book_car", "--older-than", "0s", "--note", "released by phone")
+    assert code == 0 and out["counts"] == {"done": 4}, out
+    for wf_id in ids:
+        outcome = await await_outcome(stack.client, stack.client.get_workflow_handle(wf_id))
+        assert outcome.status is SagaStatus.ROLLED_BACK
+        [action] = outcome.error_details["operator_actions"]
+        assert (action["action"], action["batch"]) == ("resolve", out["batch"])
+    assert len(active(stack, ids)) == 4  # released by hand, outside the system: the ledger still shows them
+
+
+async def test_the_same_update_id_is_not_run_twice(stack: Stack) -> None:
+    """What lets a batch re-send after a crash: Temporal answers a known Update id with its first outcome."""
+    [wf_id] = await strand(stack, 1)
+    handle = stack.client.get_workflow_handle(wf_id)
+    first = await retry_compensation(handle, operator="ops", note="n", batch="b1", update_id="b1:retry:book_car")
+    attempts = cancel_attempts(stack, [wf_id])
+    again = await retry_compensation(handle, operator="ops", note="n", batch="b1", update_id="b1:retry:book_car")
+    assert again == first and first.status is SagaStatus.NEEDS_ATTENTION
+    assert cancel_attempts(stack, [wf_id]) == attempts
+    status = await fetch_status(stack.client, handle)
+    assert [a.batch for a in status.audit] == ["b1"]
+
+
+async def test_ctrl_c_stops_cleanly_says_what_was_done_and_the_batch_finishes_later(stack: Stack) -> None:
+    ids = await strand(stack, 8)
+    for wf_id in ids:
+        stack.providers.lift_outage(wf_id, "car")
+    batch = f"bulk-test-{uuid.uuid4().hex[:6]}"
+    # One a second: slow enough to interrupt half way.
+    proc = operator_cli(
+        stack, "retry", "--all", "--json", "--operator", "ops", "--note", "n", "--batch", batch, "--rate", "1"
+    )
+
+    async def closed() -> int:
+        query = f'TaskQueue = "{stack.queue}" AND ExecutionStatus = "Failed"'
+        return (await stack.client.count_workflows(query)).count
+
+    await wait_until(closed, lambda n: n >= 2, what="two bookings closed by the batch")
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.to_thread(proc.communicate, timeout=60)
+    assert proc.returncode == 130, (out, err)
+    report = json.loads(out)
+    assert report["interrupted"] and 2 <= report["counts"]["done"] < 8, report
+    assert report["counts"]["done"] + report["counts"]["interrupted"] == 8
+    assert f"--batch {batch}" in report["summary"]
+
+    code, rest = await bulk(stack, "retry", "--note", "n", "--batch", batch, *FAST_BULK)
+    assert code == 0, rest
+    for wf_id in ids:
+        outcome = await await_outcome(stack.client, stack.client.get_workflow_handle(wf_id))
+        assert outcome.status is SagaStatus.ROLLED_BACK
+        assert [a["batch"] for a in outcome.error_details["operator_actions"]] == [batch]  # never twice
+    assert active(stack, ids) == []
