@@ -79,6 +79,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         BADGE_TIMEOUT=2.0,
         #: Seconds a ``retry_compensation`` may run: it returns only once the undos finish.
         RETRY_TIMEOUT=600.0,
+        #: "Retry all" / "Resolve all" on /attention: bookings acted on at once, and Updates started per second.
+        BULK_CONCURRENCY=4,
+        BULK_RATE=5.0,
         #: Operators, name -> werkzeug password hash; None reads OPERATORS_FILE or instance/operators.toml.
         OPERATORS=None,
     )
@@ -110,13 +113,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         portal = TemporalPortal(lambda: connect(profile), timeout=app.config["TEMPORAL_TIMEOUT"])
     app.extensions[PORTAL_KEY] = portal
 
-    from web import attention, booking, codec, errors, listing, metrics, status
+    from web import attention, booking, bulk, codec, errors, listing, metrics, status
 
     app.register_blueprint(booking.bp)
     app.register_blueprint(status.bp)
     app.register_blueprint(listing.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(attention.bp)
+    app.register_blueprint(bulk.bp)
     attention.register(app)
     # The codec endpoints take JSON from the Web UI, not forms: their guard is
     # the origin check plus a token or operator session (web.codec).

@@ -7,6 +7,10 @@ The list comes from visibility (``BookingStatus = "NEEDS_ATTENTION"``); each
 row's details (what is held, since when, the deadline) from that booking's
 ``status`` query, asked for all rows at once and each bounded by the query
 timeout. The nav bar's count badge is one visibility count call.
+
+A filter (stuck step or provider, last error type, age) narrows the list, and
+the page counts every booking it matches; "Retry all" and "Resolve all" act on
+those after a confirmation step (``web.bulk``).
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, render_template
+from flask import Blueprint, Flask, current_app, render_template, request
 from flask_login import current_user
 from temporalio.client import Client
 
 from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
 from trip.status import Attention, SagaStatus
 from web.auth import operator_required
+from web.bulk import FilterError, filter_fields, filter_from, matching
 from web.portal import TemporalUnavailable, current_portal
 from wiring.live_status import fetch_status
 from wiring.summaries import MEMO_TRAVELLER
@@ -76,11 +81,35 @@ async def _stuck(client: Client, query_timeout: timedelta) -> list[StuckBooking]
 
 @bp.get("/attention")
 @operator_required
-def attention_list() -> str:
+def attention_list() -> tuple[str, int]:
+    return render_attention(request.args.to_dict())
+
+
+def render_attention(values: dict[str, str], *, bulk_error: str | None = None, status: int = 200) -> tuple[str, int]:
+    """The page for the filter in ``values`` (the form's fields), with a bulk form's error if any."""
     timeout = timedelta(seconds=current_app.config["QUERY_TIMEOUT"])
     rows = current_portal().call(lambda client: _stuck(client, timeout))
     now = datetime.now().astimezone()
-    return render_template("attention.html", rows=rows, now=now)
+    try:
+        chosen = filter_from(values)
+    except FilterError as err:
+        return render_template(
+            "attention.html", rows=rows, now=now, fields=values, filter_error=str(err), note=values.get("note", "")
+        ), 400
+    filtered = chosen != type(chosen)()
+    if filtered:
+        rows = [r for r in rows if chosen.steps(r.attention, now)]
+    return render_template(
+        "attention.html",
+        rows=rows,
+        now=now,
+        fields=filter_fields(chosen),
+        filter=chosen,
+        filtered=filtered,
+        match_count=len(matching(chosen)),
+        bulk_error=bulk_error,
+        note=values.get("note", ""),
+    ), status
 
 
 def attention_count() -> int | None:

@@ -36,7 +36,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
-from trip.status import BookingStatus, OperatorActionResult, OutstandingStep, SagaStatus
+from trip.status import Attention, OperatorActionResult, OutstandingStep, SagaStatus
 from trip.steps import STEPS
 from wiring.executions import WorkflowPaused
 from wiring.live_status import fetch_status
@@ -92,10 +92,9 @@ class Filter:
             query += f' AND StartTime < "{cutoff}"'
         return query
 
-    def steps(self, status: BookingStatus) -> list[str]:
-        """The outstanding steps of ``status`` this filter picks; empty when the booking does not match."""
-        attention = status.attention
-        if attention is None:
+    def steps(self, attention: Attention | None, now: datetime) -> list[str]:
+        """The outstanding steps this filter picks from a booking's ``attention``; empty when it does not match."""
+        if attention is None or (self.older_than is not None and now - attention.since < self.older_than):
             return []
         return [o.step for o in attention.outstanding if self._step_matches(o)]
 
@@ -106,17 +105,12 @@ class Filter:
             return False
         return not self.error_type or last_error_type(o) == self.error_type
 
-    def old_enough(self, status: BookingStatus, now: datetime) -> bool:
-        if self.older_than is None:
-            return True
-        return status.attention is not None and now - status.attention.since >= self.older_than
-
     def describe(self) -> str:
         parts = [
             f"step {self.step}" if self.step else "",
             f"provider {self.provider}" if self.provider else "",
             f"last error {self.error_type}" if self.error_type else "",
-            f"waiting over {_age_text(self.older_than)}" if self.older_than else "",
+            f"waiting over {age_text(self.older_than)}" if self.older_than else "",
         ]
         return ", ".join(p for p in parts if p) or "every booking in NEEDS_ATTENTION"
 
@@ -125,7 +119,7 @@ def _provider_steps(provider: str) -> set[str]:
     return {name for s in STEPS if s.kind.value == provider for name in (s.book, s.finalize) if name}
 
 
-def _age_text(age: timedelta) -> str:
+def age_text(age: timedelta) -> str:
     seconds = int(age.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
@@ -342,8 +336,8 @@ class BulkOperation:
                     return Item(wf_id, Outcome.UNREADABLE, reason=f"status unreadable: {getattr(err, 'message', err)}")
             if status.status is not SagaStatus.NEEDS_ATTENTION:
                 return Item(wf_id, Outcome.SETTLED, reason=f"now {status.status.value}")
-            steps = self.filter.steps(status)
-            if not steps or not self.filter.old_enough(status, now):
+            steps = self.filter.steps(status.attention, now)
+            if not steps:
                 return None  # does not match: not part of this operation at all
             if any(a.batch == self.batch for a in status.audit):
                 return Item(wf_id, Outcome.ALREADY_IN_BATCH, steps)

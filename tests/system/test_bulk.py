@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,13 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest_asyncio
+from flask import Flask
+from flask.testing import FlaskClient
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, wait_until
+from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, wait_until, wait_until_blocking
+from tests.system.conftest import OPERATOR, log_in, make_app
 from trip import SEARCH_ATTRIBUTES
 from trip.errors import ErrorType
-from trip.models import Scenario
+from trip.models import Mode, Scenario
 from trip.status import SagaStatus
 from wiring.codec import data_converter
 from wiring.live_status import fetch_status
@@ -88,14 +92,21 @@ async def bulk(stack: Stack, *args: str) -> tuple[int, dict[str, Any]]:
 
 
 async def strand(stack: Stack, count: int) -> list[str]:
-    """Start ``count`` car-cancel-outage bookings and wait until all wait for an operator."""
+    """Start ``count`` car-cancel-outage bookings and wait until all wait for an operator.
+
+    Sequential, so that every car is booked before the flight fails (in parallel
+    mode the car's booking may be cancelled in flight, and nothing is held).
+    """
     ids = [f"outage-{i:03d}-{uuid.uuid4().hex[:8]}" for i in range(count)]
     gate = asyncio.Semaphore(20)
 
     async def start(wf_id: str) -> None:
         async with gate:
             await start_booking(
-                stack.client, make_request(Scenario.CAR_CANCEL_OUTAGE), workflow_id=wf_id, task_queue=stack.queue
+                stack.client,
+                make_request(Scenario.CAR_CANCEL_OUTAGE, Mode.SEQUENTIAL),
+                workflow_id=wf_id,
+                task_queue=stack.queue,
             )
 
     await asyncio.gather(*(start(i) for i in ids))
@@ -243,3 +254,68 @@ async def test_ctrl_c_stops_cleanly_says_what_was_done_and_the_batch_finishes_la
         assert outcome.status is SagaStatus.ROLLED_BACK
         assert [a["batch"] for a in outcome.error_details["operator_actions"]] == [batch]  # never twice
     assert active(stack, ids) == []
+
+
+# --- the same from /attention, through the web app
+
+
+def wait_for_summary(client: FlaskClient, location: str) -> str:
+    return wait_until_blocking(
+        lambda: client.get(location + "/fragment").get_data(as_text=True),
+        lambda page: 'id="bulk-summary"' in page,
+        what="the bulk job's summary",
+        timeout=120,
+    )
+
+
+async def test_retry_all_from_the_attention_page(stack: Stack) -> None:
+    ids = await strand(stack, 3)
+    app = make_app(stack.client.service_client.config.target_host, stack.client.namespace, stack.queue)
+    try:
+        await asyncio.to_thread(_retry_all_in_the_web_app, app, stack, ids)
+    finally:
+        app.extensions["temporal_portal"].close()
+    for wf_id in ids:
+        outcome = await await_outcome(stack.client, stack.client.get_workflow_handle(wf_id))
+        assert outcome.status is SagaStatus.ROLLED_BACK
+        [action] = outcome.error_details["operator_actions"]
+        assert (action["operator"], action["note"]) == (OPERATOR, "car API back")
+        assert action["batch"].startswith("bulk-")
+    assert active(stack, ids) == []
+
+
+def _retry_all_in_the_web_app(app: Flask, stack: Stack, ids: list[str]) -> None:
+    client = app.test_client()
+    # Anonymous: no page, and no job.
+    assert client.get("/attention").status_code == 302
+    assert client.post("/attention/bulk", data={"action": "retry", "workflow_id": ids[0]}).status_code in (400, 401)
+    log_in(client)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/attention").get_data(as_text=True))
+    assert csrf
+    token = csrf.group(1)
+
+    none = client.get("/attention?step=book_hotel").get_data(as_text=True)
+    assert re.search(r'id="match-count">0<', none) and 'id="bulk-form"' not in none
+    page = client.get("/attention?step=book_car&older_than=0s").get_data(as_text=True)
+    assert re.search(r'id="match-count">3<', page) and 'id="bulk-form"' in page
+
+    form = {"csrf_token": token, "step": "book_car", "provider": "", "error_type": "", "older_than": ""}
+    refused = client.post("/attention/bulk/confirm", data={**form, "action": "resolve", "note": ""})
+    assert refused.status_code == 400 and "needs a note" in refused.get_data(as_text=True)
+
+    for wf_id in ids:
+        stack.providers.lift_outage(wf_id, "car")
+    confirm = client.post("/attention/bulk/confirm", data={**form, "action": "retry", "note": "car API back"})
+    text = confirm.get_data(as_text=True)
+    assert confirm.status_code == 200 and "Retry 3 bookings?" in text
+    assert sorted(re.findall(r'name="workflow_id" value="([^"]+)"', text)) == sorted(ids)
+    assert all(stack.providers.attempts([f"{i}:car"])[f"{i}:car"].get("cancel") == 3 for i in ids)  # nothing sent
+
+    started = client.post(
+        "/attention/bulk", data={**form, "action": "retry", "note": "car API back", "workflow_id": ids}
+    )
+    assert started.status_code == 303, started.get_data(as_text=True)
+    location = started.headers["Location"]
+    assert "bulk-" in location and 'id="bulk-job"' in client.get(location).get_data(as_text=True)
+    summary = wait_for_summary(client, location)
+    assert "3 retried; 3 closed" in summary, summary
