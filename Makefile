@@ -8,7 +8,7 @@ SYNCED := $(VENV)/.synced
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint format bench bench-quick chaos fuzz screenshots diagrams clean-data histories
+.PHONY: install run test lint format bench bench-quick chaos fuzz soak screenshots diagrams clean-data histories
 
 install: $(SYNCED)
 
@@ -46,6 +46,11 @@ chaos: install
 # The property-based fuzzers with the large hypothesis profile (a local soak).
 fuzz: install
 	HYPOTHESIS_PROFILE=soak $(VENV)/bin/python -m pytest tests/system/test_fuzz_providers.py tests/unit/test_fuzz_models.py tests/system/test_fuzz_web.py -q $(PYTEST_ARGS)
+
+# 200 bookings stranded by a car-rental outage, then bulk retries (tests/system/test_bulk.py at full
+# size; `make test` runs it with 40). About two minutes on two busy cores.
+soak: install
+	BULK_BOOKINGS=200 $(VENV)/bin/python -m pytest tests/system/test_bulk.py -k one_bulk_retry -q $(PYTEST_ARGS)
 
 # Re-take the README's screenshots and its two demo GIFs into static/, and
 # redraw the architecture picture. Needs Debian's chromium, ffmpeg (Playwright's

@@ -69,9 +69,7 @@ def filter_fields(f: bulk.Filter) -> dict[str, str]:
     }
 
 
-def _operation_factory(
-    action: bulk.Action, f: bulk.Filter, note: str
-) -> Callable[[Client], bulk.BulkOperation]:
+def _operation_factory(action: bulk.Action, f: bulk.Filter, note: str) -> Callable[[Client], bulk.BulkOperation]:
     """Builds the operation on the portal's loop, from settings read here, in the request."""
     config = current_app.config
     operator = current_operator()
@@ -230,9 +228,7 @@ def job_page(batch: str) -> str:
 @operator_required
 def job_fragment(batch: str) -> Response:
     """The progress, then the summary: what each poll swaps in."""
-    html = render_template(
-        "bulk_progress.html", job=_job_or_404(batch), poll_ms=current_app.config["POLL_INTERVAL_MS"]
-    )
+    html = render_template("bulk_progress.html", job=_job_or_404(batch), poll_ms=current_app.config["POLL_INTERVAL_MS"])
     response = current_app.make_response(html)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -17,10 +17,12 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from flask import Flask
 from flask.testing import FlaskClient
@@ -28,14 +30,16 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, wait_until, wait_until_blocking
-from tests.system.conftest import OPERATOR, log_in, make_app
+from tests.system.conftest import OPERATOR, OPERATOR_PASSWORD, log_in, make_app
+from tests.system.test_web_e2e import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
 from trip import SEARCH_ATTRIBUTES
 from trip.errors import ErrorType
 from trip.models import Mode, Scenario
 from trip.status import SagaStatus
+from web.operators import add_operator
 from wiring.codec import data_converter
 from wiring.live_status import fetch_status
-from wiring.local_stack import DEV_SERVER_FLAGS, temporal_cli_path
+from wiring.local_stack import DEV_SERVER_FLAGS, stop_process, temporal_cli_path
 from wiring.outcome import await_outcome
 from wiring.start import start_booking
 from wiring.updates import retry_compensation
@@ -319,3 +323,74 @@ def _retry_all_in_the_web_app(app: Flask, stack: Stack, ids: list[str]) -> None:
     assert "bulk-" in location and 'id="bulk-job"' in client.get(location).get_data(as_text=True)
     summary = wait_for_summary(client, location)
     assert "3 retried; 3 closed" in summary, summary
+
+
+@pytest.fixture
+def web(stack: Stack, tmp_path: Path) -> Iterator[str]:
+    """The web app as ``make run`` serves it (cheroot, its own process), on this test's server."""
+    operators = tmp_path / "operators.toml"
+    add_operator(operators, OPERATOR, OPERATOR_PASSWORD)
+    env = dict(
+        os.environ,
+        TEMPORAL_ADDRESS=stack.client.service_client.config.target_host,
+        TEMPORAL_NAMESPACE=stack.client.namespace,
+        BOOKING_TASK_QUEUE=stack.queue,
+        SECRET_KEY=uuid.uuid4().hex,
+        OPERATORS_FILE=str(operators),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "web", "--port", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    try:
+        assert line.startswith("web app listening on "), line
+        yield line.split()[-1]
+    finally:
+        stop_process(proc)
+
+
+@pytest_asyncio.fixture
+async def browser() -> AsyncIterator[Any]:
+    if not HAVE_CHROMIUM:
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; CI must install it (apt-get install chromium)")
+        pytest.skip("browser tests need Debian's chromium: `apt-get install chromium` (CI installs it)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def test_browser_operator_confirms_a_retry_all_and_reads_the_summary(
+    stack: Stack, web: str, browser: Any
+) -> None:
+    ids = await strand(stack, 3)
+    page = await browser.new_page(viewport={"width": 1000, "height": 1100})
+    await page.goto(f"{web}/login?next=/attention")
+    await page.get_by_label("Operator name").fill(OPERATOR)
+    await page.get_by_label("Password").fill(OPERATOR_PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.get_by_label("Stuck step").fill("book_car")
+    await page.get_by_role("button", name="Filter").click()
+    assert await page.locator("#match-count").inner_text() == "3"
+    assert await page.locator("table.attention-list tbody tr").count() == 3
+
+    for wf_id in ids:
+        stack.providers.lift_outage(wf_id, "car")
+    await page.get_by_label("Note for the audit trail (required to resolve)").fill("car API back")
+    await page.get_by_role("button", name="Retry all").click()
+    # The confirmation step: how many, and nothing sent yet.
+    await page.get_by_role("heading", name="Retry 3 bookings?").wait_for()
+    assert await page.locator("#confirm-list li").count() == 3
+    assert await waiting(stack) == 3
+    await page.get_by_role("button", name="Yes, retry 3 bookings").click()
+    # Progress is polled into the page until the summary replaces it.
+    summary = page.locator("#bulk-summary")
+    await summary.wait_for(timeout=60_000)
+    assert "3 retried; 3 closed" in await summary.inner_text()
+    assert active(stack, ids) == []
