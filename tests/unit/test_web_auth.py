@@ -68,6 +68,9 @@ ACTIONS = [
     ("/bookings/trip-abc/retry", {"step": "book_car"}),
     ("/bookings/trip-abc/retry", {}),
     ("/bookings/trip-abc/resolve", {"step": "book_car", "note": "released by phone"}),
+    # Retry all / Resolve all on /attention: the confirmation step and the job itself.
+    ("/attention/bulk/confirm", {"action": "retry", "step": "book_car"}),
+    ("/attention/bulk", {"action": "resolve", "step": "book_car", "note": "by phone", "workflow_id": "trip-abc"}),
 ]
 
 
@@ -206,6 +209,8 @@ def test_operator_pages_redirect_an_anonymous_visitor_to_login(client: FlaskClie
     response = client.get("/attention")
     assert response.status_code == 302
     assert response.headers["Location"] == "/login?next=%2Fattention"
+    for page in ("/attention/bulk/bulk-x", "/attention/bulk/bulk-x/fragment"):  # a bulk job's progress
+        assert client.get(page).status_code == 302
     assert portal.calls == []
 
 
