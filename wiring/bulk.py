@@ -40,7 +40,7 @@ from trip.status import Attention, OperatorActionResult, OutstandingStep, SagaSt
 from trip.steps import STEPS
 from wiring.executions import WorkflowPaused
 from wiring.live_status import fetch_status
-from wiring.paused_status import list_executions
+from wiring.paused_status import describe_execution, list_executions
 from wiring.updates import rejection_message, resolve, retry_compensation
 
 #: Bookings acted on at the same time: each retry calls a provider that may just have recovered.
@@ -325,8 +325,14 @@ class BulkOperation:
         async def look(wf_id: str) -> Candidate | Item | None:
             async with gate:
                 try:
+                    execution = await describe_execution(self.client, wf_id, rpc_timeout=self.query_timeout)
+                    if execution.closed:  # a run ended from outside still answers its last status
+                        return Item(wf_id, Outcome.SETTLED, reason=f"closed: {execution.status}")
                     status = await fetch_status(
-                        self.client, self.client.get_workflow_handle(wf_id), rpc_timeout=self.query_timeout
+                        self.client,
+                        self.client.get_workflow_handle(wf_id),
+                        rpc_timeout=self.query_timeout,
+                        execution=execution,
                     )
                 except WorkflowPaused as err:
                     return Item(wf_id, Outcome.UNREADABLE, reason=f"paused in Temporal: {err.execution.pause_reason}")

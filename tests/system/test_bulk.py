@@ -1,9 +1,9 @@
 """Bulk retry and resolve after a provider outage, on a dev server with the real providers,
 worker process and ``run_operator.py --all`` as an operator runs it.
 
-Each test has a dev server of its own: ``--all`` acts on every booking in
-NEEDS_ATTENTION on the server, and the session's shared server holds other
-tests' stuck bookings. ``BULK_BOOKINGS`` sets how many bookings the outage
+The module has a dev server of its own, and each test leaves no run open:
+``--all`` acts on every booking in NEEDS_ATTENTION on the server, and the
+session's shared server holds other tests' stuck bookings. ``BULK_BOOKINGS`` sets how many bookings the outage
 strands (``make soak`` runs 200; ``make test`` a smaller number).
 """
 
@@ -26,7 +26,7 @@ import pytest
 import pytest_asyncio
 from flask import Flask
 from flask.testing import FlaskClient
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, wait_until, wait_until_blocking
@@ -56,8 +56,9 @@ class Stack:
     providers: ProviderService
 
 
-@pytest_asyncio.fixture
-async def stack(providers: ProviderService) -> AsyncIterator[Stack]:
+@pytest_asyncio.fixture(scope="module")
+async def server(providers: ProviderService) -> AsyncIterator[Stack]:
+    """A dev server and worker process of this module's own."""
     env = await WorkflowEnvironment.start_local(
         data_converter=data_converter(),
         dev_server_existing_path=temporal_cli_path(),
@@ -71,6 +72,17 @@ async def stack(providers: ProviderService) -> AsyncIterator[Stack]:
             yield Stack(env.client, queue, providers)
         finally:
             await asyncio.to_thread(worker.stop)
+
+
+@pytest_asyncio.fixture
+async def stack(server: Stack) -> AsyncIterator[Stack]:
+    """The module's server, left with no open run by each test, so that the next one's ``--all``
+    sees only its own bookings (visibility included: it waits until none is listed open)."""
+    yield server
+    running = 'ExecutionStatus = "Running"'
+    async for wf in server.client.list_workflows(running):
+        await server.client.get_workflow_handle(wf.id).terminate("the test is over")
+    await wait_until(lambda: server.client.count_workflows(running), lambda c: c.count == 0, what="no open run listed")
 
 
 def operator_cli(stack: Stack, *args: str) -> subprocess.Popen[str]:
@@ -239,15 +251,16 @@ async def test_ctrl_c_stops_cleanly_says_what_was_done_and_the_batch_finishes_la
     )
 
     async def closed() -> int:
-        query = f'TaskQueue = "{stack.queue}" AND ExecutionStatus = "Failed"'
-        return (await stack.client.count_workflows(query)).count
+        described = await asyncio.gather(*(stack.client.get_workflow_handle(i).describe() for i in ids))
+        return sum(1 for d in described if d.status is WorkflowExecutionStatus.FAILED)
 
-    await wait_until(closed, lambda n: n >= 2, what="two bookings closed by the batch")
+    await wait_until(closed, lambda n: n >= 2, what="two bookings closed by the batch", every=0.2)
     proc.send_signal(signal.SIGINT)
     out, err = await asyncio.to_thread(proc.communicate, timeout=60)
     assert proc.returncode == 130, (out, err)
     report = json.loads(out)
-    assert report["interrupted"] and 2 <= report["counts"]["done"] < 8, report
+    # Closed, then answered: the second closed booking's answer may not have reached the CLI yet.
+    assert report["interrupted"] and 1 <= report["counts"]["done"] < 8, report
     assert report["counts"]["done"] + report["counts"]["interrupted"] == 8
     assert f"--batch {batch}" in report["summary"]
 
