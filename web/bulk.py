@@ -33,8 +33,9 @@ bp = Blueprint("bulk", __name__, url_prefix="/attention/bulk")
 JOBS_KEY, TASKS_KEY = "bulk_jobs", "bulk_tasks"
 #: Finished jobs kept for their summary page.
 KEEP_JOBS = 20
-#: Bookings listed by id on the confirmation page; the count is always shown.
-MAX_LISTED = 200
+#: Bookings one job from the page acts on, at most: the confirmed ids come back in the
+#: form, which must stay under the app's MAX_CONTENT_LENGTH. The CLI has no such cap.
+MAX_PER_JOB = 500
 
 
 class FilterError(ValueError):
@@ -163,15 +164,15 @@ def confirm() -> str | tuple[str, int]:
         action, f, note = _form_action()
     except FilterError as err:
         return _refused(err)
-    candidates = matching(f)
+    found = matching(f)
     return render_template(
         "bulk_confirm.html",
         action=action,
         filter=f,
         fields=filter_fields(f),
         note=note,
-        candidates=candidates,
-        listed=candidates[:MAX_LISTED],
+        candidates=found[:MAX_PER_JOB],
+        matched=len(found),
     )
 
 

@@ -36,6 +36,8 @@ from trip import SEARCH_ATTRIBUTES
 from trip.errors import ErrorType
 from trip.models import Mode, Scenario
 from trip.status import SagaStatus
+from web import bulk as web_bulk
+from web.bulk import MAX_PER_JOB
 from web.operators import add_operator
 from wiring.codec import data_converter
 from wiring.live_status import fetch_status
@@ -319,6 +321,15 @@ def _retry_all_in_the_web_app(app: Flask, stack: Stack, ids: list[str]) -> None:
     form = {"csrf_token": token, "step": "book_car", "provider": "", "error_type": "", "older_than": ""}
     refused = client.post("/attention/bulk/confirm", data={**form, "action": "resolve", "note": ""})
     assert refused.status_code == 400 and "needs a note" in refused.get_data(as_text=True)
+
+    web_bulk.MAX_PER_JOB = 2  # what a page's job takes at most: the rest is left for another run
+    try:
+        capped = client.post("/attention/bulk/confirm", data={**form, "action": "retry", "note": "n"})
+    finally:
+        web_bulk.MAX_PER_JOB = MAX_PER_JOB
+    text = capped.get_data(as_text=True)
+    assert "Retry 2 bookings?" in text and "3 match: this acts on the first" in " ".join(text.split())
+    assert len(re.findall(r'name="workflow_id"', text)) == 2
 
     for wf_id in ids:
         stack.providers.lift_outage(wf_id, "car")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from run_operator import ProgressBar
 from saga import StepKind
 from trip.status import Attention, OutstandingStep
 from wiring.bulk import Action, Filter, Item, Outcome, Report, parse_age
@@ -90,3 +92,19 @@ def test_the_summary_says_when_nothing_was_done() -> None:
 def test_an_interrupted_summary_says_how_to_finish_the_batch() -> None:
     text = report(Item("a", Outcome.DONE), Item("b", Outcome.INTERRUPTED), interrupted=True).summary()
     assert "1 retried" in text and "1 not done (interrupted)" in text and "--batch bulk-1" in text
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only() -> None:
+    for stream, drawn in ((Terminal(), True), (io.StringIO(), False)):
+        bar = ProgressBar(stream, "retrying")
+        bar(1, 2, Item("a", Outcome.DONE))
+        bar(2, 2, Item("b", Outcome.STILL_WAITING))
+        bar.finish()
+        shown = stream.getvalue()
+        assert ("2/2  1 done, 1 still waiting" in shown and shown.endswith("\n")) is drawn, shown
+        assert bar.counts == {"done": 1, "still_waiting": 1}
