@@ -150,6 +150,22 @@ def test_the_details_show_each_step_the_failure_and_the_wait_for_an_operator() -
     )
 
 
+def test_the_audit_trail_names_the_batch_of_a_bulk_action(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("saga.core.workflow.now", lambda: NOW)  # the saga stamps actions with workflow time
+    saga = Saga()
+    saga.declare("book_car", "book_hotel")
+    for name in ("book_car", "book_hotel"):
+        saga.add_compensation(name, Compensation(f"undo_{name}", None))
+        saga.record(name).state = StepState.COMPENSATION_FAILED
+    saga.resolve("book_car", operator="ops", note="by phone", batch="bulk-1")
+    saga.resolve("book_hotel", operator="ops", note="one at a time")
+    facts = _facts(saga, SagaStatus.NEEDS_ATTENTION)
+    assert [a.batch for a in facts.audit()] == ["bulk-1", None]
+    lines = render.details(facts).splitlines()
+    assert "- 2030-01-01T12:00:00+00:00 ops: resolve book_car (by phone) [batch bulk-1]" in lines
+    assert "- 2030-01-01T12:00:00+00:00 ops: resolve book_hotel (one at a time)" in lines
+
+
 def test_the_details_show_the_travellers_answer_as_a_word() -> None:
     saga = Saga()
     answered = ConfirmationView(since=NOW, deadline=NOW, decision=Decision.DECLINED, note="too dear")
