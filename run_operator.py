@@ -1,7 +1,8 @@
 """Act on a booking that waits for an operator (saga status NEEDS_ATTENTION).
 
-``python run_operator.py retry --workflow-id ID --operator NAME --note WHY [--step book_car ...]``
-runs the stuck undos again with a fresh budget and waits for them.
+``python run_operator.py retry --workflow-id ID [--operator NAME] [--note WHY] [--step book_car ...]``
+runs the stuck undos again with a fresh budget and waits for them (the
+operator defaults to the login name).
 ``python run_operator.py resolve --workflow-id ID --step book_car --operator NAME --note WHY``
 records that the reservation was released outside the system.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 from typing import Any, TextIO
@@ -52,8 +54,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         which.add_argument(
             "--all", action="store_true", help="every booking in NEEDS_ATTENTION that matches the filters below"
         )
-        cmd.add_argument("--operator", required=True, help="who is acting (kept in the audit trail)")
-        cmd.add_argument("--note", required=True, help="why (kept in the audit trail)")
+        if name == "retry":
+            cmd.add_argument(
+                "--operator",
+                default=getpass.getuser(),
+                help="who is acting (kept in the audit trail; default: your login name)",
+            )
+            cmd.add_argument("--note", default=None, help="why (kept in the audit trail; default: says it was a retry)")
+        else:
+            cmd.add_argument("--operator", required=True, help="who is acting (kept in the audit trail)")
+            cmd.add_argument("--note", required=True, help="how it was released (kept in the audit trail)")
         cmd.add_argument("--profile", default=None, help="Temporal env-config profile")
         cmd.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
         if name == "retry":
@@ -94,6 +104,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             help=f"bookings read from visibility, at most (default {bulk.DEFAULT_LIMIT})",
         )
     args = parser.parse_args(argv)
+    if args.note is None:
+        args.note = "bulk retry from run_operator.py" if args.all else "retry from run_operator.py"
     single_step = args.steps if args.action == "retry" else [args.step] if args.step else []
     if args.all:
         if single_step and len(single_step) > 1:

@@ -10,6 +10,7 @@ strands (``make soak`` runs 200; ``make test`` a smaller number).
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import re
@@ -101,9 +102,9 @@ def operator_cli(stack: Stack, *args: str) -> subprocess.Popen[str]:
     )
 
 
-async def bulk(stack: Stack, *args: str) -> tuple[int, dict[str, Any]]:
+async def bulk(stack: Stack, *args: str, operator: str | None = "ops") -> tuple[int, dict[str, Any]]:
     """``run_operator.py ... --all --json``: its exit code and its one JSON summary."""
-    proc = operator_cli(stack, *args, "--all", "--json", "--operator", "ops")
+    proc = operator_cli(stack, *args, "--all", "--json", *(["--operator", operator] if operator else []))
     out, err = await asyncio.to_thread(proc.communicate, timeout=600)
     assert out.count("\n") == 1, f"not one JSON line: {out!r}\n{err}"
     return proc.returncode, json.loads(out)
@@ -162,7 +163,8 @@ async def test_one_bulk_retry_after_an_outage_closes_every_stranded_booking(stac
     assert len(active(stack, ids)) == BOOKINGS  # every car still held
 
     # The outage is still on: every booking is retried once and still waits, and the summary says why.
-    code, down = await bulk(stack, "retry", "--step", "book_car", "--note", "try again", *FAST_BULK)
+    # As the docs write it: no --operator (your login name) and no --note (it says it was a bulk retry).
+    code, down = await bulk(stack, "retry", "--step", "book_car", *FAST_BULK, operator=None)
     assert code == 7, down
     assert down["counts"] == {"still_waiting": BOOKINGS} and down["matched"] == BOOKINGS
     [(why, count)] = down["reasons"].items()
@@ -186,7 +188,9 @@ async def test_one_bulk_retry_after_an_outage_closes_every_stranded_booking(stac
     for wf_id in ids:
         outcome = await await_outcome(stack.client, stack.client.get_workflow_handle(wf_id))
         assert outcome.status is SagaStatus.ROLLED_BACK, (wf_id, outcome)
-        last = outcome.error_details["operator_actions"][-1]
+        first, last = outcome.error_details["operator_actions"]
+        assert (first["operator"], first["batch"]) == (getpass.getuser(), down["batch"])
+        assert first["note"] == "bulk retry from run_operator.py"
         assert (last["operator"], last["batch"], last["note"]) == ("ops", lifted["batch"], "car API back")
 
     # A second bulk retry finds nothing left to do, and says so.
