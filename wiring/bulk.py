@@ -50,7 +50,7 @@ DEFAULT_RATE = 5.0
 #: Bookings read from visibility, at most, per bulk operation.
 DEFAULT_LIMIT = 1000
 
-#: Every open booking waiting for an operator (paused ones too: the status check skips them).
+#: Every booking whose saga status says it waits for an operator.
 BASE_QUERY = f'WorkflowType = "{WORKFLOW_TYPE}" AND {SA_BOOKING_STATUS.name} = "{SagaStatus.NEEDS_ATTENTION.value}"'
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -84,7 +84,8 @@ class Filter:
     older_than: timedelta | None = None
 
     def visibility_query(self, now: datetime) -> str:
-        query = f'{BASE_QUERY} AND ExecutionStatus = "Running"'
+        # Paused runs too: they cannot take an Update, so the summary names them (unpause first).
+        query = f'{BASE_QUERY} AND ExecutionStatus IN ("Running", "Paused")'
         if self.older_than is not None:
             # A booking has waited at least as long as it has existed, so this only narrows the
             # list; the exact age (since it began waiting) is checked on the status below.

@@ -31,7 +31,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, wait_until, wait_until_blocking
-from tests.system.conftest import OPERATOR, OPERATOR_PASSWORD, log_in, make_app
+from tests.system.conftest import OPERATOR, OPERATOR_PASSWORD, log_in, make_app, temporal_cli
 from tests.system.test_web_e2e import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
 from trip import SEARCH_ATTRIBUTES
 from trip.errors import ErrorType
@@ -208,19 +208,14 @@ async def test_filters_dry_run_and_resolve_all(stack: Stack) -> None:
     for flags in (["--step", "book_hotel"], ["--error-type", "SoldOut"], ["--older-than", "1h"]):
         code, out = await bulk(stack, "retry", "--note", "x", *flags)
         assert (code, out["acted"], out["items"]) == (0, 0, []), (flags, out)
-    code, dry = await bulk(
-        stack,
-        "resolve",
-        "--provider",
-        "car",
-        "--error-type",
-        ErrorType.PROVIDER_UNAVAILABLE.value,
-        "--note",
-        "n",
-        "--dry-run",
-    )
-    assert code == 0 and dry["counts"] == {"would_act": 4}, dry
-    assert "nothing was sent" in dry["summary"]
+    # A paused booking cannot take an Update: it is named, with the pause's reason, and left alone.
+    paused = temporal_cli(stack.client, "workflow", "pause", "--workflow-id", ids[0], "--reason", "maintenance")
+    assert paused.returncode == 0, paused.stderr
+    by_provider = ["--provider", "car", "--error-type", ErrorType.PROVIDER_UNAVAILABLE.value]
+    code, dry = await bulk(stack, "resolve", *by_provider, "--note", "n", "--dry-run")
+    assert code == 2 and dry["counts"] == {"would_act": 3, "unreadable": 1}, dry
+    assert dry["reasons"] == {"paused in Temporal: maintenance": 1} and "nothing was sent" in dry["summary"]
+    assert temporal_cli(stack.client, "workflow", "unpause", "--workflow-id", ids[0]).returncode == 0
     assert await waiting(stack) == 4
 
     code, out = await bulk(stack, "resolve", "--step", "book_car", "--older-than", "0s", "--note", "released by phone")
