@@ -427,6 +427,8 @@ class BulkOperation:
             if err.status == RPCStatusCode.NOT_FOUND:  # closed since it was selected
                 return Item(c.workflow_id, Outcome.SETTLED, c.steps, "closed before the Update reached it")
             return Item(c.workflow_id, Outcome.FAILED, c.steps, err.message)
+        except Exception as err:  # e.g. the wait for the Update's result timed out: unknown, not fatal to the rest
+            return Item(c.workflow_id, Outcome.FAILED, c.steps, f"{type(err).__name__}: {err}")
         assert result is not None
         if not result.outstanding:
             return Item(c.workflow_id, Outcome.DONE, c.steps)
