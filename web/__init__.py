@@ -82,6 +82,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         #: "Retry all" / "Resolve all" on /attention: bookings acted on at once, and Updates started per second.
         BULK_CONCURRENCY=4,
         BULK_RATE=5.0,
+        #: Seconds /attention and the confirmation step may take to read every matching booking's status.
+        BULK_SELECT_TIMEOUT=30.0,
         #: Operators, name -> werkzeug password hash; None reads OPERATORS_FILE or instance/operators.toml.
         OPERATORS=None,
     )

@@ -90,7 +90,7 @@ def matching(f: bulk.Filter) -> list[bulk.Candidate]:
         candidates, _ = await build(client).select()
         return candidates
 
-    return current_portal().call(select)
+    return current_portal().call(select, timeout=current_app.config["BULK_SELECT_TIMEOUT"])
 
 
 @dataclass
