@@ -360,6 +360,8 @@ def web(stack: Stack, tmp_path: Path) -> Iterator[str]:
         BOOKING_TASK_QUEUE=stack.queue,
         SECRET_KEY=uuid.uuid4().hex,
         OPERATORS_FILE=str(operators),
+        # One Update every two seconds: a job of three outlasts the page's first polls, so its progress shows.
+        FLASK_BULK_RATE="0.5",
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "web", "--port", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
@@ -413,6 +415,7 @@ async def test_browser_operator_confirms_a_retry_all_and_reads_the_summary(
     assert await waiting(stack) == 3
     await page.get_by_role("button", name="Yes, retry 3 bookings").click()
     # Progress is polled into the page until the summary replaces it.
+    await page.locator("#bulk-progress", has_text=re.compile(r"\d of 3 done")).wait_for()
     summary = page.locator("#bulk-summary")
     await summary.wait_for(timeout=60_000)
     assert "3 retried; 3 closed" in await summary.inner_text()
