@@ -17,7 +17,7 @@ import json
 import secrets
 import sqlite3
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ class Ledger:
                 raise LedgerConflict("SoldOut", f"no {kind} left for {resource} on {full}")
             reservation_id = secrets.token_hex(8)
             confirmation = f"{_PREFIX[kind]}-{secrets.token_hex(3).upper()}"
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             held_until = None if hold_ttl_s is None else timestamp(now + timedelta(seconds=hold_ttl_s))
             self._db.execute(
                 "INSERT INTO reservations (idempotency_key, reservation_id, confirmation, kind, booking_id,"

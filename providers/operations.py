@@ -34,10 +34,9 @@ async def lift_outage(request: web.Request) -> web.Response:
     booking_id, kind_name = body.get("booking_id"), body.get("kind")
     if not isinstance(booking_id, str) or not (1 <= len(booking_id) <= 200):
         return error_response(422, "InvalidBooking", "booking_id must be a string of 1 to 200 characters")
-    try:
-        kind = Kind(kind_name)
-    except ValueError:
+    if not isinstance(kind_name, str) or kind_name not in set(Kind):
         return error_response(422, "InvalidBooking", "kind must be one of: car, hotel, flight")
+    kind = Kind(kind_name)
     request.app[LEDGER].lift_outage(booking_id=booking_id, kind=kind.value)
     return web.json_response({"booking_id": booking_id, "kind": kind.value, "outage": "lifted"})
 

@@ -9,10 +9,10 @@ type name by hand.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ErrorType(str, Enum):
+class ErrorType(StrEnum):
     # Business answers from a provider: retrying cannot change them.
     SOLD_OUT = "SoldOut"
     INVALID_BOOKING = "InvalidBooking"

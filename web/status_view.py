@@ -8,7 +8,7 @@ sends anything to a workflow (``web.status`` does both).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import abort, current_app
@@ -73,8 +73,8 @@ class BookingView:
             return None
         deadline = confirmation.deadline
         if deadline.tzinfo is None:
-            deadline = deadline.replace(tzinfo=timezone.utc)
-        return max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds())
+            deadline = deadline.replace(tzinfo=UTC)
+        return max(0.0, (deadline - datetime.now(UTC)).total_seconds())
 
     @property
     def undo_started(self) -> bool:

@@ -7,7 +7,7 @@ import random
 import sqlite3
 import string
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -353,13 +353,13 @@ def wait_for_status(providers: ProviderService, booking_id: str, kind: str, want
 def test_a_hold_lapses_at_its_ttl_and_a_retry_neither_moves_nor_extends_it(
     providers: ProviderService, booking_id: str
 ) -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     first = hold(providers, booking_id, ttl=600)
     again = hold(providers, booking_id, ttl=3600)  # a retry's TTL does not change the first promise
     assert (first.status_code, again.status_code) == (201, 200)
     held_until = datetime.fromisoformat(first.json()["held_until"])
     assert held_until.utcoffset() == timedelta(0)
-    assert before + timedelta(seconds=599) <= held_until <= datetime.now(timezone.utc) + timedelta(seconds=601)
+    assert before + timedelta(seconds=599) <= held_until <= datetime.now(UTC) + timedelta(seconds=601)
     assert again.json()["held_until"] == first.json()["held_until"]
     assert again.json()["confirmation"] == first.json()["confirmation"]
     assert status_of(providers, booking_id, "car") == "held"

@@ -77,7 +77,7 @@ class HeldTrip:
         self._status = SagaStatus.AWAITING_CONFIRMATION
         try:
             await workflow.wait_condition(lambda: self._decision is not None, timeout=req.confirm_within)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._decision = "expired"
         self._confirmation = self._confirmation.model_copy(update={"decision": self._decision})
         if self._decision != "confirmed":
