@@ -4,7 +4,12 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := .tools/bin/uv
 VENV := .venv
+# Two installs from one lock, each re-synced only when pyproject.toml or
+# uv.lock change: everything (the `dev` group: tests, lint, bench), and what
+# `make run` needs, the runtime plus the dev server's binary. The second is
+# --inexact, so `make run` never strips a full env that is already there.
 SYNCED := $(VENV)/.synced
+SYNCED_RUN := $(VENV)/.synced-run
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
@@ -20,7 +25,11 @@ $(SYNCED): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python "$$(command -v $(PYTHON))"
 	@touch $@
 
-run: install
+$(SYNCED_RUN): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --no-dev --group devserver --inexact --python "$$(command -v $(PYTHON))"
+	@touch $@
+
+run: $(SYNCED_RUN)
 	$(VENV)/bin/python -m scripts.devstack
 
 test: install
