@@ -254,15 +254,21 @@ def providers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProviderServ
 
 
 class WorkerProcess:
-    """``run_worker.py`` as a real child process, ready once it logs so."""
+    """``run_worker.py`` as a real child process, ready once it logs so.
 
-    def __init__(self, client: Client, providers_url: str, task_queue: str) -> None:
+    ``python`` is the interpreter it runs on: this env's unless a test brings
+    another install (a production one, say).
+    """
+
+    def __init__(
+        self, client: Client, providers_url: str, task_queue: str, *, python: str | Path = sys.executable
+    ) -> None:
         env = dict(os.environ)
         env["TEMPORAL_ADDRESS"] = client.service_client.config.target_host
         env["TEMPORAL_NAMESPACE"] = client.namespace
         self.proc = subprocess.Popen(
             [
-                sys.executable,
+                str(python),
                 "run_worker.py",
                 "--task-queue",
                 task_queue,
