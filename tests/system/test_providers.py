@@ -415,8 +415,9 @@ def test_cancelling_a_hold_releases_it_and_it_can_no_longer_be_confirmed(
 def test_a_hold_nobody_confirms_expires_on_its_own(providers: ProviderService, booking_id: str) -> None:
     for kind in ("car", "flight"):
         assert hold(providers, booking_id, kind, ttl=0.3).status_code == 201
-    wait_for_status(providers, booking_id, "car", "expired")
-    assert status_of(providers, booking_id, "flight") == "expired"
+    # The flight was held after the car, so on a busy machine it may lapse a moment later.
+    for kind in ("car", "flight"):
+        wait_for_status(providers, booking_id, kind, "expired")
     late = [
         post(providers, "/car/confirmations", keyed(booking_id, "car")),
         post(providers, "/flight/tickets", keyed(booking_id, "flight")),
