@@ -77,6 +77,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,  # a form left open over lunch should still submit
         #: Seconds the nav bar's NEEDS_ATTENTION count may take before it is left out.
         BADGE_TIMEOUT=2.0,
+        #: Seconds ``/metrics`` reuses one visibility answer for the booking gauges (web.gauges).
+        VISIBILITY_METRICS_TTL=5.0,
+        #: Seconds ``/metrics`` waits for that answer before reporting ``booking_visibility_up 0``.
+        VISIBILITY_METRICS_TIMEOUT=5.0,
         #: Seconds a ``retry_compensation`` may run: it returns only once the undos finish.
         RETRY_TIMEOUT=600.0,
         #: Operators, name -> werkzeug password hash; None reads OPERATORS_FILE or instance/operators.toml.
