@@ -1,13 +1,14 @@
 """The needs-attention alert, fired and cleared by a real Prometheus.
 
 Debian's ``prometheus`` (``.ci/run`` installs it) runs on a free port with a
-config this test writes: it scrapes a booking worker's SDK metrics endpoint and
+config this test writes: it scrapes ``run_worker.py``'s metrics endpoint and
 the web app's ``/metrics`` every second, and evaluates the shipped
 ``BookingNeedsAttentionTooLong`` rule with its expression as shipped, only its
 threshold lowered to 0 s and its ``for`` to 0 s (a real booking cannot be made
 to wait 30 minutes here; ``promtool`` tests the shipped figures,
 tests/unit/test_alert_rules.py). A ``car-cancel-broken`` booking gets stuck,
-the alert fires; an operator resolves it, the alert clears.
+the alert fires; an operator resolves it, the alert clears. The shipped
+``BookingWorkerNotScraped`` (``for`` 0 s) fires once the worker stops.
 """
 
 from __future__ import annotations
@@ -17,31 +18,37 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from flask import Flask
 from temporalio.client import Client
 from werkzeug.serving import make_server
 
-from activities import BookingActivities, make_http_client
-from tests.conftest import ROOT, ProviderService, free_port, make_request, wait_for_saga_status, wait_until
+from tests.conftest import (
+    ROOT,
+    ProviderService,
+    WorkerProcess,
+    free_port,
+    make_request,
+    wait_for_saga_status,
+    wait_until,
+)
 from tests.system.conftest import make_app
 from trip.models import Mode, Scenario
 from trip.status import SagaStatus
-from wiring.client import connect
 from wiring.local_stack import stop_process
-from wiring.metrics import runtime_with_prometheus
+from wiring.metrics import ENV_METRICS_PORT
 from wiring.start import start_booking
 from wiring.updates import resolve
-from wiring.worker import build_worker
 
 RULES = ROOT / "deploy" / "prometheus" / "booking-alerts.yml"
 ALERT = "BookingNeedsAttentionTooLong"
+WORKER_DOWN = "BookingWorkerNotScraped"
 
 
 def shipped_rule(name: str) -> tuple[str, str]:
@@ -67,20 +74,22 @@ def prometheus_binary() -> str:
     return found
 
 
-@pytest_asyncio.fixture
-async def worker_metrics(dev_client: Client, providers: ProviderService, task_queue: str) -> AsyncIterator[str]:
-    """A booking worker on this test's queue whose own runtime serves /metrics; yields host:port."""
+@dataclass(frozen=True)
+class MeteredWorker:
+    process: WorkerProcess
+    #: host:port of its /metrics.
+    address: str
+
+
+@pytest.fixture
+def worker(dev_client: Client, providers: ProviderService, task_queue: str) -> Iterator[MeteredWorker]:
+    """``run_worker.py`` on this test's queue, serving its metrics on a free port."""
     address = f"127.0.0.1:{free_port()}"
-    client = await connect(
-        target_host=dev_client.service_client.config.target_host,
-        namespace=dev_client.namespace,
-        runtime=runtime_with_prometheus(address),
-    )
-    async with (
-        make_http_client(providers.url) as http,
-        build_worker(client, BookingActivities(http), task_queue=task_queue),
-    ):
-        yield address
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ENV_METRICS_PORT, address.rsplit(":", 1)[1])
+        process = WorkerProcess(dev_client, providers.url, task_queue)
+    yield MeteredWorker(process, address)
+    process.stop()
 
 
 @pytest.fixture
@@ -99,24 +108,20 @@ def web_metrics(dev_client: Client, task_queue: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path, worker_metrics: str, web_metrics: str) -> Iterator[str]:
-    """Prometheus scraping both every second, with the shipped rule made fast; yields its URL."""
+def prometheus(tmp_path: Path, worker: MeteredWorker, web_metrics: str) -> Iterator[str]:
+    """Prometheus scraping both every second, with the shipped rules made fast; yields its URL."""
     expr, severity = shipped_rule(ALERT)
-    rules = {
-        "groups": [
-            {
-                "name": "booking-saga-test",
-                "rules": [
-                    {"alert": ALERT, "expr": with_threshold(expr, "0"), "for": "0s", "labels": {"severity": severity}}
-                ],
-            }
-        ]
-    }
+    down_expr, down_severity = shipped_rule(WORKER_DOWN)
+    fast = [
+        {"alert": ALERT, "expr": with_threshold(expr, "0"), "for": "0s", "labels": {"severity": severity}},
+        {"alert": WORKER_DOWN, "expr": down_expr, "for": "0s", "labels": {"severity": down_severity}},
+    ]
+    rules = {"groups": [{"name": "booking-saga-test", "rules": fast}]}
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(tmp_path / "rules.yml")],
         "scrape_configs": [
-            {"job_name": "booking-worker", "static_configs": [{"targets": [worker_metrics]}]},
+            {"job_name": "booking-worker", "static_configs": [{"targets": [worker.address]}]},
             {"job_name": "booking-web", "static_configs": [{"targets": [web_metrics]}]},
         ],
     }
@@ -156,10 +161,11 @@ def target_health(base: str) -> dict[str, str]:
     return {t["labels"]["job"]: t["health"] for t in data["activeTargets"]} if data else {}
 
 
-def alert_state(base: str, task_queue: str) -> str | None:
+def alert_state(base: str, name: str, **labels: str) -> str | None:
+    """The state of the alert ``name`` whose labels include ``labels``; None when it is not active."""
     data = api(base, "alerts")
     for alert in data["alerts"] if data else []:
-        if alert["labels"].get("alertname") == ALERT and alert["labels"].get("task_queue") == task_queue:
+        if alert["labels"].get("alertname") == name and labels.items() <= alert["labels"].items():
             return str(alert["state"])
     return None
 
@@ -177,7 +183,7 @@ def test_the_shipped_rule_is_what_the_test_lowers() -> None:
 
 
 async def test_a_stuck_undo_fires_the_alert_and_resolving_it_clears_it(
-    dev_client: Client, task_queue: str, prometheus: str
+    dev_client: Client, task_queue: str, worker: MeteredWorker, prometheus: str
 ) -> None:
     await wait_until(
         lambda: target_health(prometheus),
@@ -190,14 +196,18 @@ async def test_a_stuck_undo_fires_the_alert_and_resolving_it_clears_it(
         lambda v: v == 0,
         what="the web app's gauge to be scraped",
     )
-    assert alert_state(prometheus, task_queue) is None
+    assert alert_state(prometheus, ALERT, task_queue=task_queue) is None
 
     handle = await start_booking(
         dev_client, make_request(Scenario.CAR_CANCEL_BROKEN, Mode.SEQUENTIAL), task_queue=task_queue
     )
     try:
         await wait_for_saga_status(handle, SagaStatus.NEEDS_ATTENTION)
-        await wait_until(lambda: alert_state(prometheus, task_queue), lambda s: s == "firing", what=f"{ALERT} to fire")
+        await wait_until(
+            lambda: alert_state(prometheus, ALERT, task_queue=task_queue),
+            lambda s: s == "firing",
+            what=f"{ALERT} to fire",
+        )
         # The worker's own counter reached Prometheus too: the undo that ran out of retries.
         failed = 'sum(booking_compensations_total{job="booking-worker",step="book_car",outcome="failed"})'
         await wait_until(lambda: scalar(prometheus, failed), lambda v: v == 1, what="the failed undo to be scraped")
@@ -206,5 +216,16 @@ async def test_a_stuck_undo_fires_the_alert_and_resolving_it_clears_it(
         raise
 
     await resolve(handle, step="book_car", operator="ops", note="released by phone")
-    await wait_until(lambda: alert_state(prometheus, task_queue), lambda s: s is None, what=f"{ALERT} to clear")
+    await wait_until(
+        lambda: alert_state(prometheus, ALERT, task_queue=task_queue), lambda s: s is None, what=f"{ALERT} to clear"
+    )
     assert scalar(prometheus, f'booking_needs_attention{{task_queue="{task_queue}"}}') == 0
+
+    # The worker stops: no target answers, and the shipped worker alert fires for it.
+    assert alert_state(prometheus, WORKER_DOWN) is None
+    worker.process.stop()
+    await wait_until(
+        lambda: alert_state(prometheus, WORKER_DOWN, instance=worker.address),
+        lambda s: s == "firing",
+        what=f"{WORKER_DOWN} to fire",
+    )
