@@ -122,7 +122,7 @@ async def test_a_held_trip_is_counted_while_it_awaits_the_traveller(
     )
 
 
-def test_temporal_unreachable_is_a_zero_not_a_guess(dev_client: Client, task_queue: str) -> None:
+def test_temporal_unreachable_leaves_the_gauges_out_and_says_so(dev_client: Client, task_queue: str) -> None:
     # Nothing listens on this port: the gauges are left out and booking_visibility_up says why.
     app = make_app(f"127.0.0.1:{free_port()}", "default", task_queue, VISIBILITY_METRICS_TIMEOUT=2.0)
     try:
