@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Flask
 from prometheus_client.core import GaugeMetricFamily
@@ -78,7 +78,7 @@ async def read_snapshot(client: Client, task_queue: str) -> Snapshot:
             ListWorkflowExecutionsRequest(namespace=client.namespace, query=attention, page_size=OLDEST_SCAN),
             retry=True,
         )
-        oldest = min((info.start_time.ToDatetime(tzinfo=timezone.utc) for info in page.executions), default=None)
+        oldest = min((info.start_time.ToDatetime(tzinfo=UTC) for info in page.executions), default=None)
     return Snapshot(needs_attention, oldest, awaiting)
 
 
@@ -153,7 +153,7 @@ class VisibilityGauges(Collector):
 def _age(start: datetime | None) -> float:
     if start is None:
         return 0.0
-    return max(0.0, (datetime.now(timezone.utc) - start).total_seconds())
+    return max(0.0, (datetime.now(UTC) - start).total_seconds())
 
 
 def make_gauges(app: Flask) -> VisibilityGauges:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,7 +30,7 @@ def values(gauges: VisibilityGauges) -> dict[str, float]:
 
 
 def test_parallel_scrapes_share_one_read_until_it_is_stale() -> None:
-    started = datetime.now(timezone.utc) - timedelta(minutes=10)
+    started = datetime.now(UTC) - timedelta(minutes=10)
     release = threading.Event()
 
     def read() -> Snapshot:
