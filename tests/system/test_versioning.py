@@ -23,18 +23,18 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 
-from tests.conftest import ROOT, ProviderService, make_request, wait_for_saga_status, wait_until
+from tests.conftest import ROOT, WAIT_S, ProviderService, make_request, wait_for_saga_status, wait_until
 from tests.system.conftest import temporal_cli
 from tests.system.versioned_worker import READY
 from tests.system.versioned_workflows import CHECK_FARE, V3_BUG
@@ -49,6 +49,22 @@ from wiring.start import start_booking
 RAMPED_BOOKINGS = 20
 #: Long enough that a held booking stays held for the whole test.
 HOLD = timedelta(hours=1)
+
+T = TypeVar("T")
+
+
+async def bounded(waiting: Awaitable[T], what: str) -> T:
+    """Await a run's answer, failing (not hanging) if it never comes: a run stuck
+    in workflow-task retries answers neither an Update nor a result request."""
+    try:
+        return await asyncio.wait_for(waiting, 2 * WAIT_S)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {2 * WAIT_S:g}s waiting for {what}") from None
+
+
+async def ended(client: Client, *handles: WorkflowHandle[Any, Any]) -> list[Outcome]:
+    """How each run ended; an AssertionError if one of them does not end."""
+    return list(await asyncio.gather(*(bounded(await_outcome(client, h), f"{h.id} to close") for h in handles)))
 
 
 class VersionedWorker:
@@ -222,6 +238,11 @@ def ran_only_on(run: RunHistory, build_id: str) -> bool:
     return bool(builds) and set(builds) == {build_id}
 
 
+async def resolve_car(handle: WorkflowHandle[Any, Any]) -> None:
+    """The operator says the stuck car reservation was cancelled by hand."""
+    await updates.resolve(handle, step="book_car", operator="ops", note="cancelled by phone")
+
+
 def seconds_since(start: float) -> str:
     return f"{time.monotonic() - start:.1f} s"
 
@@ -241,7 +262,7 @@ async def test_v2_takes_new_bookings_while_waiting_runs_finish_on_v1(deployment:
         # A rollout's ramp: at 50 %, new bookings reach both builds.
         await dep.set_ramping("v2", 50)
         ramped = await asyncio.gather(*(dep.book() for _ in range(RAMPED_BOOKINGS)))
-        outcomes = await asyncio.gather(*(await_outcome(dep.client, h) for h in ramped))
+        outcomes = await ended(dep.client, *ramped)
         assert {o.status for o in outcomes} == {SagaStatus.COMPLETED}
         by_build: dict[str, int] = {}
         for handle in ramped:
@@ -257,31 +278,31 @@ async def test_v2_takes_new_bookings_while_waiting_runs_finish_on_v1(deployment:
         # Three v1 runs: (a) held for the traveller, (b) waiting for an operator, (c) in flight.
         held = await dep.book(confirm_within=HOLD)
         stuck = await dep.book(Scenario.CAR_CANCEL_BROKEN)
-        slow = await dep.book(Scenario.SLOW, mode=Mode.SEQUENTIAL)
         await wait_for_saga_status(held, SagaStatus.AWAITING_CONFIRMATION)
         await wait_for_saga_status(stuck, SagaStatus.NEEDS_ATTENTION)
+        # Started last, so that its three 1.5 s calls in a row are still going on at the switch.
+        slow = await dep.book(Scenario.SLOW, mode=Mode.SEQUENTIAL)
         for handle in (held, stuck, slow):
             assert await wait_until(lambda h=handle: dep.pinned_to(h.id), what=f"{handle.id} pinned") == "v1"
 
         switched = time.monotonic()
         await dep.set_current("v2")
-        # The slow booking (three 1.5 s calls in a row) is still in flight across the switch.
-        assert (await slow.describe()).status.name == "RUNNING"
+        assert (await slow.describe()).status.name == "RUNNING", "the slow booking ended before the switch"
 
         fresh = await dep.book()
-        assert (await await_outcome(dep.client, fresh)).status is SagaStatus.COMPLETED
+        assert (await ended(dep.client, fresh))[0].status is SagaStatus.COMPLETED
         info = await dep.versioning(fresh.id)
         assert info["behavior"] == "VERSIONING_BEHAVIOR_PINNED"
         assert info["deploymentVersion"] == {"deploymentName": dep.name, "buildId": "v2"}
         fresh_run = await history(fresh)
         assert ran_only_on(fresh_run, "v2") and fresh_run.activities()[0] == CHECK_FARE
 
-        await updates.decide(held, confirm=True)
-        await updates.resolve(stuck, step="book_car", operator="ops", note="cancelled by phone")
-        ended: list[Outcome] = await asyncio.gather(*(await_outcome(dep.client, h) for h in (held, stuck, slow)))
+        await bounded(updates.decide(held, confirm=True), "the held booking to take the confirm")
+        await bounded(resolve_car(stuck), "the stuck booking to take the resolve")
+        closed = await ended(dep.client, held, stuck, slow)
         last_v1_run_closed = time.monotonic()
-        assert [o.status for o in ended] == [SagaStatus.COMPLETED, SagaStatus.ROLLED_BACK, SagaStatus.COMPLETED]
-        assert ended[0].result is not None and ended[0].result.ticket is not None
+        assert [o.status for o in closed] == [SagaStatus.COMPLETED, SagaStatus.ROLLED_BACK, SagaStatus.COMPLETED]
+        assert closed[0].result is not None and closed[0].result.ticket is not None
         for handle in (held, stuck, slow):
             run = await history(handle)
             assert ran_only_on(run, "v1"), (handle.id, run.builds())
@@ -327,7 +348,7 @@ async def test_a_bad_build_stalls_without_harm_and_its_runs_recover_on_a_fixed_b
         rolled_back = time.monotonic()
         await dep.set_current("v2")
         fresh = await dep.book(mode=Mode.SEQUENTIAL)
-        assert (await await_outcome(dep.client, fresh)).status is SagaStatus.COMPLETED
+        assert (await ended(dep.client, fresh))[0].status is SagaStatus.COMPLETED
         assert ran_only_on(await history(fresh), "v2")
         # ...but the runs v3 started stay pinned to v3, still retrying and failing nothing.
         for handle in bad:
@@ -352,7 +373,7 @@ async def test_a_bad_build_stalls_without_harm_and_its_runs_recover_on_a_fixed_b
             "--yes",
         )
         assert moved.returncode == 0, moved.stderr
-        outcomes = await asyncio.gather(*(await_outcome(dep.client, h) for h in bad))
+        outcomes = await ended(dep.client, *bad)
         assert {o.status for o in outcomes} == {SagaStatus.COMPLETED}
         recovered = seconds_since(rolled_back)
         updated = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED
@@ -403,8 +424,8 @@ async def test_an_operator_moves_one_waiting_run_to_a_compatible_build(deploymen
         drained = seconds_since(switched)
         started["v1"].stop()
 
-        await updates.resolve(stuck, step="book_car", operator="ops", note="cancelled by phone")
-        assert (await await_outcome(dep.client, stuck)).status is SagaStatus.ROLLED_BACK
+        await bounded(resolve_car(stuck), "the moved booking to take the resolve")
+        assert (await ended(dep.client, stuck))[0].status is SagaStatus.ROLLED_BACK
         run = await history(stuck)
         updated = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED
         assert set(run.builds()) == {"v1", "v2-patched"}
