@@ -322,13 +322,16 @@ async def test_v2_takes_new_bookings_while_waiting_runs_finish_on_v1(deployment:
 async def test_a_bad_build_stalls_without_harm_and_its_runs_recover_on_a_fixed_build(deployment: Deployment) -> None:
     """v3 raises after booking the car. Its runs stall in workflow-task retries, pinned
     to v3, holding one car each and failing nothing. Making v2 current again saves new
-    bookings but not them; a fixed build plus a versioning override (by query) does."""
+    bookings, and a run whose first task failed (pinned to nothing), but not the pinned
+    ones; a fixed build plus a versioning override (by query) does."""
     dep = deployment
     with workers(dep, "v2", "v3", "v3-fixed") as started:
         await asyncio.gather(*(w.ready() for w in started.values()))
         await dep.set_current("v2")
         await dep.set_current("v3")
         bad = [await dep.book(mode=Mode.SEQUENTIAL) for _ in range(3)]
+        # v3 fails this one's very first task: it is pinned to no build.
+        unpinned = await dep.book(mode=Mode.PARALLEL)
 
         async def stalled(handle: WorkflowHandle[Any, Any]) -> bool:
             run = await history(handle)
@@ -343,6 +346,9 @@ async def test_a_bad_build_stalls_without_harm_and_its_runs_recover_on_a_fixed_b
             assert await dep.pinned_to(handle.id) == "v3"
             # Retried tasks replay; they do not book again: one car, nothing else.
             assert [(r["kind"], r["status"]) for r in dep.providers.reservations(handle.id)] == [("car", "active")]
+        await wait_until(lambda: stalled(unpinned), what=f"{unpinned.id} to fail a workflow task")
+        assert await dep.pinned_to(unpinned.id) is None
+        assert dep.providers.reservations(unpinned.id) == []
 
         # Roll back: v2 current again. New bookings are safe at once...
         rolled_back = time.monotonic()
@@ -373,10 +379,14 @@ async def test_a_bad_build_stalls_without_harm_and_its_runs_recover_on_a_fixed_b
             "--yes",
         )
         assert moved.returncode == 0, moved.stderr
-        outcomes = await ended(dep.client, *bad)
+        updated = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED
+        outcomes = await ended(dep.client, unpinned, *bad)
         assert {o.status for o in outcomes} == {SagaStatus.COMPLETED}
         recovered = seconds_since(rolled_back)
-        updated = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED
+        # The run no task of which had completed went to the current build, v2, with no override.
+        unpinned_run = await history(unpinned)
+        assert ran_only_on(unpinned_run, "v2") and unpinned_run.task_failures()
+        assert unpinned_run.count(updated) == 0
         for handle in bad:
             run = await history(handle)
             assert set(run.builds(after=updated)) == {"v3-fixed"}, run.builds()

@@ -10,8 +10,10 @@ test can put two builds side by side on one task queue:
 * ``v2-patched`` is the same change behind ``workflow.patched``, the way the
   project ships changes today: it replays v1's histories, so a waiting v1 run
   can be moved onto it.
-* ``v3`` is v2 with a bug: it raises once the car is booked. Its first
-  workflow task completes (the run is pinned to v3), every later one fails.
+* ``v3`` is v2 with two bugs. A booking made one step after another raises
+  once the car is booked: its first workflow task completed (the run is
+  pinned to v3), every later one fails. A parallel booking raises at once:
+  no task of it ever completes, so it is pinned to no build yet.
 * ``v3-fixed`` is v3 with the faulty line removed, which is v2's code: it
   replays v3's histories up to the bug and goes on.
 
@@ -28,7 +30,7 @@ from temporalio.common import VersioningBehavior
 
 with workflow.unsafe.imports_passed_through():
     from trip import WORKFLOW_TYPE
-    from trip.models import BookingRequest, Kind, Reservation
+    from trip.models import BookingRequest, Kind, Mode, Reservation
     from trip.status import BookingResult
     from workflows.booking import BookingWorkflow
 
@@ -69,10 +71,13 @@ class BookingWorkflowV2Patched(BookingWorkflow):
 
 @workflow.defn(name=WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.PINNED)
 class BookingWorkflowV3(BookingWorkflowV2):
-    """v2 with a bug in its workflow code: it raises once the car is booked."""
+    """v2 with bugs in its workflow code: it raises at once (parallel) or once the car is booked."""
 
     @workflow.run
     async def run(self, req: BookingRequest) -> BookingResult:
+        if req.mode is Mode.PARALLEL:
+            # Not a Temporal failure: the SDK fails the workflow task, not the run.
+            raise RuntimeError(V3_BUG)
         return await super().run(req)
 
     async def _book(self, kind: Kind) -> Reservation:
