@@ -58,6 +58,15 @@ DEV_SERVER_FLAGS = [
     # Lets operators run ``temporal workflow pause`` (off by default in server 1.32).
     "--dynamic-config-value",
     "frontend.WorkflowPauseEnabled=true",
+    # Worker Versioning: the server reports an old version "drained" (no open
+    # run pinned to it, so its workers may stop) only after a 3-minute grace
+    # period of visibility, re-checked every few minutes. Locally, within
+    # seconds, so `make rollout` and the tests can wait for it. Values are JSON:
+    # a duration is a quoted string.
+    "--dynamic-config-value",
+    'matching.wv.VersionDrainageStatusVisibilityGracePeriod="5s"',
+    "--dynamic-config-value",
+    'matching.wv.VersionDrainageStatusRefreshInterval="1s"',
 ]
 
 
