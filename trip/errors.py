@@ -41,6 +41,11 @@ class ErrorType(StrEnum):
     #: deadline passed: the ticket is issued, the rest needs a person.
     TRIP_INCOMPLETE = "TripIncomplete"
 
+    #: An Update the workflow's validator refused (a traveller's decision or an
+    #: operator's action that does not apply now): sending it again unchanged
+    #: cannot succeed, so it is non-retryable.
+    UPDATE_REJECTED = "UpdateRejected"
+
 
 #: The answers that mean "no": retrying cannot change them. The pivot's retry
 #: policy lists exactly these as non-retryable, so any other failure (even an

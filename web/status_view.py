@@ -67,9 +67,13 @@ class BookingView:
 
     @property
     def confirm_remaining_s(self) -> float | None:
-        """Seconds left to confirm a held trip, by the server's clock; None unless it waits."""
+        """Seconds left to confirm a held trip, by the server's clock; None unless it waits.
+
+        A closed run waits for nobody, even when its status query (replayed to
+        the last state, as after a terminate) still says it is awaiting an answer.
+        """
         confirmation = self.status.confirmation if self.status else None
-        if confirmation is None or confirmation.decision is not None:
+        if self.closed or confirmation is None or confirmation.decision is not None:
             return None
         deadline = confirmation.deadline
         if deadline.tzinfo is None:

@@ -148,7 +148,7 @@ class BookingWorkflow(OperatorUpdates):
             what, held=self._req.confirm_within is not None, status=self._status, confirmation=self._confirmation
         )
         if reason:
-            raise ValueError(reason)
+            raise messages.update_rejected(reason)
 
     def _decide(self, decision: Decision, note: str) -> ConfirmResult:
         assert self._confirmation is not None
