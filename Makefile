@@ -4,7 +4,16 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := .tools/bin/uv
 VENV := .venv
+# Two installs from one lock, each re-synced only when pyproject.toml or
+# uv.lock change: everything (the `dev` group: tests, lint, bench), and what
+# `make run` needs, the runtime plus the dev server's binary. The second is
+# --inexact, so `make run` never strips a full env that is already there.
 SYNCED := $(VENV)/.synced
+SYNCED_RUN := $(VENV)/.synced-run
+# The interpreter itself, not a launcher such as pyenv's shim: uv compares it
+# with the one .venv was made from and rebuilds .venv when they differ, which
+# would drop what an --inexact sync means to keep.
+PYTHON_EXE = "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
@@ -17,10 +26,14 @@ $(UV):
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 $(SYNCED): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python "$$(command -v $(PYTHON))"
+	$(UV) sync --frozen --python $(PYTHON_EXE)
 	@touch $@
 
-run: install
+$(SYNCED_RUN): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --no-dev --group devserver --inexact --python $(PYTHON_EXE)
+	@touch $@
+
+run: $(SYNCED_RUN)
 	$(VENV)/bin/python -m scripts.devstack
 
 test: install

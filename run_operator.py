@@ -7,8 +7,9 @@ operator defaults to the login name).
 records that the reservation was released outside the system.
 
 Both send a Workflow Update (``retry_compensation`` / ``resolve``), exactly what
-``temporal workflow update execute`` sends. Exit codes: 0 done, 2 rejected (the
-workflow's validator said why; nothing changed) or no such booking, 4 cannot
+``temporal workflow update execute`` sends. Exit codes: 0 done; 2 nothing was
+done: rejected (the workflow's validator said why), paused in Temporal (unpause
+it first), already ended (the outcome is printed) or no such booking; 4 cannot
 reach Temporal.
 
 ``--all`` instead of ``--workflow-id`` acts on every booking in NEEDS_ATTENTION
@@ -28,13 +29,16 @@ import json
 import sys
 from typing import Any, TextIO
 
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from trip.status import BookingResult
 from wiring import bulk
 from wiring.client import connect
 from wiring.entry_point import run_entry_point
-from wiring.updates import rejection_message, resolve, retry_compensation
+from wiring.outcome import outcome_of
+from wiring.paused_status import describe_execution
+from wiring.updates import PAUSED_MESSAGE, is_paused, rejection_message, resolve, retry_compensation
 
 EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE = 0, 2, 4
 #: ``--all`` only: some matched bookings still wait for an operator; Ctrl-C.
@@ -168,9 +172,14 @@ async def run(args: argparse.Namespace) -> int:
         _print(args, {"error": "rejected", "message": message}, f"error: rejected: {message}", error=True)
         return EXIT_REJECTED
     except RPCError as err:
+        if is_paused(err):
+            unpause = f"temporal workflow unpause --workflow-id {args.workflow_id}"
+            message = f"booking {args.workflow_id!r} is {PAUSED_MESSAGE} ({unpause})"
+            _print(args, {"error": "paused", "message": message}, f"error: {message}", error=True)
+            return EXIT_REJECTED
         if err.status == RPCStatusCode.NOT_FOUND:
-            message = f"no running booking {args.workflow_id!r}"
-            _print(args, {"error": "not_found", "message": message}, f"error: {message}", error=True)
+            code, message = await _not_running(client, args.workflow_id)
+            _print(args, {"error": code, "message": message}, f"error: {message}", error=True)
             return EXIT_REJECTED
         _print(args, {"error": "unreachable", "message": err.message}, f"error: {err.message}", error=True)
         return EXIT_UNREACHABLE
@@ -244,6 +253,20 @@ async def run_bulk(args: argparse.Namespace, client: Any) -> int:
     if any(report.of(o) for o in (bulk.Outcome.REJECTED, bulk.Outcome.FAILED, bulk.Outcome.UNREADABLE)):
         return EXIT_REJECTED
     return EXIT_STILL_WAITING if report.of(bulk.Outcome.STILL_WAITING) else EXIT_OK
+
+
+async def _not_running(client: Client, workflow_id: str) -> tuple[str, str]:
+    """Why an Update found no running booking: it ended (and how), or there is none."""
+    try:
+        execution = await describe_execution(client, workflow_id)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return "not_found", f"no booking {workflow_id!r}"
+    outcome = await outcome_of(client, client.get_workflow_handle(workflow_id, result_type=BookingResult))
+    status = outcome.status.value if outcome.status else outcome.execution_status or execution.status
+    why = f": {outcome.error_message}" if outcome.error_message else ""
+    return "ended", f"booking {workflow_id!r} has already ended, {status}{why}; there is nothing to act on"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ The CLI and the web app import it to render a booking.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
@@ -16,7 +16,7 @@ from saga import StepKind, StepState
 from trip.models import BookingRequest, Mode, Scenario
 
 
-class SagaStatus(str, Enum):
+class SagaStatus(StrEnum):
     RUNNING = "RUNNING"
     COMPENSATING = "COMPENSATING"
     COMPLETED = "COMPLETED"
@@ -109,7 +109,7 @@ class Attention(BaseModel):
     outstanding: list[OutstandingStep]
 
 
-class Decision(str, Enum):
+class Decision(StrEnum):
     """How a held trip's confirmation window ended."""
 
     CONFIRMED = "confirmed"

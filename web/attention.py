@@ -3,10 +3,12 @@
 Before the pivot that is a rollback that could not undo every reservation
 (still held); past it, a step that is not finished yet (never undone).
 
-The list comes from visibility (``BookingStatus = "NEEDS_ATTENTION"``); each
-row's details (what is held, since when, the deadline) from that booking's
-``status`` query, asked for all rows at once and each bounded by the query
-timeout. The nav bar's count badge is one visibility count call.
+The list comes from visibility (``BookingStatus = "NEEDS_ATTENTION"``, running
+or paused in Temporal: a paused booking still waits for someone); each row's
+details (what is held, since when, the deadline) from that booking's ``status``
+query, asked for all rows at once and each bounded by the query timeout. A
+paused booking answers no query, so its row says paused instead. The nav bar's
+count badge is one visibility count call.
 
 A filter (stuck step or provider, last error type, age) narrows the list, and
 the page counts every booking it matches; "Retry all" and "Resolve all" act on
@@ -16,10 +18,8 @@ those after a confirmation step (``web.bulk``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from flask import Blueprint, Flask, current_app, render_template, request
 from flask_login import current_user
@@ -30,14 +30,15 @@ from trip.status import Attention, SagaStatus
 from web.auth import operator_required
 from web.bulk import FilterError, filter_fields, filter_from, matching
 from web.portal import TemporalUnavailable, current_portal
+from wiring.executions import Execution
 from wiring.live_status import fetch_status
-from wiring.summaries import MEMO_TRAVELLER
+from wiring.paused_status import list_executions
 
 bp = Blueprint("attention", __name__)
 
 MAX_ROWS = 50
 QUERY = (
-    f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Running" '
+    f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus IN ("Running", "Paused") '
     f'AND {SA_BOOKING_STATUS.name} = "{SagaStatus.NEEDS_ATTENTION.value}"'
 )
 
@@ -47,6 +48,7 @@ class StuckBooking:
     workflow_id: str
     traveller: str | None
     attention: Attention | None
+    paused: bool = False
 
     def waiting_for(self, now: datetime) -> str:
         if self.attention is None:
@@ -65,18 +67,20 @@ def _duration(delta: timedelta) -> str:
 
 
 async def _stuck(client: Client, query_timeout: timedelta) -> list[StuckBooking]:
-    found = [wf async for wf in client.list_workflows(QUERY, limit=MAX_ROWS)]
+    # The SDK's own list cannot name the PAUSED status (wiring.paused_status).
+    found = await list_executions(client, QUERY, limit=MAX_ROWS)
 
-    async def one(wf_id: str, memo: Awaitable[Mapping[str, Any]]) -> StuckBooking:
-        # The name is in the encrypted memo; the search attribute only has a tag.
-        traveller = (await memo).get(MEMO_TRAVELLER)
+    async def one(wf: Execution) -> StuckBooking:
+        # The name is from the encrypted memo; the search attribute only has a tag.
+        if wf.paused:
+            return StuckBooking(wf.workflow_id, wf.traveller, None, paused=True)
         try:
-            status = await fetch_status(client, client.get_workflow_handle(wf_id), rpc_timeout=query_timeout)
+            status = await fetch_status(client, client.get_workflow_handle(wf.workflow_id), rpc_timeout=query_timeout)
         except Exception:  # no worker answering: still list it, without details
-            return StuckBooking(wf_id, traveller, None)
-        return StuckBooking(wf_id, status.traveller or traveller, status.attention)
+            return StuckBooking(wf.workflow_id, wf.traveller, None)
+        return StuckBooking(wf.workflow_id, status.traveller or wf.traveller, status.attention)
 
-    return list(await asyncio.gather(*(one(wf.id, wf.memo()) for wf in found)))
+    return list(await asyncio.gather(*(one(wf) for wf in found)))
 
 
 @bp.get("/attention")

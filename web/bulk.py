@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from temporalio.client import Client
@@ -99,7 +99,7 @@ class Job:
 
     report: bulk.Report
     operator: str
-    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
     done: int = 0
     total: int | None = None
     finished: bool = False

@@ -28,8 +28,8 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from enum import Enum
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -41,7 +41,7 @@ from trip.steps import STEPS
 from wiring.executions import WorkflowPaused
 from wiring.live_status import fetch_status
 from wiring.paused_status import describe_execution, list_executions
-from wiring.updates import rejection_message, resolve, retry_compensation
+from wiring.updates import PAUSED_MESSAGE, is_paused, rejection_message, resolve, retry_compensation
 
 #: Bookings acted on at the same time: each retry calls a provider that may just have recovered.
 DEFAULT_CONCURRENCY = 4
@@ -65,7 +65,7 @@ def parse_age(text: str) -> timedelta:
     return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     RETRY = "retry"
     RESOLVE = "resolve"
 
@@ -89,7 +89,7 @@ class Filter:
         if self.older_than is not None:
             # A booking has waited at least as long as it has existed, so this only narrows the
             # list; the exact age (since it began waiting) is checked on the status below.
-            cutoff = (now - self.older_than).astimezone(timezone.utc).isoformat(timespec="seconds")
+            cutoff = (now - self.older_than).astimezone(UTC).isoformat(timespec="seconds")
             query += f' AND StartTime < "{cutoff}"'
         return query
 
@@ -139,10 +139,10 @@ def last_error(o: OutstandingStep) -> str:
 
 
 def new_batch_id() -> str:
-    return f"bulk-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return f"bulk-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What happened to one booking in a bulk operation."""
 
     #: Acted on; nothing is outstanding any more (the run closes).
@@ -313,7 +313,7 @@ class BulkOperation:
         ``only`` restricts it to these ids (the web app's confirmed list); each is
         still checked against the filter and its state now.
         """
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if only is None:
             ids = [
                 e.workflow_id
@@ -426,6 +426,8 @@ class BulkOperation:
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:  # closed since it was selected
                 return Item(c.workflow_id, Outcome.SETTLED, c.steps, "closed before the Update reached it")
+            if is_paused(err):  # paused since it was selected
+                return Item(c.workflow_id, Outcome.UNREADABLE, c.steps, PAUSED_MESSAGE)
             return Item(c.workflow_id, Outcome.FAILED, c.steps, err.message)
         except Exception as err:  # e.g. the wait for the Update's result timed out: unknown, not fatal to the rest
             return Item(c.workflow_id, Outcome.FAILED, c.steps, f"{type(err).__name__}: {err}")

@@ -2,8 +2,10 @@
 
 Each sender waits for the workflow's answer. A call the workflow's validator
 rejects raises ``WorkflowUpdateFailedError``, whose ``cause`` carries the
-validator's message (``rejection_message``); nothing reaches history. Never
-import this from workflow code.
+validator's message (``rejection_message``); nothing reaches history. One sent
+to a workflow paused in Temporal (``temporal workflow pause``) is refused by the
+server before the workflow sees it: ``is_paused`` tells that refusal apart, for
+the web app and the CLI alike. Never import this from workflow code.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import FailureError
+from temporalio.service import RPCError, RPCStatusCode
 
 from trip import UPDATE_CONFIRM, UPDATE_DECLINE, UPDATE_RESOLVE, UPDATE_RETRY_COMPENSATION
 from trip.status import ConfirmInput, ConfirmResult, OperatorActionResult, ResolveInput, RetryCompensationInput
@@ -78,3 +81,21 @@ def rejection_message(err: BaseException) -> str:
     if isinstance(cause, FailureError):
         return cause.message
     return str(err)
+
+
+#: What the web app and the CLI say when an Update meets a paused workflow.
+PAUSED_MESSAGE = "paused in Temporal; unpause it first"
+
+
+def is_paused(err: BaseException) -> bool:
+    """Whether ``err`` is the server refusing an Update because the workflow is paused.
+
+    Server 1.32 answers FAILED_PRECONDITION "Workflow is paused. Cannot update
+    the workflow." with no typed detail, so the words are all there is to tell
+    it from other failed preconditions; ``tests/system/test_pause.py`` pins them.
+    """
+    return (
+        isinstance(err, RPCError)
+        and err.status == RPCStatusCode.FAILED_PRECONDITION
+        and "workflow is paused" in err.message.lower()
+    )

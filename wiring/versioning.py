@@ -16,9 +16,9 @@ workflow code, or a pinned run could replay on code it did not start on.
 from __future__ import annotations
 
 import subprocess
+import tomllib
 from pathlib import Path
 
-import tomllib
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.worker import WorkerDeploymentConfig
 

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.worker import PollerBehavior, PollerBehaviorAutoscaling, PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker import (
+    PollerBehavior,
+    PollerBehaviorAutoscaling,
+    PollerBehaviorSimpleMaximum,
+    Worker,
+    WorkerDeploymentConfig,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import BookingActivities, make_http_client
@@ -71,6 +77,7 @@ def build_worker(
     task_queue: str = TASK_QUEUE,
     graceful_shutdown_timeout: timedelta = DEFAULT_GRACE,
     tuning: WorkerTuning = WorkerTuning(),
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> Worker:
     # The SDK's default is a fixed five pollers per kind of task.
     pollers: PollerBehavior = (
@@ -92,6 +99,9 @@ def build_worker(
         activity_task_poller_behavior=pollers,
         # Saga-level metrics (wiring.metrics); tracing comes with the client's interceptors.
         interceptors=[SagaMetricsInterceptor()],
+        # The Worker Deployment version this worker polls as (wiring.versioning);
+        # None: an unversioned worker.
+        deployment_config=deployment,
     )
 
 

@@ -34,7 +34,10 @@ class OperatorUpdates:
     @retry_compensation.validator
     def _validate_retry(self, req: RetryCompensationInput) -> None:
         self._check_operator_action(req, "retry")
-        self._saga.check_retry(req.steps)
+        try:
+            self._saga.check_retry(req.steps)
+        except ValueError as err:  # the saga core says why in plain Python
+            raise messages.update_rejected(str(err)) from None
 
     @workflow.update(name=UPDATE_RESOLVE)
     def resolve(self, req: ResolveInput) -> OperatorActionResult:
@@ -46,12 +49,17 @@ class OperatorUpdates:
     def _validate_resolve(self, req: ResolveInput) -> None:
         self._check_operator_action(req, "resolve")
         if not req.step:
-            raise ValueError(f"step must name the outstanding step to resolve, e.g. {step(Kind.CAR).book}")
-        self._saga.check_resolve(req.step)
+            raise messages.update_rejected(
+                f"step must name the outstanding step to resolve, e.g. {step(Kind.CAR).book}"
+            )
+        try:
+            self._saga.check_resolve(req.step)
+        except ValueError as err:
+            raise messages.update_rejected(str(err)) from None
 
     def _check_operator_action(self, req: RetryCompensationInput | ResolveInput, what: str) -> None:
         reason = messages.unknown_fields(req.model_extra, list(type(req).model_fields)) or messages.operator_refusal(
             what, status=self._status, operator=req.operator, note=req.note
         )
         if reason:
-            raise ValueError(reason)
+            raise messages.update_rejected(reason)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from saga import StepKind
 from trip.status import Attention, OutstandingStep
 from wiring.bulk import Action, Filter, Item, Outcome, Report, parse_age
 
-NOW = datetime(2027, 1, 4, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2027, 1, 4, 12, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

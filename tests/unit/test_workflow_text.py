@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -24,7 +24,7 @@ from workflows import messages, render, requests
 from workflows.policies import FINALIZE_POLICIES, STEP_POLICIES, TICKET_POLICY
 
 SOLD_OUT = FailureView(step="book_flight", type="SoldOut", message="no seats")
-NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def test_a_rollback_with_nothing_never_booked_says_so_without_a_dangling_none() -> None:
