@@ -61,7 +61,7 @@ fuzz: install
 	HYPOTHESIS_PROFILE=soak $(VENV)/bin/python -m pytest tests/system/test_fuzz_providers.py tests/unit/test_fuzz_models.py tests/system/test_fuzz_web.py -q $(PYTEST_ARGS)
 
 # 200 bookings stranded by a car-rental outage, then bulk retries (tests/system/test_bulk.py at full
-# size; `make test` runs it with 40). About two minutes on two busy cores.
+# size; `make test` runs it with 40). 70 to 110 s on two busy cores.
 soak: install
 	BULK_BOOKINGS=200 $(VENV)/bin/python -m pytest tests/system/test_bulk.py -k one_bulk_retry -q $(PYTEST_ARGS)
 
