@@ -8,7 +8,8 @@ records that the reservation was released outside the system.
 Both send a Workflow Update (``retry_compensation`` / ``resolve``), exactly what
 ``temporal workflow update execute`` sends. Exit codes: 0 done, 2 rejected (the
 workflow's validator said why; nothing changed) or no such booking, 4 cannot
-reach Temporal.
+reach Temporal or connect to it (one line names the cause: no client
+certificate, an untrusted one, a wrong server name, a refused API key).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from wiring.client import connect
+from wiring.client import ConnectFailed, connect
 from wiring.entry_point import run_entry_point
 from wiring.updates import rejection_message, resolve, retry_compensation
 
@@ -61,8 +62,9 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str, *, error: 
 async def run(args: argparse.Namespace) -> int:
     try:
         client = await connect(args.profile)
-    except Exception as err:  # connection errors surface as RuntimeError
-        _print(args, {"error": "unreachable", "message": str(err)}, f"error: cannot reach Temporal: {err}", error=True)
+    except ConnectFailed as err:
+        kind = "unreachable" if err.unreachable else "connect_failed"
+        _print(args, {"error": kind, "message": str(err)}, f"error: {err}", error=True)
         return EXIT_UNREACHABLE
     handle = client.get_workflow_handle(args.workflow_id)
     try:

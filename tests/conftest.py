@@ -256,10 +256,15 @@ def providers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProviderServ
 class WorkerProcess:
     """``run_worker.py`` as a real child process, ready once it logs so."""
 
-    def __init__(self, client: Client, providers_url: str, task_queue: str) -> None:
-        env = dict(os.environ)
-        env["TEMPORAL_ADDRESS"] = client.service_client.config.target_host
-        env["TEMPORAL_NAMESPACE"] = client.namespace
+    def __init__(
+        self, client: Client | None, providers_url: str, task_queue: str, *, env: dict[str, str] | None = None
+    ) -> None:
+        """Against ``client``'s server, or (``client=None``) wherever ``env`` points the Temporal env config."""
+        if env is None:
+            env = dict(os.environ)
+        if client is not None:
+            env["TEMPORAL_ADDRESS"] = client.service_client.config.target_host
+            env["TEMPORAL_NAMESPACE"] = client.namespace
         self.proc = subprocess.Popen(
             [
                 sys.executable,
