@@ -132,6 +132,9 @@ def explain_connect_error(err: BaseException, config: Mapping[str, Any]) -> Conn
                 "profile's [tls] (or TEMPORAL_TLS_SERVER_CA_CERT_PATH) to the CA that signed it"
             )
         return failed(f"the server's certificate was rejected ({problem})")
+    # TLS alerts from a server that checks the client's certificate inside a
+    # TLS 1.3 handshake: the client reads them on its first call. (The SDK
+    # sometimes reports only the connection closing; that reads as an outage.)
     if "CertificateRequired" in text:
         return failed(f"no client certificate: the server requires one; set {_CERT_SETTINGS}")
     if "UnknownCA" in text or "BadCertificate" in text:

@@ -30,7 +30,7 @@ from tests.conftest import ROOT, ProviderService, WorkerProcess, wait_for_saga_s
 from tests.system.conftest import FAST
 from tests.system.secured_cluster import SERVER_NAME, Pair, SecuredCluster
 from trip.status import SagaStatus
-from wiring.local_stack import stop_process
+from wiring.local_stack import stop_process, temporal_cli_path
 
 PROFILE = "secured"
 #: What the SDK would otherwise read besides the profile.
@@ -117,6 +117,15 @@ def test_a_booking_runs_through_the_mtls_profile(mtls_env: dict[str, str], secur
     done = book(mtls_env, secured_queue)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "COMPLETED"
+
+
+def test_the_temporal_cli_reads_the_same_profile(mtls_env: dict[str, str]) -> None:
+    # What docs/deploying.md tells operators to create the search attributes with.
+    done = subprocess.run(
+        [temporal_cli_path(), "operator", "search-attribute", "list"], env=mtls_env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "BookingStatus" in done.stdout and "BookingTraveller" in done.stdout
 
 
 def test_an_api_key_from_the_environment_connects(secured: SecuredCluster, secured_queue: str) -> None:
