@@ -4,6 +4,9 @@ Connection settings come from the Temporal env config (TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS variables or a profile), so the same
 command serves a dev server, a self-hosted cluster or Temporal Cloud. The rest
 comes from ``WorkerSettings`` (docs/configuration.md); each flag wins over it.
+If it cannot connect it exits 4 with one line naming the cause (nothing
+listens, no client certificate, an untrusted one, a wrong server name, a
+refused API key), never a traceback.
 """
 
 from __future__ import annotations
