@@ -117,6 +117,8 @@ def explain_connect_error(err: BaseException, config: Mapping[str, Any]) -> Conn
     def failed(cause: str) -> ConnectFailed:
         return ConnectFailed(f"cannot connect to Temporal at {address}: {cause}", unreachable=False)
 
+    if "PrivateKeyParseError" in text:
+        return failed("the client key is not a PEM private key; check client_key_path in the profile's [tls]")
     if "NotValidForName" in text:
         names = _DNS_NAME.findall(text)
         expected, presented = (names[0], ", ".join(names[1:]) or "other names") if names else ("?", "other names")

@@ -163,6 +163,8 @@ def nginx_config(root: Path, certs: Certificates, upstream: str, mtls_port: int,
         ssl_certificate {certs.server.cert};
         ssl_certificate_key {certs.server.key};
         ssl_protocols TLSv1.2 TLSv1.3;"""
+    # In the foreground, one process, everything under ``root``: no master to
+    # drop privileges, so no ``user`` directive; the test stops it by its pid.
     return f"""
 daemon off;
 master_process off;

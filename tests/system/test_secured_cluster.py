@@ -90,9 +90,11 @@ def api_key_env(secured: SecuredCluster, key: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def mtls_env(secured: SecuredCluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def mtls_env(dev_client: Client, secured: SecuredCluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    certs = secured.certs
+    directory = tmp_path_factory.mktemp("profiles")
     return profile_env(
-        tmp_path_factory.mktemp("profiles"), secured.mtls_address, ca=secured.certs.ca.cert, client=secured.certs.client
+        directory, secured.mtls_address, namespace=dev_client.namespace, ca=certs.ca.cert, client=certs.client
     )
 
 
@@ -204,6 +206,10 @@ def refusals(secured: SecuredCluster, dev_address: str, directory: Path) -> dict
             profile_env(directory, dev_address, ca=certs.ca.cert, client=certs.client),
             "the server does not speak TLS",
         ),
+        "a client key that is not a key": Refusal(
+            profile_env(directory, mtls, ca=certs.ca.cert, client=Pair(certs.client.cert, certs.client.cert)),
+            "the client key is not a PEM private key",
+        ),
         "a missing config file": Refusal(
             clean_env(TEMPORAL_CONFIG_FILE=str(directory / "missing.toml"), TEMPORAL_PROFILE=PROFILE),
             "missing.toml: no such file",
@@ -214,11 +220,16 @@ def refusals(secured: SecuredCluster, dev_address: str, directory: Path) -> dict
 #: The refusals every process must explain, each with its one line.
 CASES = ["no client certificate", "a certificate from the wrong CA", "a wrong server name", "a wrong API key"]
 #: More ways a connection fails, read by the same code: checked with one CLI.
-MORE_CASES = ["a server CA that did not sign the server", "TLS towards a plain server", "a missing config file"]
+MORE_CASES = [
+    "a server CA that did not sign the server",
+    "TLS towards a plain server",
+    "a client key that is not a key",
+    "a missing config file",
+]
 #: Each process, and what starts its one line.
 PROCESSES = {
     "worker": (["run_worker.py", "--task-queue", "tq-refused"], "run_worker: "),
-    "run_workflow": (["run_workflow.py"], "error: "),
+    "run_workflow": (["run_workflow.py", "--json"], "error: "),
     "run_operator": (
         ["run_operator.py", "resolve", "--workflow-id", "x", "--step", "book_car", "--operator", "o", "--note", "n"],
         "error: ",
@@ -248,3 +259,7 @@ def test_a_refused_connection_stops_every_process_with_one_line_naming_the_cause
         assert refusal.cause in lines[0], f"{name}: {lines[0]}"
         if name != "web":  # the web app logs (its start) besides the line; the CLIs print nothing else
             assert result.stderr.strip() == lines[0], f"{name}: {result.stderr}"
+    if "run_workflow" in done:  # its one JSON object says the same, and that nothing started
+        answer = json.loads(done["run_workflow"].stdout)
+        assert answer["status"] == "NOT_STARTED" and answer["error"]["type"] == "TemporalConnectFailed"
+        assert refusal.cause in answer["error"]["message"]
