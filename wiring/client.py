@@ -127,13 +127,13 @@ def explain_connect_error(err: BaseException, config: Mapping[str, Any]) -> Conn
             "in the profile's [tls] (or TEMPORAL_TLS_SERVER_NAME) to a name on the certificate"
         )
     if "InvalidCertificate" in text:
-        problem = "UnknownIssuer" if "UnknownIssuer" in text else re.sub(r".*InvalidCertificate\((\w+).*", r"\1", text)
-        if problem == "UnknownIssuer":
+        if "UnknownIssuer" in text:
             return failed(
                 "the server's certificate is not signed by a CA this client trusts; set server_ca_cert_path in the "
                 "profile's [tls] (or TEMPORAL_TLS_SERVER_CA_CERT_PATH) to the CA that signed it"
             )
-        return failed(f"the server's certificate was rejected ({problem})")
+        problem = re.search(r"InvalidCertificate\((\w+)", text)
+        return failed(f"the server's certificate was rejected ({problem.group(1) if problem else 'invalid'})")
     # TLS alerts from a server that checks the client's certificate inside a
     # TLS 1.3 handshake: the client reads them on its first call. (The SDK
     # sometimes reports only the connection closing; that reads as an outage.)
