@@ -219,6 +219,8 @@ class SecuredCluster:
     """nginx in front of ``upstream`` (the dev server), until ``stop``."""
 
     def __init__(self, root: Path, upstream: str) -> None:
+        if not Path(NGINX).exists():
+            raise RuntimeError("the secured-cluster tests need nginx: apt-get install nginx (.ci/run installs it)")
         self.root = root
         self.certs = Certificates.make(root / "certs")
         self.api_key = f"key-{uuid.uuid4().hex}"
