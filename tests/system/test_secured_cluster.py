@@ -124,7 +124,11 @@ def test_a_booking_runs_through_the_mtls_profile(mtls_env: dict[str, str], secur
 def test_the_temporal_cli_reads_the_same_profile(mtls_env: dict[str, str]) -> None:
     # What docs/deploying.md tells operators to create the search attributes with.
     done = subprocess.run(
-        [temporal_cli_path(), "operator", "search-attribute", "list"], env=mtls_env, capture_output=True, text=True
+        [temporal_cli_path(), "operator", "search-attribute", "list"],
+        env=mtls_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert "BookingStatus" in done.stdout and "BookingTraveller" in done.stdout
