@@ -10,7 +10,8 @@ Both send a Workflow Update (``retry_compensation`` / ``resolve``), exactly what
 ``temporal workflow update execute`` sends. Exit codes: 0 done; 2 nothing was
 done: rejected (the workflow's validator said why), paused in Temporal (unpause
 it first), already ended (the outcome is printed) or no such booking; 4 cannot
-reach Temporal.
+reach Temporal or connect to it (one line names the cause: no client
+certificate, an untrusted one, a wrong server name, a refused API key).
 
 ``--all`` instead of ``--workflow-id`` acts on every booking in NEEDS_ATTENTION
 that matches ``--step``/``--provider``/``--error-type``/``--older-than``
@@ -34,7 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from trip.status import BookingResult
 from wiring import bulk
-from wiring.client import connect
+from wiring.client import ConnectFailed, connect
 from wiring.entry_point import run_entry_point
 from wiring.outcome import outcome_of
 from wiring.paused_status import describe_execution
@@ -156,8 +157,9 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str, *, error: 
 async def run(args: argparse.Namespace) -> int:
     try:
         client = await connect(args.profile)
-    except Exception as err:  # connection errors surface as RuntimeError
-        _print(args, {"error": "unreachable", "message": str(err)}, f"error: cannot reach Temporal: {err}", error=True)
+    except ConnectFailed as err:
+        kind = "unreachable" if err.unreachable else "connect_failed"
+        _print(args, {"error": kind, "message": str(err)}, f"error: {err}", error=True)
         return EXIT_UNREACHABLE
     if args.all:
         return await run_bulk(args, client)

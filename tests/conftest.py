@@ -268,15 +268,24 @@ class WorkerProcess:
     """``run_worker.py`` as a real child process, ready once it logs so.
 
     ``python`` is the interpreter it runs on: this env's unless a test brings
-    another install (a production one, say).
+    another install (a production one, say). Against ``client``'s server, or
+    (``client=None``) wherever ``env`` points the Temporal env config.
     """
 
     def __init__(
-        self, client: Client, providers_url: str, task_queue: str, *, python: str | Path = sys.executable
+        self,
+        client: Client | None,
+        providers_url: str,
+        task_queue: str,
+        *,
+        python: str | Path = sys.executable,
+        env: dict[str, str] | None = None,
     ) -> None:
-        env = dict(os.environ)
-        env["TEMPORAL_ADDRESS"] = client.service_client.config.target_host
-        env["TEMPORAL_NAMESPACE"] = client.namespace
+        if env is None:
+            env = dict(os.environ)
+        if client is not None:
+            env["TEMPORAL_ADDRESS"] = client.service_client.config.target_host
+            env["TEMPORAL_NAMESPACE"] = client.namespace
         self.proc = subprocess.Popen(
             [
                 str(python),
