@@ -32,7 +32,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, wait_until, wait_until_blocking
 from tests.system.conftest import OPERATOR, OPERATOR_PASSWORD, log_in, make_app, temporal_cli
-from tests.system.test_web_e2e import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
+from tests.system.test_web_e2e import browser  # noqa: F401  (the shared Chromium fixture)
 from trip import SEARCH_ATTRIBUTES
 from trip.errors import ErrorType
 from trip.models import Mode, Scenario
@@ -375,24 +375,10 @@ def web(stack: Stack, tmp_path: Path) -> Iterator[str]:
         stop_process(proc)
 
 
-@pytest_asyncio.fixture
-async def browser() -> AsyncIterator[Any]:
-    if not HAVE_CHROMIUM:
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing; CI must install it (apt-get install chromium)")
-        pytest.skip("browser tests need Debian's chromium: `apt-get install chromium` (CI installs it)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
 async def test_browser_operator_confirms_a_retry_all_and_reads_the_summary(
-    stack: Stack, web: str, browser: Any
+    stack: Stack,
+    web: str,
+    browser: Any,  # noqa: F811
 ) -> None:
     ids = await strand(stack, 3)
     page = await browser.new_page(viewport={"width": 1000, "height": 1100})
