@@ -17,7 +17,7 @@ PYTHON_EXE = "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint format bench bench-quick chaos fuzz soak screenshots diagrams clean-data histories
+.PHONY: install run rollout test lint format bench bench-quick chaos fuzz soak screenshots diagrams clean-data histories
 
 install: $(SYNCED)
 
@@ -35,6 +35,13 @@ $(SYNCED_RUN): pyproject.toml uv.lock | $(UV)
 
 run: $(SYNCED_RUN)
 	$(VENV)/bin/python -m scripts.devstack
+
+# With `make run` up, in another terminal: a new build of the worker (the
+# checkout's code, build id from git or BOOKING_BUILD_ID) replaces the running
+# one step by step, printing each `temporal worker deployment` command
+# (scripts/rollout.py; ROLLOUT_ARGS="--build-id v2 --drain-timeout 60" to change it).
+rollout: $(SYNCED_RUN)
+	$(VENV)/bin/python -m scripts.rollout $(ROLLOUT_ARGS)
 
 test: install
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -20,9 +20,10 @@ from datetime import timedelta
 from wiring import worker as booking_worker
 from wiring.client import ConnectFailed, connect
 from wiring.entry_point import run_entry_point
-from wiring.metrics import runtime_with_prometheus
+from wiring.metrics import deployment_tags, runtime_with_prometheus
 from wiring.settings import SettingsError, WorkerSettings
 from wiring.tracing import configure_from_env
+from wiring.versioning import BuildIdError, deployment_config, resolve_build_id
 
 #: Loggers too chatty at INFO for a worker's log: httpx logs every provider
 #: request. ``--log-level httpx=INFO`` (or DEBUG overall) brings them back.
@@ -88,17 +89,44 @@ def main() -> int:
         default=settings.log_level,
         help="LEVEL[,logger=LEVEL...], e.g. INFO,httpx=INFO to log every provider request (default INFO)",
     )
+    parser.add_argument(
+        "--build-id",
+        default=settings.booking_build_id,
+        help="the build id of this worker's Worker Deployment version (env BOOKING_BUILD_ID; "
+        "default: the package version and the git commit)",
+    )
+    parser.add_argument(
+        "--deployment-name",
+        default=settings.booking_deployment_name,
+        help="the Worker Deployment (env BOOKING_DEPLOYMENT_NAME; default booking)",
+    )
+    parser.add_argument(
+        "--no-versioning",
+        dest="versioning",
+        action="store_false",
+        default=settings.booking_worker_versioning,
+        help="poll unversioned, for a cluster without Worker Versioning (env BOOKING_WORKER_VERSIONING=false)",
+    )
     args = parser.parse_args()
     try:
         configure_logging(args.log_level)
     except ValueError as err:
         parser.error(f"--log-level: {err}")
+    deployment = None
+    if args.versioning:
+        try:
+            deployment = deployment_config(resolve_build_id(args.build_id), args.deployment_name)
+        except BuildIdError as err:
+            print(f"run_worker: {err}", file=sys.stderr)
+            return 2
     configure_from_env("booking-worker")
 
     async def go() -> None:
         extra = {}
         if args.metrics_port:
-            extra["runtime"] = runtime_with_prometheus(f"{args.metrics_host}:{args.metrics_port}")
+            extra["runtime"] = runtime_with_prometheus(
+                f"{args.metrics_host}:{args.metrics_port}", tags=deployment_tags(deployment)
+            )
         client = await connect(args.profile, **extra)
         await booking_worker.run(
             client,
@@ -111,6 +139,7 @@ def main() -> int:
                 strict_sandbox=args.strict_sandbox,
                 poller_autoscaling=args.poller_autoscaling,
             ),
+            deployment=deployment,
         )
 
     try:

@@ -25,10 +25,13 @@ from wiring.local_stack import (
     stop_process,
     wait_for_port,
 )
+from wiring.versioning import make_current_when_polled
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+#: Every bench worker runs the checkout's code: one build id for all of them.
+BENCH_BUILD_ID = "bench"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -152,13 +155,21 @@ class Stack:
         return env
 
     def start_worker(self, name: str, task_queue: str, *extra: str) -> None:
+        """``run_worker.py`` on ``task_queue``, as the version ``bench`` of its own
+        Worker Deployment (one per queue, so experiments never share routing),
+        made current once it polls: a versioned worker gets no task before."""
+        deployment = f"bench-{task_queue}"
         self._spawn(
             name,
-            [sys.executable, "run_worker.py", "--task-queue", task_queue, "--log-level", "WARNING", *extra],
+            [
+                sys.executable,
+                "run_worker.py",
+                *("--task-queue", task_queue, "--log-level", "WARNING"),
+                *("--deployment-name", deployment, "--build-id", BENCH_BUILD_ID, *extra),
+            ],
             env=self.env(),
         )
-        # The worker logs nothing at WARNING when healthy; readiness is checked
-        # by the benchmark's first saga completing.
+        make_current_when_polled(deployment, BENCH_BUILD_ID, task_queues=[task_queue], env=self.env())
 
     def start_seed_worker(self, name: str, task_queue: str) -> None:
         """The seed-style baseline's worker (``bench.seed_style``): SDK defaults."""

@@ -5,6 +5,12 @@ TEMPORAL_ADDRESS points elsewhere) with its Web UI and our search attributes,
 the provider service, the worker, and the web app when it exists. Ctrl-C (or
 any child dying) stops them all in reverse order.
 
+The worker polls as a Worker Deployment version (``wiring.versioning``); on
+its own dev server, and only there, ``make run`` makes that version current
+once the worker polls. It records its worker in ``.temporal/workers.json`` for
+``make rollout`` (``scripts/rollout.py``), keeps running when a rollout
+replaces that worker, and stops the rollout's worker too on Ctrl-C.
+
 Every port comes from ``StackSettings`` (the environment) and nowhere else:
 each service is told its port explicitly, the readiness checks wait on that
 port, and the banner prints it, with the ``export`` lines that point the CLIs
@@ -30,9 +36,28 @@ from pydantic import Field, model_validator
 
 from trip import ENV_PROVIDERS_URL, ENV_TEMPORAL_UI_URL
 from wiring.codec import ENV_KEY_FILE
-from wiring.local_stack import dev_server_command, providers_command, stop_process, wait_for_port
+from wiring.local_stack import (
+    WORKERS_FILE,
+    WorkerRecord,
+    dev_server_command,
+    is_running_worker,
+    providers_command,
+    read_workers,
+    stop_pid,
+    stop_process,
+    wait_for_port,
+    write_workers,
+)
 from wiring.metrics import DEFAULT_METRICS_ADDRESS, ENV_METRICS_PORT
-from wiring.settings import KeySettings, Port, Settings, SettingsError
+from wiring.settings import KeySettings, Port, Settings, SettingsError, WorkerSettings
+from wiring.versioning import (
+    BuildIdError,
+    DeploymentCommandError,
+    make_current_when_polled,
+    resolve_build_id,
+    set_current_command,
+    shown,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_HOST, DEV_PORT, UI_PORT = "127.0.0.1", 7233, 8233
@@ -238,8 +263,51 @@ def banner(settings: StackSettings, ui: str, login: str, web: bool, exports: lis
     return "\n".join(lines)
 
 
+def start_worker(stack: Stack, settings: StackSettings, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The worker, as one Worker Deployment version; made current here only on our own dev server.
+
+    Its build id is resolved once, here, and handed to the worker, so the
+    version made current is the one the worker polls as. A new commit is a
+    new build id: the next ``make run`` makes it current, and runs pinned to
+    the old build wait for a worker of that build (docs/deploying.md).
+    """
+    worker = WorkerSettings.load()
+    build_id = resolve_build_id(worker.booking_build_id) if worker.booking_worker_versioning else None
+    if build_id is not None:
+        env["BOOKING_BUILD_ID"] = build_id
+    proc = stack.start("worker", [sys.executable, "run_worker.py"], env)
+    write_workers(settings.data_dir / WORKERS_FILE, [WorkerRecord(pid=proc.pid, build_id=build_id or "")])
+    if build_id is None:
+        return proc
+    name = worker.booking_deployment_name
+    if settings.temporal_address is not None:
+        print(
+            f"[make run] build {build_id} of deployment {name!r} gets no bookings until a deploy step makes it "
+            f"current: {shown(set_current_command(name, build_id))}",
+            flush=True,
+        )
+        return proc
+    print(f"[make run] making build {build_id} current in deployment {name!r} (on the dev stack only)", flush=True)
+    make_current_when_polled(
+        name,
+        build_id,
+        task_queues=[worker.booking_task_queue],
+        env=env,
+        echo=lambda line: print(f"[make run]   $ {line}", flush=True),
+    )
+    return proc
+
+
+def rollout_workers(settings: StackSettings, stack: Stack) -> list[WorkerRecord]:
+    """The running workers ``make rollout`` started (recorded beside ours)."""
+    ours = {proc.pid for _, proc in stack.procs}
+    return [r for r in read_workers(settings.data_dir / WORKERS_FILE) if r.pid not in ours and is_running_worker(r.pid)]
+
+
 def main() -> int:
     stack = Stack()
+    settings: StackSettings | None = None
+    handed_over = False
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -274,7 +342,7 @@ def main() -> int:
         ledger = settings.data_dir / ".providers" / "ledger.db"
         proc = stack.start("providers", providers_command(ledger, port=settings.providers_port), env)
         wait_for_port(settings.host, settings.providers_port, proc)
-        stack.start("worker", [sys.executable, "run_worker.py"], env)
+        start_worker(stack, settings, env)
         login = ""
         if web:
             from web.operators import ensure_demo_operator
@@ -286,15 +354,31 @@ def main() -> int:
         print(banner(settings, ui, login, web, cli_exports(settings, env, web)), flush=True)
         while not stopping:
             for name, proc in stack.procs:
-                if proc.poll() is not None:
-                    print(f"[make run] {name} exited with {proc.returncode}; stopping the rest", file=sys.stderr)
-                    return 1
+                if proc.poll() is None:
+                    continue
+                if name == "worker" and (others := rollout_workers(settings, stack)):
+                    # `make rollout` stopped it after its new build took over.
+                    if not handed_over:
+                        pids = ", ".join(f"{r.pid} (build {r.build_id})" for r in others)
+                        print(f"[make run] the worker was replaced by make rollout's: pid {pids}", flush=True)
+                        handed_over = True
+                    continue
+                print(f"[make run] {name} exited with {proc.returncode}; stopping the rest", file=sys.stderr)
+                return 1
             time.sleep(0.5)  # supervising children; signals interrupt this sleep
         return 0
-    except (RuntimeError, FileNotFoundError, SettingsError) as err:
+    except BuildIdError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (RuntimeError, FileNotFoundError, SettingsError, DeploymentCommandError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:
+        if settings is not None:
+            for record in rollout_workers(settings, stack):
+                print(f"[make run] stopping the worker of build {record.build_id} (pid {record.pid})", flush=True)
+                stop_pid(record.pid)
+            (settings.data_dir / WORKERS_FILE).unlink(missing_ok=True)
         stack.stop()
 
 

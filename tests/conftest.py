@@ -46,6 +46,7 @@ from wiring.local_stack import (
 from wiring.local_stack import start_providers as start_provider_process
 from wiring.outcome import Outcome, await_outcome
 from wiring.start import start_booking
+from wiring.versioning import DeploymentCommandError, make_current_when_polled
 from workflows.booking import BookingWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -270,6 +271,13 @@ class WorkerProcess:
     ``python`` is the interpreter it runs on: this env's unless a test brings
     another install (a production one, say). Against ``client``'s server, or
     (``client=None``) wherever ``env`` points the Temporal env config.
+
+    It polls as a Worker Deployment version, as shipped, and receives tasks
+    only once that version is current: ``current=True`` makes it so with the
+    helper ``make run`` uses. Tests share one dev server, so by default each
+    task queue gets its own deployment (``booking-<queue>``), and making one
+    test's version current never moves another test's runs; two workers on
+    one queue (a crash test's first and second) share its version ``test``.
     """
 
     def __init__(
@@ -278,14 +286,19 @@ class WorkerProcess:
         providers_url: str,
         task_queue: str,
         *,
+        build_id: str = "test",
+        deployment_name: str | None = None,
+        current: bool = True,
+        extra_args: tuple[str, ...] = (),
         python: str | Path = sys.executable,
         env: dict[str, str] | None = None,
     ) -> None:
-        if env is None:
-            env = dict(os.environ)
+        self.build_id = build_id
+        self.deployment_name = deployment_name or f"booking-{task_queue}"
+        self.env = dict(os.environ) if env is None else env
         if client is not None:
-            env["TEMPORAL_ADDRESS"] = client.service_client.config.target_host
-            env["TEMPORAL_NAMESPACE"] = client.namespace
+            self.env["TEMPORAL_ADDRESS"] = client.service_client.config.target_host
+            self.env["TEMPORAL_NAMESPACE"] = client.namespace
         self.proc = subprocess.Popen(
             [
                 str(python),
@@ -296,9 +309,14 @@ class WorkerProcess:
                 providers_url,
                 "--grace",
                 "2",
+                "--build-id",
+                build_id,
+                "--deployment-name",
+                self.deployment_name,
+                *extra_args,
             ],
             cwd=ROOT,
-            env=env,
+            env=self.env,
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -308,6 +326,14 @@ class WorkerProcess:
         if not self.ready.wait(60):
             self.stop()
             raise RuntimeError("worker did not become ready:\n" + "".join(self.log))
+        if current:
+            try:
+                make_current_when_polled(
+                    self.deployment_name, build_id, task_queues=[task_queue], env=self.env, timeout_s=WAIT_S
+                )
+            except DeploymentCommandError:
+                self.stop()
+                raise
 
     def _read(self) -> None:
         assert self.proc.stderr is not None

@@ -11,11 +11,14 @@ where its output goes. Nothing in production imports this module.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +185,59 @@ def start_providers(db: Path, *, port: int = 0) -> tuple[subprocess.Popen[str], 
         proc.kill()
         proc.wait()
         raise
+
+
+# --- The local stack's worker processes, for `make rollout` ------------------
+#
+# `make run` records the worker it starts in `.temporal/workers.json`; `make
+# rollout` adds the worker of the new build it starts, and removes the old one
+# once it has stopped it. `make run` stops every worker listed there when it
+# stops, and keeps running while any of them does.
+
+WORKERS_FILE = Path(".temporal") / "workers.json"
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    pid: int
+    build_id: str
+    log: str = ""
+
+
+def read_workers(path: Path) -> list[WorkerRecord]:
+    """The workers recorded in ``path``; none if it does not exist."""
+    try:
+        rows = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    return [WorkerRecord(**row) for row in rows]
+
+
+def write_workers(path: Path, workers: list[WorkerRecord]) -> None:
+    """Replace ``path`` atomically: a reader never sees half a list."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps([asdict(w) for w in workers], indent=1))
+    tmp.replace(path)
+
+
+def is_running_worker(pid: int) -> bool:
+    """Whether ``pid`` is alive and still a ``run_worker.py`` (not a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(part.endswith(b"run_worker.py") for part in cmdline)
+
+
+def stop_pid(pid: int, timeout: float = 15) -> None:
+    """``stop_process`` for a worker that is not our child: SIGTERM, then SIGKILL after ``timeout``."""
+    if not is_running_worker(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while is_running_worker(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(0.1)  # not our child: there is no wait() to block on

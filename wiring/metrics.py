@@ -21,6 +21,7 @@ metrics) for Prometheus. Docs: docs/metrics.md.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from temporalio.worker import (
     ExecuteWorkflowInput,
     Interceptor,
     StartActivityInput,
+    WorkerDeploymentConfig,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
     WorkflowOutboundInterceptor,
@@ -63,11 +65,28 @@ _STATUS_BY_ERROR = {
 }
 
 
-def runtime_with_prometheus(bind_address: str = DEFAULT_METRICS_ADDRESS) -> Runtime:
+#: The labels on every metric of a versioned worker: which build served it.
+BUILD_ID_LABEL, DEPLOYMENT_LABEL = "worker_build_id", "worker_deployment"
+
+
+def deployment_tags(deployment: WorkerDeploymentConfig | None) -> dict[str, str]:
+    """``worker_build_id`` and ``worker_deployment`` of a versioned worker; none for an unversioned one."""
+    if deployment is None or not deployment.use_worker_versioning:
+        return {}
+    version = deployment.version
+    return {BUILD_ID_LABEL: version.build_id, DEPLOYMENT_LABEL: version.deployment_name}
+
+
+def runtime_with_prometheus(
+    bind_address: str = DEFAULT_METRICS_ADDRESS, tags: Mapping[str, str] | None = None
+) -> Runtime:
     """A runtime that serves ``/metrics`` on ``bind_address``: the SDK's own
-    worker metrics plus ours. Pass it to ``Client.connect(runtime=...)``."""
+    worker metrics plus ours, each labelled with ``tags`` (``deployment_tags``:
+    during a rollout, two builds' figures stay apart). Pass it to
+    ``Client.connect(runtime=...)``."""
     return Runtime(
         telemetry=TelemetryConfig(
+            global_tags=dict(tags or {}),
             # Our names already end in _total / _seconds: add no suffixes.
             metrics=PrometheusConfig(
                 bind_address=bind_address,

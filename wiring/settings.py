@@ -135,6 +135,19 @@ class WorkerSettings(Settings):
     log_level: str = Field(
         "INFO", description="LEVEL[,logger=LEVEL...], e.g. INFO,httpx=INFO to log every provider request."
     )
+    booking_build_id: str | None = Field(
+        None,
+        description="The build id this worker serves as, in its Worker Deployment (--build-id); a deploy "
+        "pipeline sets it to its image tag. Unset: the package version and the checkout's git commit.",
+    )
+    booking_deployment_name: str = Field(
+        "booking", description="The Worker Deployment this worker's version belongs to (--deployment-name)."
+    )
+    booking_worker_versioning: bool = Field(
+        True,
+        description="Poll as a Worker Deployment version. false (--no-versioning): poll unversioned, for a "
+        "cluster without Worker Versioning.",
+    )
 
     @field_validator("worker_metrics_port")
     @classmethod

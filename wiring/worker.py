@@ -79,6 +79,9 @@ def build_worker(
     tuning: WorkerTuning = WorkerTuning(),
     deployment: WorkerDeploymentConfig | None = None,
 ) -> Worker:
+    """``deployment``: the Worker Deployment version this worker polls as
+    (``wiring.versioning.deployment_config``); ``None`` polls unversioned, as
+    the in-process test workers and the time-skipping server do."""
     # The SDK's default is a fixed five pollers per kind of task.
     pollers: PollerBehavior = (
         PollerBehaviorAutoscaling() if tuning.poller_autoscaling else PollerBehaviorSimpleMaximum(maximum=5)
@@ -105,6 +108,14 @@ def build_worker(
     )
 
 
+def describe_deployment(deployment: WorkerDeploymentConfig | None) -> str:
+    """How the start-up line names what this worker polls as."""
+    if deployment is None or not deployment.use_worker_versioning:
+        return "unversioned"
+    version = deployment.version
+    return f"deployment {version.deployment_name!r} build id {version.build_id!r}"
+
+
 async def run(
     client: Client,
     *,
@@ -113,6 +124,7 @@ async def run(
     graceful_shutdown_timeout: timedelta = DEFAULT_GRACE,
     stop: asyncio.Event | None = None,
     tuning: WorkerTuning = WorkerTuning(),
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> None:
     providers_url = providers_url or WorkerSettings.load().providers_url
     stop = stop or asyncio.Event()
@@ -127,10 +139,12 @@ async def run(
             task_queue=task_queue,
             graceful_shutdown_timeout=graceful_shutdown_timeout,
             tuning=tuning,
+            deployment=deployment,
         )
         async with worker:
             log.info(
-                "worker ready: task queue %r on %s (namespace %s), providers at %s, %s",
+                "worker ready: %s, task queue %r on %s (namespace %s), providers at %s, %s",
+                describe_deployment(deployment),
                 task_queue,
                 client.service_client.config.target_host,
                 client.namespace,

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any, NoReturn
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
@@ -64,7 +65,10 @@ with workflow.unsafe.imports_passed_through():
 PATCH_NEEDS_ATTENTION = "needs-attention"
 
 
-@workflow.defn(name=WORKFLOW_TYPE)
+# PINNED: a run finishes on the build it started on, so a change to this
+# code reaches only runs that start after its build became current
+# (docs/deploying.md, "Worker Versioning", says what that costs).
+@workflow.defn(name=WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.PINNED)
 class BookingWorkflow(OperatorUpdates):
     @workflow.init
     def __init__(self, req: BookingRequest) -> None:

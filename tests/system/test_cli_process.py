@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import ROOT, free_port
@@ -34,6 +35,20 @@ def test_the_worker_exits_4_with_one_line_every_time_temporal_is_unreachable() -
         assert len(lines) == 1, done.stderr
         assert lines[0].startswith("run_worker: cannot reach Temporal at 127.0.0.1:")
         assert done.stdout == ""
+
+
+def test_a_worker_that_cannot_name_its_build_exits_2_with_one_line(tmp_path: Path) -> None:
+    # As from an unpacked tarball: no git checkout, no BOOKING_BUILD_ID.
+    env = dict(unreachable_env(), GIT_DIR=str(tmp_path / "no-repo"))
+    env.pop("BOOKING_BUILD_ID", None)
+    done = run("run_worker.py", env=env)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "BOOKING_BUILD_ID" in lines[0] and "build id" in lines[0], done.stderr
+    # Either names it, or says it runs unversioned: then it only fails to reach Temporal.
+    named = run("run_worker.py", env=dict(env, BOOKING_BUILD_ID="b1"))
+    unversioned = run("run_worker.py", "--no-versioning", env=env)
+    assert named.returncode == 4 and unversioned.returncode == 4, named.stderr + unversioned.stderr
 
 
 def one_object(stdout: str) -> dict[str, Any]:

@@ -6,20 +6,30 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from scripts.devstack import SettingsError, StackSettings, cli_exports
 from tests.conftest import ROOT, free_port, wait_until_blocking
-from wiring.local_stack import dev_server_command, stop_process, wait_for_port
+from wiring.local_stack import (
+    WORKERS_FILE,
+    dev_server_command,
+    is_running_worker,
+    read_workers,
+    stop_process,
+    wait_for_port,
+)
 
 
 @pytest.fixture
@@ -152,62 +162,202 @@ def test_a_bad_variable_stops_a_process_with_one_line_naming_it(command: list[st
     assert len(lines) == 1 and f"{variable}='not-a-port'" in lines[0], done.stderr
 
 
-def test_make_run_serves_every_service_on_the_ports_it_is_given(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("TEMPORAL_DEV_PORT", "TEMPORAL_UI_PORT", "PROVIDERS_PORT", "WEB_PORT")}
-    env = {k: v for k, v in os.environ.items() if k not in ("TEMPORAL_ADDRESS", "TEMPORAL_UI_URL", "PROVIDERS_URL")}
-    env.update({name: str(port) for name, port in ports.items()}, TRIP_DATA_DIR=str(tmp_path))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scripts.devstack"],
+class MakeRun:
+    """``make run`` as a user starts it, on free ports and a temp data dir, and its output."""
+
+    def __init__(self, data_dir: Path) -> None:
+        names = ("TEMPORAL_DEV_PORT", "TEMPORAL_UI_PORT", "PROVIDERS_PORT", "WEB_PORT", "WORKER_METRICS_PORT")
+        self.ports = {name: free_port() for name in names}
+        self.data_dir = data_dir
+        env = {k: v for k, v in os.environ.items() if k not in ("TEMPORAL_ADDRESS", "TEMPORAL_UI_URL", "PROVIDERS_URL")}
+        env.update({name: str(port) for name, port in self.ports.items()}, TRIP_DATA_DIR=str(data_dir))
+        self.env = env
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "scripts.devstack"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.out: list[str] = []
+        ready = threading.Event()
+
+        def read() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.out.append(line)
+                if "Ctrl-C stops everything" in line:
+                    ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(90):
+            self.stop()
+            raise AssertionError("make run never printed its banner:\n" + "".join(self.out))
+        self.banner = "".join(self.out)
+        # Another terminal: nothing set but what the banner says to export.
+        self.exports = "\n".join(
+            line.strip() for line in self.banner.splitlines() if line.strip().startswith("export ")
+        )
+        self.shell_env = {k: v for k, v in env.items() if k not in self.ports}
+
+    def shell(self, command: str) -> subprocess.CompletedProcess[str]:
+        return _in_shell(self.exports, command, self.shell_env)
+
+    def printed_build_id(self) -> str:
+        """The build id in the worker's start-up line."""
+        found = [re.search(r"worker ready: deployment 'booking' build id '([^']+)'", line) for line in self.out]
+        ids = [m.group(1) for m in found if m]
+        assert len(ids) == 1, "".join(self.out)
+        return ids[0]
+
+    def describe(self, workflow_id: str) -> dict[str, Any]:
+        done = self.shell(f".venv/bin/temporal workflow describe --workflow-id {workflow_id} -o json")
+        assert done.returncode == 0, done.stderr
+        info: dict[str, Any] = json.loads(done.stdout)["workflowExecutionInfo"]
+        return info
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeRun]:
+    """One ``make run`` for this module's tests; the rollout test, last, stops it."""
+    stack = MakeRun(tmp_path_factory.mktemp("make-run"))
+    yield stack
+    stack.stop()
+
+
+def test_make_run_serves_every_service_on_the_ports_it_is_given(make_run: MakeRun) -> None:
+    ports, banner = make_run.ports, make_run.banner
+    for name, port in ports.items():
+        assert f":{port}" in banner and name in banner, banner
+    base = f"http://127.0.0.1:{ports['PROVIDERS_PORT']}"
+    assert httpx.get(f"{base}/health", timeout=5).status_code == 200
+    assert httpx.get(f"http://127.0.0.1:{ports['WEB_PORT']}/healthz", timeout=5).status_code == 200
+    assert httpx.get(f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}/", timeout=5).status_code == 200
+    data_dir = make_run.data_dir
+    assert (data_dir / ".temporal" / "dev.db").exists() and (data_dir / ".providers" / "ledger.db").exists()
+    booked = make_run.shell(".venv/bin/python run_workflow.py --json")
+    assert booked.returncode == 0, booked.stderr
+    run = json.loads(booked.stdout)
+    assert run["status"] == "COMPLETED"
+    assert run["web_ui_url"].startswith(f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}/")
+    # The Temporal CLI decrypts the result through this stack's codec server.
+    result = make_run.shell(f".venv/bin/temporal workflow result --workflow-id {run['workflow_id']}")
+    assert result.returncode == 0, result.stderr
+    assert all(step["confirmation"] in result.stdout for step in run["steps"]), result.stdout
+
+    # Worker Versioning: make run made the version its worker printed current,
+    # and the booking ran on it, pinned.
+    build_id = make_run.printed_build_id()
+    described = make_run.shell(".venv/bin/temporal worker deployment describe --name booking -o json")
+    assert described.returncode == 0, described.stderr
+    routing = json.loads(described.stdout)["routingConfig"]
+    assert (routing["currentVersionDeploymentName"], routing["currentVersionBuildID"]) == ("booking", build_id)
+    versioning = make_run.describe(run["workflow_id"])["versioningInfo"]
+    assert versioning["deploymentVersion"] == {"deploymentName": "booking", "buildId": build_id}
+    assert versioning["behavior"] == "VERSIONING_BEHAVIOR_PINNED"
+
+
+def test_make_rollout_moves_new_bookings_to_a_new_build_and_stops_the_old_worker_once_drained(
+    make_run: MakeRun,
+) -> None:
+    """Runs last in this module: it ends with Ctrl-C on make run."""
+    old = make_run.printed_build_id()
+    new = f"rollout-{uuid.uuid4().hex[:8]}"
+    workers_file = make_run.data_dir / WORKERS_FILE
+    [old_worker] = read_workers(workers_file)
+    assert old_worker.build_id == old and is_running_worker(old_worker.pid)
+    # A held booking on the old build keeps it from draining until it is confirmed.
+    held = f"held-{uuid.uuid4().hex[:8]}"
+    started = make_run.shell(f".venv/bin/python run_workflow.py --confirm-within 600 --no-wait --workflow-id {held}")
+    assert started.returncode == 0, started.stderr
+
+    rollout = subprocess.Popen(
+        [
+            "bash",
+            "-c",
+            f"{make_run.exports}\nexec .venv/bin/python -m scripts.rollout --build-id {new} "
+            "--ramp-seconds 0 --progress-every 1 --drain-timeout 120",
+        ],
         cwd=ROOT,
-        env=env,
+        env=make_run.shell_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,
     )
     out: list[str] = []
-    ready = threading.Event()
 
     def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            out.append(line)
-            if "Ctrl-C stops everything" in line:
-                ready.set()
+        assert rollout.stdout is not None
+        out.extend(rollout.stdout)
 
     threading.Thread(target=read, daemon=True).start()
     try:
-        assert ready.wait(90), "".join(out)
-        banner = "".join(out)
-        for name, port in ports.items():
-            assert f":{port}" in banner and name in banner, banner
-        base = f"http://127.0.0.1:{ports['PROVIDERS_PORT']}"
-        assert httpx.get(f"{base}/health", timeout=5).status_code == 200
-        assert httpx.get(f"http://127.0.0.1:{ports['WEB_PORT']}/healthz", timeout=5).status_code == 200
-        assert httpx.get(f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}/", timeout=5).status_code == 200
-        assert (tmp_path / ".temporal" / "dev.db").exists() and (tmp_path / ".providers" / "ledger.db").exists()
-        # Another terminal: nothing set but what the banner says to export.
-        exports = "\n".join(line.strip() for line in banner.splitlines() if line.strip().startswith("export "))
-        shell_env = {k: v for k, v in env.items() if k not in ports}
-        booked = _in_shell(exports, ".venv/bin/python run_workflow.py --json", shell_env)
+        wait_until_blocking(
+            lambda: any(f"waiting for build {old} to drain: draining" in line for line in out),
+            what="the rollout to wait for the old build to drain",
+        )
+        # Step 3 done: a new booking runs on the new build; the held one stays on the old.
+        booked = make_run.shell(".venv/bin/python run_workflow.py --json")
         assert booked.returncode == 0, booked.stderr
-        run = json.loads(booked.stdout)
-        assert run["status"] == "COMPLETED"
-        assert run["web_ui_url"].startswith(f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}/")
-        # The Temporal CLI decrypts the result through this stack's codec server.
-        result = _in_shell(exports, f".venv/bin/temporal workflow result --workflow-id {run['workflow_id']}", shell_env)
-        assert result.returncode == 0, result.stderr
-        assert all(step["confirmation"] in result.stdout for step in run["steps"]), result.stdout
+        fresh = json.loads(booked.stdout)
+        assert fresh["status"] == "COMPLETED"
+        assert make_run.describe(fresh["workflow_id"])["versioningInfo"]["deploymentVersion"]["buildId"] == new
+        assert rollout.poll() is None and is_running_worker(old_worker.pid), "".join(out)
+
+        confirmed = make_run.shell(
+            f".venv/bin/temporal workflow update execute --workflow-id {held} --name confirm --input '{{}}'"
+        )
+        assert confirmed.returncode == 0, confirmed.stderr
+        assert rollout.wait(timeout=120) == 0, "".join(out)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, "".join(out)
+        if rollout.poll() is None:
+            rollout.kill()
+            rollout.wait()
+    printed = "".join(out)
+    for step in range(1, 6):
+        assert f"[rollout] {step}/5 " in printed, printed
+    for command in (
+        f"temporal worker deployment set-ramping-version --deployment-name booking --build-id {new} "
+        "--percentage 25 --yes",
+        f"temporal worker deployment set-current-version --deployment-name booking --build-id {new} --yes",
+    ):
+        assert f"  $ {command}\n" in printed, printed
+    # The held booking finished where it started, on the old build.
+    info = make_run.describe(held)
+    assert info["status"] == "WORKFLOW_EXECUTION_STATUS_COMPLETED"
+    assert info["versioningInfo"]["deploymentVersion"]["buildId"] == old
+    drained = make_run.shell(
+        f".venv/bin/temporal worker deployment describe-version --deployment-name booking --build-id {old} -o json"
+    )
+    assert json.loads(drained.stdout)["drainageInfo"]["drainageStatus"] == "drained", drained.stdout
+
+    # The old worker is gone, make run carries on with the new one, and stops it on Ctrl-C.
+    assert not is_running_worker(old_worker.pid)
+    [new_worker] = read_workers(workers_file)
+    assert new_worker.build_id == new and is_running_worker(new_worker.pid)
+    wait_until_blocking(
+        lambda: any("replaced by make rollout's" in line for line in make_run.out), what="make run to see the handover"
+    )
+    again = make_run.shell(".venv/bin/python run_workflow.py --json")
+    assert again.returncode == 0 and json.loads(again.stdout)["status"] == "COMPLETED", again.stderr
+    assert make_run.stop() == 0, "".join(make_run.out)
+    assert not is_running_worker(new_worker.pid), "".join(make_run.out)
     # Children release their ports as they exit.
-    wait_until_blocking(lambda: all(_free(p) for p in ports.values()), what="every service to exit with make run")
+    wait_until_blocking(
+        lambda: all(_free(p) for p in make_run.ports.values()), what="every service to exit with make run"
+    )
 
 
 def _in_shell(exports: str, command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -16,6 +16,8 @@ from tests.conftest import ProviderService, WorkerProcess, free_port
 from tests.system.conftest import cli, temporal_cli
 from wiring.metrics import ENV_METRICS_PORT
 
+METERED_BUILD = f"metered-{uuid.uuid4().hex[:8]}"
+
 
 @pytest.fixture(scope="module")
 def metered_worker(dev_client: Client, providers: ProviderService) -> Iterator[tuple[str, str]]:
@@ -23,7 +25,7 @@ def metered_worker(dev_client: Client, providers: ProviderService) -> Iterator[t
     port = free_port()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ENV_METRICS_PORT, str(port))
-        worker = WorkerProcess(dev_client, providers.url, queue)
+        worker = WorkerProcess(dev_client, providers.url, queue, build_id=METERED_BUILD)
     yield queue, f"http://127.0.0.1:{port}/metrics"
     worker.stop()
 
@@ -40,6 +42,11 @@ def test_a_sold_out_run_shows_in_the_workers_metrics_and_not_in_plain_history(
     lines = [line for line in metrics.splitlines() if line.startswith("booking_")]
     rolled_back = [line for line in lines if line.startswith("booking_sagas_total") and 'status="ROLLED_BACK"' in line]
     assert len(rolled_back) == 1 and rolled_back[0].endswith(" 1"), lines
+    # Every line, ours and the SDK's, names the build that served it.
+    build = f'worker_build_id="{METERED_BUILD}"'
+    assert all(build in line and f'worker_deployment="booking-{queue}"' in line for line in lines), lines
+    sdk_lines = [line for line in metrics.splitlines() if line.startswith("temporal_workflow_failed")]
+    assert sdk_lines and all(build in line for line in sdk_lines), metrics
     for step in ("book_car", "book_hotel"):
         assert any(
             line.startswith("booking_compensations_total") and f'step="{step}"' in line and "compensated" in line

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 import uuid
@@ -174,6 +175,34 @@ async def record_bulk(client: Client, queue: str, out: Path, providers_url: str)
         await _save(handle, out / f"{scenario.value}-{Mode.SEQUENTIAL.value}-{label}.json")
 
 
+# Where the code has Worker Versioning, the runs are recorded on a versioned
+# worker, as shipped: their workflow tasks then carry the deployment version
+# and the PINNED behaviour the replay test must accept. Looked up rather than
+# imported, so this file still runs from a checkout that predates it.
+RECORDING_BUILD = "histories"
+
+
+def versioned(queue: str) -> dict[str, Any]:
+    try:
+        from wiring.versioning import deployment_config
+    except ImportError:
+        return {}
+    return {"deployment": deployment_config(RECORDING_BUILD, f"histories-{queue}")}
+
+
+async def make_current(client: Client, queue: str) -> None:
+    try:
+        from wiring.versioning import make_current_when_polled
+    except ImportError:
+        return
+    env = dict(
+        os.environ, TEMPORAL_ADDRESS=client.service_client.config.target_host, TEMPORAL_NAMESPACE=client.namespace
+    )
+    await asyncio.to_thread(
+        make_current_when_polled, f"histories-{queue}", RECORDING_BUILD, task_queues=[queue], env=env
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -191,7 +220,8 @@ async def main() -> None:
     queue = f"histories-{uuid.uuid4().hex[:8]}"
     try:
         async with env, make_http_client(providers.url) as http:
-            async with build_worker(env.client, BookingActivities(http), task_queue=queue):
+            async with build_worker(env.client, BookingActivities(http), task_queue=queue, **versioned(queue)):
+                await make_current(env.client, queue)
                 await record(env.client, queue, out)
                 await record_held(env.client, queue, out)
                 await record_bulk(env.client, queue, out, providers.url)
