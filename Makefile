@@ -4,11 +4,20 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := .tools/bin/uv
 VENV := .venv
+# Two installs from one lock, each re-synced only when pyproject.toml or
+# uv.lock change: everything (the `dev` group: tests, lint, bench), and what
+# `make run` needs, the runtime plus the dev server's binary. The second is
+# --inexact, so `make run` never strips a full env that is already there.
 SYNCED := $(VENV)/.synced
+SYNCED_RUN := $(VENV)/.synced-run
+# The interpreter itself, not a launcher such as pyenv's shim: uv compares it
+# with the one .venv was made from and rebuilds .venv when they differ, which
+# would drop what an --inexact sync means to keep.
+PYTHON_EXE = "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run rollout test lint format bench bench-quick chaos fuzz screenshots diagrams clean-data histories
+.PHONY: install run rollout test lint format bench bench-quick chaos fuzz soak screenshots diagrams clean-data histories
 
 install: $(SYNCED)
 
@@ -17,17 +26,21 @@ $(UV):
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 $(SYNCED): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python "$$(command -v $(PYTHON))"
+	$(UV) sync --frozen --python $(PYTHON_EXE)
 	@touch $@
 
-run: install
+$(SYNCED_RUN): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --no-dev --group devserver --inexact --python $(PYTHON_EXE)
+	@touch $@
+
+run: $(SYNCED_RUN)
 	$(VENV)/bin/python -m scripts.devstack
 
 # With `make run` up, in another terminal: a new build of the worker (the
 # checkout's code, build id from git or BOOKING_BUILD_ID) replaces the running
 # one step by step, printing each `temporal worker deployment` command
 # (scripts/rollout.py; ROLLOUT_ARGS="--build-id v2 --drain-timeout 60" to change it).
-rollout: install
+rollout: $(SYNCED_RUN)
 	$(VENV)/bin/python -m scripts.rollout $(ROLLOUT_ARGS)
 
 test: install
@@ -53,6 +66,11 @@ chaos: install
 # The property-based fuzzers with the large hypothesis profile (a local soak).
 fuzz: install
 	HYPOTHESIS_PROFILE=soak $(VENV)/bin/python -m pytest tests/system/test_fuzz_providers.py tests/unit/test_fuzz_models.py tests/system/test_fuzz_web.py -q $(PYTEST_ARGS)
+
+# 200 bookings stranded by a car-rental outage, then bulk retries (tests/system/test_bulk.py at full
+# size; `make test` runs it with 40). 70 to 110 s on two busy cores.
+soak: install
+	BULK_BOOKINGS=200 $(VENV)/bin/python -m pytest tests/system/test_bulk.py -k one_bulk_retry -q $(PYTEST_ARGS)
 
 # Re-take the README's screenshots and its two demo GIFs into static/, and
 # redraw the architecture picture. Needs Debian's chromium, ffmpeg (Playwright's

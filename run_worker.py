@@ -4,6 +4,9 @@ Connection settings come from the Temporal env config (TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS variables or a profile), so the same
 command serves a dev server, a self-hosted cluster or Temporal Cloud. The rest
 comes from ``WorkerSettings`` (docs/configuration.md); each flag wins over it.
+If it cannot connect it exits 4 with one line naming the cause (nothing
+listens, no client certificate, an untrusted one, a wrong server name, a
+refused API key), never a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 from datetime import timedelta
 
 from wiring import worker as booking_worker
-from wiring.client import connect, connect_config
+from wiring.client import ConnectFailed, connect
 from wiring.entry_point import run_entry_point
 from wiring.metrics import deployment_tags, runtime_with_prometheus
 from wiring.settings import SettingsError, WorkerSettings
@@ -141,12 +144,9 @@ def main() -> int:
 
     try:
         asyncio.run(go())
-    except RuntimeError as err:
-        if "connect" in str(err).lower():
-            address = connect_config(args.profile).get("target_host")
-            print(f"run_worker: cannot reach Temporal at {address}: {err}", file=sys.stderr)
-            return 4
-        raise
+    except ConnectFailed as err:  # one line naming the cause: unreachable, TLS, credentials, settings
+        print(f"run_worker: {err}", file=sys.stderr)
+        return 4
     return 0
 
 

@@ -2,8 +2,10 @@
 
 ``python run_workflow.py`` books a demo trip; every input field has a flag.
 Exit codes: 0 COMPLETED, 1 ROLLED_BACK, 2 bad input (nothing started),
-3 ROLLBACK_INCOMPLETE, 4 cannot reach Temporal (also: it stopped answering for
-longer than ``--wait-timeout`` while we waited; the booking goes on), 5
+3 ROLLBACK_INCOMPLETE, 4 cannot reach Temporal or connect to it (one line
+names the cause: no client certificate, an untrusted one, a wrong server name,
+a refused API key; also: it stopped answering for longer than
+``--wait-timeout`` while we waited; the booking goes on), 5
 CANCELLED, 6 ended some other way (terminated or timed out by an operator), 7
 NEEDS_ATTENTION (an undo is stuck; the workflow stays open and waits for
 ``run_operator.py``), 8 TRIP_INCOMPLETE (held and confirmed, the ticket is
@@ -34,7 +36,7 @@ from trip.forms import FLAT_FIELDS, BookingInputError, booking_from_flat, demo_t
 from trip.models import WORKFLOW_ID_RULE, BookingRequest, RetryOverrides, Scenario, check_workflow_id
 from trip.scenarios import SCENARIOS
 from trip.status import SagaStatus
-from wiring.client import connect, is_unreachable, known_web_ui_url
+from wiring.client import ConnectFailed, connect, is_unreachable, known_web_ui_url
 from wiring.entry_point import run_entry_point
 from wiring.outcome import TemporalUnreachable
 from wiring.paused_status import describe_execution
@@ -213,13 +215,15 @@ class Cli:
 async def run(cli: Cli, args: argparse.Namespace, req: BookingRequest) -> int:
     try:
         client: Client = await connect(args.profile)
-    except Exception as err:  # connection errors surface as RuntimeError
-        return cli.fail(
-            EXIT_UNREACHABLE,
-            "NOT_STARTED",
-            "TemporalUnreachable",
-            f"cannot reach Temporal: {err}. Is it running? (`make run` starts one)",
-        )
+    except ConnectFailed as err:
+        if err.unreachable:
+            return cli.fail(
+                EXIT_UNREACHABLE,
+                "NOT_STARTED",
+                "TemporalUnreachable",
+                f"{err}. Is it running? (`make run` starts one)",
+            )
+        return cli.fail(EXIT_UNREACHABLE, "NOT_STARTED", "TemporalConnectFailed", str(err))
     workflow_id = cli.workflow_id = args.workflow_id or new_workflow_id()
     cli.url = known_web_ui_url(workflow_id, client.namespace, client.service_client.config.target_host)
     try:

@@ -23,7 +23,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,7 @@ async def warm_up(h: Harness) -> None:
     for side in [*SIDES] * 3:
         try:
             await asyncio.wait_for(one_saga(h.client, side), 60)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RuntimeError(f"no saga finished in 60 s; see the logs in {h.stack.workdir}") from None
 
 
@@ -141,7 +141,7 @@ def results(plan: Plan, quick: bool, phases: dict[str, Any]) -> dict[str, Any]:
     throughput = phases["throughput"]
     found = ratios(phases, c_hi)
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
         "plan": asdict(plan),
         "machine": machine(),

@@ -326,7 +326,7 @@ class Chaos:
                         return
                     except RPCError:
                         await asyncio.sleep(0.5)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         break
             try:
                 execution = await describe_execution(self.client, saga.workflow_id)

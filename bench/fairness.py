@@ -24,7 +24,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import Client
@@ -116,7 +116,7 @@ def main() -> int:
     args = parser.parse_args()
     found = asyncio.run(measure(args.backlog, args.rounds, args.idle_runs))
     found = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_average": os.getloadavg(),
         "idle_runs": args.idle_runs,
         **found,

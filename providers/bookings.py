@@ -1,8 +1,9 @@
 """The routes the saga calls: book (or hold), confirm, ticket and cancel one part of a trip.
 
-Each injects its scenario's fault first, then asks the ledger. A refusal from
-the ledger is not an attempt: it is answered without counting, so a mistaken
-call cannot use up a real booking's injected faults.
+Each first refuses a key that is not the request's booking's (before any
+injected fault, outage or attempt count), then injects its scenario's fault,
+then asks the ledger. A refusal is not an attempt: it is answered without
+counting, so a forged or mistaken call cannot use up a real booking's faults.
 """
 
 from __future__ import annotations
@@ -53,8 +54,12 @@ async def reserve(request: web.Request) -> web.Response:
 
     ledger = request.app[LEDGER]
     await injected_delay(request, fault)
-    # No await from here on: peeking at the attempt number and counting it
-    # cannot interleave with another request for the same key.
+    # No await from here on: checking the key's owner, peeking at the attempt
+    # number and counting it cannot interleave with another request for the key.
+    try:
+        ledger.refuse_foreign_key(kind=kind.value, key=key, booking_id=booking_id, op="reserve")
+    except LedgerConflict as exc:
+        return refused(exc)
     attempt = ledger.next_attempt(key, "reserve")
     if failing(fault.fail_first, attempt):
         ledger.count_attempt(key, "reserve")
@@ -89,7 +94,11 @@ async def confirm(request: web.Request) -> web.Response:
     key, booking_id = key_and_booking(body.get("idempotency_key"), body.get("booking_id"))
     ledger = request.app[LEDGER]
     await injected_delay(request, fault)
-    attempt = ledger.next_attempt(key, "finalize")  # as in reserve: a refusal is not an attempt
+    try:  # as in reserve: another booking's key is refused before any fault, and is not an attempt
+        ledger.refuse_foreign_key(kind=kind.value, key=key, booking_id=booking_id, op="finalize")
+    except LedgerConflict as exc:
+        return refused(exc)
+    attempt = ledger.next_attempt(key, "finalize")
     if failing(fault.finalize_fail_first, attempt):
         ledger.count_attempt(key, "finalize")
         return error_response(503, "Unavailable", f"{kind.value} provider cannot confirm right now (attempt {attempt})")
@@ -109,6 +118,10 @@ async def ticket(request: web.Request) -> web.Response:
     body = await json_body(request)
     key, booking_id = key_and_booking(body.get("idempotency_key"), body.get("booking_id"))
     await injected_delay(request, fault)
+    try:  # as in reserve: another booking's key never reaches the airline's answer
+        request.app[LEDGER].refuse_foreign_key(kind=Kind.FLIGHT.value, key=key, booking_id=booking_id, op="finalize")
+    except LedgerConflict as exc:
+        return refused(exc)
     if fault.ticket_refused:
         error = ErrorType.TICKETING_REFUSED.value
         return error_response(ERROR_STATUS[error], error, "the airline refused to issue the ticket for this booking")
@@ -149,7 +162,11 @@ async def _cancel(request: web.Request, key: Any, body: dict[str, Any]) -> web.R
     key, booking_id = key_and_booking(key, body.get("booking_id"))
     ledger = request.app[LEDGER]
     await injected_delay(request, fault)
-    attempt = ledger.next_attempt(key, "cancel")  # as in reserve: no await until it is counted
+    try:  # as in reserve: no await until it is counted, and another booking's key is refused first
+        ledger.refuse_foreign_key(kind=kind.value, key=key, booking_id=booking_id, op="cancel")
+    except LedgerConflict as exc:
+        return refused(exc)
+    attempt = ledger.next_attempt(key, "cancel")
     if failing(fault.cancel_fail_first, attempt):
         ledger.count_attempt(key, "cancel")
         return error_response(503, "Unavailable", f"{kind.value} provider cannot cancel right now (attempt {attempt})")

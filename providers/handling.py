@@ -57,10 +57,29 @@ def fault_of(request: web.Request, kind: Kind) -> Fault:
         raise Reject(400, "BadRequest", f"unknown scenario {name!r}") from None
 
 
+#: How deep a body may nest. The deepest real one is three levels (body,
+#: ``details``, a field); past this the body is refused before anything walks it,
+#: so no recursion (the JSON parser's, pydantic's, the encoder's) can run out of stack.
+MAX_JSON_DEPTH = 16
+
+
 async def json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        raw = await request.read()
+        # The charset named in Content-Type picks the decoder; one Python does
+        # not know is the client's mistake, not ours.
+        text = raw.decode(request.charset or "utf-8")
+    except LookupError:
+        raise Reject(
+            415, "UnsupportedMediaType", f"unknown charset {request.charset!r}; send the body as UTF-8 JSON"
+        ) from None
+    except UnicodeDecodeError:
+        raise Reject(400, "BadRequest", "the body must be a JSON object") from None
+    if _nesting(text) > MAX_JSON_DEPTH:
+        raise Reject(400, "BadRequest", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError:
         raise Reject(400, "BadRequest", "the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise Reject(400, "BadRequest", "the body must be a JSON object")
@@ -71,6 +90,32 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     except UnicodeEncodeError:
         raise Reject(400, "BadRequest", "the body has a \\u escape that is no character (a lone surrogate)") from None
     return body
+
+
+def _nesting(text: str) -> int:
+    """How deep the brackets of a JSON text nest, counted without parsing (no recursion).
+
+    Brackets inside strings are skipped; for text that is not JSON the figure
+    is only an estimate, and the parser refuses it anyway.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 async def injected_delay(request: web.Request, fault: Fault) -> None:

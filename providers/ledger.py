@@ -17,7 +17,7 @@ import json
 import secrets
 import sqlite3
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ class Ledger:
                 raise LedgerConflict("SoldOut", f"no {kind} left for {resource} on {full}")
             reservation_id = secrets.token_hex(8)
             confirmation = f"{_PREFIX[kind]}-{secrets.token_hex(3).upper()}"
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             held_until = None if hold_ttl_s is None else timestamp(now + timedelta(seconds=hold_ttl_s))
             self._db.execute(
                 "INSERT INTO reservations (idempotency_key, reservation_id, confirmation, kind, booking_id,"
@@ -246,6 +246,13 @@ class Ledger:
             row = self._holding(kind="flight", key=key, booking_id=booking_id, action="ticket")
             if row["ticket_number"] is not None:
                 return decode_row(row), "already_ticketed"
+            if row["held_until"] is None:
+                # Booked outright, not held: ticketing it would make a booking
+                # the saga still expects to be able to cancel impossible to undo.
+                raise LedgerConflict(
+                    "InvalidBooking",
+                    f"the flight under key {key!r} was booked outright, not held; only a held flight is ticketed",
+                )
             number = f"TKT-{secrets.randbelow(10**10):010d}"
             self._db.execute(
                 "UPDATE reservations SET status = 'active', confirmed_at = COALESCE(confirmed_at, ?),"
@@ -253,6 +260,30 @@ class Ledger:
                 (now(), number, key),
             )
             return self._get(key), "ticketed"
+
+    def refuse_foreign_key(self, *, kind: str, key: str, booking_id: str, op: str) -> None:
+        """Refuse (``LedgerConflict``) a key that is not ``booking_id``'s ``kind`` key; writes nothing.
+
+        Called before any injected fault, outage or attempt count, so a forged
+        request cannot take a real booking's faults. ``op`` is ``reserve``,
+        ``cancel`` or ``finalize``: a cancel of a key nothing was booked under
+        must also be the key the saga would send, and a confirmation or a
+        ticket needs something held (the same rules ``cancel`` and ``_holding``
+        apply inside their transactions).
+        """
+        row = self._db.execute("SELECT kind, booking_id FROM reservations WHERE idempotency_key = ?", (key,)).fetchone()
+        if row is None:
+            row = self._db.execute(
+                "SELECT kind, booking_id FROM voided_keys WHERE idempotency_key = ?", (key,)
+            ).fetchone()
+            if row is None and op == "finalize":
+                raise LedgerConflict("InvalidBooking", f"nothing is held under key {key!r}")
+            if row is None and op == "cancel" and key not in (f"{booking_id}:{kind}", booking_id):
+                row = {"kind": None, "booking_id": None}
+        if row is not None and (row["kind"], row["booking_id"]) != (kind, booking_id):
+            raise LedgerConflict(
+                "InvalidBooking", f"idempotency key {key!r} is not the {kind} key of booking {booking_id!r}"
+            )
 
     def _holding(self, *, kind: str, key: str, booking_id: str, action: str) -> sqlite3.Row:
         """The ``held`` or ``active`` row for ``key`` of ``booking_id``, or the refusal why not."""
@@ -301,10 +332,11 @@ class Ledger:
         """The first day in ``first_day..last_day`` with no capacity left, if any."""
         day = date.fromisoformat(first_day)
         end = date.fromisoformat(last_day)
-        while day <= end:
-            if self._available(kind, resource, day.isoformat()) <= 0:
-                return day.isoformat()
-            day += timedelta(days=1)
+        for offset in range((end - day).days + 1):
+            # Counted, never stepped past ``end``: the day after 9999-12-31 does not exist.
+            current = (day + timedelta(days=offset)).isoformat()
+            if self._available(kind, resource, current) <= 0:
+                return current
         return None
 
     def _available(self, kind: str, resource: str, day: str) -> int:

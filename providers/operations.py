@@ -4,12 +4,17 @@ outage, request statistics, health. None of them injects a fault.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from aiohttp import web
 
 from providers.handling import LEDGER, STATS, error_response, json_body, kind_of
 from trip.models import Kind
+
+#: The most a day can hold: far above any test or benchmark, far below what
+#: SQLite's 64-bit integers overflow at.
+MAX_CAPACITY = 1_000_000_000
 
 
 async def list_reservations(request: web.Request) -> web.Response:
@@ -21,10 +26,18 @@ async def set_inventory(request: web.Request) -> web.Response:
     kind = kind_of(request)
     body = await json_body(request)
     resource, day, capacity = body.get("resource"), body.get("day"), body.get("capacity")
-    if not isinstance(resource, str) or not resource or not isinstance(day, str) or not day:
-        return error_response(422, "InvalidBooking", "resource and day must be non-empty strings")
-    if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
-        return error_response(422, "InvalidBooking", "capacity must be a non-negative integer")
+    if not isinstance(resource, str) or not (1 <= len(resource) <= 200):
+        return error_response(422, "InvalidBooking", "resource must be a string of 1 to 200 characters")
+    try:
+        # Stored as the ledger spells days (YYYY-MM-DD), so "20270104" and
+        # "2027-01-04" are one day and a capacity set for it really applies.
+        day = date.fromisoformat(day).isoformat() if isinstance(day, str) and len(day) <= 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        return error_response(422, "InvalidBooking", "day must be a date, YYYY-MM-DD (for example 2030-01-31)")
+    if not isinstance(capacity, int) or isinstance(capacity, bool) or not (0 <= capacity <= MAX_CAPACITY):
+        return error_response(422, "InvalidBooking", f"capacity must be an integer from 0 to {MAX_CAPACITY}")
     request.app[LEDGER].set_capacity(kind=kind.value, resource=resource, day=day, capacity=capacity)
     return web.json_response({"kind": kind.value, "resource": resource, "day": day, "capacity": capacity})
 
@@ -34,10 +47,9 @@ async def lift_outage(request: web.Request) -> web.Response:
     booking_id, kind_name = body.get("booking_id"), body.get("kind")
     if not isinstance(booking_id, str) or not (1 <= len(booking_id) <= 200):
         return error_response(422, "InvalidBooking", "booking_id must be a string of 1 to 200 characters")
-    try:
-        kind = Kind(kind_name)
-    except ValueError:
+    if not isinstance(kind_name, str) or kind_name not in set(Kind):
         return error_response(422, "InvalidBooking", "kind must be one of: car, hotel, flight")
+    kind = Kind(kind_name)
     request.app[LEDGER].lift_outage(booking_id=booking_id, kind=kind.value)
     return web.json_response({"booking_id": booking_id, "kind": kind.value, "outage": "lifted"})
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -133,11 +133,11 @@ def days_held(kind: str, details: dict[str, Any]) -> tuple[str, str]:
 def timestamp(moment: datetime) -> str:
     # One fixed format (UTC, milliseconds, "+00:00"), so that SQL can compare
     # timestamps as text: the expiry sweep relies on it.
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def now() -> str:
-    return timestamp(datetime.now(timezone.utc))
+    return timestamp(datetime.now(UTC))
 
 
 def connect(path: Path) -> sqlite3.Connection:

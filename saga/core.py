@@ -291,7 +291,7 @@ class Saga(Stack):
             raise ValueError(f"step {name!r} is not outstanding (it is {record.state.value})")
 
     async def retry_compensation(
-        self, steps: Sequence[str] | None, *, operator: str, note: str
+        self, steps: Sequence[str] | None, *, operator: str, note: str, batch: str | None = None
     ) -> dict[str, StepState]:
         """Run the undos of outstanding ``steps`` again, each with a fresh budget.
 
@@ -299,7 +299,7 @@ class Saga(Stack):
         Failures are not raised: the steps simply stay outstanding.
         """
         names = self.check_retry(steps)
-        action = SagaAction(workflow.now(), operator, "retry_compensation", names, note)
+        action = SagaAction(workflow.now(), operator, "retry_compensation", names, note, batch=batch)
         self._actions.append(action)
         records = [self._records[n] for n in names]
         forward = [r for r in records if r.kind is StepKind.RETRIABLE]
@@ -316,7 +316,7 @@ class Saga(Stack):
         self._changed()
         return {r.name: r.state for r in records}
 
-    def resolve(self, step: str, *, operator: str, note: str) -> None:
+    def resolve(self, step: str, *, operator: str, note: str, batch: str | None = None) -> None:
         """Record that ``step`` was settled outside the saga.
 
         Before the pivot: its effect was undone by hand. After it: the
@@ -326,7 +326,7 @@ class Saga(Stack):
         record = self._records[step]
         record.state = StepState.RESOLVED
         self._actions.append(
-            SagaAction(workflow.now(), operator, "resolve", [step], note, {step: StepState.RESOLVED.value})
+            SagaAction(workflow.now(), operator, "resolve", [step], note, {step: StepState.RESOLVED.value}, batch)
         )
         self._changed()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from temporalio.common import RetryPolicy
@@ -30,7 +30,7 @@ DEFAULT_UNDO_RETRY = RetryPolicy(
 DEFAULT_UNDO_TIMEOUT = timedelta(seconds=30)
 
 
-class StepState(str, Enum):
+class StepState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -43,7 +43,7 @@ class StepState(str, Enum):
     SKIPPED = "skipped"
 
 
-class StepKind(str, Enum):
+class StepKind(StrEnum):
     """Where a step stands relative to the point of no return.
 
     Before the pivot every step is *compensatable*: it has an undo, and a
@@ -110,6 +110,9 @@ class SagaAction:
     note: str
     #: Each step's state once the action finished (empty while a retry runs).
     outcomes: dict[str, str] = field(default_factory=dict)
+    #: The bulk operation this action was part of, if any: one id for every
+    #: booking an operator acted on at once.
+    batch: str | None = None
 
 
 @dataclass(frozen=True)

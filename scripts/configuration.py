@@ -56,8 +56,9 @@ has a command-line flag for a setting, the flag wins.
 
 Not listed here, because the Temporal SDK reads them itself (its environment
 configuration): `TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`,
-the `TEMPORAL_TLS_*` variables and `TEMPORAL_PROFILE`, for the worker, the web
-app and the CLI alike. `make run` passes its own `TEMPORAL_ADDRESS` on to the
+the `TEMPORAL_TLS_*` variables, `TEMPORAL_PROFILE` and `TEMPORAL_CONFIG_FILE`
+(the profiles' TOML file: [deploying.md](deploying.md#connecting-to-a-secured-cluster)),
+for the worker, the web app and the CLI alike. `make run` passes its own `TEMPORAL_ADDRESS` on to the
 services it starts, and its banner prints the `export` lines that point the
 CLIs in another terminal at its stack, including `TEMPORAL_CODEC_ENDPOINT` and
 `TEMPORAL_CODEC_AUTH` for the Temporal CLI.

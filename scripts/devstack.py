@@ -195,7 +195,8 @@ def prepare_encryption(web_url: str) -> str | None:
     from web.codec import codec_token
 
     # The dev server's UI can send neither a header nor a cookie to another
-    # origin, so its endpoint carries the token (web.codec, README).
+    # origin, so its endpoint carries the token (web.codec, docs/privacy.md);
+    # dev_server_command keeps it off the command line.
     return f"{web_url}/codec/t/{codec_token(ROOT / 'instance')}"
 
 
@@ -334,6 +335,7 @@ def main() -> int:
                 port=settings.temporal_dev_port,
                 ui_port=settings.temporal_ui_port,
                 codec_endpoint=codec_endpoint,
+                codec_env_file=ROOT / "instance" / "dev-server-ui.yaml",
             )
             proc = stack.start("temporal dev server", cmd, env)
             wait_for_port(settings.host, settings.temporal_dev_port, proc)

@@ -35,7 +35,14 @@ from trip import SEARCH_ATTRIBUTES
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
 from trip.status import BookingStatus, SagaStatus
 from wiring.codec import ENV_KEYS, KeyRing, data_converter
-from wiring.local_stack import DEV_SERVER_FLAGS, free_port, stop_process, temporal_cli_path, test_server_path
+from wiring.local_stack import (
+    DEV_SERVER_FLAGS,
+    free_port,
+    stop_process,
+    temporal_cli_path,
+    test_server_path,
+    ui_codec_args,
+)
 from wiring.local_stack import start_providers as start_provider_process
 from wiring.outcome import Outcome, await_outcome
 from wiring.start import start_booking
@@ -182,15 +189,19 @@ def web_codec_port() -> int:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def dev_env(dev_ui_port: int, web_codec_port: int) -> AsyncIterator[WorkflowEnvironment]:
+async def dev_env(
+    dev_ui_port: int, web_codec_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[WorkflowEnvironment]:
     codec = f"http://127.0.0.1:{web_codec_port}/codec/t/{os.environ['CODEC_TOKEN']}"
+    # As make run does: the token goes in a 0600 file, not on the dev server's command line.
+    codec_args = ui_codec_args(codec, tmp_path_factory.mktemp("dev-server") / "ui.yaml")
     env = await WorkflowEnvironment.start_local(
         data_converter=data_converter(),
         dev_server_existing_path=temporal_cli_path(),
         search_attributes=SEARCH_ATTRIBUTES,
         ui=True,
         ui_port=dev_ui_port,
-        dev_server_extra_args=[*DEV_SERVER_FLAGS, "--ui-codec-endpoint", codec],
+        dev_server_extra_args=[*DEV_SERVER_FLAGS, *codec_args],
     )
     async with env:
         yield env
@@ -257,6 +268,10 @@ def providers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProviderServ
 class WorkerProcess:
     """``run_worker.py`` as a real child process, ready once it logs so.
 
+    ``python`` is the interpreter it runs on: this env's unless a test brings
+    another install (a production one, say). Against ``client``'s server, or
+    (``client=None``) wherever ``env`` points the Temporal env config.
+
     It polls as a Worker Deployment version, as shipped, and receives tasks
     only once that version is current: ``current=True`` makes it so with the
     helper ``make run`` uses. Tests share one dev server, so by default each
@@ -267,7 +282,7 @@ class WorkerProcess:
 
     def __init__(
         self,
-        client: Client,
+        client: Client | None,
         providers_url: str,
         task_queue: str,
         *,
@@ -275,15 +290,18 @@ class WorkerProcess:
         deployment_name: str | None = None,
         current: bool = True,
         extra_args: tuple[str, ...] = (),
+        python: str | Path = sys.executable,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.build_id = build_id
         self.deployment_name = deployment_name or f"booking-{task_queue}"
-        self.env = dict(os.environ)
-        self.env["TEMPORAL_ADDRESS"] = client.service_client.config.target_host
-        self.env["TEMPORAL_NAMESPACE"] = client.namespace
+        self.env = dict(os.environ) if env is None else env
+        if client is not None:
+            self.env["TEMPORAL_ADDRESS"] = client.service_client.config.target_host
+            self.env["TEMPORAL_NAMESPACE"] = client.namespace
         self.proc = subprocess.Popen(
             [
-                sys.executable,
+                str(python),
                 "run_worker.py",
                 "--task-queue",
                 task_queue,

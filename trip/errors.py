@@ -9,10 +9,10 @@ type name by hand.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ErrorType(str, Enum):
+class ErrorType(StrEnum):
     # Business answers from a provider: retrying cannot change them.
     SOLD_OUT = "SoldOut"
     INVALID_BOOKING = "InvalidBooking"
@@ -40,6 +40,11 @@ class ErrorType(str, Enum):
     #: Past the pivot, a retriable step was still not done when the attention
     #: deadline passed: the ticket is issued, the rest needs a person.
     TRIP_INCOMPLETE = "TripIncomplete"
+
+    #: An Update the workflow's validator refused (a traveller's decision or an
+    #: operator's action that does not apply now): sending it again unchanged
+    #: cannot succeed, so it is non-retryable.
+    UPDATE_REJECTED = "UpdateRejected"
 
 
 #: The answers that mean "no": retrying cannot change them. The pivot's retry

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date, datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -40,18 +40,18 @@ MAX_CONFIRM_WITHIN = timedelta(days=7)
 HOLD_MARGIN = timedelta(minutes=30)
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     CAR = "car"
     HOTEL = "hotel"
     FLIGHT = "flight"
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     PARALLEL = "parallel"
     SEQUENTIAL = "sequential"
 
 
-class Scenario(str, Enum):
+class Scenario(StrEnum):
     """Demo fault injection. ``trip.scenarios`` says what each one does."""
 
     HAPPY = "happy"

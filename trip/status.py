@@ -8,7 +8,7 @@ The CLI and the web app import it to render a booking.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
@@ -16,7 +16,7 @@ from saga import StepKind, StepState
 from trip.models import BookingRequest, Mode, Scenario
 
 
-class SagaStatus(str, Enum):
+class SagaStatus(StrEnum):
     RUNNING = "RUNNING"
     COMPENSATING = "COMPENSATING"
     COMPLETED = "COMPLETED"
@@ -96,6 +96,9 @@ class OperatorAction(BaseModel):
     note: str
     #: Each step's state once the action finished (empty while a retry runs).
     outcomes: dict[str, str] = {}
+    #: The bulk operation (``run_operator.py retry --all``, "Retry all" on
+    #: ``/attention``) this action was part of; None for a single booking.
+    batch: str | None = None
 
 
 class Attention(BaseModel):
@@ -106,7 +109,7 @@ class Attention(BaseModel):
     outstanding: list[OutstandingStep]
 
 
-class Decision(str, Enum):
+class Decision(StrEnum):
     """How a held trip's confirmation window ended."""
 
     CONFIRMED = "confirmed"
@@ -174,6 +177,9 @@ class _OperatorInput(BaseModel):
 
     operator: str = ""
     note: str = ""
+    #: Set by a bulk operation: its id, kept in the audit trail. Optional with a
+    #: default, so inputs written before it existed decode as they did.
+    batch: str | None = None
 
 
 class RetryCompensationInput(_OperatorInput):

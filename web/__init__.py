@@ -8,6 +8,7 @@ client per request and never an async view. No view waits for a saga to end.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from werkzeug.wrappers import Response
 from web import auth
 from web.auth import login_manager
 from web.portal import PORTAL_KEY, TemporalPortal
+from web.sessions import SessionStore
 from web.settings import WebSettings
 from wiring.client import connect
 from wiring.secrets import read_or_create
@@ -74,11 +76,33 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         #: How often the status page polls while a saga runs, in ms.
         POLL_INTERVAL_MS=1000,
         MAX_CONTENT_LENGTH=64 * 1024,
-        WTF_CSRF_TIME_LIMIT=None,  # a form left open over lunch should still submit
+        #: Seconds a form's CSRF token is good for: a form left open over lunch still
+        #: submits, one copied days ago does not (it lasts no longer than an operator's session).
+        WTF_CSRF_TIME_LIMIT=8 * 3600,
+        #: How long an operator stays logged in: one working shift. The session lives on
+        #: the server (web.sessions), so logging out ends it everywhere at once.
+        OPERATOR_SESSION_LIFETIME=timedelta(hours=8),
+        #: The operators' sessions and the login throttle (web.sessions); None:
+        #: instance/operator_sessions.sqlite, shared by every web process on the host.
+        SESSION_DB=None,
+        #: Refused logins allowed per client address and per operator name within the window,
+        #: before logins are answered 429 (the password is then not even checked).
+        LOGIN_LIMIT_PER_CLIENT=20,
+        LOGIN_LIMIT_PER_NAME=5,
+        LOGIN_WINDOW_S=15 * 60,
         #: Seconds the nav bar's NEEDS_ATTENTION count may take before it is left out.
         BADGE_TIMEOUT=2.0,
+        #: Seconds ``/metrics`` reuses one visibility answer for the booking gauges (web.gauges).
+        VISIBILITY_METRICS_TTL=5.0,
+        #: Seconds ``/metrics`` waits for that answer before reporting ``booking_visibility_up 0``.
+        VISIBILITY_METRICS_TIMEOUT=5.0,
         #: Seconds a ``retry_compensation`` may run: it returns only once the undos finish.
         RETRY_TIMEOUT=600.0,
+        #: "Retry all" / "Resolve all" on /attention: bookings acted on at once, and Updates started per second.
+        BULK_CONCURRENCY=4,
+        BULK_RATE=5.0,
+        #: Seconds /attention and the confirmation step may take to read every matching booking's status.
+        BULK_SELECT_TIMEOUT=30.0,
         #: Operators, name -> werkzeug password hash; None reads OPERATORS_FILE or instance/operators.toml.
         OPERATORS=None,
     )
@@ -102,6 +126,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
         app.config["OPERATORS"] = load_operators(operators_file(Path(app.instance_path), settings))
 
+    session_db = app.config["SESSION_DB"]
+    if session_db is None:
+        # The tests' apps (TESTING) keep theirs in the process: no test sees another's logins.
+        session_db = ":memory:" if app.config.get("TESTING") else Path(app.instance_path) / "operator_sessions.sqlite"
+    app.extensions[auth.SESSIONS_KEY] = SessionStore(session_db)
+
     csrf.init_app(app)
     login_manager.init_app(app)
     portal = app.config.get("TEMPORAL_PORTAL")
@@ -110,13 +140,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         portal = TemporalPortal(lambda: connect(profile), timeout=app.config["TEMPORAL_TIMEOUT"])
     app.extensions[PORTAL_KEY] = portal
 
-    from web import attention, booking, codec, errors, listing, metrics, status
+    from web import attention, booking, bulk, codec, errors, listing, metrics, status
 
     app.register_blueprint(booking.bp)
     app.register_blueprint(status.bp)
     app.register_blueprint(listing.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(attention.bp)
+    app.register_blueprint(bulk.bp)
     attention.register(app)
     # The codec endpoints take JSON from the Web UI, not forms: their guard is
     # the origin check plus a token or operator session (web.codec).

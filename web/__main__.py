@@ -16,6 +16,12 @@ but its worker keeps the listening socket open while it drains, so new
 connections queue unanswered until they are reset, and its pre-fork model
 would have to build the portal after the fork.
 
+At start it connects to Temporal once (env config: ``TEMPORAL_ADDRESS``, or
+the profile ``TEMPORAL_PROFILE`` names in ``TEMPORAL_CONFIG_FILE``). If the
+connection is refused (no client certificate, an untrusted one, a wrong server
+name or API key) it exits 4 with one line naming the cause; if Temporal is
+only down, it logs that and serves, connecting again on the next request.
+
 The host and port come from ``WebSettings`` (``WEB_HOST``, ``WEB_PORT``),
 unless ``--host`` or ``--port`` says otherwise. Never reach into the server's
 private attributes here: the next release of the server breaks them.
@@ -30,10 +36,13 @@ import sys
 import threading
 
 from cheroot.wsgi import Server
+from temporalio.client import Client
 
 from web import create_app
-from web.portal import PORTAL_KEY
+from web.portal import PORTAL_KEY, TemporalPortal, TemporalUnavailable
 from web.settings import WebSettings
+from wiring.client import ConnectFailed
+from wiring.entry_point import exit_now
 from wiring.settings import SettingsError
 from wiring.tracing import configure_from_env
 
@@ -66,6 +75,18 @@ def main() -> None:
     configure_from_env("booking-web")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = create_app()
+    portal: TemporalPortal = app.extensions[PORTAL_KEY]
+    # Before the server exists: once prepared, its worker threads would hold the exit.
+    try:
+        portal.call(_connected)
+    except TemporalUnavailable as err:
+        if isinstance(err.__cause__, ConnectFailed) and not err.__cause__.unreachable:
+            print(f"web: {err.__cause__}", file=sys.stderr)
+            portal.close()
+            exit_now(4)  # not sys.exit: the SDK can abort the interpreter's shutdown
+        outage: TemporalUnavailable | None = err
+    else:
+        outage = None
     server = Server(
         (args.host, args.port),
         app,
@@ -84,6 +105,8 @@ def main() -> None:
         )
         app.extensions[PORTAL_KEY].close()
         sys.exit(1)
+    if outage is not None:
+        log.warning("%s; serving anyway, and connecting again on the next request", outage)
     host, port = server.bind_addr[:2]
     stopping = threading.Event()
 
@@ -100,6 +123,10 @@ def main() -> None:
         # Also ends a request still waiting on Temporal past the grace period.
         app.extensions[PORTAL_KEY].close()
         log.info("stopped")
+
+
+async def _connected(client: Client) -> None:
+    return None
 
 
 def serve_until_drained(server: Server, stopping: threading.Event, *, grace: float) -> None:

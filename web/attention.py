@@ -3,36 +3,42 @@
 Before the pivot that is a rollback that could not undo every reservation
 (still held); past it, a step that is not finished yet (never undone).
 
-The list comes from visibility (``BookingStatus = "NEEDS_ATTENTION"``); each
-row's details (what is held, since when, the deadline) from that booking's
-``status`` query, asked for all rows at once and each bounded by the query
-timeout. The nav bar's count badge is one visibility count call.
+The list comes from visibility (``BookingStatus = "NEEDS_ATTENTION"``, running
+or paused in Temporal: a paused booking still waits for someone); each row's
+details (what is held, since when, the deadline) from that booking's ``status``
+query, asked for all rows at once and each bounded by the query timeout. A
+paused booking answers no query, so its row says paused instead. The nav bar's
+count badge is one visibility count call.
+
+A filter (stuck step or provider, last error type, age) narrows the list, and
+the page counts every booking it matches; "Retry all" and "Resolve all" act on
+those after a confirmation step (``web.bulk``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from flask import Blueprint, Flask, current_app, render_template
+from flask import Blueprint, Flask, current_app, render_template, request
 from flask_login import current_user
 from temporalio.client import Client
 
 from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
 from trip.status import Attention, SagaStatus
 from web.auth import operator_required
+from web.bulk import FilterError, filter_fields, filter_from, matching
 from web.portal import TemporalUnavailable, current_portal
+from wiring.executions import Execution
 from wiring.live_status import fetch_status
-from wiring.summaries import MEMO_TRAVELLER
+from wiring.paused_status import list_executions
 
 bp = Blueprint("attention", __name__)
 
 MAX_ROWS = 50
 QUERY = (
-    f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Running" '
+    f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus IN ("Running", "Paused") '
     f'AND {SA_BOOKING_STATUS.name} = "{SagaStatus.NEEDS_ATTENTION.value}"'
 )
 
@@ -42,6 +48,7 @@ class StuckBooking:
     workflow_id: str
     traveller: str | None
     attention: Attention | None
+    paused: bool = False
 
     def waiting_for(self, now: datetime) -> str:
         if self.attention is None:
@@ -60,27 +67,53 @@ def _duration(delta: timedelta) -> str:
 
 
 async def _stuck(client: Client, query_timeout: timedelta) -> list[StuckBooking]:
-    found = [wf async for wf in client.list_workflows(QUERY, limit=MAX_ROWS)]
+    # The SDK's own list cannot name the PAUSED status (wiring.paused_status).
+    found = await list_executions(client, QUERY, limit=MAX_ROWS)
 
-    async def one(wf_id: str, memo: Awaitable[Mapping[str, Any]]) -> StuckBooking:
-        # The name is in the encrypted memo; the search attribute only has a tag.
-        traveller = (await memo).get(MEMO_TRAVELLER)
+    async def one(wf: Execution) -> StuckBooking:
+        # The name is from the encrypted memo; the search attribute only has a tag.
+        if wf.paused:
+            return StuckBooking(wf.workflow_id, wf.traveller, None, paused=True)
         try:
-            status = await fetch_status(client, client.get_workflow_handle(wf_id), rpc_timeout=query_timeout)
+            status = await fetch_status(client, client.get_workflow_handle(wf.workflow_id), rpc_timeout=query_timeout)
         except Exception:  # no worker answering: still list it, without details
-            return StuckBooking(wf_id, traveller, None)
-        return StuckBooking(wf_id, status.traveller or traveller, status.attention)
+            return StuckBooking(wf.workflow_id, wf.traveller, None)
+        return StuckBooking(wf.workflow_id, status.traveller or wf.traveller, status.attention)
 
-    return list(await asyncio.gather(*(one(wf.id, wf.memo()) for wf in found)))
+    return list(await asyncio.gather(*(one(wf) for wf in found)))
 
 
 @bp.get("/attention")
 @operator_required
-def attention_list() -> str:
+def attention_list() -> tuple[str, int]:
+    return render_attention(request.args.to_dict())
+
+
+def render_attention(values: dict[str, str], *, bulk_error: str | None = None, status: int = 200) -> tuple[str, int]:
+    """The page for the filter in ``values`` (the form's fields), with a bulk form's error if any."""
     timeout = timedelta(seconds=current_app.config["QUERY_TIMEOUT"])
     rows = current_portal().call(lambda client: _stuck(client, timeout))
     now = datetime.now().astimezone()
-    return render_template("attention.html", rows=rows, now=now)
+    try:
+        chosen = filter_from(values)
+    except FilterError as err:
+        return render_template(
+            "attention.html", rows=rows, now=now, fields=values, filter_error=str(err), note=values.get("note", "")
+        ), 400
+    filtered = chosen != type(chosen)()
+    if filtered:
+        rows = [r for r in rows if chosen.steps(r.attention, now)]
+    return render_template(
+        "attention.html",
+        rows=rows,
+        now=now,
+        fields=filter_fields(chosen),
+        filter=chosen,
+        filtered=filtered,
+        match_count=len(matching(chosen)),
+        bulk_error=bulk_error,
+        note=values.get("note", ""),
+    ), status
 
 
 def attention_count() -> int | None:

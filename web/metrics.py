@@ -5,7 +5,9 @@
   URL rule (never the raw path, so workflow ids do not explode cardinality);
 * ``booking_form_submissions_total{result}``: ``POST /bookings`` by outcome,
   ``started``, ``invalid``, ``rejected`` (CSRF), ``temporal_unavailable`` or
-  ``error``.
+  ``error``;
+* the booking gauges from Temporal's visibility (``web.gauges``): bookings in
+  NEEDS_ATTENTION and the oldest one's age, held trips awaiting an answer.
 
 Observed from request hooks, so no view carries telemetry. Each app gets its
 own registry: the tests build many apps in one process.
@@ -17,6 +19,8 @@ import time
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from web.gauges import make_gauges
 
 METRICS_KEY = "prometheus_registry"
 
@@ -42,6 +46,7 @@ def register(app: Flask) -> None:
     submissions = Counter(
         "booking_form_submissions", "Booking form submissions by result", ["result"], registry=registry
     )
+    registry.register(make_gauges(app))
     app.extensions[METRICS_KEY] = registry
 
     @app.before_request

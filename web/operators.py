@@ -18,9 +18,9 @@ import getpass
 import re
 import secrets
 import sys
+import tomllib
 from pathlib import Path
 
-import tomllib
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from web.settings import WebSettings

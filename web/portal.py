@@ -21,7 +21,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from flask import current_app
 from temporalio.client import Client
 
-from wiring.client import is_unreachable
+from wiring.client import ConnectFailed, is_unreachable
 
 T = TypeVar("T")
 
@@ -55,7 +55,9 @@ class TemporalPortal:
             if self._client is None:
                 try:
                     self._client = await self._connect()
-                except Exception as err:  # the SDK reports refused connections as RuntimeError
+                except ConnectFailed as err:  # one line naming the cause
+                    raise TemporalUnavailable(str(err)) from err
+                except Exception as err:
                     raise TemporalUnavailable(f"cannot connect to Temporal: {err}") from err
             return self._client
 

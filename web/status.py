@@ -31,7 +31,7 @@ from web.auth import current_operator, operator_required
 from web.owners import is_operator, may_act, owner_required
 from web.portal import current_portal
 from web.status_view import BookingView, load_booking, remaining_text, undo_text
-from wiring.updates import decide, rejection_message, resolve, retry_compensation
+from wiring.updates import PAUSED_MESSAGE, decide, is_paused, rejection_message, resolve, retry_compensation
 
 bp = Blueprint("status", __name__, url_prefix="/bookings")
 
@@ -134,6 +134,11 @@ def cancel_booking(workflow_id: str) -> Response | tuple[str, int]:
     return render_booking(view, action_error=message, status=409)
 
 
+def _paused(workflow_id: str) -> tuple[str, int]:
+    """An Update the server refused because the run is paused: nothing was sent to the workflow."""
+    return render_booking(load_booking(workflow_id), action_error=f"This booking is {PAUSED_MESSAGE}.", status=409)
+
+
 def _operator_update(
     workflow_id: str, send: Callable[[WorkflowHandle[Any, Any]], Awaitable[OperatorActionResult]], timeout: float
 ) -> Response | tuple[str, int]:
@@ -148,6 +153,8 @@ def _operator_update(
         if err.status == RPCStatusCode.NOT_FOUND:  # gone, or closed since the page was drawn
             view = load_booking(workflow_id)
             return render_booking(view, action_error="This booking is no longer waiting for an operator.", status=409)
+        if is_paused(err):
+            return _paused(workflow_id)
         raise
     outcomes = ", ".join(f"{step}: {state}" for step, state in result.outcomes.items())
     flash(f"Done ({outcomes}). Still outstanding: {', '.join(result.outstanding) or 'nothing'}.", "info")
@@ -196,6 +203,8 @@ def _traveller_decision(
         if err.status == RPCStatusCode.NOT_FOUND:  # gone, or closed since the page was drawn
             view = load_booking(workflow_id)
             return render_booking(view, action_error="This trip is no longer waiting for your answer.", status=409)
+        if is_paused(err):
+            return _paused(workflow_id)
         raise
     flash(done, "info")
     return redirect(url_for("status.booking_page", workflow_id=workflow_id), code=303)

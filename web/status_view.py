@@ -8,7 +8,7 @@ sends anything to a workflow (``web.status`` does both).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import abort, current_app
@@ -67,14 +67,18 @@ class BookingView:
 
     @property
     def confirm_remaining_s(self) -> float | None:
-        """Seconds left to confirm a held trip, by the server's clock; None unless it waits."""
+        """Seconds left to confirm a held trip, by the server's clock; None unless it waits.
+
+        A closed run waits for nobody, even when its status query (replayed to
+        the last state, as after a terminate) still says it is awaiting an answer.
+        """
         confirmation = self.status.confirmation if self.status else None
-        if confirmation is None or confirmation.decision is not None:
+        if self.closed or confirmation is None or confirmation.decision is not None:
             return None
         deadline = confirmation.deadline
         if deadline.tzinfo is None:
-            deadline = deadline.replace(tzinfo=timezone.utc)
-        return max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds())
+            deadline = deadline.replace(tzinfo=UTC)
+        return max(0.0, (deadline - datetime.now(UTC)).total_seconds())
 
     @property
     def undo_started(self) -> bool:

@@ -9,7 +9,7 @@ Never import this from workflow code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import WorkflowExecutionStatus as RawExecutionStatus
@@ -113,7 +113,7 @@ async def execution_from_info(client: Client, info: WorkflowExecutionInfo, **ext
         workflow_id=info.execution.workflow_id,
         run_id=info.execution.run_id,
         status=execution_status_name(info.status),
-        start_time=info.start_time.ToDatetime().replace(tzinfo=timezone.utc),
+        start_time=info.start_time.ToDatetime().replace(tzinfo=UTC),
         booking_status=attrs.get(SA_BOOKING_STATUS),
         traveller=await _traveller(client, info, attrs),
         **extra,

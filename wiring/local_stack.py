@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from trip import SEARCH_ATTRIBUTES
+from wiring.secrets import write_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The provider service's first line on stdout, once it listens: "providers listening on URL (ledger ...)".
@@ -62,14 +63,13 @@ DEV_SERVER_FLAGS = [
     # Lets operators run ``temporal workflow pause`` (off by default in server 1.32).
     "--dynamic-config-value",
     "frontend.WorkflowPauseEnabled=true",
-    # A Worker Deployment version that stopped being current is reported
-    # "drained" (its old workers may stop) only after a visibility grace period
-    # and at the next refresh: 3 minutes each by default, there to let a
-    # production cluster's visibility store catch up. The dev server's
-    # visibility is its own SQLite, so a rollout on `make run` (and its test)
-    # waits seconds instead of six minutes.
+    # Worker Versioning: the server reports an old version "drained" (no open
+    # run pinned to it, so its workers may stop) only after a 3-minute grace
+    # period of visibility, re-checked every few minutes. Locally, within
+    # seconds, so `make rollout` and the tests can wait for it. Values are JSON:
+    # a duration is a quoted string.
     "--dynamic-config-value",
-    'matching.wv.VersionDrainageStatusVisibilityGracePeriod="2s"',
+    'matching.wv.VersionDrainageStatusVisibilityGracePeriod="5s"',
     "--dynamic-config-value",
     'matching.wv.VersionDrainageStatusRefreshInterval="1s"',
 ]
@@ -117,11 +117,14 @@ def dev_server_command(
     metrics_port: int | None = None,
     log_level: str = "warn",
     codec_endpoint: str | None = None,
+    codec_env_file: Path | None = None,
 ) -> list[str]:
     """``temporal server start-dev`` with our search attributes and ``DEV_SERVER_FLAGS``.
 
     ``db``: ``None`` keeps the history in memory. ``ui_port``: ``None`` starts
-    it without the Web UI (``--headless``).
+    it without the Web UI (``--headless``). ``codec_endpoint`` (it carries the
+    codec token) goes into ``codec_env_file``, never onto the command line
+    (``ui_codec_args``).
     """
     cmd = [temporal_cli_path(), "server", "start-dev", "--ip", host, "--port", str(port)]
     cmd += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
@@ -136,8 +139,28 @@ def dev_server_command(
         cmd += ["--search-attribute", f"{key.name}=Keyword"]
     if codec_endpoint:
         # The Web UI then decrypts input, results and failures through the web app.
-        cmd += ["--ui-codec-endpoint", codec_endpoint]
+        if codec_env_file is None:
+            raise ValueError("a codec endpoint needs codec_env_file: it must not be on the command line")
+        cmd += ui_codec_args(codec_endpoint, codec_env_file)
     return cmd
+
+
+#: The Temporal CLI environment, in its env file, that holds the Web UI's codec endpoint.
+UI_CODEC_ENV = "ui-codec"
+
+
+def ui_codec_args(endpoint: str, env_file: Path) -> list[str]:
+    """Flags that hand the dev server's Web UI ``endpoint`` without showing it in ``ps``.
+
+    The endpoint carries the codec token, and a process's command line is
+    readable by every local user (``/proc/PID/cmdline``). The Temporal CLI
+    sets any flag of a command from the named environment of its env file
+    (``temporal env``), so the endpoint goes into ``env_file`` (0600, atomic)
+    and only that file's path is on the command line.
+    """
+    text = f"env:\n  {UI_CODEC_ENV}:\n    ui-codec-endpoint: {json.dumps(endpoint)}\n"
+    write_secret(env_file, text, replace=True)
+    return ["--env-file", str(env_file), "--env", UI_CODEC_ENV]
 
 
 def providers_command(db: Path, *, port: int = 0, extra: tuple[str, ...] = ()) -> list[str]:

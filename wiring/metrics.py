@@ -7,7 +7,9 @@ which undo fails most, how long until the ledger is consistent) are answered by:
 * ``booking_steps_total{step,outcome}``: forward steps, ``succeeded``/``failed``/``cancelled``;
 * ``booking_compensations_total{step,outcome}``: undos, ``compensated``/``not_booked``/``failed``;
 * ``booking_time_to_consistent_seconds``: from the first failed step to the
-  last undo that finished, for every saga that rolled back.
+  last undo that finished, for every saga that rolled back;
+* ``booking_rollbacks_total{cause}``: rolled-back sagas by the error type that
+  started the unwind (``ConfirmationTimeout``: a traveller let a hold lapse).
 
 They are observed around the workflow and its activities rather than inside
 ``workflows/``, so the saga code stays free of telemetry. The workflow metric
@@ -48,6 +50,12 @@ SAGAS = "booking_sagas_total"
 STEPS = "booking_steps_total"
 COMPENSATIONS = "booking_compensations_total"
 TIME_TO_CONSISTENT = "booking_time_to_consistent_seconds"
+ROLLBACKS = "booking_rollbacks_total"
+
+#: The time-to-consistent buckets, in seconds. The SDK's defaults stop at 60 s,
+#: but an unwind that retries its undos for minutes is exactly what the p99
+#: alert (deploy/prometheus/booking-alerts.yml) must be able to tell apart.
+TIME_TO_CONSISTENT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 #: The saga status a workflow's final error means.
 _STATUS_BY_ERROR = {
@@ -80,7 +88,11 @@ def runtime_with_prometheus(
         telemetry=TelemetryConfig(
             global_tags=dict(tags or {}),
             # Our names already end in _total / _seconds: add no suffixes.
-            metrics=PrometheusConfig(bind_address=bind_address, durations_as_seconds=True),
+            metrics=PrometheusConfig(
+                bind_address=bind_address,
+                durations_as_seconds=True,
+                histogram_bucket_overrides={TIME_TO_CONSISTENT: TIME_TO_CONSISTENT_BUCKETS},
+            ),
             # Core log lines stay on the Python logger (stderr), as without metrics.
             logging=core_logging(),
         )
@@ -120,12 +132,12 @@ class _SagaInbound(WorkflowInboundInterceptor):
         except BaseException as err:
             status = _final_status(err)
             if status is not None:
-                self._record_end(status)
+                self._record_end(status, _cause_type(err))
             raise
         self._record_end("COMPLETED")
         return result
 
-    def _record_end(self, status: str) -> None:
+    def _record_end(self, status: str, cause: str | None = None) -> None:
         meter = workflow.metric_meter()
         meter.create_counter(SAGAS, "Closed booking sagas by final status").with_additional_attributes(
             {"status": status}
@@ -135,6 +147,18 @@ class _SagaInbound(WorkflowInboundInterceptor):
             meter.create_histogram_float(
                 TIME_TO_CONSISTENT, "From the first failed step to the last finished undo", "s"
             ).record(max(0.0, (end - self._run.first_failure).total_seconds()))
+        if status == "ROLLED_BACK":
+            meter.create_counter(
+                ROLLBACKS, "Rolled-back sagas by the error that started the unwind"
+            ).with_additional_attributes({"cause": cause or "unknown"}).add(1)
+
+
+def _cause_type(err: BaseException) -> str | None:
+    """The ``cause_type`` a saga's final error names (``workflows.messages.saga_error``)."""
+    if isinstance(err, ApplicationError) and err.details and isinstance(err.details[0], dict):
+        cause = err.details[0].get("cause_type")
+        return cause if isinstance(cause, str) else None
+    return None
 
 
 def _final_status(err: BaseException) -> str | None:

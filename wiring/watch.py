@@ -86,7 +86,7 @@ async def watch(
                     fetch_status(client, handle, rpc_timeout=timedelta(seconds=STATUS_POLL_TIMEOUT_S)),
                     STATUS_POLL_TIMEOUT_S,
                 )
-            except (RPCError, asyncio.TimeoutError):
+            except (TimeoutError, RPCError):
                 pass  # no worker yet, or the server is down: keep the last status seen
             except WorkflowPaused as paused:
                 status = None  # `temporal workflow pause`: no query is answered until it is unpaused

@@ -102,6 +102,8 @@ def build_worker(
         activity_task_poller_behavior=pollers,
         # Saga-level metrics (wiring.metrics); tracing comes with the client's interceptors.
         interceptors=[SagaMetricsInterceptor()],
+        # The Worker Deployment version this worker polls as (wiring.versioning);
+        # None: an unversioned worker.
         deployment_config=deployment,
     )
 

@@ -160,7 +160,7 @@ class BookingWorkflow(OperatorUpdates):
             what, held=self._req.confirm_within is not None, status=self._status, confirmation=self._confirmation
         )
         if reason:
-            raise ValueError(reason)
+            raise messages.update_rejected(reason)
 
     def _decide(self, decision: Decision, note: str) -> ConfirmResult:
         assert self._confirmation is not None
@@ -176,7 +176,7 @@ class BookingWorkflow(OperatorUpdates):
         self._set_status(SagaStatus.AWAITING_CONFIRMATION)
         try:
             await workflow.wait_condition(lambda: self._decision is not None, timeout=within)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # The timer and a confirm can land in one activation: an answer wins.
             if self._decision is None:
                 self._confirmation = self._confirmation.model_copy(update={"decision": Decision.EXPIRED})
@@ -340,7 +340,7 @@ class BookingWorkflow(OperatorUpdates):
             await workflow.wait_condition(
                 lambda: not self._saga.outstanding() and workflow.all_handlers_finished(), timeout=deadline
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await workflow.wait_condition(workflow.all_handlers_finished)
             return not self._saga.outstanding()
         except asyncio.CancelledError:

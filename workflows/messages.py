@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from saga import StepRecord, StepState
 from trip.errors import ErrorType
@@ -185,6 +185,18 @@ def decision_refusal(what: str, *, held: bool, status: SagaStatus, confirmation:
         # e.g. cancelled while it waited: the holds are being released.
         return f"this booking is {status.value}: there is nothing to {what}"
     return None
+
+
+def update_rejected(reason: str) -> ApplicationError:
+    """What an Update validator raises: the reason, as a typed, non-retryable, benign refusal.
+
+    A plain ``ValueError`` reaches callers as an application failure that the
+    Temporal CLI shows as retryable; nothing about a refused decision or
+    operator action changes by sending it again.
+    """
+    return ApplicationError(
+        reason, type=ErrorType.UPDATE_REJECTED.value, non_retryable=True, category=ApplicationErrorCategory.BENIGN
+    )
 
 
 def operator_refusal(what: str, *, status: SagaStatus, operator: str, note: str) -> str | None:

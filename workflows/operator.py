@@ -28,30 +28,38 @@ class OperatorUpdates:
     @workflow.update(name=UPDATE_RETRY_COMPENSATION)
     async def retry_compensation(self, req: RetryCompensationInput) -> OperatorActionResult:
         """Run the undos of outstanding steps again with a fresh budget; return when they finish."""
-        outcomes = await self._saga.retry_compensation(req.steps, operator=req.operator, note=req.note)
+        outcomes = await self._saga.retry_compensation(req.steps, operator=req.operator, note=req.note, batch=req.batch)
         return render.action_result(self._saga, {name: state.value for name, state in outcomes.items()})
 
     @retry_compensation.validator
     def _validate_retry(self, req: RetryCompensationInput) -> None:
         self._check_operator_action(req, "retry")
-        self._saga.check_retry(req.steps)
+        try:
+            self._saga.check_retry(req.steps)
+        except ValueError as err:  # the saga core says why in plain Python
+            raise messages.update_rejected(str(err)) from None
 
     @workflow.update(name=UPDATE_RESOLVE)
     def resolve(self, req: ResolveInput) -> OperatorActionResult:
         """Record that an outstanding step's reservation was released outside the system."""
-        self._saga.resolve(req.step, operator=req.operator, note=req.note)
+        self._saga.resolve(req.step, operator=req.operator, note=req.note, batch=req.batch)
         return render.action_result(self._saga, {req.step: StepState.RESOLVED.value})
 
     @resolve.validator
     def _validate_resolve(self, req: ResolveInput) -> None:
         self._check_operator_action(req, "resolve")
         if not req.step:
-            raise ValueError(f"step must name the outstanding step to resolve, e.g. {step(Kind.CAR).book}")
-        self._saga.check_resolve(req.step)
+            raise messages.update_rejected(
+                f"step must name the outstanding step to resolve, e.g. {step(Kind.CAR).book}"
+            )
+        try:
+            self._saga.check_resolve(req.step)
+        except ValueError as err:
+            raise messages.update_rejected(str(err)) from None
 
     def _check_operator_action(self, req: RetryCompensationInput | ResolveInput, what: str) -> None:
         reason = messages.unknown_fields(req.model_extra, list(type(req).model_fields)) or messages.operator_refusal(
             what, status=self._status, operator=req.operator, note=req.note
         )
         if reason:
-            raise ValueError(reason)
+            raise messages.update_rejected(reason)

@@ -187,7 +187,7 @@ def details(f: Facts) -> str:
     for action in f.saga.actions:
         lines.append(
             f"- {action.at.isoformat(timespec='seconds')} {action.operator}: {action.action} "
-            f"{', '.join(action.steps)} ({action.note})"
+            f"{', '.join(action.steps)} ({action.note})" + (f" [batch {action.batch}]" if action.batch else "")
         )
     return "\n".join(lines)
 

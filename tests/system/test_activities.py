@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -229,7 +229,7 @@ async def test_held_trip_is_confirmed_and_ticketed(acts: BookingActivities, prov
         await env.run(acts.book_hotel, hotel),
         await env.run(acts.book_flight, flight),
     ]
-    assert all(r.held_until is not None and r.held_until > datetime.now(timezone.utc) for r in held)
+    assert all(r.held_until is not None and r.held_until > datetime.now(UTC) for r in held)
     assert {r["status"] for r in providers.reservations(car.booking_id)} == {"held"}
 
     tickets = [await env.run(acts.ticket_flight, ticket_req(flight)) for _ in range(2)]

@@ -22,7 +22,14 @@ import pytest
 
 from scripts.devstack import SettingsError, StackSettings, cli_exports
 from tests.conftest import ROOT, free_port, wait_until_blocking
-from wiring.local_stack import WORKERS_FILE, is_running_worker, read_workers
+from wiring.local_stack import (
+    WORKERS_FILE,
+    dev_server_command,
+    is_running_worker,
+    read_workers,
+    stop_process,
+    wait_for_port,
+)
 
 
 @pytest.fixture
@@ -363,3 +370,28 @@ def _in_shell(exports: str, command: str, env: dict[str, str]) -> subprocess.Com
 def _free(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_the_dev_servers_codec_token_is_in_no_process_listing(tmp_path: Path) -> None:
+    # Any local user can read a command line (ps, /proc/PID/cmdline); the token would be theirs.
+    token = "tok-" + os.urandom(8).hex()
+    endpoint = f"http://127.0.0.1:{free_port()}/codec/t/{token}"
+    port, ui_port = free_port(), free_port()
+    env_file = tmp_path / "instance" / "dev-server-ui.yaml"
+    cmd = dev_server_command(
+        host="127.0.0.1", port=port, ui_port=ui_port, codec_endpoint=endpoint, codec_env_file=env_file
+    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port("127.0.0.1", ui_port, proc)
+        assert token not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
+        assert env_file.stat().st_mode & 0o777 == 0o600
+        # ... and the Web UI still calls the codec server at that endpoint.
+        settings = wait_until_blocking(
+            lambda: httpx.get(f"http://127.0.0.1:{ui_port}/api/v1/settings", timeout=5),
+            lambda r: r.status_code == 200,
+            what="the dev server's Web UI to answer",
+        )
+        assert settings.json()["Codec"]["Endpoint"] == endpoint
+    finally:
+        stop_process(proc)

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-import tests.fuzzing  # noqa: F401  (the hypothesis profiles)
+from tests.fuzzing import content_type, deep_json, edge_days, huge_ints
 from trip.forms import demo_trip
 from web import create_app
 from web.portal import TemporalPortal
@@ -90,6 +90,9 @@ odd_values = st.one_of(
     st.sampled_from(["", " ", "2030-02-30", "0001-01-01", "9999-12-31", "sequential", "hotel-down", "<b>x</b>"]),
     st.builds(lambda ch, n: ch * n, st.sampled_from(["a", "é", "\U0001f600", "\u202e"]), st.integers(60, 20_000)),
     st.binary(max_size=20),  # not UTF-8: a hand-made request can send anything
+    edge_days,
+    huge_ints.map(str),
+    deep_json,
 )
 
 
@@ -107,11 +110,13 @@ def forms(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
-def post(client: FlaskClient, data: dict[str, Any]) -> tuple[Any, int]:
+def post(
+    client: FlaskClient, data: dict[str, Any], media: str = "application/x-www-form-urlencoded"
+) -> tuple[Any, int]:
     """The response, and how many bytes the body had."""
     # Encoded by hand so that bytes that are not UTF-8 reach the app as sent.
     body = urlencode(list(data.items()), doseq=False)
-    return client.post("/bookings", data=body, content_type="application/x-www-form-urlencoded"), len(body)
+    return client.post("/bookings", data=body, content_type=media), len(body)
 
 
 def started(portal: RecordingPortal, workflow_id: str) -> bool:
@@ -127,8 +132,15 @@ def started(portal: RecordingPortal, workflow_id: str) -> bool:
     return portal.call(describe)
 
 
-@given(forms(), st.sampled_from(["ok", "missing", "forged"]), st.sampled_from(["ok", "missing", "bad"]))
-@example(dict(demo_trip(date.today())), "ok", "ok")  # the valid form: the checks must see its start
+@given(
+    forms(),
+    st.sampled_from(["ok", "missing", "forged"]),
+    st.sampled_from(["ok", "missing", "bad"]),
+    content_type("application/x-www-form-urlencoded"),
+)
+@example(
+    dict(demo_trip(date.today())), "ok", "ok", "application/x-www-form-urlencoded"
+)  # the valid form: the checks must see its start
 def test_any_form_gets_200_303_or_400_and_a_400_starts_nothing(
     app: Flask,
     client: FlaskClient,
@@ -137,6 +149,7 @@ def test_any_form_gets_200_303_or_400_and_a_400_starts_nothing(
     data: dict[str, Any],
     csrf_how: str,
     token_how: str,
+    media: str,
 ) -> None:
     token = uuid.uuid4().hex
     data = dict(data)
@@ -149,7 +162,7 @@ def test_any_form_gets_200_303_or_400_and_a_400_starts_nothing(
     elif token_how == "bad":
         data["form_token"] = token.upper()
     before = len(portal.starts())
-    response, size = post(client, data)
+    response, size = post(client, data, media)
     # 413 is the app's own body limit (a 64 KiB form is no trip), and only past it.
     allowed = (200, 303, 400, 413) if size > app.config["MAX_CONTENT_LENGTH"] else (200, 303, 400)
     assert response.status_code in allowed, (size, response.get_data(as_text=True)[:500])

@@ -106,6 +106,8 @@ async def test_a_stuck_undo_exits_7_and_the_temporal_cli_resolve_closes_it(
     # Results and failure messages are encrypted: the CLI reads them through the codec server.
     rejected = temporal_cli(dev_client, *update, "--input", json.dumps({**payload, "note": ""}), *codec_server)
     assert rejected.returncode != 0 and "note must say why" in rejected.stderr + rejected.stdout
+    # Typed and not retryable: sending the same refused Update again cannot help.
+    assert "(type: UpdateRejected, retryable: false)" in rejected.stderr
     resolved = temporal_cli(dev_client, *update, "--input", json.dumps(payload), *codec_server)
     assert resolved.returncode == 0, resolved.stderr
 

@@ -4,6 +4,7 @@ counters move by exactly what the runs did, and the histogram has samples."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -41,7 +42,7 @@ async def metered(dev_client: Client, providers: ProviderService, task_queue: st
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """Every sample, keyed by name and our labels (the SDK adds namespace, task queue...)."""
     text = httpx.get(url, timeout=5).text
-    ours = {"status", "step", "outcome", "le"}
+    ours = {"status", "step", "outcome", "le", "cause"}
     return {
         (s.name, frozenset((k, v) for k, v in s.labels.items() if k in ours)): s.value
         for family in text_string_to_metric_families(text)
@@ -72,9 +73,13 @@ async def test_counters_move_by_exactly_what_the_sagas_did(metered: tuple[Client
     assert value(samples, "booking_steps_total", step="book_car", outcome="succeeded") == 3
     assert value(samples, "booking_steps_total", step="book_flight", outcome="failed") == 1
     assert value(samples, "booking_steps_total", step="book_flight", outcome="succeeded") == 2
+    assert value(samples, "booking_rollbacks_total", cause="SoldOut") == 1
     # One rollback, so one time-to-consistent sample, and a positive one.
     assert value(samples, "booking_time_to_consistent_seconds_count") == 1
     assert value(samples, "booking_time_to_consistent_seconds_sum") > 0
+    # Its buckets reach past the SDK's 60 s default, so the p99 alert can tell minutes apart.
+    buckets = {dict(labels)["le"] for name, labels in samples if name == "booking_time_to_consistent_seconds_bucket"}
+    assert {"300", "600", "3600"} <= buckets, buckets
     # The SDK's own worker metrics are served on the same endpoint.
     assert any(name.startswith("temporal_") for name, _ in samples)
 
@@ -97,6 +102,18 @@ async def test_an_undo_that_keeps_failing_is_counted_by_step(metered: tuple[Clie
         assert not any(name == "booking_sagas_total" and v for (name, _), v in samples.items())
     finally:
         await handle.terminate("test over")
+
+
+async def test_a_hold_nobody_confirms_is_counted_as_lapsed(metered: tuple[Client, str], task_queue: str) -> None:
+    client, url = metered
+    held = make_request(Scenario.HAPPY, Mode.SEQUENTIAL).model_copy(update={"confirm_within": timedelta(seconds=1)})
+    await await_outcome(client, await start_booking(client, held, task_queue=task_queue))
+    samples = await wait_until(
+        lambda: scrape(url),
+        lambda s: value(s, "booking_sagas_total", status="ROLLED_BACK") >= 1,
+        what="the lapsed hold to be counted",
+    )
+    assert value(samples, "booking_rollbacks_total", cause="ConfirmationTimeout") == 1
 
 
 def test_final_status_names_how_the_workflow_closed() -> None:

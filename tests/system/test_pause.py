@@ -8,6 +8,8 @@ these tests are what keeps ``wiring.paused_status``'s raw describe and list hone
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import queue
 import re
@@ -17,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -35,7 +38,7 @@ from tests.conftest import (
     wait_for_saga_status,
     wait_until,
 )
-from tests.system.conftest import log_in
+from tests.system.conftest import cli, log_in
 from trip.models import Mode, RetryOverrides, Scenario
 from trip.status import SagaStatus, StepView
 from wiring.executions import PAUSED, Execution, WorkflowPaused, execution_status_name
@@ -285,3 +288,77 @@ async def test_a_paused_undo_shows_as_paused_and_finishes_once_unpaused(
 
 def undo_state(execution: Execution) -> int | None:
     return next((p.state for p in execution.pending_activities if p.activity_id == "undo-book_car"), None)
+
+
+def csrf_of(web: FlaskClient, path: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', web.get(path).get_data(as_text=True))
+    assert found
+    return found.group(1)
+
+
+async def test_updates_on_a_paused_booking_say_paused_and_it_stays_on_attention(
+    dev_client: Client, worker: WorkerProcess, task_queue: str, web: FlaskClient
+) -> None:
+    req = make_request(Scenario.CAR_CANCEL_BROKEN, Mode.SEQUENTIAL)
+    handle = await start_booking(
+        dev_client, req, workflow_id=f"trip-paused-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+    )
+    await wait_for_saga_status(handle, SagaStatus.NEEDS_ATTENTION)
+    temporal(dev_client, "workflow", "pause", "--workflow-id", handle.id, "--reason", "looking into it")
+    log_in(web)
+    try:
+        # The web app: a 409 that says so, not a 500.
+        page = f"/bookings/{handle.id}"
+        for action, form in [("resolve", {"step": "book_car", "note": "released by phone"}), ("retry", {})]:
+            answer = web.post(f"{page}/{action}", data={"csrf_token": csrf_of(web, page), **form})
+            assert answer.status_code == 409, (action, answer.status_code)
+            assert "paused in Temporal; unpause it first" in answer.get_data(as_text=True)
+
+        # The CLI: exit 2 and the reason, not "Temporal unreachable" (4).
+        common = ["--workflow-id", handle.id, "--operator", "ops", "--note", "x"]
+        done = cli(dev_client, "resolve", *common, "--step", "book_car", "--json", script="run_operator.py")
+        assert done.returncode == 2, done.stdout + done.stderr
+        answer = json.loads(done.stdout)
+        assert answer["error"] == "paused" and "paused in Temporal; unpause it first" in answer["message"]
+
+        # Still waiting for an operator, so still on /attention.
+        row = await wait_until(
+            lambda: asyncio.to_thread(lambda: web.get("/attention").get_data(as_text=True)),
+            lambda html: handle.id in html,
+            what="the paused booking on /attention",
+        )
+        assert "paused in Temporal" in row
+    finally:
+        temporal(dev_client, "workflow", "unpause", "--workflow-id", handle.id)
+
+    # Unpaused, it can be resolved; afterwards the CLI says how it ended, not "no running booking".
+    assert cli(dev_client, "resolve", *common, "--step", "book_car", script="run_operator.py").returncode == 0
+    await wait_for_saga_status(handle, SagaStatus.ROLLED_BACK)
+    again = cli(dev_client, "resolve", *common, "--step", "book_car", script="run_operator.py")
+    assert again.returncode == 2
+    assert "has already ended, ROLLED_BACK" in again.stderr and "no running booking" not in again.stderr
+    missing = cli(
+        dev_client, "retry", "--workflow-id", "trip-never", "--operator", "o", "--note", "x", script="run_operator.py"
+    )
+    assert (missing.returncode, missing.stderr.strip()) == (2, "error: no booking 'trip-never'")
+
+
+async def test_the_travellers_answer_to_a_paused_held_trip_is_a_409(
+    dev_client: Client, worker: WorkerProcess, task_queue: str, web: FlaskClient
+) -> None:
+    req = make_request(Scenario.HAPPY, Mode.SEQUENTIAL).model_copy(update={"confirm_within": timedelta(minutes=10)})
+    handle = await start_booking(
+        dev_client, req, workflow_id=f"trip-held-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+    )
+    await wait_for_saga_status(handle, SagaStatus.AWAITING_CONFIRMATION)
+    temporal(dev_client, "workflow", "pause", "--workflow-id", handle.id, "--reason", "test")
+    log_in(web)
+    try:
+        page = f"/bookings/{handle.id}"
+        for action in ("confirm", "decline"):
+            answer = web.post(f"{page}/{action}", data={"csrf_token": csrf_of(web, page)})
+            assert answer.status_code == 409, (action, answer.status_code)
+            assert "paused in Temporal; unpause it first" in answer.get_data(as_text=True)
+    finally:
+        temporal(dev_client, "workflow", "unpause", "--workflow-id", handle.id)
+    await handle.cancel()

@@ -77,7 +77,7 @@ class HeldTrip:
         self._status = SagaStatus.AWAITING_CONFIRMATION
         try:
             await workflow.wait_condition(lambda: self._decision is not None, timeout=req.confirm_within)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._decision = "expired"
         self._confirmation = self._confirmation.model_copy(update={"decision": self._decision})
         if self._decision != "confirmed":
@@ -293,6 +293,19 @@ async def test_a_held_trip_shows_the_banner_and_counts_down(
     operator = app.test_client()
     log_in(operator)
     assert '<td class="kind kind-pivot">pivot</td>' in operator.get(location).get_data(as_text=True)
+
+
+async def test_a_terminated_held_trip_reports_no_time_left_to_confirm(
+    dev_client: Client, client: FlaskClient, worker: ThreadedWorker
+) -> None:
+    # The status query replays to the last state, still "awaiting", but nobody can confirm a closed run.
+    location = book(client, hold="on", confirm_within_minutes="5")
+    await status_of(client, location, "AWAITING_CONFIRMATION")
+    await dev_client.get_workflow_handle(location.rsplit("/", 1)[1]).terminate(reason="test")
+    data = await status_of(client, location, "TERMINATED")
+    assert data["closed"] is True
+    assert data["confirmation"] is not None and data["confirmation"]["remaining_s"] is None
+    assert 'id="countdown"' not in client.get(location).get_data(as_text=True)
 
 
 async def test_the_traveller_confirms_without_logging_in_and_sees_the_ticket(

@@ -7,6 +7,7 @@ was done" means the portal was never called.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
@@ -20,8 +21,10 @@ from werkzeug.security import generate_password_hash
 from tests.unit.conftest import PASSWORD, RecordingPortal
 from trip.forms import demo_trip
 from web import create_app
+from web.auth import SESSIONS_KEY
 from web.operators import add_operator, ensure_demo_operator, load_operators
 from web.owners import MAX_BOOKINGS, MAX_FORM_TOKENS
+from web.sessions import SessionStore
 from web.status import BookingView
 
 
@@ -68,6 +71,9 @@ ACTIONS = [
     ("/bookings/trip-abc/retry", {"step": "book_car"}),
     ("/bookings/trip-abc/retry", {}),
     ("/bookings/trip-abc/resolve", {"step": "book_car", "note": "released by phone"}),
+    # Retry all / Resolve all on /attention: the confirmation step and the job itself.
+    ("/attention/bulk/confirm", {"action": "retry", "step": "book_car"}),
+    ("/attention/bulk", {"action": "resolve", "step": "book_car", "note": "by phone", "workflow_id": "trip-abc"}),
 ]
 
 
@@ -206,6 +212,8 @@ def test_operator_pages_redirect_an_anonymous_visitor_to_login(client: FlaskClie
     response = client.get("/attention")
     assert response.status_code == 302
     assert response.headers["Location"] == "/login?next=%2Fattention"
+    for page in ("/attention/bulk/bulk-x", "/attention/bulk/bulk-x/fragment"):  # a bulk job's progress
+        assert client.get(page).status_code == 302
     assert portal.calls == []
 
 
@@ -335,3 +343,94 @@ def test_cancel_is_offered_only_while_the_saga_has_not_ended(saga_status: str, o
     form = re.search(r'<form[^>]*id="cancel-form"[^>]*>', traveller.get(location).get_data(as_text=True))
     assert form is not None, "the booking's browser may cancel it"
     assert ("hidden" not in form.group(0)) is offered
+
+
+# --- sessions end on logout, and logins are throttled ------------------------------
+
+EMPTY_PAYLOADS = '{"payloads": []}'
+
+
+def operator_access(client: FlaskClient) -> tuple[int, int]:
+    """(/attention, /codec/decode) statuses: 503 and 200 past the guards, 302 and 401 refused."""
+    attention = client.get("/attention").status_code
+    decoded = client.post("/codec/decode", data=EMPTY_PAYLOADS, content_type="application/json").status_code
+    return attention, decoded
+
+
+def test_a_copied_session_cookie_stops_working_once_its_operator_logs_out(app: Flask, client: FlaskClient) -> None:
+    assert log_in(client).status_code == 303
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    thief = app.test_client()
+    thief.set_cookie("session", cookie.value)
+    assert operator_access(thief) == (503, 200)  # a copy works while the session lives
+    assert client.post("/logout", data={"csrf_token": csrf_token(client, "/")}).status_code == 303
+    assert operator_access(thief) == (302, 401)
+    assert operator_access(client) == (302, 401)
+
+
+def test_an_operator_session_ends_after_its_lifetime(app: Flask, client: FlaskClient) -> None:
+    now = [1_000_000.0]
+    app.extensions[SESSIONS_KEY] = SessionStore(":memory:", clock=lambda: now[0])
+    assert log_in(client).status_code == 303
+    lifetime = app.config["OPERATOR_SESSION_LIFETIME"].total_seconds()
+    assert lifetime == 8 * 3600
+    now[0] += lifetime - 1
+    assert operator_access(client) == (503, 200)
+    now[0] += 2
+    assert operator_access(client) == (302, 401)
+
+
+def test_wrong_passwords_for_a_name_end_in_429_and_then_even_the_right_one_is_refused(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    limit = app.config["LOGIN_LIMIT_PER_NAME"]
+    for _ in range(limit):
+        assert log_in(client, "ops", "wrong").status_code == 401
+    caplog.set_level("WARNING", logger="web.auth")
+    refused = log_in(client, "ops", PASSWORD)
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) > 0
+    assert "Too many refused logins (too many refused logins for this operator)" in refused.get_data(as_text=True)
+    assert client.get("/attention").status_code == 302
+    assert any("login refused for 'ops'" in r.getMessage() for r in caplog.records)
+    # Another operator name from the same address is not locked out by this one.
+    assert log_in(client, "someone", "wrong").status_code == 401
+
+
+def test_many_refused_logins_from_one_address_end_in_429_for_every_name(app: Flask, client: FlaskClient) -> None:
+    per_name = app.config["LOGIN_LIMIT_PER_NAME"]
+    for i in range(app.config["LOGIN_LIMIT_PER_CLIENT"]):
+        assert log_in(client, f"guess{i // per_name}", "wrong").status_code == 401
+    refused = log_in(client, "ops", PASSWORD)
+    assert refused.status_code == 429
+    assert "from this address" in refused.get_data(as_text=True)
+    # Another address still gets in.
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "192.0.2.7"
+    assert log_in(other).status_code == 303
+
+
+def test_a_good_login_starts_the_names_count_again(app: Flask, client: FlaskClient) -> None:
+    limit = app.config["LOGIN_LIMIT_PER_NAME"]
+    for _ in range(limit - 1):
+        assert log_in(client, "ops", "wrong").status_code == 401
+    assert log_in(client).status_code == 303
+    for _ in range(limit - 1):
+        assert log_in(client, "ops", "wrong").status_code == 401
+    assert log_in(client).status_code == 303
+
+
+def test_a_csrf_token_expires(app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    limit = app.config["WTF_CSRF_TIME_LIMIT"]
+    assert limit == 8 * 3600
+    issued = time.time()
+    token = csrf_token(client)
+    form = {"csrf_token": token, "name": "nobody", "password": "x"}
+    # Time only moves forward here: a signed cookie from the future is refused too.
+    monkeypatch.setattr(time, "time", lambda: issued + limit - 60)
+    assert client.post("/login", data=form).status_code == 401  # past the CSRF check: a wrong password
+    monkeypatch.setattr(time, "time", lambda: issued + limit + 5)
+    expired = client.post("/login", data=form)
+    assert expired.status_code == 400
+    assert "no longer valid" in expired.get_data(as_text=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -24,7 +24,7 @@ from workflows import messages, render, requests
 from workflows.policies import FINALIZE_POLICIES, STEP_POLICIES, TICKET_POLICY
 
 SOLD_OUT = FailureView(step="book_flight", type="SoldOut", message="no seats")
-NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def test_a_rollback_with_nothing_never_booked_says_so_without_a_dangling_none() -> None:
@@ -148,6 +148,22 @@ def test_the_details_show_each_step_the_failure_and_the_wait_for_an_operator() -
         line.startswith("Waiting for an operator until 2030-01-01T13:00:00+00:00; outstanding: book_car.")
         for line in lines
     )
+
+
+def test_the_audit_trail_names_the_batch_of_a_bulk_action(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("saga.core.workflow.now", lambda: NOW)  # the saga stamps actions with workflow time
+    saga = Saga()
+    saga.declare("book_car", "book_hotel")
+    for name in ("book_car", "book_hotel"):
+        saga.add_compensation(name, Compensation(f"undo_{name}", None))
+        saga.record(name).state = StepState.COMPENSATION_FAILED
+    saga.resolve("book_car", operator="ops", note="by phone", batch="bulk-1")
+    saga.resolve("book_hotel", operator="ops", note="one at a time")
+    facts = _facts(saga, SagaStatus.NEEDS_ATTENTION)
+    assert [a.batch for a in facts.audit()] == ["bulk-1", None]
+    lines = render.details(facts).splitlines()
+    assert "- 2030-01-01T12:00:00+00:00 ops: resolve book_car (by phone) [batch bulk-1]" in lines
+    assert "- 2030-01-01T12:00:00+00:00 ops: resolve book_hotel (one at a time)" in lines
 
 
 def test_the_details_show_the_travellers_answer_as_a_word() -> None:

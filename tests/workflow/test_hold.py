@@ -369,6 +369,9 @@ async def test_confirm_is_rejected_on_a_booking_that_was_not_held(
     with pytest.raises(WorkflowUpdateFailedError) as caught:
         await decide(handle, confirm=True)
     assert "not held for confirmation" in rejection_message(caught.value)
+    cause = caught.value.cause  # typed and not retryable: asking again cannot change it
+    assert isinstance(cause, ApplicationError)
+    assert (cause.type, cause.non_retryable) == (ErrorType.UPDATE_REJECTED.value, True)
     providers.gate.set()
     result = await handle.result()
     assert result.ticket is None and "ticket_flight" not in providers.calls

@@ -269,6 +269,10 @@ async def test_the_validators_reject_bad_updates_and_nothing_reaches_history(
     with pytest.raises(WorkflowUpdateFailedError) as caught:
         await stuck.handle.execute_update(update, arg)
     assert message in rejection_message(caught.value)
+    # A typed refusal that says sending it again cannot help (a ValueError read as retryable).
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError), cause
+    assert (cause.type, cause.non_retryable) == (ErrorType.UPDATE_REJECTED.value, True)
     after = await event_types(stuck.handle)
     assert after[: len(before)] == before
     # No Update event: only the test server's non-speculative workflow task

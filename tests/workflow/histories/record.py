@@ -7,6 +7,10 @@ while ``car-cancel-broken`` is still unwinding (``...-mid-unwind.json``), and,
 where the code has NEEDS_ATTENTION, one captured while it waits for an operator.
 Where the code has hold and confirm: held trips confirmed in both modes
 (``...-held.json``), one captured while it awaits confirmation, one declined.
+Where the operator's Updates take a bulk operation's batch id: a stranded
+``car-cancel-outage`` retried by a batch while the outage is on, then after it
+is lifted (``...-bulk-retried.json``), and a ``car-cancel-broken`` resolved by
+a batch (``...-bulk-resolved.json``).
 
 Histories recorded for an older version of the workflow must never be
 re-recorded to turn a red replay test green: record the current code under a
@@ -27,6 +31,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -136,6 +141,40 @@ async def record_held(client: Client, queue: str, out: Path) -> None:
     await _save(handle, out / "happy-parallel-held-declined.json")
 
 
+async def record_bulk(client: Client, queue: str, out: Path, providers_url: str) -> None:
+    """Operator Updates sent by a bulk operation (with a batch id and an Update id of its own)."""
+    try:
+        from trip.status import RetryCompensationInput
+    except ImportError:
+        return
+    if "batch" not in RetryCompensationInput.model_fields:
+        return  # this version's Updates take no batch id
+
+    async def send(handle: WorkflowHandle[Any, Any], name: str, payload: dict[str, Any], update_id: str) -> None:
+        await handle.execute_update(name, {"operator": "ops", "batch": "bulk-recorded", **payload}, id=update_id)
+
+    for scenario, label in (
+        (Scenario.CAR_CANCEL_OUTAGE, "bulk-retried"),
+        (Scenario.CAR_CANCEL_BROKEN, "bulk-resolved"),
+    ):
+        handle = await start_booking(client, make_request(scenario, Mode.SEQUENTIAL), task_queue=queue, keyring=TAGS)
+        await _wait_for(client, handle, lambda s: s.status.value == "NEEDS_ATTENTION", "NEEDS_ATTENTION")
+        if scenario is Scenario.CAR_CANCEL_OUTAGE:
+            retry = {"steps": ["book_car"], "note": "outage on"}
+            await send(handle, "retry_compensation", retry, "bulk-early:retry:book_car")
+            async with httpx.AsyncClient() as http:
+                lifted = await http.post(
+                    f"{providers_url}/admin/outages/lift", json={"booking_id": handle.id, "kind": "car"}
+                )
+                lifted.raise_for_status()
+            await send(handle, "retry_compensation", {**retry, "note": "lifted"}, "bulk-recorded:retry:book_car")
+        else:
+            resolve = {"step": "book_car", "note": "released by phone"}
+            await send(handle, "resolve", resolve, "bulk-recorded:resolve:book_car")
+        await await_outcome(client, handle)
+        await _save(handle, out / f"{scenario.value}-{Mode.SEQUENTIAL.value}-{label}.json")
+
+
 # Where the code has Worker Versioning, the runs are recorded on a versioned
 # worker, as shipped: their workflow tasks then carry the deployment version
 # and the PINNED behaviour the replay test must accept. Looked up rather than
@@ -185,6 +224,7 @@ async def main() -> None:
                 await make_current(env.client, queue)
                 await record(env.client, queue, out)
                 await record_held(env.client, queue, out)
+                await record_bulk(env.client, queue, out, providers.url)
     finally:
         stop_process(providers.proc)
 
