@@ -69,7 +69,7 @@ async def _wait_for(
 async def _save(handle: WorkflowHandle[Any, Any], path: Path) -> None:
     history = await handle.fetch_history()
     await asyncio.to_thread(path.write_text, history.to_json())
-    print(f"  {path.relative_to(HERE)}  {len(history.events)} events", flush=True)
+    print(f"  {path}  {len(history.events)} events", flush=True)
 
 
 # The histories are recorded with the plain pydantic converter, so that they
@@ -80,8 +80,10 @@ async def _save(handle: WorkflowHandle[Any, Any], path: Path) -> None:
 TAGS = KeyRing.generate()
 
 
-async def record(client: Client, queue: str, out: Path) -> None:
+async def record(client: Client, queue: str, out: Path, only: frozenset[Scenario] | None = None) -> None:
     for scenario in OUTRIGHT:
+        if only is not None and scenario not in only:
+            continue
         for mode in Mode:
             handle = await start_booking(client, make_request(scenario, mode), task_queue=queue, keyring=TAGS)
             path = out / f"{scenario.value}-{mode.value}.json"
@@ -94,6 +96,8 @@ async def record(client: Client, queue: str, out: Path) -> None:
             await _save(handle, path)
             if expected not in TERMINAL:
                 await handle.terminate("recorded")
+    if only is not None:
+        return
 
     # Mid-unwind: the car's undo keeps failing, slowly, while the history is taken.
     slow_undo = RetryOverrides(
@@ -208,8 +212,16 @@ async def main() -> None:
     parser.add_argument(
         "label", help="folder under tests/workflow/histories/, e.g. the workflow version being recorded"
     )
+    parser.add_argument("--out", type=Path, help="write into this folder instead (a check of the recorder itself)")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        type=Scenario,
+        help="record only this outright scenario, in both modes (repeatable); skips the other kinds of history",
+    )
     args = parser.parse_args()
-    out = HERE / args.label
+    out = args.out or HERE / args.label
+    only = frozenset(args.scenario) if args.scenario else None
     out.mkdir(parents=True, exist_ok=True)
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
@@ -222,9 +234,10 @@ async def main() -> None:
         async with env, make_http_client(providers.url) as http:
             async with build_worker(env.client, BookingActivities(http), task_queue=queue, **versioned(queue)):
                 await make_current(env.client, queue)
-                await record(env.client, queue, out)
-                await record_held(env.client, queue, out)
-                await record_bulk(env.client, queue, out, providers.url)
+                await record(env.client, queue, out, only)
+                if only is None:
+                    await record_held(env.client, queue, out)
+                    await record_bulk(env.client, queue, out, providers.url)
     finally:
         stop_process(providers.proc)
 
