@@ -36,7 +36,7 @@ from wiring.start import start_booking
 from wiring.updates import decide, rejection_message, resolve, retry_compensation
 from wiring.worker import WorkerTuning, build_worker
 from workflows.booking import BookingWorkflow
-from workflows.policies import UNDO_PRIORITY_KEY
+from workflows.policies import UNDO_PRIORITY_KEY, undo_task_queue
 
 S = StepState
 
@@ -191,7 +191,10 @@ async def test_status_query_mid_run_and_mid_unwind(
             gated_undo_hotel,
             real.undo_book_flight,
         ]
-        async with Worker(dev_client, task_queue=task_queue, workflows=[BookingWorkflow], activities=acts):
+        async with (
+            Worker(dev_client, task_queue=task_queue, workflows=[BookingWorkflow], activities=acts),
+            Worker(dev_client, task_queue=undo_task_queue(task_queue), activities=acts),
+        ):
             req = make_request(Scenario.HAPPY, Mode.SEQUENTIAL, name="Grace Hopper")
             handle = await start_booking(
                 dev_client, req, workflow_id=f"trip-{uuid.uuid4().hex[:8]}", task_queue=task_queue
@@ -374,6 +377,29 @@ async def test_undos_are_scheduled_ahead_of_bookings_on_a_backlogged_queue(
         "book_flight": 0,
         "undo_book_car": expected_key,
         "undo_book_hotel": expected_key,
+    }
+
+
+async def test_undos_run_on_the_undo_queue_served_by_the_workers_own_undo_worker(
+    dev_client: Client, providers: ProviderService, worker: str
+) -> None:
+    handle = await start_booking(dev_client, make_request(Scenario.FLIGHT_SOLD_OUT), task_queue=worker)
+    outcome = await await_outcome(dev_client, handle)
+    # The rollback finished, so the shipped worker polls the undo queue too.
+    assert outcome.status is SagaStatus.ROLLED_BACK
+    assert providers.active_kinds(handle.id) == []
+    queues: dict[str, str] = {}
+    for event in (await handle.fetch_history()).events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            attrs = event.activity_task_scheduled_event_attributes
+            queues[attrs.activity_type.name] = attrs.task_queue.name
+    # Bookings wait in the booking queue's line; undos have a queue (and slots) of their own.
+    assert queues == {
+        "book_car": worker,
+        "book_hotel": worker,
+        "book_flight": worker,
+        "undo_book_car": undo_task_queue(worker),
+        "undo_book_hotel": undo_task_queue(worker),
     }
 
 
