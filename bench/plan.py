@@ -31,6 +31,8 @@ class Plan:
     eager_runs: int
     http_calls: int
     optimisations: bool
+    #: Capped worker processes, one count after another: the knee of ``bench.scale.capped_scale``.
+    capped_workers: tuple[int, ...] = (1, 2, 3, 4, 6, 8)
 
 
 FULL = Plan(
@@ -71,6 +73,7 @@ QUICK = Plan(
     eager_runs=0,
     http_calls=0,
     optimisations=False,
+    capped_workers=(1, 2),
 )
 
 

@@ -1,7 +1,11 @@
 """Scale-out: throughput on one task queue with one worker process, then two, then one (A B B A).
 
 Shows whether a second worker process adds throughput on this machine; it can
-only where each worker has its own cores and the server has headroom.
+only where each worker has its own cores and the server has headroom. So it
+runs twice: uncapped, and with each worker process capped to ``CAPPED_CORES``
+of a core (``bench.cpucap``), where the workers, not the server, are the
+bottleneck; then the capped throughput against 1, 2, 3... capped workers shows
+the knee where the server (uncapped) becomes the bottleneck.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import os
 import uuid
 from typing import Any
 
+from bench.cpucap import CpuCap, detect
 from bench.harness import Harness, log
 from bench.sides import OURS, one_saga
 from bench.stats import merge_loads
@@ -45,5 +50,70 @@ async def one_worker_against_two(h: Harness) -> dict[str, Any]:
         "one_worker": one,
         "two_workers": two,
         "ratio": two["sagas_per_s"] / one["sagas_per_s"],
+        "load_average": os.getloadavg(),
+    }
+
+
+#: Each capped worker's share of one core: small enough that two capped workers
+#: and the server fit on two shared cores with room to spare.
+CAPPED_CORES = 0.2
+
+
+async def _capped_workers(h: Harness, cap: CpuCap, queue: str, names: list[str], workers: int) -> None:
+    """Start or stop capped workers until ``workers`` of them poll ``queue``; each is
+    capped once it polls (its start-up, imports and all, runs at full speed)."""
+    while len(names) > workers:
+        h.stack.stop_one(names.pop())
+    while len(names) < workers:
+        name = f"worker-capped-{queue[-6:]}-{len(names) + 1}"
+        h.stack.start_worker(name, queue)
+        names.append(name)
+        await h.wait_for_pollers(queue, len(names))
+        cap.cap(h.stack.pid(name), CAPPED_CORES)
+    await one_saga(h.client, OURS, queue=queue)  # every worker warm behind its cap
+
+
+def _pids(h: Harness, names: list[str]) -> dict[str, int]:
+    pids = {f"worker_{i}": h.stack.pid(name) for i, name in enumerate(names, 1)}
+    pids["server"] = h.stack.pid("temporal")
+    return pids
+
+
+async def capped_scale(h: Harness) -> dict[str, Any]:
+    """Throughput with each worker process capped to ``CAPPED_CORES``: one worker
+    against two (A B B A), then 1..max(``plan.capped_workers``) capped workers in turn
+    (the knee; 1 and 2 from the A B B A runs). A fresh queue of its own, so that no other worker serves it."""
+    cap = detect()
+    log(f"scale, capped: each worker at {CAPPED_CORES} of a core by {cap.method}")
+    queue = f"bench-capped-{uuid.uuid4().hex[:6]}"
+    names: list[str] = []
+    half = h.plan.scale_sagas // 2
+    runs: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+    knee: dict[int, dict[str, float]] = {}
+    try:
+        for workers in (1, 2, 2, 1):
+            await _capped_workers(h, cap, queue, names, workers)
+            runs[workers].append(await h.load(OURS, half, h.plan.scale_concurrency, _pids(h, names), queue=queue))
+        for workers in h.plan.capped_workers:
+            if workers in runs:
+                knee[workers] = merge_loads(runs[workers])  # measured above, A B B A
+                continue
+            await _capped_workers(h, cap, queue, names, workers)
+            knee[workers] = await h.load(OURS, half, h.plan.scale_concurrency, _pids(h, names), queue=queue)
+            log(f"scale, capped: {workers} workers {knee[workers]['sagas_per_s']:.1f} sagas/s")
+    finally:
+        while names:
+            h.stack.stop_one(names.pop())
+        cap.close()
+    one, two = merge_loads(runs[1]), merge_loads(runs[2])
+    log(f"scale, capped: 1 worker {one['sagas_per_s']:.1f} sagas/s, 2 workers {two['sagas_per_s']:.1f} sagas/s")
+    return {
+        "method": cap.method,
+        "cores_per_worker": CAPPED_CORES,
+        "concurrency": h.plan.scale_concurrency,
+        "one_worker": one,
+        "two_workers": two,
+        "ratio": two["sagas_per_s"] / one["sagas_per_s"],
+        "knee": {str(n): figures for n, figures in knee.items()},
         "load_average": os.getloadavg(),
     }
