@@ -54,9 +54,19 @@ async def one_worker_against_two(h: Harness) -> dict[str, Any]:
     }
 
 
-#: Each capped worker's share of one core: small enough that two capped workers
-#: and the server fit on two shared cores with room to spare.
-CAPPED_CORES = 0.2
+#: Each capped worker's share of one core. Small, so that two capped workers
+#: need less server CPU than the server gets on two cores shared with other
+#: jobs: at a fifth of a core the knee came at two workers here (the server got
+#: about 0.4 cores and took about 70 ms of CPU per saga).
+CAPPED_CORES = 0.1
+
+
+#: Sagas in flight at once on one or two capped workers. Few, because a capped
+#: worker takes as many workflow tasks as it has slots and runs them at its
+#: capped speed: with 200 in flight one worker at a tenth of a core let them time
+#: out (10 s) and took about 117 ms of CPU per saga instead of 37. Past two
+#: workers the knee offers half as many per worker, as the two-worker runs do.
+CAPPED_INFLIGHT = 20
 
 
 async def _capped_workers(h: Harness, cap: CpuCap, queue: str, names: list[str], workers: int) -> None:
@@ -87,19 +97,22 @@ async def capped_scale(h: Harness) -> dict[str, Any]:
     log(f"scale, capped: each worker at {CAPPED_CORES} of a core by {cap.method}")
     queue = f"bench-capped-{uuid.uuid4().hex[:6]}"
     names: list[str] = []
-    half = h.plan.scale_sagas // 2
+    half = max(10, h.plan.scale_sagas // 4)
+    inflight = min(CAPPED_INFLIGHT, h.plan.scale_concurrency)
     runs: dict[int, list[dict[str, float]]] = {1: [], 2: []}
     knee: dict[int, dict[str, float]] = {}
     try:
         for workers in (1, 2, 2, 1):
             await _capped_workers(h, cap, queue, names, workers)
-            runs[workers].append(await h.load(OURS, half, h.plan.scale_concurrency, _pids(h, names), queue=queue))
+            runs[workers].append(await h.load(OURS, half, inflight, _pids(h, names), queue=queue))
         for workers in h.plan.capped_workers:
             if workers in runs:
                 knee[workers] = merge_loads(runs[workers])  # measured above, A B B A
                 continue
             await _capped_workers(h, cap, queue, names, workers)
-            knee[workers] = await h.load(OURS, half, h.plan.scale_concurrency, _pids(h, names), queue=queue)
+            # Offered load grows with the workers: the same sagas and in-flight share each.
+            sagas, offered = half * workers // 2, inflight * workers // 2
+            knee[workers] = await h.load(OURS, sagas, offered, _pids(h, names), queue=queue)
             log(f"scale, capped: {workers} workers {knee[workers]['sagas_per_s']:.1f} sagas/s")
     finally:
         while names:
@@ -110,7 +123,7 @@ async def capped_scale(h: Harness) -> dict[str, Any]:
     return {
         "method": cap.method,
         "cores_per_worker": CAPPED_CORES,
-        "concurrency": h.plan.scale_concurrency,
+        "concurrency": inflight,
         "one_worker": one,
         "two_workers": two,
         "ratio": two["sagas_per_s"] / one["sagas_per_s"],
