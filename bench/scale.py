@@ -66,7 +66,7 @@ CAPPED_CORES = 0.1
 #: capped speed: with 200 in flight one worker at a tenth of a core let them time
 #: out (10 s) and took about 117 ms of CPU per saga instead of 37. Past two
 #: workers the knee offers half as many per worker, as the two-worker runs do.
-CAPPED_INFLIGHT = 20
+CAPPED_INFLIGHT = 10
 
 
 async def _capped_workers(h: Harness, cap: CpuCap, queue: str, names: list[str], workers: int) -> None:
