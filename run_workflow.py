@@ -9,7 +9,9 @@ a refused API key; also: it stopped answering for longer than
 CANCELLED, 6 ended some other way (terminated or timed out by an operator), 7
 NEEDS_ATTENTION (an undo is stuck; the workflow stays open and waits for
 ``run_operator.py``), 8 TRIP_INCOMPLETE (held and confirmed, the ticket is
-issued, but a booking was still not finalized at the attention deadline), 130
+issued, but a booking was still not finalized at the attention deadline), 9
+AWAITING_UNDO_APPROVAL (an undo costs money; the workflow stays open and waits
+for an operator's ``approve_undo`` or ``keep``), 130
 interrupted. An exit code always reports an outcome that was observed, never a
 guess. With ``--json`` stdout carries exactly one JSON object in every one of
 these cases.
@@ -52,6 +54,7 @@ EXIT = {
     SagaStatus.CANCELLED: 5,
     SagaStatus.NEEDS_ATTENTION: 7,
     SagaStatus.TRIP_INCOMPLETE: 8,
+    SagaStatus.AWAITING_UNDO_APPROVAL: 9,
 }
 EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_OTHER, EXIT_INTERRUPTED = 2, 4, 6, 130
 #: How long the CLI waits through a Temporal outage before it gives up (exit 4).
@@ -265,6 +268,11 @@ async def run(cli: Cli, args: argparse.Namespace, req: BookingRequest) -> int:
         lines.append(f"  {outcome.error_type}: {outcome.error_message}")
     if outcome.status is SagaStatus.NEEDS_ATTENTION:
         lines.append(f"  Operator: {python_command('run_operator.py')} retry|resolve --workflow-id {workflow_id} ...")
+    if outcome.status is SagaStatus.AWAITING_UNDO_APPROVAL:
+        lines.append(
+            f"  Operator: {python_command('run_operator.py')} approve-undo|keep --workflow-id {workflow_id}"
+            " --step STEP --operator NAME --note WHY"
+        )
     lines.append(cli.ui_line())
     return cli.finish(EXIT.get(outcome.status, EXIT_OTHER) if outcome.status else EXIT_OTHER, data, lines)
 

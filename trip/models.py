@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -28,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from saga import UndoDecision
+
 MAX_DAYS_AHEAD = 365
 MAX_TRIP_DAYS = 60
 #: How long a booking whose undo is stuck waits for an operator, by default.
@@ -38,6 +41,9 @@ MAX_CONFIRM_WITHIN = timedelta(days=7)
 #: confirmed at the last second can still be ticketed and finalized before the
 #: providers let the holds lapse on their own.
 HOLD_MARGIN = timedelta(minutes=30)
+#: How long an undo that costs money waits for an operator's ``approve_undo`` or
+#: ``keep`` before the booking's default decision applies.
+DEFAULT_UNDO_APPROVAL_DEADLINE = timedelta(hours=12)
 
 
 class Kind(StrEnum):
@@ -66,6 +72,7 @@ class Scenario(StrEnum):
     TICKETING_DOWN = "ticketing-down"
     FINALIZE_HOTEL_FLAKY = "finalize-hotel-flaky"
     FINALIZE_HOTEL_BROKEN = "finalize-hotel-broken"
+    HOTEL_CANCEL_FEE = "hotel-cancel-fee"
 
 
 class _Model(BaseModel):
@@ -232,6 +239,14 @@ class BookingRequest(_Model):
     #: Hold and confirm: place holds, then wait this long for the traveller's
     #: ``confirm`` (or ``decline``) before ticketing. ``None``: book outright.
     confirm_within: Annotated[timedelta, Field(gt=timedelta(0), le=MAX_CONFIRM_WITHIN)] | None = None
+    #: A cancellation fee above this (in the fee's own currency) holds the undo
+    #: for an operator's approval (AWAITING_UNDO_APPROVAL); 0: any fee does.
+    undo_fee_threshold: Annotated[Decimal, Field(ge=0, le=1_000_000)] = Decimal(0)
+    #: How long a held undo waits for ``approve_undo`` / ``keep``. ``None``:
+    #: ``DEFAULT_UNDO_APPROVAL_DEADLINE``.
+    undo_approval_deadline: Annotated[timedelta, Field(gt=timedelta(0), le=timedelta(days=365))] | None = None
+    #: What applies at that deadline: cancel and pay (``approve``), or ``keep``.
+    undo_approval_default: UndoDecision = UndoDecision.APPROVE
 
     @field_validator("confirm_within", mode="before")
     @classmethod
@@ -267,6 +282,18 @@ class ReserveRequest(_Model):
     hold_ttl_s: float | None = None
 
 
+class Money(_Model):
+    amount: Decimal
+    currency: str
+
+
+class CancellationFee(Money):
+    """What cancelling a reservation costs, as the provider said when it booked."""
+
+    #: The fee applies to a cancellation from this instant on (UTC); free before.
+    applies_from: datetime
+
+
 class Reservation(_Model):
     kind: Kind
     reservation_id: str
@@ -274,6 +301,8 @@ class Reservation(_Model):
     attempt: int = 1
     #: Set for a hold: when the provider lets it lapse on its own (UTC).
     held_until: datetime | None = None
+    #: Set when cancelling costs money (from some instant on).
+    cancellation_fee: CancellationFee | None = None
 
 
 class CancelRequest(_Model):
@@ -290,6 +319,8 @@ class CancelResult(_Model):
     #: held, so the undo had nothing to do.
     outcome: str
     attempt: int = 1
+    #: What the provider charged for the cancellation, if anything.
+    fee_charged: Money | None = None
 
 
 class FinalizeRequest(_Model):

@@ -15,6 +15,8 @@ from temporalio.worker import Worker
 
 from tests.conftest import wait_until
 from tests.workflow.approval_workflows import ApprovalPlan, ApprovalTestWorkflow, CostlyStep, Decision, Outcome
+from wiring.codec import data_converter
+from wiring.local_stack import test_server_path as time_skipping_server_path
 
 
 class Calls:
@@ -29,6 +31,17 @@ class Calls:
     @activity.defn(name="undo_costly_step")
     async def undo_costly_step(self, step: CostlyStep) -> None:
         self.undone.append(step.name)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this module's own: the deadline tests need it to skip, and the
+    Java test server stops skipping for good once another test has left an activity running on it."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=data_converter(), test_server_existing_path=time_skipping_server_path()
+    )
+    async with env:
+        yield env
 
 
 @pytest_asyncio.fixture
