@@ -149,6 +149,11 @@ async def test_a_costly_undo_exits_9_and_the_temporal_cli_approve_undo_rolls_it_
     # Sequential: the car's undo waits behind the hotel's decision.
     assert providers.active_kinds(workflow_id) == ["car", "hotel"]
 
+    # Our own CLI sends the same Updates: a keep of a step that is not held is refused, and changes nothing.
+    wrong = ["keep", "--workflow-id", workflow_id, "--step", "book_car", "--operator", "ops", "--note", "x", "--json"]
+    kept = cli(dev_client, *wrong, script="run_operator.py")
+    assert kept.returncode == 2 and "step 'book_car' is not awaiting approval" in json.loads(kept.stdout)["message"]
+
     payload = {"step": "book_hotel", "operator": "ops", "note": "a night is cheaper than the stay"}
     update = ["workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "approve_undo"]
     rejected = temporal_cli(dev_client, *update, "--input", json.dumps({**payload, "step": "book_car"}), *codec_server)
