@@ -27,12 +27,15 @@ import asyncio
 import json
 import sys
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any, NoReturn
 
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from saga import UndoDecision
 from trip import UPDATE_CONFIRM, UPDATE_DECLINE
 from trip.forms import FLAT_FIELDS, BookingInputError, booking_from_flat, demo_trip
 from trip.models import WORKFLOW_ID_RULE, BookingRequest, RetryOverrides, Scenario, check_workflow_id
@@ -117,6 +120,27 @@ def parse_args(argv: list[str] | None, today: date) -> argparse.Namespace:
         metavar="SECONDS",
         help="how long a stuck rollback waits for an operator before closing (default: 7 days)",
     )
+    approval = parser.add_argument_group("an undo that costs money (AWAITING_UNDO_APPROVAL, exit 9)")
+    approval.add_argument(
+        "--undo-fee-threshold",
+        type=Decimal,
+        default=None,
+        metavar="AMOUNT",
+        help="a cancellation fee above this holds the undo for an operator (default 0: any fee)",
+    )
+    approval.add_argument(
+        "--undo-approval-deadline",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a held undo waits for approve_undo or keep (default: 12 hours)",
+    )
+    approval.add_argument(
+        "--undo-approval-default",
+        choices=[d.value for d in UndoDecision],
+        default=None,
+        help="what applies at that deadline (default: approve)",
+    )
     parser.add_argument(
         "--workflow-id",
         default=None,
@@ -167,6 +191,20 @@ def build_request(args: argparse.Namespace, today: date) -> BookingRequest:
             )
         except ValueError:
             raise BookingInputError({"attention_deadline": "must be more than 0 and at most 365 days"}) from None
+    approval = {
+        "undo_fee_threshold": args.undo_fee_threshold,
+        "undo_approval_deadline": None
+        if args.undo_approval_deadline is None
+        else timedelta(seconds=args.undo_approval_deadline),
+        "undo_approval_default": args.undo_approval_default,
+    }
+    for field, value in approval.items():
+        if value is None:
+            continue
+        try:
+            req = BookingRequest.model_validate({**req.model_dump(), field: value})
+        except ValidationError as exc:
+            raise BookingInputError({field: exc.errors()[0]["msg"]}) from None
     return req
 
 
