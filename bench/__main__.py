@@ -8,7 +8,8 @@ plot and ``docs/benchmarks.md`` (full runs only).
 
 This module only starts the stack and runs the experiments in order; each
 experiment is its own module (``bench.latency``, ``bench.throughput``,
-``bench.floor_phase``, ``bench.scale``, ``bench.backlog``, ``bench.web_submit``,
+``bench.floor_phase``, ``bench.overhead``, ``bench.realistic``, ``bench.scale``,
+``bench.backlog``, ``bench.web_submit``,
 ``bench.form_start``, ``bench.optimisations``, ``bench.memory``), the ratios are
 in ``bench.ratios`` and the report in ``bench.report``.
 """
@@ -38,8 +39,10 @@ from bench.harness import Harness, log
 from bench.latency import history_cost, latency
 from bench.memory import memory_phase
 from bench.optimisations import memory_variants, optimisations
+from bench.overhead import overhead_vs_floor
 from bench.plan import FULL, QUICK, Plan
 from bench.ratios import cost_per_saga, ratios, targets
+from bench.realistic import realistic_latency
 from bench.report import write_outputs
 from bench.scale import one_worker_against_two
 from bench.sides import BASELINE, OURS, QUEUES, SIDES, WORKERS, one_saga
@@ -117,6 +120,8 @@ async def measure(h: Harness, web_url: str, sample_url: str) -> dict[str, Any]:
     c_floor = reference_level(plan)
     log(f"floor: an empty workflow and three local activities against the baseline (throughput at {c_floor})")
     phases["floor"] = await against_the_floor(h, c_floor)
+    phases["overhead"] = await overhead_vs_floor(h)
+    phases["realistic"] = await realistic_latency(h)
     log("scale: one worker process against two on one queue")
     phases["scale"] = await one_worker_against_two(h)
     log(f"rollback under a backlog of {plan.backlog} bookings")
@@ -145,6 +150,7 @@ def results(plan: Plan, quick: bool, phases: dict[str, Any]) -> dict[str, Any]:
         "quick": quick,
         "plan": asdict(plan),
         "machine": machine(),
+        "load_average": os.getloadavg(),
         "latency_ms": phases["latency_ms"],
         "time_to_consistent_ms": phases["time_to_consistent_ms"],
         "rolled_back_with_reservations_left": phases["rolled_back_with_reservations_left"],
@@ -156,6 +162,8 @@ def results(plan: Plan, quick: bool, phases: dict[str, Any]) -> dict[str, Any]:
             for key in (
                 "scale",
                 "floor",
+                "overhead",
+                "realistic",
                 "rollback_under_backlog",
                 "memory",
                 "web_ms",

@@ -139,15 +139,24 @@ class Stack:
         except RuntimeError as err:
             raise RuntimeError(f"{name}: {err}; see {self.workdir / (name + '.log')}") from None
 
-    def start_providers(self, latency_ms: int | None, *, port: int = 0) -> None:
+    def start_providers(self, latency_ms: int | None, *, port: int = 0, profile: str | None = None) -> None:
         """The provider service on ``workdir/ledger.db``. ``latency_ms`` replaces
-        every scenario's latency (``None``: each scenario's own). Pass a fixed
+        every scenario's latency (``None``: each scenario's own); ``profile`` makes
+        every call wait a seeded realistic draw (``providers.latency``). Pass a fixed
         ``port`` to ``respawn`` it where the workers already point."""
         extra: tuple[str, ...] = ("--capacity", "1000000")
         if latency_ms is not None:
             extra += ("--latency-ms", str(latency_ms))
+        if profile is not None:
+            extra += ("--latency-profile", profile)
         cmd = providers_command(self.workdir / "ledger.db", port=port, extra=extra)
         self.providers_url = parse_providers_url(self._spawn("providers", cmd, first_line=PROVIDERS_READY))
+
+    def restart_providers(self, latency_ms: int | None, profile: str | None = None) -> None:
+        """The provider service again, on its port and ledger, with other latency settings."""
+        port = int(self.providers_url.rsplit(":", 1)[1])
+        self.stop_one("providers")
+        self.start_providers(latency_ms, port=port, profile=profile)
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ, TEMPORAL_ADDRESS=self.temporal_address, PROVIDERS_URL=self.providers_url)
