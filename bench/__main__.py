@@ -23,7 +23,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -37,6 +37,7 @@ from bench.floor_phase import against_the_floor
 from bench.form_start import form_start
 from bench.harness import Harness, log
 from bench.latency import history_cost, latency
+from bench.levers import levers
 from bench.memory import memory_phase
 from bench.optimisations import memory_variants, optimisations
 from bench.overhead import overhead_vs_floor
@@ -131,6 +132,7 @@ async def measure(h: Harness, web_url: str, sample_url: str) -> dict[str, Any]:
     log(f"form start: start vs Update-with-Start vs start+result, {plan.form_runs} runs")
     phases["form_start_ms"] = await form_start(h)
     phases["optimisations"] = await optimisations(h) if plan.optimisations else {}
+    phases["levers"] = await levers(h) if plan.levers else {}
     async with httpx.AsyncClient(base_url=h.stack.providers_url, timeout=10) as http:
         phases["providers"] = (await http.get("/stats")).json()
     # Memory last: each phase leaves its sagas open on a queue nobody polls.
@@ -170,6 +172,7 @@ def results(plan: Plan, quick: bool, phases: dict[str, Any]) -> dict[str, Any]:
                 "form_start_ms",
                 "providers",
                 "optimisations",
+                "levers",
             )
         },
         "ratios": found,
@@ -192,8 +195,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Benchmark the booking saga against a seed-style baseline.")
     parser.add_argument("--quick", action="store_true", help="small counts: about a minute")
     parser.add_argument("--json", action="store_true", help="print the results object on stdout")
+    parser.add_argument("--levers", action="store_true", help="the CPU levers (bench.levers) in a quick run too")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
+    if args.levers:
+        plan = replace(plan, levers=True)
     started = time.perf_counter()
     found = asyncio.run(run(plan, args.quick))
     found["bench_seconds"] = round(time.perf_counter() - started, 1)

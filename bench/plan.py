@@ -32,9 +32,11 @@ class Plan:
     http_calls: int
     optimisations: bool
     #: Sagas per side under the realistic provider latency profile.
-    realistic_runs: int = 3
+    realistic_runs: int = 5
     #: Sagas per side, ours against the same-shape no-op floor, at zero provider latency.
     overhead_runs: int = 6
+    #: Measure the CPU levers (``bench.levers``).
+    levers: bool = False
 
 
 FULL = Plan(
@@ -57,6 +59,7 @@ FULL = Plan(
     optimisations=True,
     realistic_runs=30,
     overhead_runs=60,
+    levers=True,
 )
 #: Small counts: the harness end to end in about a minute (tests/system/test_bench.py).
 QUICK = Plan(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.plot import plot
+from bench.report_perf import cpu_section, overhead_section, realistic_section
 from bench.report_phases import (
     fairness_section,
     floor_section,
@@ -248,6 +249,9 @@ def markdown(r: dict[str, Any], hand_written: str = "", fairness: dict[str, Any]
         targets_section(r),
         floor_section(r),
         why_above_the_floor(r),
+        realistic_section(r),
+        overhead_section(r),
+        cpu_section(r),
         methods(r),
         scale_section(r),
         rollback_section(r),

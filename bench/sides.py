@@ -42,6 +42,10 @@ _FLOOR_WORKFLOWS = {
 }
 for _floor in (FLOOR_EMPTY, *_FLOOR_WORKFLOWS):
     QUEUES[_floor], WORKERS[_floor] = QUEUES[BASELINE], WORKERS[BASELINE]
+#: Ours started without search attributes (so it never upserts one): a lever ``bench.levers`` measures.
+OURS_NO_SEARCH_ATTRIBUTES = "ours_no_search_attributes"
+MODES[OURS_NO_SEARCH_ATTRIBUTES] = Mode.PARALLEL
+QUEUES[OURS_NO_SEARCH_ATTRIBUTES], WORKERS[OURS_NO_SEARCH_ATTRIBUTES] = QUEUES[OURS], WORKERS[OURS]
 
 
 def request(mode: Mode, scenario: Scenario = Scenario.HAPPY, retry: RetryOverrides | None = None) -> BookingRequest:
@@ -71,7 +75,13 @@ async def start_side(
             SEED_WORKFLOW, request(Mode.SEQUENTIAL, scenario), id=f"seed-{uuid.uuid4().hex}", task_queue=queue
         )
     req = request(MODES[side], scenario, retry)
-    return await start_booking(client, req, task_queue=queue, request_eager_start=eager)
+    return await start_booking(
+        client,
+        req,
+        task_queue=queue,
+        request_eager_start=eager,
+        search_attributes=side != OURS_NO_SEARCH_ATTRIBUTES,
+    )
 
 
 async def settle(handle: WorkflowHandle[Any, Any]) -> None:
