@@ -21,42 +21,57 @@ NOT_MEASURED = (
 #: What ``python -m bench.profile`` showed (py-spy ``--gil`` on the worker and the provider
 #: service, 100 parallel sagas in flight, 15 s each). Written by hand from its output:
 #: a profile is read, not averaged.
-PROFILE_FINDINGS = """### Where the overhead goes (py-spy)
+PROFILE_FINDINGS = """### Where the overhead goes (py-spy, and the histories)
 
-`python -m bench.profile` keeps 100 sagas in flight and samples the worker and the provider service with py-spy
-(`--gil`: only the thread running Python counts). On 2026-12-06, shared machine (load average about 3 on 2 cores),
-before the cut below: the worker spent **24.3 ms of CPU per saga** (ours) against 27.9 ms for the seed-style
-baseline's worker, the provider service 4.1 ms, the dev server 35.8 ms. The worker's Python time went to:
+**Saga by saga.** In a quick run on 2026-12-06 (load average 4 to 9 on 2 cores, other jobs running), ours took 74.9 ms
+p50 at zero provider latency against 55.6 ms for the same-shape no-op floor. Their histories (server clock) split the
+difference: 18 ms more with an activity in flight (32 against 14 ms: the three provider calls, which the floor's
+no-op activities do not make) and 10 ms more inside workflow tasks (51 against 40 ms: a larger first task with the
+search attributes, memo and summaries, the status upsert and the details at the end). Under realistic provider latency
+the same ~55 to 65 ms sits on top of the slowest provider's answer, saga after saga: a fixed cost, not one that grows
+with the providers.
 
-| area (worker, ours) | share of Python time | per saga (ms) | what it is |
-|---|---:|---:|---|
-| the SDK's workflow sandbox | 25 % | ~6 | entering and leaving the sandbox on every activation and, through `get_serialization_context`, once per payload the codec visits (`_Instance._run_code` alone is 10 %: a compiled `exec` per call) |
-| the HTTP client (httpx, httpcore, anyio) | 24 % | ~6 | three provider calls per saga, about 2 ms of CPU each; 3 points of it were the OpenTelemetry httpx wrapper, installed even with nothing exported |
-| the SDK's bridge to its Rust core | 15 % | ~4 | polling and completing workflow activations and activity tasks: per task, the same for any design |
-| the asyncio event loop and thread hand-offs | 14 % + 5 % | ~5 | the SDK runs each activation in a thread pool (`ThreadPoolExecutor.submit` 5.5 %) |
-| payload conversion (pydantic), the codec (AES-GCM) | 3 % + 2 % | ~1 | cheap: encryption is not where the time goes |
-| the tracing interceptor (no exporter) | 1 % direct | ~0.3 | plus a trace-context header on every activity, which the codec then visits and encrypts |
-| our workflow code, the metrics interceptor, our activities | 2 % | < 0.5 | the saga itself is negligible |
+**Inside the processes.** `python -m bench.profile` keeps 100 sagas in flight and samples the worker and the provider
+service with py-spy (`--gil`: the thread running Python). Worker CPU per saga was 24 to 28 ms for ours and 28 ms for
+the seed-style baseline's worker, the provider service about 4 ms, the dev server 36 to 43 ms; these absolute figures
+moved by 15 % between runs with the machine's load, the shares below much less. Ours, the worker's Python time:
 
-The provider service: aiohttp 35 %, the SQLite ledger 22 %, its routes and pydantic validation 25 %, about 4 ms per
-saga in all (1.3 ms per call). What does **not** show: the codec, the metrics interceptor and the saga's own code are
-each under 2 %; the search-attribute upsert costs the worker nothing measurable (it is one command) but costs the server a
-visibility write (measured as a lever below).
+| area (worker, ours) | share | what it is |
+|---|---:|---|
+| the SDK's bridge to its Rust core, and the thread hand-off | 23 to 32 % | polling and completing activations and activity tasks, and `ThreadPoolExecutor.submit` (5 to 10 %): each activation runs in a thread so that a deadlock can be detected. Per task, the same for any design |
+| the HTTP client (httpx, httpcore, anyio) | 18 to 24 % | three provider calls per saga, about 1.5 to 2 ms of CPU each, all on the worker's one event loop; before the cut below, 3 points more were the OpenTelemetry httpx wrapper, installed with nothing exported |
+| the SDK's workflow sandbox | 15 to 25 % | entering the sandbox on every activation and, through `get_serialization_context`, once for every payload the codec visits (`_Instance._run_code`, an `exec` per call, 5 to 10 % alone) |
+| the asyncio event loop | 14 to 17 % | |
+| payload conversion (pydantic) and the codec (AES-GCM) | 2 to 4 % each | encryption is not where the time goes |
+| our workflow code, our activities, the metrics interceptor | under 2 % together | the saga itself is negligible |
 
-So the ~20 ms between ours and the same-shape no-op floor at zero provider latency is, per saga: three HTTP round
-trips to a real (local) service and its ledger (the floor's no-op activities make none), with about 2 ms of client
-CPU and 1.3 ms of server CPU each, on CPUs the server, the worker and the providers share; the extra payloads the
-codec visits inside the sandbox (search attributes, memo, summaries, the trace header); and the upsert's visibility
-write. Cut, without losing a step's own activity and attempts in the Web UI, the codec, the metrics or the traces:
+The provider service: its SQLite ledger 22 to 51 %, aiohttp 22 to 35 %, its routes and pydantic validation 15 to
+25 %: 1.3 to 2 ms per call on a fresh ledger. **On the ledger a long run leaves behind it is far more**: the full run
+above reports a median handling time of 11 ms per call, because the stand-in provider answers a reservation by
+counting the bookings already held on that day (`Ledger._available`, the top function of its profile), and every
+saga of the benchmark books the same trip. The overhead and realistic phases therefore run on ledgers of their own;
+a running count per day in the ledger would remove the cost for every phase.
 
-- **the tracing interceptor and the httpx instrumentation are installed only when spans are exported**
-  (`wiring.tracing.client_interceptors`): with no exporter they cost a header payload per activity and a wrapper per
-  provider call for spans that go nowhere. With `OTEL_EXPORTER_OTLP_ENDPOINT` set, traces are exactly as before.
+**Cut**, keeping each step its own activity with its attempts in the Web UI, the codec, the metrics and the traces:
 
-Not cut, and why: the sandbox (the SDK's guard against non-deterministic workflow code; `--strict-sandbox` is
-measured in the optimisations, and passing it through entirely would give up that guard); httpx (an aiohttp client
-would save most of its 2 ms per call, but the activities' error mapping, their tests and the tracing instrumentation
-are written against httpx: a change of client for a later round); the bridge and the thread pool (the SDK's own)."""
+- the tracing interceptor and the httpx instrumentation are installed only when spans are exported
+  (`wiring.tracing.client_interceptors`). With nothing exported they still put a trace-context header on every
+  activity (a payload the codec then visits, in the sandbox, and encrypts) and wrapped every provider call, for spans
+  that went nowhere. Same run, A B B A at 100 in flight: a worker that exports costs about 4.7 ms more worker CPU per
+  saga than the shipped one (the levers table below has this run's figure). With `OTEL_EXPORTER_OTLP_ENDPOINT` set,
+  traces are exactly as before.
+
+**Not cut, and why** (what the remaining ~20 ms would take):
+
+- *the HTTP client*: an aiohttp client costs a fraction of httpx's CPU per call, and three calls share one event loop;
+  but the activities' error mapping, their tests, the shared-client optimisation and the tracing instrumentation are
+  written against httpx, and the reservation path is changing this round (asynchronous confirmations): a change of
+  client for a later round, measured first;
+- *the provider service*: pydantic validation of every body and the ledger's count per day (above);
+- *the search attributes*: starting without them (so no upsert either) saves the server several ms per saga (levers
+  table), but the web list and the CLI read `BookingStatus` and `TravellerTag`, so they stay;
+- *the sandbox, the bridge and the thread hand-off*: the SDK's own. The unsandboxed runner would save most of the
+  sandbox's share, at the price of the guard against non-deterministic workflow code."""
 
 
 def realistic_section(r: dict[str, Any]) -> str:
