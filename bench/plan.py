@@ -34,7 +34,7 @@ class Plan:
     #: Sagas per side under the realistic provider latency profile.
     realistic_runs: int = 5
     #: Sagas per side, ours against the same-shape no-op floor, at zero provider latency.
-    overhead_runs: int = 6
+    overhead_runs: int = 10
     #: Measure the CPU levers (``bench.levers``).
     levers: bool = False
 

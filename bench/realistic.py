@@ -83,7 +83,7 @@ async def realistic_latency(h: Harness) -> dict[str, Any]:
     log(f"realistic provider latency: {h.plan.realistic_runs} sagas per side against each design's limit")
     h.stack.restart_providers(h.plan.inflight_latency_ms, profile=PROFILE, ledger=FRESH_LEDGER)
     try:
-        ids: dict[str, list[str]] = {side: [] for side in (*DESIGNS, *set(DESIGNS.values()))}
+        ids: dict[str, list[str]] = {side: [] for side in dict.fromkeys((*DESIGNS, *DESIGNS.values()))}
 
         def variant(side: str) -> Callable[[], Awaitable[float]]:
             async def run() -> float:
