@@ -54,11 +54,14 @@ a running count per day in the ledger would remove the cost for every phase.
 
 **Cut**, keeping each step its own activity with its attempts in the Web UI, the codec, the metrics and the traces:
 
+- `sniffio` is installed: httpcore asks `import sniffio` several times per request, and without the package every ask
+  was a failed import that searched `sys.path` (3 % of the worker's Python time; 0.2 ms of CPU per call, client and
+  server in one process, 0.91 → 0.72 ms);
 - the tracing interceptor and the httpx instrumentation are installed only when spans are exported
   (`wiring.tracing.client_interceptors`). With nothing exported they still put a trace-context header on every
   activity (a payload the codec then visits, in the sandbox, and encrypts) and wrapped every provider call, for spans
-  that went nowhere. Same run, A B B A at 100 in flight: a worker that exports costs about 4.7 ms more worker CPU per
-  saga than the shipped one (the levers table below has this run's figure). With `OTEL_EXPORTER_OTLP_ENDPOINT` set,
+  that went nowhere. Same run, A B B A at 100 in flight: a worker that exports cost 4.7 and 6.3 ms more worker CPU
+  per saga than the shipped one in two quick runs (the levers table below has this run's figure). With `OTEL_EXPORTER_OTLP_ENDPOINT` set,
   traces are exactly as before.
 
 **Not cut, and why** (what the remaining ~20 ms would take):
@@ -68,8 +71,9 @@ a running count per day in the ledger would remove the cost for every phase.
   written against httpx, and the reservation path is changing this round (asynchronous confirmations): a change of
   client for a later round, measured first;
 - *the provider service*: pydantic validation of every body and the ledger's count per day (above);
-- *the search attributes*: starting without them (so no upsert either) saves the server several ms per saga (levers
-  table), but the web list and the CLI read `BookingStatus` and `TravellerTag`, so they stay;
+- *the search attributes*: starting without them (so no upsert either) is measured in the levers table (two quick
+  runs disagreed even on its sign, −7 and +1 ms of server CPU per saga: it is within this machine's noise at 15 sagas
+  a half), and the web list, the gauges and the attention page read `BookingStatus`, so they stay;
 - *the sandbox, the bridge and the thread hand-off*: the SDK's own. The unsandboxed runner would save most of the
   sandbox's share, at the price of the guard against non-deterministic workflow code."""
 
