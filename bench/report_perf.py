@@ -29,7 +29,9 @@ difference: 18 ms more with an activity in flight (32 against 14 ms: the three p
 no-op activities do not make) and 10 ms more inside workflow tasks (51 against 40 ms: a larger first task with the
 search attributes, memo and summaries, the status upsert and the details at the end). Under realistic provider latency
 the same ~55 to 65 ms sits on top of the slowest provider's answer, saga after saga: a fixed cost, not one that grows
-with the providers.
+with the providers. Four quick runs that day put ours 19.1, 19.3, 2.7 and 26.6 ms above the floor (6 to 10 sagas a
+side, load average 4 to 20): the target of 10 ms is missed by about 10 ms, and only a quiet machine and the full run's
+60 sagas a side will say by how much exactly.
 
 **Inside the processes.** `python -m bench.profile` keeps 100 sagas in flight and samples the worker and the provider
 service with py-spy (`--gil`: the thread running Python). Worker CPU per saga was 24 to 28 ms for ours and 28 ms for
