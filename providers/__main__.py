@@ -7,11 +7,13 @@ import asyncio
 import logging
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
 
 from providers.app import create_app
+from providers.latency import PROFILES, LatencyProfile
 from providers.ledger import Ledger
 from wiring.settings import ProviderSettings, SettingsError
 from wiring.tracing import configure_from_env
@@ -36,11 +38,20 @@ def main() -> None:
     parser.add_argument(
         "--latency-ms", type=int, default=None, help="replace every scenario's added latency (e.g. slow's 1.5 s)"
     )
+    parser.add_argument(
+        "--latency-profile",
+        choices=sorted(PROFILES),
+        default=None,
+        help="every call waits a seeded log-normal draw around its provider's median "
+        "(car 120, hotel 180, flight 350 ms)",
+    )
+    parser.add_argument("--latency-seed", type=int, default=0, help="the seed of --latency-profile's draws")
     args = parser.parse_args()
+    profile = replace(PROFILES[args.latency_profile], seed=args.latency_seed) if args.latency_profile else None
     configure_from_env("booking-providers")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s providers %(levelname)s %(message)s")
     try:
-        asyncio.run(serve(args.host, args.port, args.db, args.capacity, args.latency_ms))
+        asyncio.run(serve(args.host, args.port, args.db, args.capacity, args.latency_ms, profile))
     except CannotListen as err:
         print(f"providers: {err}", file=sys.stderr)
         sys.exit(1)
@@ -50,8 +61,10 @@ class CannotListen(Exception):
     """The port is taken (or not ours to use): one line, not a traceback."""
 
 
-async def serve(host: str, port: int, db: Path, capacity: int, latency_ms: int | None = None) -> None:
-    app = create_app(Ledger(db, default_capacity=capacity), latency_override_ms=latency_ms)
+async def serve(
+    host: str, port: int, db: Path, capacity: int, latency_ms: int | None = None, profile: LatencyProfile | None = None
+) -> None:
+    app = create_app(Ledger(db, default_capacity=capacity), latency_override_ms=latency_ms, latency_profile=profile)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
