@@ -13,7 +13,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from saga import StepKind, StepState
-from trip.models import BookingRequest, Mode, Scenario
+from trip.models import BookingRequest, Kind, Mode, Scenario
 
 
 class SagaStatus(StrEnum):
@@ -132,6 +132,17 @@ class ConfirmationView(BaseModel):
     note: str = ""
 
 
+class WaitingView(BaseModel):
+    """A step whose provider answered 202: it waits for the provider's signed callback."""
+
+    step: str
+    kind: Kind
+    #: The provider's own reference for the pending request.
+    reference: str
+    since: datetime
+    deadline: datetime
+
+
 class BookingStatus(BaseModel):
     """What the ``status`` query returns; the CLI and the web page render it."""
 
@@ -157,6 +168,8 @@ class BookingStatus(BaseModel):
     #: The pivot (ticketing) succeeded: from here the saga only recovers forward.
     past_pivot: bool = False
     ticket: str | None = None
+    #: Steps waiting for a provider's confirmation callback, now.
+    waiting: list[WaitingView] = []
 
 
 class BookingResult(BaseModel):
