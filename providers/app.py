@@ -19,7 +19,12 @@ Routes:
                                              ``{"booking_id": ..., "kind": "car"}``
   GET  /stats[?key=...&key=...]              request counts, handling times, reservations by status;
                                              with ``key``, also how many requests reached each key
+  GET  /callbacks/deliveries[?booking_id=...]  every attempt to deliver a confirmation callback
   GET  /health
+
+A scenario whose provider confirms later (``flight-async``) answers a booking
+``202`` with status ``pending`` and its own ``reference``; the service then
+sends the signed callback itself (``providers.callbacks``).
 
 A reused ``idempotency_key`` returns the stored booking only for the same
 request (kind, booking id, traveller, details); with different content it is a
@@ -51,6 +56,7 @@ from aiohttp import web
 from opentelemetry.trace import TracerProvider
 
 from providers.bookings import cancel, cancel_by_path, confirm, reserve, ticket
+from providers.callbacks import SENDER, CallbackSender, list_deliveries
 from providers.handling import LATENCY_OVERRIDE_MS, LEDGER, STATS, Reject, error_response
 from providers.ledger import Ledger
 from providers.operations import health, lift_outage, list_reservations, set_inventory, stats
@@ -85,7 +91,11 @@ async def errors_and_timing(
 
 
 def create_app(
-    ledger: Ledger, *, latency_override_ms: int | None = None, tracer_provider: TracerProvider | None = None
+    ledger: Ledger,
+    *,
+    latency_override_ms: int | None = None,
+    tracer_provider: TracerProvider | None = None,
+    callbacks: CallbackSender | None = None,
 ) -> web.Application:
     app = web.Application(
         # Tracing outermost, so its span covers the error handling and reports its status.
@@ -95,6 +105,10 @@ def create_app(
     app[LEDGER] = ledger
     app[STATS] = {"requests": 0, "handling_ms": []}
     app[LATENCY_OVERRIDE_MS] = latency_override_ms
+    # Without a receiver configured, pending bookings still answer 202; their
+    # callbacks fail (recorded as such) and the saga's deadline undoes them.
+    sender = callbacks or CallbackSender(ledger, base_url=None, secrets={})
+    app[SENDER] = sender
     app.router.add_post("/{kind}/reservations", reserve)
     app.router.add_post("/{kind}/confirmations", confirm)
     app.router.add_post("/flight/tickets", ticket)
@@ -105,8 +119,10 @@ def create_app(
     app.router.add_post("/admin/outages/lift", lift_outage)
     app.router.add_get("/stats", stats)
     app.router.add_get("/health", health)
+    app.router.add_get("/callbacks/deliveries", list_deliveries)
 
     async def close_ledger(app: web.Application) -> None:
+        await sender.close()
         ledger.close()
 
     app.on_cleanup.append(close_ledger)
