@@ -42,7 +42,7 @@ WINDOW_S = 300
 MAX_BODY_BYTES = 8 * 1024
 
 ENV_SECRETS_FILE = "CALLBACK_SECRETS_FILE"
-ENV_SECRET_PREFIX = "CALLBACK_SECRET_"
+SECRET_VARIABLE_PREFIX = "CALLBACK_SECRET_"
 #: Where the provider service sends callbacks: the receiver's base URL.
 ENV_CALLBACK_URL = "CALLBACK_BASE_URL"
 
@@ -155,7 +155,7 @@ def load_secrets(path: Path | None = None, env: Mapping[str, str] | None = None)
         data = json.loads(path.read_text())
         found.update({Kind(k): str(v).encode() for k, v in data.items() if k in set(Kind) and v})
     for kind in Kind:
-        value = env.get(ENV_SECRET_PREFIX + kind.value.upper())
+        value = env.get(SECRET_VARIABLE_PREFIX + kind.value.upper())
         if value:
             found[kind] = value.encode()
     return found

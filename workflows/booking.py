@@ -105,6 +105,8 @@ class BookingWorkflow(OperatorUpdates):
         self._cancel_too_late = False
         #: Steps whose provider answered 202, while they wait for its callback.
         self._waiting: dict[Kind, WaitingView] = {}
+        #: Waits that ended, and how.
+        self._waited: dict[Kind, WaitingView] = {}
         #: The callbacks accepted (``provider_confirmed``), by kind.
         self._callbacks: dict[Kind, ProviderConfirmation] = {}
         #: Kinds whose wait ended at the deadline: a callback now is too late.
@@ -147,6 +149,7 @@ class BookingWorkflow(OperatorUpdates):
             confirmation=self._confirmation,
             cancel_too_late=self._cancel_too_late,
             waiting=tuple(self._waiting.values()),
+            waited=tuple(self._waited.values()),
         )
 
     # --- traveller Updates (AWAITING_CONFIRMATION) --------------------------
@@ -274,7 +277,12 @@ class BookingWorkflow(OperatorUpdates):
                 ).with_additional_attributes({"step": step(kind).book}).add(1)
                 raise messages.confirmation_timed_out(kind, within) from None
         finally:
-            self._waiting.pop(kind, None)
+            # Cancelled (a sibling failed) leaves it ``cancelled``.
+            outcome = (
+                "confirmed" if kind in self._callbacks else "timed out" if kind in self._timed_out else "cancelled"
+            )
+            ended = self._waiting.pop(kind)
+            self._waited[kind] = ended.model_copy(update={"outcome": outcome, "ended": workflow.now()})
         callback = self._callbacks[kind]
         return reservation.model_copy(update={"pending": False, "confirmation": callback.confirmation})
 

@@ -110,8 +110,9 @@ class Facts:
     attention: Attention | None
     confirmation: ConfirmationView | None
     cancel_too_late: bool
-    #: Steps waiting for a provider's callback (a 202 answer).
+    #: Steps waiting for a provider's callback (a 202 answer), and those that did.
     waiting: Sequence[WaitingView] = ()
+    waited: Sequence[WaitingView] = ()
 
     @property
     def ticket(self) -> str | None:
@@ -159,6 +160,7 @@ def booking_status(f: Facts) -> BookingStatus:
         past_pivot=f.saga.past_pivot,
         ticket=f.ticket,
         waiting=list(f.waiting),
+        waited=list(f.waited),
     )
 
 
@@ -176,7 +178,7 @@ def details(f: Facts) -> str:
     elif c is not None and c.decision is not None:
         lines += ["", f"Traveller's answer: {c.decision.value}{' (' + c.note + ')' if c.note else ''}"]
     for w in f.waiting:
-        lines.append(waiting_line(w))
+        lines.append(w.text())
     if f.saga.past_pivot:
         lines.append(f"Ticket {f.ticket} issued: past the point of no return, recovering forward only.")
     if f.cancel_too_late and f.saga.past_pivot:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -25,6 +27,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_until
+from tests.system.test_web_e2e import browser  # noqa: F401  (the Chromium fixture)
 from trip.callbacks import MAX_BODY_BYTES, generate_secrets, load_secrets, signed_headers
 from trip.models import Kind, Mode, Scenario
 from trip.status import BookingStatus, SagaStatus
@@ -249,3 +252,28 @@ async def test_the_provider_does_not_send_the_callback_of_a_reservation_cancelle
     )
     assert [a["outcome"] for a in attempts] == ["abandoned"]
     assert stack.pending_row(handle.id)["status"] == "cancelled"
+
+
+async def test_the_status_page_shows_the_waiting_banner_until_the_callback_comes(
+    stack: Stack,
+    browser: Any,  # noqa: F811
+) -> None:
+    page = await browser.new_page(viewport={"width": 1000, "height": 1100})
+    await page.goto(stack.web + "/")
+    await page.get_by_label("Demo scenario").select_option(Scenario.FLIGHT_ASYNC_LOST.value)
+    await page.get_by_label("Mode").select_option("sequential")
+    await page.get_by_label("Wait for a provider's confirmation (seconds)").fill("600")
+    await page.get_by_role("button", name="Book the trip").click()
+    await page.wait_for_url(re.compile(r"/bookings/trip-[0-9a-f]{32}-[0-9a-f]{16}$"))
+    booking_id = page.url.rsplit("/", 1)[-1]
+    banner = page.locator("#waiting-book_flight")
+    await banner.wait_for(timeout=30_000)
+    row = stack.pending_row(booking_id)
+    text = " ".join((await banner.inner_text()).split())
+    assert f"waiting for the airline's confirmation (ref {row['reference']}) since " in text
+    status = await stack.client.get_workflow_handle(booking_id).query(BookingWorkflow.status)
+    # The form's field reached the workflow: a 600 s deadline.
+    assert status.waiting[0].deadline - status.waiting[0].since == timedelta(seconds=600)
+    assert stack.send(genuine(row)).status_code == 200
+    await page.locator("#saga-status", has_text="Completed").wait_for(timeout=30_000)
+    assert await banner.count() == 0
