@@ -131,8 +131,10 @@ def stack(dev_client: Client, tmp_path_factory: pytest.TempPathFactory) -> Itera
         assert line.startswith("web app listening on "), line
         web_url = line.split()[-1]
         db = folder / "ledger.db"
-        extra = ("--callback-url", web_url, "--callback-secrets", str(secrets_file))
-        extra += ("--callback-delay-s", str(CALLBACK_DELAY_S))
+        extra = (
+            *("--callback-url", web_url, "--callback-secrets", str(secrets_file)),
+            *("--callback-delay-s", str(CALLBACK_DELAY_S)),
+        )
         providers = subprocess.Popen(
             providers_command(db, extra=extra), cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
         )
