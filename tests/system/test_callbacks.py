@@ -27,6 +27,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 
 from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_until
+from tests.system.conftest import cli
 from tests.system.test_web_e2e import browser  # noqa: F401  (the Chromium fixture)
 from trip.callbacks import MAX_BODY_BYTES, generate_secrets, load_secrets, signed_headers
 from trip.models import Kind, Mode, Scenario
@@ -279,3 +280,42 @@ async def test_the_status_page_shows_the_waiting_banner_until_the_callback_comes
     assert stack.send(genuine(row)).status_code == 200
     await page.locator("#saga-status", has_text="Completed").wait_for(timeout=30_000)
     assert await banner.count() == 0
+
+
+def test_the_cli_books_flight_async_and_reports_the_airlines_confirmation_in_json(stack: Stack) -> None:
+    done = cli(stack.client, "--scenario", "flight-async", "--task-queue", stack.queue, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["status"] == "COMPLETED"
+    row = stack.pending_row(report["workflow_id"])
+    assert report["confirmations"]["flight"] == row["confirmation"]
+    [waited] = report["waited"]
+    assert (waited["step"], waited["reference"], waited["outcome"]) == ("book_flight", row["reference"], "confirmed")
+
+
+def test_the_cli_rolls_a_lost_callback_back_and_leaves_nothing_held(stack: Stack) -> None:
+    done = cli(stack.client, "--scenario", "flight-async-lost", "--async-deadline", "1", "--task-queue", stack.queue)
+    assert done.returncode == 1, done.stderr  # rolled back
+    assert "book_flight: waiting for the airline's confirmation (ref " in done.stdout
+    assert "CallbackTimedOut" in done.stdout
+    booking_id = re.search(r"Booking (\S+) started", done.stdout).group(1)  # type: ignore[union-attr]
+    rows = stack.providers.reservations(booking_id)
+    assert rows and not [r for r in rows if r["status"] in ("active", "pending")], rows
+
+
+def test_a_retried_booking_call_gets_the_same_pending_answer(stack: Stack) -> None:
+    body = {
+        "booking_id": "trip-retried",
+        "idempotency_key": "trip-retried:flight",
+        "traveller": {"name": "Ada Lovelace", "email": "ada@example.com"},
+        "details": {"origin": "London", "destination": "Lisbon", "date": "2031-01-02"},
+    }
+    headers = {"X-Scenario": Scenario.FLIGHT_ASYNC_LOST.value}
+    first, again = (
+        httpx.post(f"{stack.providers.url}/flight/reservations", json=body, headers=headers, timeout=15)
+        for _ in range(2)
+    )
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert first.json()["reference"] == again.json()["reference"]
+    assert first.json()["status"] == "pending" and first.json()["confirmation"] is None
+    assert len(stack.providers.reservations("trip-retried")) == 1
