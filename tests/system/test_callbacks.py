@@ -244,6 +244,7 @@ async def test_past_the_deadline_the_booking_rolls_back_and_a_late_callback_gets
     assert rows and all(r["status"] == "cancelled" for r in rows), rows
     status = await handle.query(BookingWorkflow.status)
     assert status.failure is not None and status.failure.step == "book_flight"
+    assert stack.deliveries(handle.id) == []  # flight-async-lost never calls back
 
 
 async def test_the_provider_does_not_send_the_callback_of_a_reservation_cancelled_first(stack: Stack) -> None:

@@ -115,3 +115,18 @@ def test_a_cancelled_pending_reservation_is_never_confirmed(tmp_path: Path) -> N
     assert not ledger.confirm_pending("b:flight")
     assert ledger.status_of("b:flight") == "cancelled"
     ledger.close()
+
+
+def test_the_form_and_the_cli_share_the_async_deadline_rule() -> None:
+    from datetime import date
+
+    from trip.forms import BookingInputError, demo_trip
+    from web.booking import booking_request
+
+    today = date.today()
+    assert booking_request({**demo_trip(today), "async_deadline": "30"}, today).async_deadline_s == 30
+    assert booking_request(demo_trip(today), today).async_deadline_s is None
+    for bad in ("0", "-5", "soon"):
+        with pytest.raises(BookingInputError) as caught:
+            booking_request({**demo_trip(today), "async_deadline": bad}, today)
+        assert set(caught.value.errors) == {"async_deadline"}, bad
