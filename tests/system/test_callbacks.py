@@ -26,7 +26,15 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
-from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, stop_process, wait_until
+from tests.conftest import (
+    ROOT,
+    ProviderService,
+    WorkerProcess,
+    make_request,
+    stop_process,
+    wait_until,
+    wait_until_blocking,
+)
 from tests.system.conftest import cli
 from tests.system.test_web_e2e import browser  # noqa: F401  (the Chromium fixture)
 from trip.callbacks import MAX_BODY_BYTES, generate_secrets, load_secrets, signed_headers
@@ -283,15 +291,23 @@ async def test_the_status_page_shows_the_waiting_banner_until_the_callback_comes
     assert await banner.count() == 0
 
 
-def test_the_cli_books_flight_async_and_reports_the_airlines_confirmation_in_json(stack: Stack) -> None:
-    done = cli(stack.client, "--scenario", "flight-async", "--task-queue", stack.queue, "--json")
+@pytest.mark.parametrize(("scenario", "kind"), [(Scenario.FLIGHT_ASYNC, "flight"), (Scenario.HOTEL_ASYNC, "hotel")])
+def test_the_cli_books_and_reports_the_providers_confirmation_from_its_callback_in_json(
+    stack: Stack, scenario: Scenario, kind: str
+) -> None:
+    done = cli(stack.client, "--scenario", scenario.value, "--task-queue", stack.queue, "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["status"] == "COMPLETED"
-    row = stack.pending_row(report["workflow_id"])
-    assert report["confirmations"]["flight"] == row["confirmation"]
+    # The row turns active once the provider hears the receiver's 200, just after the workflow has moved on.
+    [row] = wait_until_blocking(
+        lambda: [r for r in stack.providers.reservations(report["workflow_id"]) if r["kind"] == kind],
+        lambda rows: rows[0]["status"] == "active",
+        what=f"the {kind} row to turn active",
+    )
+    assert report["confirmations"][kind] == row["confirmation"]
     [waited] = report["waited"]
-    assert (waited["step"], waited["reference"], waited["outcome"]) == ("book_flight", row["reference"], "confirmed")
+    assert (waited["step"], waited["reference"], waited["outcome"]) == (f"book_{kind}", row["reference"], "confirmed")
 
 
 def test_the_cli_rolls_a_lost_callback_back_and_leaves_nothing_held(stack: Stack) -> None:
