@@ -220,3 +220,16 @@ async def test_in_sequence_the_steps_after_a_waiting_one_wait_too(
     assert (status.failure.step if status.failure else None) == "book_hotel"
     assert "book_flight" not in providers.calls
     assert providers.calls[-2:] == ["undo_book_hotel", "undo_book_car"]
+
+
+async def test_cancelling_a_booking_that_waits_undoes_the_pending_reservation(
+    ts_env: WorkflowEnvironment, queue: str, providers: Providers
+) -> None:
+    handle, _ = await start_waiting(ts_env, queue, Mode.PARALLEL, async_deadline_s=600)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    status = await handle.query(BookingWorkflow.status)
+    assert status.status is SagaStatus.CANCELLED and status.waiting == []
+    assert [w.outcome for w in status.waited] == ["cancelled"]
+    assert {"undo_book_car", "undo_book_hotel", "undo_book_flight"} <= set(providers.calls)
