@@ -21,7 +21,12 @@ Routes:
                                              with ``key``, also how many requests reached each key;
                                              with ``booking_id`` (under ``--latency-profile``), how
                                              long each of that booking's calls took to answer
+  GET  /callbacks/deliveries[?booking_id=...]  every attempt to deliver a confirmation callback
   GET  /health
+
+A scenario whose provider confirms later (``flight-async``) answers a booking
+``202`` with status ``pending`` and its own ``reference``; the service then
+sends the signed callback itself (``providers.callbacks``).
 
 A reused ``idempotency_key`` returns the stored booking only for the same
 request (kind, booking id, traveller, details); with different content it is a
@@ -53,6 +58,7 @@ from aiohttp import web
 from opentelemetry.trace import TracerProvider
 
 from providers.bookings import cancel, cancel_by_path, confirm, reserve, ticket
+from providers.callbacks import SENDER, CallbackSender, list_deliveries
 from providers.handling import (
     ANSWER_MS,
     ANSWER_OF,
@@ -109,6 +115,7 @@ def create_app(
     latency_override_ms: int | None = None,
     latency_profile: LatencyProfile | None = None,
     tracer_provider: TracerProvider | None = None,
+    callbacks: CallbackSender | None = None,
 ) -> web.Application:
     app = web.Application(
         # Tracing outermost, so its span covers the error handling and reports its status.
@@ -120,6 +127,10 @@ def create_app(
     app[LATENCY_OVERRIDE_MS] = latency_override_ms
     app[LATENCY_PROFILE] = latency_profile
     app[ANSWER_MS] = {}
+    # Without a receiver configured, pending bookings still answer 202; their
+    # callbacks fail (recorded as such) and the saga's deadline undoes them.
+    sender = callbacks or CallbackSender(ledger, base_url=None, secrets={})
+    app[SENDER] = sender
     app.router.add_post("/{kind}/reservations", reserve)
     app.router.add_post("/{kind}/confirmations", confirm)
     app.router.add_post("/flight/tickets", ticket)
@@ -130,8 +141,10 @@ def create_app(
     app.router.add_post("/admin/outages/lift", lift_outage)
     app.router.add_get("/stats", stats)
     app.router.add_get("/health", health)
+    app.router.add_get("/callbacks/deliveries", list_deliveries)
 
     async def close_ledger(app: web.Application) -> None:
+        await sender.close()
         ledger.close()
 
     app.on_cleanup.append(close_ledger)

@@ -38,6 +38,8 @@ MAX_CONFIRM_WITHIN = timedelta(days=7)
 #: confirmed at the last second can still be ticketed and finalized before the
 #: providers let the holds lapse on their own.
 HOLD_MARGIN = timedelta(minutes=30)
+#: The longest a step may wait for a provider's confirmation callback (a week).
+MAX_ASYNC_DEADLINE_S = 7 * 24 * 3600.0
 
 
 class Kind(StrEnum):
@@ -66,6 +68,10 @@ class Scenario(StrEnum):
     TICKETING_DOWN = "ticketing-down"
     FINALIZE_HOTEL_FLAKY = "finalize-hotel-flaky"
     FINALIZE_HOTEL_BROKEN = "finalize-hotel-broken"
+    # The provider answers 202 and confirms later by a signed callback.
+    FLIGHT_ASYNC = "flight-async"
+    HOTEL_ASYNC = "hotel-async"
+    FLIGHT_ASYNC_LOST = "flight-async-lost"
 
 
 class _Model(BaseModel):
@@ -232,6 +238,10 @@ class BookingRequest(_Model):
     #: Hold and confirm: place holds, then wait this long for the traveller's
     #: ``confirm`` (or ``decline``) before ticketing. ``None``: book outright.
     confirm_within: Annotated[timedelta, Field(gt=timedelta(0), le=MAX_CONFIRM_WITHIN)] | None = None
+    #: How long a step the provider confirms later (a 202 and a callback) may
+    #: wait for its callback, in seconds. ``None``: the step's own default
+    #: (``workflows.policies.StepPolicy.confirm_within``).
+    async_deadline_s: Annotated[float, Field(gt=0, le=MAX_ASYNC_DEADLINE_S)] | None = None
 
     @field_validator("confirm_within", mode="before")
     @classmethod
@@ -274,6 +284,11 @@ class Reservation(_Model):
     attempt: int = 1
     #: Set for a hold: when the provider lets it lapse on its own (UTC).
     held_until: datetime | None = None
+    #: The provider accepted the request (202) and confirms it later by a
+    #: signed callback; ``reference`` is its own name for the request, and
+    #: ``confirmation`` holds that reference until the callback brings the real one.
+    pending: bool = False
+    reference: str | None = None
 
 
 class CancelRequest(_Model):

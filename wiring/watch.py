@@ -102,6 +102,10 @@ async def watch(
                     if seen.get(name) != line:
                         seen[name] = line
                         say(line)
+                for wait in status.waiting:
+                    if seen.get(f"waiting {wait.step}") is None:
+                        seen[f"waiting {wait.step}"] = line = f"  {wait.text()}"
+                        say(line)
             if done:
                 return result_task.result(), status
             if status is not None and status.status is SagaStatus.NEEDS_ATTENTION:
@@ -151,6 +155,10 @@ def report(workflow_id: str, url: str | None, outcome: Outcome, status: BookingS
         out["decision"] = status.confirmation.decision
     if status is not None and status.ticket is not None:
         out["ticket"] = status.ticket
+    if status is not None and (status.waiting or status.waited):
+        # Steps whose provider answered 202: the reference, since, deadline and how the wait ended.
+        out["waiting"] = [w.model_dump(mode="json") for w in status.waiting]
+        out["waited"] = [w.model_dump(mode="json") for w in status.waited]
     if outcome.result is not None:
         out["confirmations"] = outcome.result.confirmations
     else:
