@@ -74,6 +74,8 @@ _RETRY_FLAGS = {
 }
 _FLAG_HELP = {
     "confirm_within": "hold the trip and wait this many SECONDS for the traveller's confirm (default: book outright)",
+    "async_deadline": "SECONDS a step may wait for a provider's confirmation callback (a 202 answer, as in"
+    " flight-async) before it fails and the trip is undone (default: each step's own, 15 min; hotel 1 h)",
 }
 _RETRY_FIELDS = {
     "initial_interval": "initial_interval_s",

@@ -169,6 +169,19 @@ class BookingActivities:
         if req.hold_ttl_s is not None:
             payload["hold_ttl_s"] = req.hold_ttl_s
         response = await self._call(kind, f"/{kind.value}/reservations", payload, req.scenario.value)
+        if response.status_code == 202:
+            # Accepted, confirmed later by the provider's signed callback: the
+            # workflow waits for it; the reference is what the callback names.
+            body = _answer_fields(kind, response, "reservation_id", "reference")
+            activity.logger.info("%s pending as %s (%s)", kind.value, body["reference"], req.idempotency_key)
+            return Reservation(
+                kind=kind,
+                reservation_id=body["reservation_id"],
+                confirmation=body["reference"],
+                attempt=activity.info().attempt,
+                pending=True,
+                reference=body["reference"],
+            )
         if req.hold_ttl_s is None:
             body = _answer_fields(kind, response, "reservation_id", "confirmation")
         else:

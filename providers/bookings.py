@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from providers.callbacks import SENDER, pending_answer
 from providers.handling import (
     LEDGER,
     Reject,
@@ -76,11 +77,18 @@ async def reserve(request: web.Request) -> web.Response:
             details=details.model_dump(mode="json"),
             force_sold_out=fault.sold_out,
             hold_ttl_s=hold_ttl_s,
+            # A provider that confirms later does so for bookings; a hold is answered at once.
+            pending=fault.confirms_later and hold_ttl_s is None,
         )
     except LedgerConflict as exc:
         # A refusal is not an attempt: the ledger stays exactly as it was.
         return refused(exc)
     ledger.count_attempt(key, "reserve")
+    if outcome.row["status"] == "pending":
+        # A retry gets the same pending answer; only the first schedules the callback.
+        if outcome.created and not fault.callback_lost:
+            request.app[SENDER].schedule(outcome.row)
+        return web.json_response(pending_answer(outcome.row), status=202)
     answer = dict(outcome.row)
     if fault.cancel_fee is not None:
         # The fee applies from the moment of booking, as for a stay within 24 hours of check-in.

@@ -49,13 +49,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from saga.failures import attempts_from_failure, flagged_refusal, refused, root_message
 from saga.records import (
@@ -120,6 +120,7 @@ class Saga(Stack):
         summary: str | None = None,
         result_type: type | None = None,
         kind: StepKind = StepKind.COMPENSATABLE,
+        completion: Callable[[Any], Awaitable[Any] | None] | None = None,
     ) -> Any:
         """Run one forward step as an activity, with ``undo`` registered first.
 
@@ -127,6 +128,12 @@ class Saga(Stack):
         retriable step has no undo; a retriable step runs only past the pivot.
         ``retry_policy`` decides which failures end the step: list the error
         types that mean "no" in its ``non_retryable_error_types``.
+
+        ``completion`` is for a step the other side finishes later (a 202 and a
+        callback): given the activity's result, it returns ``None`` when that
+        result is final, or an awaitable of the final result. Meanwhile the
+        step is ``WAITING``; an ``ApplicationError`` from it (a deadline) fails
+        the step like a refusal would, except that its undo stays registered.
         """
         self._check_kind(name, kind, undo)
         record = (
@@ -139,7 +146,7 @@ class Saga(Stack):
         if kind is StepKind.PIVOT:
             self._pivot = name
             return await self._run_pivot(record, call)
-        return await self._run_step(record, call)
+        return await self._run_step(record, call, completion)
 
     def _check_kind(self, name: str, kind: StepKind, undo: Compensation | None) -> None:
         if kind is not StepKind.COMPENSATABLE and undo is not None:
@@ -191,7 +198,9 @@ class Saga(Stack):
                 self._changed()
                 await workflow.sleep(policy.maximum_interval or timedelta(minutes=1))
 
-    async def _run_step(self, record: StepRecord, call: Call) -> Any:
+    async def _run_step(
+        self, record: StepRecord, call: Call, completion: Callable[[Any], Awaitable[Any] | None] | None = None
+    ) -> Any:
         name = record.name
         record.state = StepState.RUNNING
         self._changed()
@@ -207,6 +216,13 @@ class Saga(Stack):
                 summary=call.summary,
                 result_type=call.result_type,
             )
+            later = completion(result) if completion is not None else None
+            if later is not None:
+                record.result = result
+                record.attempts = (self._attempts_from_result(result) if self._attempts_from_result else None) or 0
+                record.state = StepState.WAITING
+                self._changed()
+                result = await later
         except ActivityError as err:
             record.state = StepState.FAILED
             record.attempts = attempts_from_failure(err, call.retry_policy, self._attempts_from_failure)
@@ -218,6 +234,14 @@ class Saga(Stack):
                 self._first_failure = self._first_failure or name
             if refused(err) and not self.keep_undo_when_refused:
                 record.undo_pending = False
+            self._changed()
+            raise
+        except ApplicationError as err:
+            # The completion gave up (its deadline passed): the other side may
+            # still hold what the call asked for, so the undo stays.
+            record.state = StepState.FAILED
+            record.error_type, record.error = err.type or type(err).__name__, err.message
+            self._first_failure = self._first_failure or name
             self._changed()
             raise
         except asyncio.CancelledError:
@@ -234,7 +258,7 @@ class Saga(Stack):
         # An operator's retry that succeeded: the earlier failure no longer describes the step.
         record.error = record.error_type = None
         # A terminal state is never overwritten by a late answer.
-        if record.state is StepState.RUNNING:
+        if record.state in (StepState.RUNNING, StepState.WAITING):
             record.state = StepState.SUCCEEDED
         self._changed()
         return result

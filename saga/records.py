@@ -34,6 +34,8 @@ DEFAULT_UNDO_TIMEOUT = timedelta(seconds=30)
 class StepState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    #: The step's call returned, and it waits for the other side's confirmation.
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     COMPENSATING = "compensating"

@@ -44,6 +44,8 @@ HOLD_MARGIN = timedelta(minutes=30)
 #: How long an undo that costs money waits for an operator's ``approve_undo`` or
 #: ``keep`` before the booking's default decision applies.
 DEFAULT_UNDO_APPROVAL_DEADLINE = timedelta(hours=12)
+#: The longest a step may wait for a provider's confirmation callback (a week).
+MAX_ASYNC_DEADLINE_S = 7 * 24 * 3600.0
 
 
 class Kind(StrEnum):
@@ -73,6 +75,10 @@ class Scenario(StrEnum):
     FINALIZE_HOTEL_FLAKY = "finalize-hotel-flaky"
     FINALIZE_HOTEL_BROKEN = "finalize-hotel-broken"
     HOTEL_CANCEL_FEE = "hotel-cancel-fee"
+    # The provider answers 202 and confirms later by a signed callback.
+    FLIGHT_ASYNC = "flight-async"
+    HOTEL_ASYNC = "hotel-async"
+    FLIGHT_ASYNC_LOST = "flight-async-lost"
 
 
 class _Model(BaseModel):
@@ -247,6 +253,10 @@ class BookingRequest(_Model):
     undo_approval_deadline: Annotated[timedelta, Field(gt=timedelta(0), le=timedelta(days=365))] | None = None
     #: What applies at that deadline: cancel and pay (``approve``), or ``keep``.
     undo_approval_default: UndoDecision = UndoDecision.APPROVE
+    #: How long a step the provider confirms later (a 202 and a callback) may
+    #: wait for its callback, in seconds. ``None``: the step's own default
+    #: (``workflows.policies.StepPolicy.confirm_within``).
+    async_deadline_s: Annotated[float, Field(gt=0, le=MAX_ASYNC_DEADLINE_S)] | None = None
 
     @field_validator("confirm_within", mode="before")
     @classmethod
@@ -303,6 +313,11 @@ class Reservation(_Model):
     held_until: datetime | None = None
     #: Set when cancelling costs money (from some instant on).
     cancellation_fee: CancellationFee | None = None
+    #: The provider accepted the request (202) and confirms it later by a
+    #: signed callback; ``reference`` is its own name for the request, and
+    #: ``confirmation`` holds that reference until the callback brings the real one.
+    pending: bool = False
+    reference: str | None = None
 
 
 class CancelRequest(_Model):

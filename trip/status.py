@@ -14,7 +14,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from saga import StepKind, StepState, UndoDecision
-from trip.models import BookingRequest, Mode, Money, Scenario
+from trip.models import BookingRequest, Kind, Mode, Money, Scenario
 
 
 class SagaStatus(StrEnum):
@@ -156,6 +156,36 @@ class ConfirmationView(BaseModel):
     note: str = ""
 
 
+class WaitingView(BaseModel):
+    """A step whose provider answered 202: it waits for the provider's signed callback."""
+
+    step: str
+    kind: Kind
+    #: The provider's own reference for the pending request.
+    reference: str
+    since: datetime
+    deadline: datetime
+    #: How the wait ended: ``confirmed`` (the callback came) or ``timed-out``; ``None`` while waiting.
+    outcome: str | None = None
+    ended: datetime | None = None
+
+    def text(self) -> str:
+        """ "waiting for the airline's confirmation (ref ...) since ..., deadline ...": page, CLI and Web UI say it."""
+        who = PROVIDER_NAMES[self.kind.value]
+        if self.outcome is None:
+            since, deadline = (t.isoformat(timespec="seconds") for t in (self.since, self.deadline))
+            return (
+                f"{self.step}: waiting for the {who} confirmation (ref {self.reference})"
+                f" since {since}, deadline {deadline}"
+            )
+        when = self.ended.isoformat(timespec="seconds") if self.ended else "?"
+        return f"{self.step}: the {who} confirmation (ref {self.reference}) {self.outcome} at {when}"
+
+
+#: Who confirms each kind of booking, as a person reads it.
+PROVIDER_NAMES = {"car": "car rental's", "hotel": "hotel's", "flight": "airline's"}
+
+
 class BookingStatus(BaseModel):
     """What the ``status`` query returns; the CLI and the web page render it."""
 
@@ -183,6 +213,10 @@ class BookingStatus(BaseModel):
     ticket: str | None = None
     #: Undos held for a decision because they cost money, waiting or decided.
     undo_approvals: list[UndoApproval] = []
+    #: Steps waiting for a provider's confirmation callback, now.
+    waiting: list[WaitingView] = []
+    #: Steps that waited for one, and how each wait ended.
+    waited: list[WaitingView] = []
 
 
 class BookingResult(BaseModel):

@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from werkzeug.wrappers import Response
 
 from trip.models import WORKFLOW_ID_RE
-from trip.status import ConfirmResult, OperatorActionResult, SagaStatus
+from trip.status import PROVIDER_NAMES, ConfirmResult, OperatorActionResult, SagaStatus
 from web.auth import current_operator, operator_required
 from web.owners import is_operator, may_act, owner_required
 from web.portal import current_portal
@@ -51,6 +51,7 @@ def _template_context(view: BookingView) -> dict[str, Any]:
         "poll_ms": current_app.config["POLL_INTERVAL_MS"],
         "remaining_text": remaining_text,
         "undo_text": undo_text,
+        "provider_names": PROVIDER_NAMES,
         "operator": is_operator(),
         "may_act": may_act(view.workflow_id),
         "may_cancel": may_cancel(view),

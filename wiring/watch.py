@@ -112,6 +112,10 @@ async def watch(
                     if seen.get(name) != line:
                         seen[name] = line
                         say(line)
+                for wait in status.waiting:
+                    if seen.get(f"waiting {wait.step}") is None:
+                        seen[f"waiting {wait.step}"] = line = f"  {wait.text()}"
+                        say(line)
             if done:
                 return result_task.result(), status
             if status is not None and status.status is SagaStatus.NEEDS_ATTENTION:
@@ -165,6 +169,10 @@ def report(workflow_id: str, url: str | None, outcome: Outcome, status: BookingS
         out["ticket"] = status.ticket
     if status is not None and status.undo_approvals:
         out["undo_approvals"] = [a.model_dump(mode="json") for a in status.undo_approvals]
+    if status is not None and (status.waiting or status.waited):
+        # Steps whose provider answered 202: the reference, since, deadline and how the wait ended.
+        out["waiting"] = [w.model_dump(mode="json") for w in status.waiting]
+        out["waited"] = [w.model_dump(mode="json") for w in status.waited]
     if outcome.result is not None:
         out["confirmations"] = outcome.result.confirmations
     else:

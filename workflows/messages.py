@@ -15,8 +15,9 @@ from typing import Any
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from saga import StepRecord, StepState
+from trip.callbacks import CallbackRefusal
 from trip.errors import ErrorType
-from trip.models import CancelResult, CarRequest, FlightRequest, HotelRequest
+from trip.models import CancelResult, CarRequest, FlightRequest, HotelRequest, Kind
 from trip.status import ConfirmationView, Decision, FailureView, OperatorAction, OutstandingStep, SagaStatus
 from workflows.render import split_undone
 
@@ -246,3 +247,18 @@ def unknown_fields(extra: dict[str, object] | None, known: Sequence[str]) -> str
         return None
     fields = "the only field is" if len(known) == 1 else "the fields are"
     return f"unknown field(s) {', '.join(sorted(extra))}; {fields}: {', '.join(known)}"
+
+
+def confirmation_timed_out(kind: Kind, within: timedelta) -> ApplicationError:
+    """A waiting step's deadline passed: a benign, typed failure of that step (it unwinds the saga)."""
+    return ApplicationError(
+        f"the {kind.value} provider did not confirm within {within.total_seconds():g} s",
+        type=ErrorType.CALLBACK_TIMED_OUT.value,
+        non_retryable=True,
+        category=ApplicationErrorCategory.BENIGN,
+    )
+
+
+def callback_refused(refusal: CallbackRefusal, reason: str) -> ApplicationError:
+    """What ``provider_confirmed``'s validator raises; the receiver maps the type to an HTTP status."""
+    return ApplicationError(reason, type=refusal.value, non_retryable=True, category=ApplicationErrorCategory.BENIGN)

@@ -32,6 +32,7 @@ from trip.status import (
     SagaStatus,
     StepView,
     UndoApproval,
+    WaitingView,
 )
 from trip.steps import TICKET, booked_by, finalized_by
 
@@ -136,6 +137,9 @@ class Facts:
     attention: Attention | None
     confirmation: ConfirmationView | None
     cancel_too_late: bool
+    #: Steps waiting for a provider's callback (a 202 answer), and those that did.
+    waiting: Sequence[WaitingView] = ()
+    waited: Sequence[WaitingView] = ()
 
     @property
     def ticket(self) -> str | None:
@@ -183,6 +187,8 @@ def booking_status(f: Facts) -> BookingStatus:
         past_pivot=f.saga.past_pivot,
         ticket=f.ticket,
         undo_approvals=[undo_approval(f.saga, r) for r in records if r.approval is not None],
+        waiting=list(f.waiting),
+        waited=list(f.waited),
     )
 
 
@@ -199,6 +205,8 @@ def details(f: Facts) -> str:
         ]
     elif c is not None and c.decision is not None:
         lines += ["", f"Traveller's answer: {c.decision.value}{' (' + c.note + ')' if c.note else ''}"]
+    for w in f.waiting:
+        lines.append(w.text())
     if f.saga.past_pivot:
         lines.append(f"Ticket {f.ticket} issued: past the point of no return, recovering forward only.")
     if f.cancel_too_late and f.saga.past_pivot:
@@ -226,6 +234,18 @@ def details(f: Facts) -> str:
             f"{', '.join(action.steps)} ({action.note})" + (f" [batch {action.batch}]" if action.batch else "")
         )
     return "\n".join(lines)
+
+
+#: Who confirms each kind of booking, as a person reads it.
+PROVIDER_NAMES = {"car": "car rental's", "hotel": "hotel's", "flight": "airline's"}
+
+
+def waiting_line(w: WaitingView) -> str:
+    """ "waiting for the airline's confirmation (ref ...) since ..., deadline ...": the page and the CLI say it too."""
+    return (
+        f"{w.step}: waiting for the {PROVIDER_NAMES[w.kind.value]} confirmation (ref {w.reference})"
+        f" since {w.since.isoformat(timespec='seconds')}, deadline {w.deadline.isoformat(timespec='seconds')}"
+    )
 
 
 def _step_line(record: StepRecord) -> str:

@@ -44,6 +44,8 @@ def test_every_scenario_and_both_modes_were_recorded() -> None:
     assert "v1/car-cancel-broken-sequential-mid-unwind.json" in names
     # Hold and confirm: every held scenario in both modes, awaiting, declined.
     assert len([n for n in names if n.startswith("v3-hold-and-confirm/") and "-held" in n]) == 10
+    # A provider that confirms later: confirmed by callback and timed out, in both modes.
+    assert len([n for n in names if n.startswith("v6-async-confirmation/flight-async-lost-")]) == 4
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
