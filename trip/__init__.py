@@ -24,6 +24,10 @@ WORKFLOW_ID_PREFIX = "trip"
 #: Temporal CLI calls them by these names: never rename them.
 UPDATE_RETRY_COMPENSATION = "retry_compensation"
 UPDATE_RESOLVE = "resolve"
+#: Workflow Updates an operator sends to a booking whose costly undo waits
+#: for a decision (AWAITING_UNDO_APPROVAL): cancel and pay, or keep it.
+UPDATE_APPROVE_UNDO = "approve_undo"
+UPDATE_KEEP = "keep"
 #: Workflow Updates the traveller sends to a held trip (AWAITING_CONFIRMATION).
 UPDATE_CONFIRM = "confirm"
 UPDATE_DECLINE = "decline"

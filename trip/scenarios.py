@@ -9,6 +9,7 @@ outside. The form, the CLI and the tests read the descriptions and outcomes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from trip.models import Kind, Scenario
 from trip.status import SagaStatus
@@ -36,6 +37,10 @@ class Fault:
     ticket_refused: bool = False
     #: Answer 503 to the first N finalize attempts for a key (``ALWAYS``: all).
     finalize_fail_first: int = 0
+    #: Cancelling costs this much (``cancel_fee_currency``) from the moment it
+    #: is booked: the reservation says so, and the cancellation charges it.
+    cancel_fee: Decimal | None = None
+    cancel_fee_currency: str = "EUR"
     #: Answer a booking 202 ``pending`` and confirm it later by a signed callback.
     confirms_later: bool = False
     #: With ``confirms_later``: the callback is never sent.
@@ -129,6 +134,13 @@ SCENARIOS: dict[Scenario, ScenarioSpec] = {
             SagaStatus.NEEDS_ATTENTION,
             {Kind.HOTEL: Fault(finalize_fail_first=ALWAYS)},
             needs_confirmation=True,
+        ),
+        ScenarioSpec(
+            Scenario.HOTEL_CANCEL_FEE,
+            "costly undo: the flight is sold out and cancelling the hotel costs a night (150 EUR);"
+            " the undo waits for an operator's approve_undo or keep",
+            SagaStatus.AWAITING_UNDO_APPROVAL,
+            {Kind.FLIGHT: Fault(sold_out=True), Kind.HOTEL: Fault(cancel_fee=Decimal("150.00"))},
         ),
         ScenarioSpec(
             Scenario.FLIGHT_ASYNC,

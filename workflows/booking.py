@@ -58,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
         WaitingView,
     )
     from trip.steps import FINALIZING, STEP_ORDER, TICKET, step
-    from workflows import messages, policies, render, requests, tasks
+    from workflows import approval, messages, policies, render, requests, tasks
     from workflows.operator import OperatorUpdates
     from workflows.policies import FINALIZE_POLICIES, STEP_POLICIES, TICKET_POLICY, StepPolicy, seconds
 
@@ -91,7 +91,8 @@ class BookingWorkflow(OperatorUpdates):
         self._status = SagaStatus.RUNNING
         #: Why the saga is unwinding; set before any undo runs.
         self._failure: FailureView | None = None
-        self._saga = policies.saga_for(req, on_change=self._publish_details)
+        self._saga = policies.saga_for(req, on_change=self._saga_changed)
+        approval.configure(self._saga, req)
         self._saga.declare(*(step(k).book for k in STEP_ORDER))
         if req.confirm_within is not None:
             self._saga.declare(TICKET, kind=StepKind.PIVOT)
@@ -477,6 +478,16 @@ class BookingWorkflow(OperatorUpdates):
         current = workflow.info().typed_search_attributes.get(SA_BOOKING_STATUS)
         if current is not None and current != status.value:
             workflow.upsert_search_attributes([SA_BOOKING_STATUS.value_set(status.value)])
+        self._publish_details()
+
+    def _saga_changed(self) -> None:
+        """Follow the unwind into AWAITING_UNDO_APPROVAL while an undo waits for a decision, and out of it."""
+        if self._status in (SagaStatus.COMPENSATING, SagaStatus.AWAITING_UNDO_APPROVAL):
+            held = self._saga.awaiting_approval()
+            status = SagaStatus.AWAITING_UNDO_APPROVAL if held else SagaStatus.COMPENSATING
+            if status is not self._status:
+                self._set_status(status)
+                return
         self._publish_details()
 
     def _publish_details(self) -> None:

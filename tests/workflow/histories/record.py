@@ -13,7 +13,9 @@ confirmed by the ``provider_confirmed`` Update and timed out, in both modes
 Where the operator's Updates take a bulk operation's batch id: a stranded
 ``car-cancel-outage`` retried by a batch while the outage is on, then after it
 is lifted (``...-bulk-retried.json``), and a ``car-cancel-broken`` resolved by
-a batch (``...-bulk-resolved.json``).
+a batch (``...-bulk-resolved.json``). Where the code holds a costly undo for
+approval: ``hotel-cancel-fee`` approved (sequential) and kept (parallel), as
+``...-approved.json`` and ``...-kept.json``.
 
 Histories recorded for an older version of the workflow must never be
 re-recorded to turn a red replay test green: record the current code under a
@@ -182,6 +184,19 @@ async def record_bulk(client: Client, queue: str, out: Path, providers_url: str)
         await _save(handle, out / f"{scenario.value}-{Mode.SEQUENTIAL.value}-{label}.json")
 
 
+async def record_approval(client: Client, queue: str, out: Path) -> None:
+    """A costly undo held for approval, then approved (sequential) or kept (parallel)."""
+    scenario = getattr(Scenario, "HOTEL_CANCEL_FEE", None)
+    if scenario is None:
+        return  # this version never holds an undo
+    for mode, update, label in ((Mode.SEQUENTIAL, "approve_undo", "approved"), (Mode.PARALLEL, "keep", "kept")):
+        handle = await start_booking(client, make_request(scenario, mode), task_queue=queue, keyring=TAGS)
+        await _wait_for(client, handle, lambda s: s.status.value == "AWAITING_UNDO_APPROVAL", "an undo held")
+        await handle.execute_update(update, {"step": "book_hotel", "operator": "ops", "note": "recorded"})
+        await await_outcome(client, handle)
+        await _save(handle, out / f"{scenario.value}-{mode.value}-{label}.json")
+
+
 async def record_async(client: Client, queue: str, out: Path) -> None:
     """A provider that confirms later: confirmed by its callback, and timed out, in both modes.
 
@@ -264,6 +279,8 @@ async def main() -> None:
             async with build_worker(env.client, BookingActivities(http), task_queue=queue, **versioned(queue)):
                 await make_current(env.client, queue)
                 await record(env.client, queue, out, only)
+                if only is None or getattr(Scenario, "HOTEL_CANCEL_FEE", None) in only:
+                    await record_approval(env.client, queue, out)
                 if only is None or getattr(Scenario, "FLIGHT_ASYNC_LOST", None) in only:
                     await record_async(env.client, queue, out)
                 if only is None:
