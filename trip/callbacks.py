@@ -130,7 +130,8 @@ def verify(secret: bytes, headers: Mapping[str, str], body: bytes, *, now: float
         timestamp = int(stamp)
     except ValueError:
         raise BadSignature("missing", "the callback's timestamp is not a number of seconds") from None
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, not a "no").
+    if not hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode("utf-8", "replace")):
         raise BadSignature("forged", "the callback's signature does not match its body")
     if abs(now - timestamp) > WINDOW_S:
         raise BadSignature("expired", f"the callback was signed more than {WINDOW_S} s from now")

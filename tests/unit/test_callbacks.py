@@ -62,6 +62,14 @@ def test_a_callback_without_its_headers_is_refused() -> None:
     assert reason({**headers, "X-Callback-Timestamp": "soon"}, now=now) == "missing"
 
 
+def test_a_signature_header_that_is_not_ascii_is_forged_not_an_error() -> None:
+    # A web server hands header bytes over as latin-1 text: "v1=\xe9" must be a
+    # 401 like any wrong signature, not a TypeError (a 500) from the comparison.
+    now = time.time()
+    headers = signed_headers(SECRET, int(now), BODY, "d-1")
+    assert reason({**headers, HEADER_SIGNATURE: "v1=\u00e9" + "0" * 63}, now=now) == "forged"
+
+
 def test_secrets_come_from_the_file_and_a_variable_wins(tmp_path: Path) -> None:
     path = tmp_path / "secrets.json"
     path.write_text(json.dumps({"flight": "from-file", "hotel": "hotel-file", "bogus": "x"}))
