@@ -290,8 +290,8 @@ class BookingWorkflow(OperatorUpdates):
     def provider_confirmed(self, callback: ProviderConfirmation) -> CallbackAccepted:
         """A provider's verified callback: the waiting step succeeds with its confirmation.
 
-        The receiver sends it with the delivery id as the Update id, so a
-        replayed delivery is answered by the server from the first one's
+        The receiver sends it with the kind, delivery id and body digest as the
+        Update id, so a replayed delivery is answered by the server from the first one's
         outcome and never reaches this handler twice.
         """
         waiting = self._waiting[callback.kind]
