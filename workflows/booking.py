@@ -301,6 +301,14 @@ class BookingWorkflow(OperatorUpdates):
     @provider_confirmed.validator
     def _validate_provider_confirmed(self, callback: ProviderConfirmation) -> None:
         waiting = self._waiting.get(callback.kind)
+        # Once the wait is over its reference is still known: a callback naming
+        # another is for another booking's step, however late it comes.
+        known = waiting or self._waited.get(callback.kind)
+        if known is not None and callback.reference != known.reference:
+            raise messages.callback_refused(
+                CallbackRefusal.WRONG_REFERENCE,
+                f"reference {callback.reference!r} is not the one the {callback.kind.value} step waits for",
+            )
         if waiting is None or callback.kind in self._callbacks:
             if callback.kind in self._timed_out:
                 raise messages.callback_refused(
@@ -308,11 +316,6 @@ class BookingWorkflow(OperatorUpdates):
                 )
             raise messages.callback_refused(
                 CallbackRefusal.NOT_WAITING, f"no {callback.kind.value} step waits for a callback now"
-            )
-        if callback.reference != waiting.reference:
-            raise messages.callback_refused(
-                CallbackRefusal.WRONG_REFERENCE,
-                f"reference {callback.reference!r} is not the one the {callback.kind.value} step waits for",
             )
         if workflow.now() >= waiting.deadline:
             raise messages.callback_refused(
