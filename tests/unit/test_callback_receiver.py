@@ -98,3 +98,18 @@ def test_a_delivery_id_reused_with_another_body_is_not_a_replay(
     assert deliver(client, Kind.FLIGHT, "d-1", confirmation="OK-1") == 200
     assert deliver(client, Kind.FLIGHT, "d-1", confirmation="OK-2") == 200
     assert [cb.confirmation for cb in temporal.handled] == ["OK-1", "OK-2"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json", b"\xff\xfe", b"[1, 2]", b'{"booking_id": "trip-1"}', b'{"kind": "boat"}', b"[" * 4000],
+    ids=["text", "not-utf8", "a-list", "fields-missing", "unknown-kind", "deeply-nested"],
+)
+def test_a_signed_body_that_is_not_a_callback_is_a_400_and_never_reaches_the_workflow(
+    client: FlaskClient, temporal: DedupingTemporal, raw: bytes
+) -> None:
+    headers = signed_headers(SECRETS[Kind.FLIGHT], int(time.time()), raw, "d-1")
+    response = client.post("/callbacks/flight", data=raw, headers=headers)
+    assert response.status_code == 400 and response.json is not None
+    assert response.json["error"] == "malformed"
+    assert temporal.handled == []
