@@ -34,7 +34,7 @@ UPDATE_DECLINE = "decline"
 #: Returns once the bookings are held or the unwind has begun (Update-with-Start).
 UPDATE_HOLDS = "holds"
 #: A provider's confirmation of a step it answered 202 to; the web app's
-#: callback receiver sends it, with the delivery id as the Update id.
+#: callback receiver sends it, with the kind, delivery id and body digest as the Update id.
 UPDATE_PROVIDER_CONFIRMED = "provider_confirmed"
 
 #: Custom search attributes. ``make run`` registers them on the dev server; on

@@ -22,6 +22,7 @@ import hmac
 import json
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -130,7 +131,8 @@ def verify(secret: bytes, headers: Mapping[str, str], body: bytes, *, now: float
         timestamp = int(stamp)
     except ValueError:
         raise BadSignature("missing", "the callback's timestamp is not a number of seconds") from None
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, not a "no").
+    if not hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode("utf-8", "replace")):
         raise BadSignature("forged", "the callback's signature does not match its body")
     if abs(now - timestamp) > WINDOW_S:
         raise BadSignature("expired", f"the callback was signed more than {WINDOW_S} s from now")
@@ -146,12 +148,18 @@ def load_secrets(path: Path | None = None, env: Mapping[str, str] | None = None)
     """Each provider kind's secret: from ``path`` (or ``CALLBACK_SECRETS_FILE``), then the environment.
 
     A ``CALLBACK_SECRET_<KIND>`` variable wins over the file. Kinds with no
-    secret are left out: a callback for them is refused.
+    secret are left out: a callback for them is refused. A file that group or
+    others may read is a ``ValueError``.
     """
     env = os.environ if env is None else env
     found: dict[Kind, bytes] = {}
     path = path or (Path(env[ENV_SECRETS_FILE]) if env.get(ENV_SECRETS_FILE) else None)
     if path is not None:
+        # Whoever can read the file can forge confirmations: refuse one that is
+        # open to group or others rather than trust secrets that may have leaked.
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ValueError(f"{path} is readable by others (mode {mode:04o}): chmod 600 it")
         data = json.loads(path.read_text())
         found.update({Kind(k): str(v).encode() for k, v in data.items() if k in set(Kind) and v})
     for kind in Kind:

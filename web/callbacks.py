@@ -3,15 +3,17 @@
 It authenticates by signature (``trip.callbacks``), not by a session, so it is
 exempt from login and CSRF. A verified callback becomes the booking
 workflow's ``provider_confirmed`` Update, sent through the app's one Temporal
-portal with the delivery id as the Update id: Temporal keeps one outcome per
-Update id in a run, so a replayed delivery is answered from the first one and
-changes nothing. The workflow's validator decides the rest, synchronously:
+portal with an Update id made of the kind, the delivery id and the body's
+digest: Temporal keeps one outcome per Update id in a run, so a replayed
+delivery is answered from the first one and changes nothing, while another
+provider's delivery with the same id, or another body under a used id, is a
+callback of its own. The workflow's validator decides the rest, synchronously:
 
 =====================================================  ======  ====================
 callback                                               answer  effect
 =====================================================  ======  ====================
 accepted (the step waited for it)                      200     the step succeeds
-replayed (a delivery id already accepted)              200     none the second time
+replayed (an accepted delivery id, same body)          200     none the second time
 no, or a wrong, signature; signed over 5 minutes away  401     none
 signed, but another step's reference (or kind)         401     none
 unknown booking                                        404     none
@@ -32,6 +34,7 @@ step starting to wait to its callback being accepted (workflow time), and
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from typing import Any
@@ -137,8 +140,11 @@ def receive(kind: str) -> Any:
     update = ProviderConfirmation(
         kind=provider, reference=body.reference, confirmation=body.confirmation, delivery_id=delivery_id
     )
+    # One delivery of one callback: each provider numbers its own deliveries, and
+    # only the same body again is a replay to answer from the first outcome.
+    update_id = f"callback-{provider.value}-{delivery_id}-{hashlib.sha256(raw).hexdigest()[:32]}"
     try:
-        accepted = current_portal().call(lambda client: _confirm(client, body.booking_id, update))
+        accepted = current_portal().call(lambda client: _confirm(client, body.booking_id, update, update_id))
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         refusal = cause.type if isinstance(cause, ApplicationError) else None
@@ -161,11 +167,11 @@ class BookingClosed(Exception):
     """The booking exists but has ended: nothing in it can wait for a callback."""
 
 
-async def _confirm(client: Client, booking_id: str, update: ProviderConfirmation) -> CallbackAccepted:
+async def _confirm(client: Client, booking_id: str, update: ProviderConfirmation, update_id: str) -> CallbackAccepted:
     handle = client.get_workflow_handle(booking_id)
     try:
         return await handle.execute_update(
-            UPDATE_PROVIDER_CONFIRMED, update, id=f"callback-{update.delivery_id}", result_type=CallbackAccepted
+            UPDATE_PROVIDER_CONFIRMED, update, id=update_id, result_type=CallbackAccepted
         )
     except RPCError as err:
         # A closed run answers NOT_FOUND too ("workflow execution already

@@ -291,8 +291,8 @@ class BookingWorkflow(OperatorUpdates):
     def provider_confirmed(self, callback: ProviderConfirmation) -> CallbackAccepted:
         """A provider's verified callback: the waiting step succeeds with its confirmation.
 
-        The receiver sends it with the delivery id as the Update id, so a
-        replayed delivery is answered by the server from the first one's
+        The receiver sends it with the kind, delivery id and body digest as the
+        Update id, so a replayed delivery is answered by the server from the first one's
         outcome and never reaches this handler twice.
         """
         waiting = self._waiting[callback.kind]
@@ -302,6 +302,14 @@ class BookingWorkflow(OperatorUpdates):
     @provider_confirmed.validator
     def _validate_provider_confirmed(self, callback: ProviderConfirmation) -> None:
         waiting = self._waiting.get(callback.kind)
+        # Once the wait is over its reference is still known: a callback naming
+        # another is for another booking's step, however late it comes.
+        known = waiting or self._waited.get(callback.kind)
+        if known is not None and callback.reference != known.reference:
+            raise messages.callback_refused(
+                CallbackRefusal.WRONG_REFERENCE,
+                f"reference {callback.reference!r} is not the one the {callback.kind.value} step waits for",
+            )
         if waiting is None or callback.kind in self._callbacks:
             if callback.kind in self._timed_out:
                 raise messages.callback_refused(
@@ -309,11 +317,6 @@ class BookingWorkflow(OperatorUpdates):
                 )
             raise messages.callback_refused(
                 CallbackRefusal.NOT_WAITING, f"no {callback.kind.value} step waits for a callback now"
-            )
-        if callback.reference != waiting.reference:
-            raise messages.callback_refused(
-                CallbackRefusal.WRONG_REFERENCE,
-                f"reference {callback.reference!r} is not the one the {callback.kind.value} step waits for",
             )
         if workflow.now() >= waiting.deadline:
             raise messages.callback_refused(

@@ -218,10 +218,14 @@ async def test_a_replayed_delivery_is_answered_200_and_changes_nothing(stack: St
     first = stack.send(genuine(row, confirmation="FLT-FIRST"), delivery=delivery)
     assert first.status_code == 200, first.text
     await await_outcome(stack.client, handle)
-    # The same delivery again, even with another confirmation in it: the first one stands.
-    again = stack.send(genuine(row, confirmation="FLT-SECOND"), delivery=delivery)
+    # The same delivery again: answered from the first outcome.
+    again = stack.send(genuine(row, confirmation="FLT-FIRST"), delivery=delivery)
     assert again.status_code == 200, again.text
     assert again.json()["step"] == "book_flight"
+    # Its id with another confirmation in it is no replay: a 200 would tell the
+    # provider that confirmation was taken. It is judged afresh, and refused.
+    reused = stack.send(genuine(row, confirmation="FLT-SECOND"), delivery=delivery)
+    assert reused.status_code == 409, reused.text
     history = await handle.fetch_history()
     accepted = [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
     assert len(accepted) == 1

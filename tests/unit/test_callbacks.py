@@ -62,13 +62,35 @@ def test_a_callback_without_its_headers_is_refused() -> None:
     assert reason({**headers, "X-Callback-Timestamp": "soon"}, now=now) == "missing"
 
 
+def test_a_signature_header_that_is_not_ascii_is_forged_not_an_error() -> None:
+    # A web server hands header bytes over as latin-1 text: "v1=\xe9" must be a
+    # 401 like any wrong signature, not a TypeError (a 500) from the comparison.
+    now = time.time()
+    headers = signed_headers(SECRET, int(now), BODY, "d-1")
+    assert reason({**headers, HEADER_SIGNATURE: "v1=\u00e9" + "0" * 63}, now=now) == "forged"
+
+
 def test_secrets_come_from_the_file_and_a_variable_wins(tmp_path: Path) -> None:
     path = tmp_path / "secrets.json"
     path.write_text(json.dumps({"flight": "from-file", "hotel": "hotel-file", "bogus": "x"}))
+    path.chmod(0o600)
     found = load_secrets(path, env={"CALLBACK_SECRET_FLIGHT": "from-env"})
     assert found == {Kind.FLIGHT: b"from-env", Kind.HOTEL: b"hotel-file"}
     assert load_secrets(env={"CALLBACK_SECRETS_FILE": str(path)})[Kind.FLIGHT] == b"from-file"
     assert load_secrets(env={}) == {}
+
+
+def test_a_secrets_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    # Anyone who can read the file can forge a confirmation: like ssh with its
+    # keys, refuse it rather than trust secrets that may have leaked.
+    path = tmp_path / "secrets.json"
+    path.write_text(json.dumps({"flight": "from-file"}))
+    for mode in (0o644, 0o640, 0o604):
+        path.chmod(mode)
+        with pytest.raises(ValueError, match="chmod 600"):
+            load_secrets(path, env={})
+    path.chmod(0o400)
+    assert load_secrets(path, env={}) == {Kind.FLIGHT: b"from-file"}
 
 
 TRAVELLER = {"email": "ada@example.com", "name": "Ada"}

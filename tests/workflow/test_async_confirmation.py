@@ -191,6 +191,34 @@ async def test_a_callback_after_the_deadline_is_refused_while_the_saga_unwinds(
     assert "flight" not in status.confirmations
 
 
+async def test_another_steps_reference_is_refused_as_such_once_the_wait_is_over(
+    ts_env: WorkflowEnvironment, queue: str, providers: Providers
+) -> None:
+    # Past the deadline or once confirmed, a callback naming a reference this
+    # step never had is still for another booking's step (401), not a late one (409).
+    providers.undo_waits = True
+    handle, _ = await start_waiting(ts_env, queue, Mode.PARALLEL, async_deadline_s=30)
+    result = asyncio.ensure_future(handle.result())  # lets the server skip to the deadline
+    await asyncio.wait_for(providers.undoing.wait(), timeout=30)
+    assert await refusal(handle, callback(Kind.FLIGHT, "REF-someone-else")) == CallbackRefusal.WRONG_REFERENCE
+    assert await refusal(handle, callback(Kind.FLIGHT, "REF-flight")) == CallbackRefusal.PAST_DEADLINE
+    providers.gate.set()
+    with pytest.raises(WorkflowFailureError):
+        await result
+
+
+async def test_a_confirmed_step_refuses_another_steps_reference_as_such(
+    ts_env: WorkflowEnvironment, queue: str, providers: Providers
+) -> None:
+    providers.later = {Kind.FLIGHT, Kind.HOTEL}
+    handle, _ = await start_waiting(ts_env, queue, Mode.PARALLEL, waiting=2, async_deadline_s=600)
+    await handle.execute_update(BookingWorkflow.provider_confirmed, callback(Kind.HOTEL, "REF-hotel", "HTL-OK"))
+    assert await refusal(handle, callback(Kind.HOTEL, "REF-someone-else")) == CallbackRefusal.WRONG_REFERENCE
+    assert await refusal(handle, callback(Kind.HOTEL, "REF-hotel")) == CallbackRefusal.NOT_WAITING
+    await handle.execute_update(BookingWorkflow.provider_confirmed, callback(Kind.FLIGHT, "REF-flight"))
+    await handle.result()
+
+
 async def test_in_parallel_two_steps_wait_and_each_callback_completes_its_own(
     ts_env: WorkflowEnvironment, queue: str, providers: Providers
 ) -> None:
