@@ -1,4 +1,4 @@
-"""Act on a booking that waits for an operator (saga status NEEDS_ATTENTION).
+"""Act on a booking that waits for an operator (saga status NEEDS_ATTENTION or AWAITING_UNDO_APPROVAL).
 
 ``python run_operator.py retry --workflow-id ID [--operator NAME] [--note WHY] [--step book_car ...]``
 runs the stuck undos again with a fresh budget and waits for them (the
@@ -6,7 +6,12 @@ operator defaults to the login name).
 ``python run_operator.py resolve --workflow-id ID --step book_car --operator NAME --note WHY``
 records that the reservation was released outside the system.
 
-Both send a Workflow Update (``retry_compensation`` / ``resolve``), exactly what
+``python run_operator.py approve-undo|keep --workflow-id ID --step book_hotel --operator NAME --note WHY``
+decides an undo held because it costs money (AWAITING_UNDO_APPROVAL): cancel
+and pay the fee, or keep the reservation.
+
+Each sends a Workflow Update (``retry_compensation``, ``resolve``,
+``approve_undo``, ``keep``), exactly what
 ``temporal workflow update execute`` sends. Exit codes: 0 done; 2 nothing was
 done: rejected (the workflow's validator said why), paused in Temporal (unpause
 it first), already ended (the outcome is printed) or no such booking; 4 cannot
@@ -39,11 +44,25 @@ from wiring.client import ConnectFailed, connect
 from wiring.entry_point import run_entry_point
 from wiring.outcome import outcome_of
 from wiring.paused_status import describe_execution
-from wiring.updates import PAUSED_MESSAGE, is_paused, rejection_message, resolve, retry_compensation
+from wiring.updates import (
+    PAUSED_MESSAGE,
+    decide_undo,
+    is_paused,
+    rejection_message,
+    resolve,
+    retry_compensation,
+)
 
 EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE = 0, 2, 4
 #: ``--all`` only: some matched bookings still wait for an operator; Ctrl-C.
 EXIT_STILL_WAITING, EXIT_INTERRUPTED = 7, 130
+
+
+#: The decisions on an undo held because it costs money (no ``--all``: each spends or saves money).
+DECISIONS = {
+    "approve-undo": "cancel a reservation whose undo costs money, accepting the fee",
+    "keep": "do not cancel a reservation whose undo costs money: it stays, recorded as kept",
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -108,7 +127,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             default=bulk.DEFAULT_LIMIT,
             help=f"bookings read from visibility, at most (default {bulk.DEFAULT_LIMIT})",
         )
+    for name, help_text in DECISIONS.items():
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--workflow-id", required=True)
+        cmd.add_argument("--step", required=True, help="the step whose undo waits for approval, e.g. book_hotel")
+        cmd.add_argument("--operator", required=True, help="who is deciding (kept in the audit trail)")
+        cmd.add_argument("--note", required=True, help="why (kept in the audit trail)")
+        cmd.add_argument("--profile", default=None, help="Temporal env-config profile")
+        cmd.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
+        cmd.set_defaults(all=False)
     args = parser.parse_args(argv)
+    if args.action in DECISIONS:
+        return args  # one booking, one step: none of the bulk flags apply
     if args.note is None:
         args.note = "bulk retry from run_operator.py" if args.all else "retry from run_operator.py"
     single_step = args.steps if args.action == "retry" else [args.step] if args.step else []
@@ -167,6 +197,9 @@ async def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "retry":
             result = await retry_compensation(handle, operator=args.operator, note=args.note, steps=args.steps)
+        elif args.action in DECISIONS:
+            approve = args.action == "approve-undo"
+            result = await decide_undo(handle, approve=approve, step=args.step, operator=args.operator, note=args.note)
         else:
             result = await resolve(handle, step=args.step, operator=args.operator, note=args.note)
     except WorkflowUpdateFailedError as err:

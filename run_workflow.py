@@ -9,7 +9,9 @@ a refused API key; also: it stopped answering for longer than
 CANCELLED, 6 ended some other way (terminated or timed out by an operator), 7
 NEEDS_ATTENTION (an undo is stuck; the workflow stays open and waits for
 ``run_operator.py``), 8 TRIP_INCOMPLETE (held and confirmed, the ticket is
-issued, but a booking was still not finalized at the attention deadline), 130
+issued, but a booking was still not finalized at the attention deadline), 9
+AWAITING_UNDO_APPROVAL (an undo costs money; the workflow stays open and waits
+for an operator's ``approve_undo`` or ``keep``), 130
 interrupted. An exit code always reports an outcome that was observed, never a
 guess. With ``--json`` stdout carries exactly one JSON object in every one of
 these cases.
@@ -25,12 +27,15 @@ import asyncio
 import json
 import sys
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any, NoReturn
 
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from saga import UndoDecision
 from trip import UPDATE_CONFIRM, UPDATE_DECLINE
 from trip.forms import FLAT_FIELDS, BookingInputError, booking_from_flat, demo_trip
 from trip.models import WORKFLOW_ID_RULE, BookingRequest, RetryOverrides, Scenario, check_workflow_id
@@ -52,6 +57,7 @@ EXIT = {
     SagaStatus.CANCELLED: 5,
     SagaStatus.NEEDS_ATTENTION: 7,
     SagaStatus.TRIP_INCOMPLETE: 8,
+    SagaStatus.AWAITING_UNDO_APPROVAL: 9,
 }
 EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_OTHER, EXIT_INTERRUPTED = 2, 4, 6, 130
 #: How long the CLI waits through a Temporal outage before it gives up (exit 4).
@@ -68,6 +74,8 @@ _RETRY_FLAGS = {
 }
 _FLAG_HELP = {
     "confirm_within": "hold the trip and wait this many SECONDS for the traveller's confirm (default: book outright)",
+    "async_deadline": "SECONDS a step may wait for a provider's confirmation callback (a 202 answer, as in"
+    " flight-async) before it fails and the trip is undone (default: each step's own, 15 min; hotel 1 h)",
 }
 _RETRY_FIELDS = {
     "initial_interval": "initial_interval_s",
@@ -113,6 +121,27 @@ def parse_args(argv: list[str] | None, today: date) -> argparse.Namespace:
         default=None,
         metavar="SECONDS",
         help="how long a stuck rollback waits for an operator before closing (default: 7 days)",
+    )
+    approval = parser.add_argument_group("an undo that costs money (AWAITING_UNDO_APPROVAL, exit 9)")
+    approval.add_argument(
+        "--undo-fee-threshold",
+        type=Decimal,
+        default=None,
+        metavar="AMOUNT",
+        help="a cancellation fee above this holds the undo for an operator (default 0: any fee)",
+    )
+    approval.add_argument(
+        "--undo-approval-deadline",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a held undo waits for approve_undo or keep (default: 12 hours)",
+    )
+    approval.add_argument(
+        "--undo-approval-default",
+        choices=[d.value for d in UndoDecision],
+        default=None,
+        help="what applies at that deadline (default: approve)",
     )
     parser.add_argument(
         "--workflow-id",
@@ -164,6 +193,20 @@ def build_request(args: argparse.Namespace, today: date) -> BookingRequest:
             )
         except ValueError:
             raise BookingInputError({"attention_deadline": "must be more than 0 and at most 365 days"}) from None
+    approval = {
+        "undo_fee_threshold": args.undo_fee_threshold,
+        "undo_approval_deadline": None
+        if args.undo_approval_deadline is None
+        else timedelta(seconds=args.undo_approval_deadline),
+        "undo_approval_default": args.undo_approval_default,
+    }
+    for field, value in approval.items():
+        if value is None:
+            continue
+        try:
+            req = BookingRequest.model_validate({**req.model_dump(), field: value})
+        except ValidationError as exc:
+            raise BookingInputError({field: exc.errors()[0]["msg"]}) from None
     return req
 
 
@@ -265,6 +308,11 @@ async def run(cli: Cli, args: argparse.Namespace, req: BookingRequest) -> int:
         lines.append(f"  {outcome.error_type}: {outcome.error_message}")
     if outcome.status is SagaStatus.NEEDS_ATTENTION:
         lines.append(f"  Operator: {python_command('run_operator.py')} retry|resolve --workflow-id {workflow_id} ...")
+    if outcome.status is SagaStatus.AWAITING_UNDO_APPROVAL:
+        lines.append(
+            f"  Operator: {python_command('run_operator.py')} approve-undo|keep --workflow-id {workflow_id}"
+            " --step STEP --operator NAME --note WHY"
+        )
     lines.append(cli.ui_line())
     return cli.finish(EXIT.get(outcome.status, EXIT_OTHER) if outcome.status else EXIT_OTHER, data, lines)
 

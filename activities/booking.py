@@ -12,25 +12,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from trip.errors import EXPECTED_HTTP_STATUSES, ErrorType, error_for_status
 from trip.models import (
+    CancellationFee,
     CancelRequest,
     CancelResult,
     FinalizeRequest,
     FinalizeResult,
     Kind,
+    Money,
     Reservation,
     ReserveRequest,
     Ticket,
     TicketRequest,
 )
 from trip.steps import TICKET, step
+
+M = TypeVar("M", bound=BaseModel)
 
 SCENARIO_HEADER = "X-Scenario"
 #: Time kept back from the activity's start-to-close timeout for reading the
@@ -96,6 +101,19 @@ def _answer_fields(kind: Kind, response: httpx.Response, *fields: str) -> dict[s
     return {f: body[f] for f in fields}
 
 
+def _optional_model(kind: Kind, response: httpx.Response, name: str, model: type[M]) -> M | None:
+    """An optional object field of a success (a fee, say): absent is ``None``, malformed a protocol error."""
+    try:
+        value = response.json().get(name)
+        return None if value is None else model.model_validate(value)
+    except (ValueError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise _fail(
+            ErrorType.PROVIDER_PROTOCOL,
+            f"{kind.value} provider answered a malformed {name}: {exc}"[:300],
+            status=response.status_code,
+        ) from None
+
+
 def call_timeout_s(start_to_close: timedelta | None, default_s: float | None) -> float | None:
     """The HTTP timeout for one provider call of an activity with this timeout.
 
@@ -151,6 +169,19 @@ class BookingActivities:
         if req.hold_ttl_s is not None:
             payload["hold_ttl_s"] = req.hold_ttl_s
         response = await self._call(kind, f"/{kind.value}/reservations", payload, req.scenario.value)
+        if response.status_code == 202:
+            # Accepted, confirmed later by the provider's signed callback: the
+            # workflow waits for it; the reference is what the callback names.
+            body = _answer_fields(kind, response, "reservation_id", "reference")
+            activity.logger.info("%s pending as %s (%s)", kind.value, body["reference"], req.idempotency_key)
+            return Reservation(
+                kind=kind,
+                reservation_id=body["reservation_id"],
+                confirmation=body["reference"],
+                attempt=activity.info().attempt,
+                pending=True,
+                reference=body["reference"],
+            )
         if req.hold_ttl_s is None:
             body = _answer_fields(kind, response, "reservation_id", "confirmation")
         else:
@@ -165,6 +196,7 @@ class BookingActivities:
             confirmation=body["confirmation"],
             attempt=activity.info().attempt,
             held_until=body.get("held_until"),
+            cancellation_fee=_optional_model(kind, response, "cancellation_fee", CancellationFee),
         )
 
     async def _finalize(self, kind: Kind, req: FinalizeRequest) -> FinalizeResult:
@@ -199,7 +231,11 @@ class BookingActivities:
         outcome = _answer_fields(kind, response, "outcome")["outcome"]
         activity.logger.info("undo %s %s: %s", kind.value, req.idempotency_key, outcome)
         return CancelResult(
-            kind=kind, idempotency_key=req.idempotency_key, outcome=outcome, attempt=activity.info().attempt
+            kind=kind,
+            idempotency_key=req.idempotency_key,
+            outcome=outcome,
+            attempt=activity.info().attempt,
+            fee_charged=_optional_model(kind, response, "fee_charged", Money),
         )
 
     @activity.defn(name=step(Kind.CAR).book)

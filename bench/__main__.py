@@ -8,7 +8,8 @@ plot and ``docs/benchmarks.md`` (full runs only).
 
 This module only starts the stack and runs the experiments in order; each
 experiment is its own module (``bench.latency``, ``bench.throughput``,
-``bench.floor_phase``, ``bench.scale``, ``bench.backlog``, ``bench.web_submit``,
+``bench.floor_phase``, ``bench.overhead``, ``bench.realistic``, ``bench.scale``,
+``bench.backlog``, ``bench.web_submit``,
 ``bench.form_start``, ``bench.optimisations``, ``bench.memory``), the ratios are
 in ``bench.ratios`` and the report in ``bench.report``.
 """
@@ -22,7 +23,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -36,10 +37,13 @@ from bench.floor_phase import against_the_floor
 from bench.form_start import form_start
 from bench.harness import Harness, log
 from bench.latency import history_cost, latency
+from bench.levers import levers
 from bench.memory import memory_phase
 from bench.optimisations import memory_variants, optimisations
+from bench.overhead import overhead_vs_floor
 from bench.plan import FULL, QUICK, Plan
 from bench.ratios import cost_per_saga, ratios, targets
+from bench.realistic import realistic_latency
 from bench.report import write_outputs
 from bench.scale import capped_scale, one_worker_against_two
 from bench.sides import BASELINE, OURS, QUEUES, SIDES, WORKERS, one_saga
@@ -117,6 +121,8 @@ async def measure(h: Harness, web_url: str, sample_url: str) -> dict[str, Any]:
     c_floor = reference_level(plan)
     log(f"floor: an empty workflow and three local activities against the baseline (throughput at {c_floor})")
     phases["floor"] = await against_the_floor(h, c_floor)
+    phases["overhead"] = await overhead_vs_floor(h)
+    phases["realistic"] = await realistic_latency(h)
     log("scale: one worker process against two on one queue")
     phases["scale"] = await one_worker_against_two(h)
     log("scale on capped cores: 1 capped worker process against 2, then the knee")
@@ -128,6 +134,7 @@ async def measure(h: Harness, web_url: str, sample_url: str) -> dict[str, Any]:
     log(f"form start: start vs Update-with-Start vs start+result, {plan.form_runs} runs")
     phases["form_start_ms"] = await form_start(h)
     phases["optimisations"] = await optimisations(h) if plan.optimisations else {}
+    phases["levers"] = await levers(h) if plan.levers else {}
     async with httpx.AsyncClient(base_url=h.stack.providers_url, timeout=10) as http:
         phases["providers"] = (await http.get("/stats")).json()
     # Memory last: each phase leaves its sagas open on a queue nobody polls.
@@ -147,6 +154,7 @@ def results(plan: Plan, quick: bool, phases: dict[str, Any]) -> dict[str, Any]:
         "quick": quick,
         "plan": asdict(plan),
         "machine": machine(),
+        "load_average": os.getloadavg(),
         "latency_ms": phases["latency_ms"],
         "time_to_consistent_ms": phases["time_to_consistent_ms"],
         "rolled_back_with_reservations_left": phases["rolled_back_with_reservations_left"],
@@ -159,12 +167,15 @@ def results(plan: Plan, quick: bool, phases: dict[str, Any]) -> dict[str, Any]:
                 "scale",
                 "scale_capped",
                 "floor",
+                "overhead",
+                "realistic",
                 "rollback_under_backlog",
                 "memory",
                 "web_ms",
                 "form_start_ms",
                 "providers",
                 "optimisations",
+                "levers",
             )
         },
         "ratios": found,
@@ -187,8 +198,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Benchmark the booking saga against a seed-style baseline.")
     parser.add_argument("--quick", action="store_true", help="small counts: about a minute")
     parser.add_argument("--json", action="store_true", help="print the results object on stdout")
+    parser.add_argument("--levers", action="store_true", help="the CPU levers (bench.levers) in a quick run too")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
+    if args.levers:
+        plan = replace(plan, levers=True)
     started = time.perf_counter()
     found = asyncio.run(run(plan, args.quick))
     found["bench_seconds"] = round(time.perf_counter() - started, 1)

@@ -109,6 +109,8 @@ def select_cases(table: Mapping[Scenario, Any] = SCENARIOS) -> tuple[list[Case],
         expected = SagaStatus(spec.expected).value
         if getattr(spec, "needs_confirmation", False):
             skipped[name] = "needs a traveller's confirmation (hold and confirm)"
+        elif getattr(spec, "needs_callback", False):
+            skipped[name] = "needs a callback receiver (a provider that confirms later)"
         elif expected not in HANDS_OFF:
             skipped[name] = f"ends {expected}, which waits for a person"
         else:

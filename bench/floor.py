@@ -10,6 +10,12 @@ seed-style baseline's worker (SDK defaults) so that only the workflow differs:
   whole saga in one workflow task. It is the best a design could do while still
   calling the providers (at the price of the per-attempt activity events that
   operators read in the Web UI).
+- ``FloorNoop`` has our saga's shape with nothing inside it: one round of three
+  parallel activities that do nothing (``floor_noop``, given the same inputs as
+  the bookings), in two workflow tasks. What ours costs above it is our own
+  overhead: HTTP, the provider service, conversions, interceptors, upserts.
+  ``FloorNoopSequential`` is the same three one after another (the sequential
+  designs' shape, four workflow tasks).
 
 Never used outside the benchmark; never shipped as a booking workflow.
 """
@@ -19,15 +25,18 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from temporalio import workflow
+from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
     from bench.activity_inputs import REFUSALS_END_A_STEP, cancel_request, reserve_request
-    from trip.models import BookingRequest
+    from trip.models import BookingRequest, ReserveRequest
     from trip.steps import STEPS
 
 EMPTY_WORKFLOW = "FloorEmpty"
 LOCAL_WORKFLOW = "FloorLocal"
+NOOP_WORKFLOW = "FloorNoop"
+NOOP_SEQUENTIAL_WORKFLOW = "FloorNoopSequential"
+NOOP_ACTIVITY = "floor_noop"
 TIMEOUT = timedelta(seconds=10)
 
 
@@ -70,3 +79,36 @@ class FloorLocal:
             return_exceptions=True,
         )
         return "Voyage cancelled"
+
+
+@activity.defn(name=NOOP_ACTIVITY)
+async def floor_noop(req: ReserveRequest) -> None:
+    """A booking activity's input, decoded, and nothing done with it."""
+
+
+@workflow.defn(name=NOOP_WORKFLOW)
+class FloorNoop:
+    @workflow.run
+    async def run(self, req: BookingRequest) -> str:
+        booking_id = workflow.info().workflow_id
+        await asyncio.gather(
+            *(
+                workflow.execute_activity(
+                    floor_noop, reserve_request(req, booking_id, s.kind), start_to_close_timeout=TIMEOUT
+                )
+                for s in STEPS
+            )
+        )
+        return "Voyage booked"
+
+
+@workflow.defn(name=NOOP_SEQUENTIAL_WORKFLOW)
+class FloorNoopSequential:
+    @workflow.run
+    async def run(self, req: BookingRequest) -> str:
+        booking_id = workflow.info().workflow_id
+        for s in STEPS:
+            await workflow.execute_activity(
+                floor_noop, reserve_request(req, booking_id, s.kind), start_to_close_timeout=TIMEOUT
+            )
+        return "Voyage booked"

@@ -31,6 +31,12 @@ class Plan:
     eager_runs: int
     http_calls: int
     optimisations: bool
+    #: Sagas per side under the realistic provider latency profile.
+    realistic_runs: int = 5
+    #: Sagas per side, ours against the same-shape no-op floor, at zero provider latency.
+    overhead_runs: int = 10
+    #: Measure the CPU levers (``bench.levers``).
+    levers: bool = False
     #: Capped worker processes, one count after another: the knee of ``bench.scale.capped_scale``.
     capped_workers: tuple[int, ...] = (1, 2, 3, 4, 6, 8)
 
@@ -53,6 +59,9 @@ FULL = Plan(
     eager_runs=40,
     http_calls=300,
     optimisations=True,
+    realistic_runs=30,
+    overhead_runs=60,
+    levers=True,
 )
 #: Small counts: the harness end to end in about a minute (tests/system/test_bench.py).
 QUICK = Plan(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.floor_phase import floor_ratios
+from bench.realistic import realistic_ratios
 from bench.sides import BASELINE, OURS, SEQUENTIAL
 from bench.stats import ratio
 
@@ -49,6 +50,11 @@ def ratios(r: dict[str, Any], c_hi: int) -> dict[str, float]:
         "rollback_unwind_under_backlog_without_priority": backlog["default"]["unwind_ratio"],
         "rollback_unwind_under_backlog_escalated": backlog["escalated"]["unwind_ratio"],
         **floor_ratios(r["floor"]),
+        **realistic_ratios(r["realistic"]),
+        "overhead_ms_vs_floor": r["overhead"]["overhead_ms"],
+        # CPU per saga at the reference concurrency (100 in flight), each process's own /proc time.
+        "worker_cpu_ratio": vs("worker_cpu_ms_per_saga", throughput[c_hi]),
+        "server_cpu_ratio": vs("server_cpu_ms_per_saga", throughput[c_hi]),
         "form_update_with_start_vs_start_then_result": ratio(
             form["update_with_start"]["p50"], form["start_then_result"]["p50"]
         ),
@@ -67,6 +73,10 @@ def targets(ratios: dict[str, float], memory: dict[str, Any], c_hi: int, infligh
         "scale_2_workers >= 1.6": ratios["scale_2_workers"] >= 1.6,
         "scale_2_workers_capped >= 1.8": ratios["scale_2_workers_capped"] >= 1.8,
         "rollback_under_backlog <= 2.0": ratios["rollback_under_backlog"] <= 2.0,
+        "latency_vs_limit_realistic <= 1.10": ratios["latency_vs_limit_realistic"] <= 1.10,
+        "overhead_ms_vs_floor <= 10 ms": ratios["overhead_ms_vs_floor"] <= 10,
+        f"worker_cpu_ratio at {c_hi} in flight <= 0.5": ratios["worker_cpu_ratio"] <= 0.5,
+        f"server_cpu_ratio at {c_hi} in flight <= 0.7": ratios["server_cpu_ratio"] <= 0.7,
     }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.plot import plot, plot_knee
+from bench.report_perf import cpu_section, overhead_section, realistic_section
 from bench.report_phases import (
     fairness_section,
     floor_section,
@@ -126,7 +127,18 @@ Ours ÷ the seed-style baseline (described below), all from this one run:
 - a rollback behind {b["backlog"]} queued bookings: its unwind takes {times(ratios["rollback_unwind_under_backlog"])} of idle
   with undo priority ({times(ratios["rollback_unwind_under_backlog_without_priority"])} without), but from its start call
   {times(ratios.get("rollback_under_backlog_from_start_call", ratios["rollback_under_backlog"]))}, since its start
-  and its bookings queue behind the backlog."""
+  and its bookings queue behind the backlog.{against_the_limit(ratios)}"""
+
+
+def against_the_limit(ratios: dict[str, float]) -> str:
+    """The in-short line on the physical limit, for runs that measured it."""
+    if "latency_vs_limit_realistic" not in ratios:
+        return ""
+    return f"""
+- against the physical limit: with realistic provider latency ours takes {times(ratios["latency_vs_limit_realistic"])}
+  of its limit (the slowest provider's answer plus the same-shape no-op floor) and {times(ratios["latency_vs_seed_style_realistic"])}
+  of the baseline; at zero provider latency it is {ratios["overhead_ms_vs_floor"]:.1f} ms above that floor; CPU per saga
+  at 100 in flight {times(ratios["worker_cpu_ratio"])} of the baseline's in the worker, {times(ratios["server_cpu_ratio"])} in the server."""
 
 
 def sides_described() -> str:
@@ -258,6 +270,9 @@ def markdown(r: dict[str, Any], hand_written: str = "", fairness: dict[str, Any]
         targets_section(r),
         floor_section(r),
         why_above_the_floor(r),
+        realistic_section(r),
+        overhead_section(r),
+        cpu_section(r),
         methods(r),
         scale_section(r),
         capped_scale_section(r),

@@ -68,7 +68,7 @@ async def serve(task_queue: str) -> None:
     from temporalio.worker import Worker
 
     from activities import BookingActivities, make_http_client
-    from bench.floor import FloorEmpty, FloorLocal
+    from bench.floor import FloorEmpty, FloorLocal, FloorNoop, FloorNoopSequential, floor_noop
     from wiring.codec import data_converter
 
     # The same converter (and encryption) as every client here: both sides pay for it.
@@ -82,8 +82,8 @@ async def serve(task_queue: str) -> None:
             client,
             task_queue=task_queue,
             # The floor workflows (bench.floor) share this worker, so only the workflow differs.
-            workflows=[SeedStyleBooking, FloorEmpty, FloorLocal],
-            activities=BookingActivities(http).all(),
+            workflows=[SeedStyleBooking, FloorEmpty, FloorLocal, FloorNoop, FloorNoopSequential],
+            activities=[*BookingActivities(http).all(), floor_noop],
         ):
             await stop.wait()
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
-from bench.floor import EMPTY_WORKFLOW, LOCAL_WORKFLOW
+from bench.floor import EMPTY_WORKFLOW, LOCAL_WORKFLOW, NOOP_SEQUENTIAL_WORKFLOW, NOOP_WORKFLOW
 from bench.seed_style import WORKFLOW_NAME as SEED_WORKFLOW
 from trip.forms import booking_from_flat, demo_trip
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
@@ -33,8 +33,19 @@ WORKERS = {BASELINE: "worker-baseline", SEQUENTIAL: "worker", OURS: "worker"}
 #: The floor (``bench.floor``): an empty workflow, and the trip as three local
 #: activities in one workflow task, both on the baseline's worker.
 FLOOR_EMPTY, FLOOR_LOCAL = "floor_empty", "floor_local"
-QUEUES.update({FLOOR_EMPTY: QUEUES[BASELINE], FLOOR_LOCAL: QUEUES[BASELINE]})
-WORKERS.update({FLOOR_EMPTY: WORKERS[BASELINE], FLOOR_LOCAL: WORKERS[BASELINE]})
+#: The same-shape no-op floor: our saga's shape (parallel, or sequential) with no-op activities.
+FLOOR_NOOP, FLOOR_NOOP_SEQUENTIAL = "floor_noop", "floor_noop_sequential"
+_FLOOR_WORKFLOWS = {
+    FLOOR_LOCAL: LOCAL_WORKFLOW,
+    FLOOR_NOOP: NOOP_WORKFLOW,
+    FLOOR_NOOP_SEQUENTIAL: NOOP_SEQUENTIAL_WORKFLOW,
+}
+for _floor in (FLOOR_EMPTY, *_FLOOR_WORKFLOWS):
+    QUEUES[_floor], WORKERS[_floor] = QUEUES[BASELINE], WORKERS[BASELINE]
+#: Ours started without search attributes (so it never upserts one): a lever ``bench.levers`` measures.
+OURS_NO_SEARCH_ATTRIBUTES = "ours_no_search_attributes"
+MODES[OURS_NO_SEARCH_ATTRIBUTES] = Mode.PARALLEL
+QUEUES[OURS_NO_SEARCH_ATTRIBUTES], WORKERS[OURS_NO_SEARCH_ATTRIBUTES] = QUEUES[OURS], WORKERS[OURS]
 
 
 def request(mode: Mode, scenario: Scenario = Scenario.HAPPY, retry: RetryOverrides | None = None) -> BookingRequest:
@@ -55,16 +66,22 @@ async def start_side(
     queue = queue or QUEUES[side]
     if side == FLOOR_EMPTY:
         return await client.start_workflow(EMPTY_WORKFLOW, id=f"floor-{uuid.uuid4().hex}", task_queue=queue)
-    if side == FLOOR_LOCAL:
+    if side in _FLOOR_WORKFLOWS:
         return await client.start_workflow(
-            LOCAL_WORKFLOW, request(Mode.PARALLEL, scenario), id=f"floor-{uuid.uuid4().hex}", task_queue=queue
+            _FLOOR_WORKFLOWS[side], request(Mode.PARALLEL, scenario), id=f"floor-{uuid.uuid4().hex}", task_queue=queue
         )
     if side == BASELINE:
         return await client.start_workflow(
             SEED_WORKFLOW, request(Mode.SEQUENTIAL, scenario), id=f"seed-{uuid.uuid4().hex}", task_queue=queue
         )
     req = request(MODES[side], scenario, retry)
-    return await start_booking(client, req, task_queue=queue, request_eager_start=eager)
+    return await start_booking(
+        client,
+        req,
+        task_queue=queue,
+        request_eager_start=eager,
+        search_attributes=side != OURS_NO_SEARCH_ATTRIBUTES,
+    )
 
 
 async def settle(handle: WorkflowHandle[Any, Any]) -> None:

@@ -139,22 +139,33 @@ class Stack:
         except RuntimeError as err:
             raise RuntimeError(f"{name}: {err}; see {self.workdir / (name + '.log')}") from None
 
-    def start_providers(self, latency_ms: int | None, *, port: int = 0) -> None:
-        """The provider service on ``workdir/ledger.db``. ``latency_ms`` replaces
-        every scenario's latency (``None``: each scenario's own). Pass a fixed
+    def start_providers(
+        self, latency_ms: int | None, *, port: int = 0, profile: str | None = None, ledger: str = "ledger.db"
+    ) -> None:
+        """The provider service on ``workdir/<ledger>``. ``latency_ms`` replaces
+        every scenario's latency (``None``: each scenario's own); ``profile`` makes
+        every call wait a seeded realistic draw (``providers.latency``). Pass a fixed
         ``port`` to ``respawn`` it where the workers already point."""
         extra: tuple[str, ...] = ("--capacity", "1000000")
         if latency_ms is not None:
             extra += ("--latency-ms", str(latency_ms))
-        cmd = providers_command(self.workdir / "ledger.db", port=port, extra=extra)
+        if profile is not None:
+            extra += ("--latency-profile", profile)
+        cmd = providers_command(self.workdir / ledger, port=port, extra=extra)
         self.providers_url = parse_providers_url(self._spawn("providers", cmd, first_line=PROVIDERS_READY))
+
+    def restart_providers(self, latency_ms: int | None, profile: str | None = None, ledger: str = "ledger.db") -> None:
+        """The provider service again, on its port, with other latency settings or another ledger file."""
+        port = int(self.providers_url.rsplit(":", 1)[1])
+        self.stop_one("providers")
+        self.start_providers(latency_ms, port=port, profile=profile, ledger=ledger)
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ, TEMPORAL_ADDRESS=self.temporal_address, PROVIDERS_URL=self.providers_url)
         env.update(extra)
         return env
 
-    def start_worker(self, name: str, task_queue: str, *extra: str) -> None:
+    def start_worker(self, name: str, task_queue: str, *extra: str, env: dict[str, str] | None = None) -> None:
         """``run_worker.py`` on ``task_queue``, as the version ``bench`` of its own
         Worker Deployment (one per queue, so experiments never share routing),
         made current once it polls: a versioned worker gets no task before."""
@@ -167,7 +178,7 @@ class Stack:
                 *("--task-queue", task_queue, "--log-level", "WARNING"),
                 *("--deployment-name", deployment, "--build-id", BENCH_BUILD_ID, *extra),
             ],
-            env=self.env(),
+            env=self.env(**(env or {})),
         )
         make_current_when_polled(deployment, BENCH_BUILD_ID, task_queues=[task_queue], env=self.env())
 

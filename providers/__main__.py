@@ -7,12 +7,17 @@ import asyncio
 import logging
 import signal
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiohttp import web
 
 from providers.app import create_app
+from providers.callbacks import CallbackSender
+from providers.latency import PROFILES, LatencyProfile
 from providers.ledger import Ledger
+from trip.callbacks import load_secrets
+from trip.models import Kind
 from wiring.settings import ProviderSettings, SettingsError
 from wiring.tracing import configure_from_env
 
@@ -36,11 +41,43 @@ def main() -> None:
     parser.add_argument(
         "--latency-ms", type=int, default=None, help="replace every scenario's added latency (e.g. slow's 1.5 s)"
     )
+    parser.add_argument(
+        "--latency-profile",
+        choices=sorted(PROFILES),
+        default=None,
+        help="every call waits a seeded log-normal draw around its provider's median "
+        "(car 120, hotel 180, flight 350 ms)",
+    )
+    parser.add_argument("--latency-seed", type=int, default=0, help="the seed of --latency-profile's draws")
+    parser.add_argument(
+        "--callback-url",
+        default=settings.callback_base_url,
+        help="the receiver's base URL for confirmation callbacks (the web app), e.g. http://127.0.0.1:5000",
+    )
+    parser.add_argument(
+        "--callback-secrets",
+        type=Path,
+        default=settings.callback_secrets_file,
+        help="0600 JSON file of each provider's callback secret; CALLBACK_SECRET_<KIND> variables win over it",
+    )
+    parser.add_argument(
+        "--callback-delay-s",
+        type=float,
+        default=settings.callback_delay_s,
+        help="seconds before a provider that confirms later sends its callback",
+    )
     args = parser.parse_args()
+    profile = replace(PROFILES[args.latency_profile], seed=args.latency_seed) if args.latency_profile else None
     configure_from_env("booking-providers")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s providers %(levelname)s %(message)s")
     try:
-        asyncio.run(serve(args.host, args.port, args.db, args.capacity, args.latency_ms))
+        secrets = load_secrets(args.callback_secrets)
+    except (OSError, ValueError) as err:
+        print(f"providers: cannot read the callback secrets: {err}", file=sys.stderr)
+        sys.exit(2)
+    callbacks = CallbackOptions(args.callback_url, secrets, args.callback_delay_s)
+    try:
+        asyncio.run(serve(args.host, args.port, args.db, args.capacity, args.latency_ms, callbacks, profile))
     except CannotListen as err:
         print(f"providers: {err}", file=sys.stderr)
         sys.exit(1)
@@ -50,8 +87,27 @@ class CannotListen(Exception):
     """The port is taken (or not ours to use): one line, not a traceback."""
 
 
-async def serve(host: str, port: int, db: Path, capacity: int, latency_ms: int | None = None) -> None:
-    app = create_app(Ledger(db, default_capacity=capacity), latency_override_ms=latency_ms)
+@dataclass(frozen=True)
+class CallbackOptions:
+    base_url: str | None
+    secrets: dict[Kind, bytes]
+    delay_s: float
+
+
+async def serve(
+    host: str,
+    port: int,
+    db: Path,
+    capacity: int,
+    latency_ms: int | None = None,
+    callbacks: CallbackOptions | None = None,
+    profile: LatencyProfile | None = None,
+) -> None:
+    ledger = Ledger(db, default_capacity=capacity)
+    sender = None
+    if callbacks is not None:
+        sender = CallbackSender(ledger, callbacks.base_url, callbacks.secrets, delay_s=callbacks.delay_s)
+    app = create_app(ledger, latency_override_ms=latency_ms, latency_profile=profile, callbacks=sender)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)

@@ -18,8 +18,15 @@ Routes:
   POST /admin/outages/lift                   end a booking's undo outage (car-cancel-outage):
                                              ``{"booking_id": ..., "kind": "car"}``
   GET  /stats[?key=...&key=...]              request counts, handling times, reservations by status;
-                                             with ``key``, also how many requests reached each key
+                                             with ``key``, also how many requests reached each key;
+                                             with ``booking_id`` (under ``--latency-profile``), how
+                                             long each of that booking's calls took to answer
+  GET  /callbacks/deliveries[?booking_id=...]  every attempt to deliver a confirmation callback
   GET  /health
+
+A scenario whose provider confirms later (``flight-async``) answers a booking
+``202`` with status ``pending`` and its own ``reference``; the service then
+sends the signed callback itself (``providers.callbacks``).
 
 A reused ``idempotency_key`` returns the stored booking only for the same
 request (kind, booking id, traveller, details); with different content it is a
@@ -51,7 +58,18 @@ from aiohttp import web
 from opentelemetry.trace import TracerProvider
 
 from providers.bookings import cancel, cancel_by_path, confirm, reserve, ticket
-from providers.handling import LATENCY_OVERRIDE_MS, LEDGER, STATS, Reject, error_response
+from providers.callbacks import SENDER, CallbackSender, list_deliveries
+from providers.handling import (
+    ANSWER_MS,
+    ANSWER_OF,
+    LATENCY_OVERRIDE_MS,
+    LATENCY_PROFILE,
+    LEDGER,
+    STATS,
+    Reject,
+    error_response,
+)
+from providers.latency import LatencyProfile
 from providers.ledger import Ledger
 from providers.operations import health, lift_outage, list_reservations, set_inventory, stats
 from providers.tracing import tracing_middleware
@@ -81,11 +99,23 @@ async def errors_and_timing(
         data["handling_ms"].append((time.perf_counter() - started) * 1000)
         if len(data["handling_ms"]) > 100_000:
             del data["handling_ms"][:50_000]
+        if ANSWER_OF in request:  # a call under a latency profile: the benchmark's limit reads it
+            booking_id, call = request[ANSWER_OF]
+            answers = request.app[ANSWER_MS]
+            answers.setdefault(booking_id, {})[call] = data["handling_ms"][-1]
+            if len(answers) > 100_000:  # bounded, like the handling times: drop the oldest half
+                for old in list(answers)[:50_000]:
+                    del answers[old]
     return response
 
 
 def create_app(
-    ledger: Ledger, *, latency_override_ms: int | None = None, tracer_provider: TracerProvider | None = None
+    ledger: Ledger,
+    *,
+    latency_override_ms: int | None = None,
+    latency_profile: LatencyProfile | None = None,
+    tracer_provider: TracerProvider | None = None,
+    callbacks: CallbackSender | None = None,
 ) -> web.Application:
     app = web.Application(
         # Tracing outermost, so its span covers the error handling and reports its status.
@@ -95,6 +125,12 @@ def create_app(
     app[LEDGER] = ledger
     app[STATS] = {"requests": 0, "handling_ms": []}
     app[LATENCY_OVERRIDE_MS] = latency_override_ms
+    app[LATENCY_PROFILE] = latency_profile
+    app[ANSWER_MS] = {}
+    # Without a receiver configured, pending bookings still answer 202; their
+    # callbacks fail (recorded as such) and the saga's deadline undoes them.
+    sender = callbacks or CallbackSender(ledger, base_url=None, secrets={})
+    app[SENDER] = sender
     app.router.add_post("/{kind}/reservations", reserve)
     app.router.add_post("/{kind}/confirmations", confirm)
     app.router.add_post("/flight/tickets", ticket)
@@ -105,8 +141,10 @@ def create_app(
     app.router.add_post("/admin/outages/lift", lift_outage)
     app.router.add_get("/stats", stats)
     app.router.add_get("/health", health)
+    app.router.add_get("/callbacks/deliveries", list_deliveries)
 
     async def close_ledger(app: web.Application) -> None:
+        await sender.close()
         ledger.close()
 
     app.on_cleanup.append(close_ledger)

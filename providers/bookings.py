@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from providers.callbacks import SENDER, pending_answer
 from providers.handling import (
     LEDGER,
     Reject,
@@ -76,12 +77,27 @@ async def reserve(request: web.Request) -> web.Response:
             details=details.model_dump(mode="json"),
             force_sold_out=fault.sold_out,
             hold_ttl_s=hold_ttl_s,
+            # A provider that confirms later does so for bookings; a hold is answered at once.
+            pending=fault.confirms_later and hold_ttl_s is None,
         )
     except LedgerConflict as exc:
         # A refusal is not an attempt: the ledger stays exactly as it was.
         return refused(exc)
     ledger.count_attempt(key, "reserve")
-    return web.json_response(outcome.row, status=201 if outcome.created else 200)
+    if outcome.row["status"] == "pending":
+        # A retry gets the same pending answer; only the first schedules the callback.
+        if outcome.created and not fault.callback_lost:
+            request.app[SENDER].schedule(outcome.row)
+        return web.json_response(pending_answer(outcome.row), status=202)
+    answer = dict(outcome.row)
+    if fault.cancel_fee is not None:
+        # The fee applies from the moment of booking, as for a stay within 24 hours of check-in.
+        answer["cancellation_fee"] = {
+            "amount": str(fault.cancel_fee),
+            "currency": fault.cancel_fee_currency,
+            "applies_from": outcome.row["created_at"],
+        }
+    return web.json_response(answer, status=201 if outcome.created else 200)
 
 
 async def confirm(request: web.Request) -> web.Response:
@@ -180,4 +196,8 @@ async def _cancel(request: web.Request, key: Any, body: dict[str, Any]) -> web.R
     except LedgerConflict as exc:
         return refused(exc)
     ledger.count_attempt(key, "cancel")
-    return web.json_response({"kind": kind.value, "idempotency_key": key, "outcome": outcome})
+    answer: dict[str, Any] = {"kind": kind.value, "idempotency_key": key, "outcome": outcome}
+    if fault.cancel_fee is not None and outcome in ("cancelled", "already_cancelled"):
+        # A retry whose first answer was lost learns the same fee: it was charged once.
+        answer["fee_charged"] = {"amount": str(fault.cancel_fee), "currency": fault.cancel_fee_currency}
+    return web.json_response(answer)

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from providers.latency import LatencyProfile
 from providers.ledger import Ledger, LedgerConflict
 from trip.errors import ERROR_STATUS
 from trip.models import HOLD_MARGIN, MAX_CONFIRM_WITHIN, FlightRequest, Kind, Scenario
@@ -23,6 +24,11 @@ from trip.scenarios import ALWAYS, SCENARIOS, Fault
 LEDGER = web.AppKey("ledger", Ledger)
 STATS = web.AppKey("stats", dict)
 LATENCY_OVERRIDE_MS = web.AppKey("latency_override_ms", object)
+LATENCY_PROFILE = web.AppKey("latency_profile", object)
+#: Per booking, how long each call of it took to answer here (``--latency-profile`` only).
+ANSWER_MS = web.AppKey("answer_ms", dict)
+#: Set on a request by ``injected_delay``: (booking id, "kind op"), for its answer time.
+ANSWER_OF = web.RequestKey("answer_of", tuple)
 
 #: The longest hold anyone may ask for: the longest confirmation window plus
 #: the margin the workflow adds to it.
@@ -119,11 +125,21 @@ def _nesting(text: str) -> int:
 
 
 async def injected_delay(request: web.Request, fault: Fault) -> None:
+    latency: float = 0
     if fault.latency_ms:
         # --latency-ms replaces every scenario's latency (the benchmark uses it
         # to keep hundreds of sagas in flight at once).
         override = request.app[LATENCY_OVERRIDE_MS]
         latency = override if isinstance(override, int) else fault.latency_ms
+    profile = request.app[LATENCY_PROFILE]
+    if isinstance(profile, LatencyProfile):
+        # Every route calls this after reading its body, so this re-reads aiohttp's cached bytes.
+        booking_id = str((await request.json()).get("booking_id"))
+        kind = request.match_info.get("kind", Kind.FLIGHT.value)  # /flight/tickets names no kind
+        op = request.path.rsplit("/", 1)[-1]
+        latency += profile.draw_ms(booking_id, kind, op)
+        request[ANSWER_OF] = (booking_id, f"{kind} {op}")
+    if latency:
         await asyncio.sleep(latency / 1000)
 
 

@@ -97,8 +97,13 @@ class Ledger:
         details: dict[str, Any],
         force_sold_out: bool = False,
         hold_ttl_s: float | None = None,
+        pending: bool = False,
     ) -> ReserveOutcome:
         """Book ``key``, or with ``hold_ttl_s`` place a hold that lapses after it.
+
+        ``pending``: accept it but confirm later (status ``pending``, with the
+        provider's own ``reference``); ``confirm_pending`` makes it ``active``
+        once the callback is accepted. Like a hold, the first call decides.
 
         ``hold_ttl_s`` is not part of the request fingerprint: the first call
         for a key decides whether it is a hold and when it lapses. A retry
@@ -135,12 +140,13 @@ class Ledger:
                 raise LedgerConflict("SoldOut", f"no {kind} left for {resource} on {full}")
             reservation_id = secrets.token_hex(8)
             confirmation = f"{_PREFIX[kind]}-{secrets.token_hex(3).upper()}"
+            reference = f"{_PREFIX[kind]}-Q{secrets.token_hex(4).upper()}" if pending else None
             now = datetime.now(UTC)
             held_until = None if hold_ttl_s is None else timestamp(now + timedelta(seconds=hold_ttl_s))
             self._db.execute(
                 "INSERT INTO reservations (idempotency_key, reservation_id, confirmation, kind, booking_id,"
-                " resource, day, last_day, traveller, details, status, created_at, request_hash, held_until)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " resource, day, last_day, traveller, details, status, created_at, request_hash, held_until,"
+                " reference) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     reservation_id,
@@ -152,10 +158,11 @@ class Ledger:
                     last_day,
                     json.dumps(traveller, sort_keys=True),
                     json.dumps(details, sort_keys=True),
-                    "active" if held_until is None else "held",
+                    "pending" if pending else "active" if held_until is None else "held",
                     timestamp(now),
                     fingerprint,
                     held_until,
+                    reference,
                 ),
             )
             row = self._db.execute("SELECT * FROM reservations WHERE idempotency_key = ?", (key,)).fetchone()
@@ -307,6 +314,58 @@ class Ledger:
     def _get(self, key: str) -> dict[str, Any]:
         return decode_row(self._db.execute("SELECT * FROM reservations WHERE idempotency_key = ?", (key,)).fetchone())
 
+    def confirm_pending(self, key: str) -> bool:
+        """The receiver accepted the callback: the pending reservation becomes ``active``.
+
+        False (nothing changes) unless it is still pending: cancelled meanwhile, say.
+        """
+        with self._tx():
+            changed = self._db.execute(
+                "UPDATE reservations SET status = 'active', confirmed_at = ? WHERE idempotency_key = ?"
+                " AND status = 'pending'",
+                (now(), key),
+            ).rowcount
+        return changed == 1
+
+    def status_of(self, key: str) -> str | None:
+        row = self._db.execute("SELECT status FROM reservations WHERE idempotency_key = ?", (key,)).fetchone()
+        return None if row is None else str(row["status"])
+
+    def record_delivery(
+        self,
+        *,
+        delivery_id: str,
+        attempt: int,
+        row: dict[str, Any],
+        http_status: int | None,
+        outcome: str,
+        detail: str | None = None,
+    ) -> None:
+        """Keep one attempt to deliver ``row``'s confirmation callback (``GET /callbacks/deliveries``)."""
+        with self._tx():
+            self._db.execute(
+                "INSERT OR REPLACE INTO callback_deliveries (delivery_id, attempt, idempotency_key, booking_id, kind,"
+                " at, http_status, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    delivery_id,
+                    attempt,
+                    row["idempotency_key"],
+                    row["booking_id"],
+                    row["kind"],
+                    now(),
+                    http_status,
+                    outcome,
+                    (detail or "")[:500] or None,
+                ),
+            )
+
+    def deliveries(self, booking_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM callback_deliveries"
+        args: tuple[str, ...] = ()
+        if booking_id is not None:
+            sql, args = sql + " WHERE booking_id = ?", (booking_id,)
+        return [dict(r) for r in self._db.execute(sql + " ORDER BY at, attempt", args)]
+
     def lift_outage(self, *, booking_id: str, kind: str) -> None:
         with self._tx():
             self._db.execute(
@@ -345,7 +404,8 @@ class Ledger:
         ).fetchone()
         capacity = row["capacity"] if row else self.default_capacity
         (held,) = self._db.execute(
-            "SELECT COUNT(*) FROM reservations WHERE kind = ? AND resource = ? AND status IN ('held', 'active')"
+            "SELECT COUNT(*) FROM reservations WHERE kind = ? AND resource = ?"
+            " AND status IN ('held', 'active', 'pending')"
             " AND day <= ? AND COALESCE(last_day, day) >= ?",
             (kind, resource, day, day),
         ).fetchone()

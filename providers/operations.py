@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from providers.handling import LEDGER, STATS, error_response, json_body, kind_of
+from providers.handling import ANSWER_MS, LEDGER, STATS, error_response, json_body, kind_of
 from trip.models import Kind
 
 #: The most a day can hold: far above any test or benchmark, far below what
@@ -72,6 +72,10 @@ async def stats(request: web.Request) -> web.Response:
     if keys:
         # One row per key however often it is asked for: these show the repeats.
         body["attempts"] = request.app[LEDGER].attempts(keys)
+    booking_ids = request.query.getall("booking_id", [])
+    if booking_ids:
+        answers = request.app[ANSWER_MS]
+        body["answer_ms"] = {b: answers.get(b, {}) for b in booking_ids}
     return web.json_response(body)
 
 

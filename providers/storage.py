@@ -33,14 +33,16 @@ CREATE TABLE IF NOT EXISTS {name} (
     details         TEXT NOT NULL,
     -- held: placed with a TTL, lapses at held_until unless confirmed or ticketed;
     -- expired: it lapsed (it no longer takes inventory); active: booked, confirmed
-    -- or ticketed; cancelled: undone.
-    status          TEXT NOT NULL CHECK (status IN ('held', 'active', 'expired', 'cancelled')),
+    -- or ticketed; cancelled: undone; pending: answered 202, confirmed later by a
+    -- signed callback (it takes inventory, and becomes active once the callback is accepted).
+    status          TEXT NOT NULL CHECK (status IN ('held', 'active', 'expired', 'cancelled', 'pending')),
     created_at      TEXT NOT NULL,
     cancelled_at    TEXT,
     request_hash    TEXT,
     held_until      TEXT,
     confirmed_at    TEXT,
-    ticket_number   TEXT
+    ticket_number   TEXT,
+    reference       TEXT
 );
 """
 
@@ -79,6 +81,22 @@ CREATE TABLE IF NOT EXISTS lifted_outages (
     PRIMARY KEY (booking_id, kind)
 );
 
+-- Every attempt to deliver a confirmation callback (a pending reservation's).
+CREATE TABLE IF NOT EXISTS callback_deliveries (
+    delivery_id     TEXT NOT NULL,
+    attempt         INTEGER NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    booking_id      TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    at              TEXT NOT NULL,
+    -- the receiver's HTTP status, or NULL when it could not be reached
+    http_status     INTEGER,
+    -- delivered | refused | unreachable | abandoned (the reservation was cancelled first)
+    outcome         TEXT NOT NULL,
+    detail          TEXT,
+    PRIMARY KEY (delivery_id, attempt)
+);
+
 -- How many times each key has been tried, per operation (drives "fail the first N").
 CREATE TABLE IF NOT EXISTS attempts (
     idempotency_key TEXT NOT NULL,
@@ -97,6 +115,7 @@ _ADDED_COLUMNS = {
     "held_until": "TEXT",
     "confirmed_at": "TEXT",
     "ticket_number": "TEXT",
+    "reference": "TEXT",
 }
 
 
@@ -168,7 +187,7 @@ def migrate(db: sqlite3.Connection) -> None:
         (table_sql,) = db.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'reservations'"
         ).fetchone()
-        if "CHECK (status IN" in table_sql and "'held'" not in table_sql:
+        if "CHECK (status IN" in table_sql and "'pending'" not in table_sql:
             _allow_hold_statuses(db)
         stale = db.execute(
             "SELECT idempotency_key, kind, booking_id, traveller, details FROM reservations"
@@ -194,8 +213,8 @@ def migrate(db: sqlite3.Connection) -> None:
 def _allow_hold_statuses(db: sqlite3.Connection) -> None:
     """Rebuild the reservations table under the current CHECK constraint.
 
-    SQLite cannot alter a CHECK constraint, and the previous release's one
-    refuses ``held`` and ``expired``. Copy every row into a table of the
+    SQLite cannot alter a CHECK constraint, and older releases' ones refuse
+    ``held`` and ``expired``, or ``pending``. Copy every row into a table of the
     current shape and put it in the old one's place, inside the caller's
     transaction: a crash half-way leaves the old file as it was.
     """

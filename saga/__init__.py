@@ -57,16 +57,27 @@ The whole API, in the order a workflow meets it:
     ``check_retry`` / ``check_resolve`` validate such a request first (for an
     Update validator); ``saga.actions`` is the audit trail (``SagaAction``).
 
+``Saga(undo_gate=..., approval_timeout=..., approval_default=...)``
+    An undo that needs a person's approval (it costs money, say): the gate,
+    asked as the unwind reaches each undo, answers ``ApprovalNeeded(cost,
+    currency, reason)`` to hold it (``StepState.AWAITING_APPROVAL``).
+    ``check_decision(step)`` validates, ``await approve_undo(step, operator=,
+    note=)`` runs it, ``keep(step, operator=, note=)`` leaves the effect in
+    place (``StepState.KEPT``); past ``approval_timeout`` the default applies,
+    audited with operator ``"deadline"``. A parallel unwind runs the other
+    undos meanwhile; a sequential one waits (reverse order is its contract).
+
 ``saga.records`` / ``saga.record(name)``: one ``StepRecord`` per step, with its
 ``StepState``, attempts, results and errors, for a status query.
 """
 
-from saga.core import PATCH_PIVOT_ONE_CALL, Saga
+from saga.core import DEADLINE_OPERATOR, PATCH_PIVOT_ONE_CALL, Saga
 from saga.records import (
     CANCELLED,
     COMPENSATION_FAILED_TYPE,
     DEFAULT_UNDO_RETRY,
     DEFAULT_UNDO_TIMEOUT,
+    ApprovalNeeded,
     Call,
     Compensation,
     FailureAttempts,
@@ -77,15 +88,19 @@ from saga.records import (
     StepKind,
     StepRecord,
     StepState,
+    UndoDecision,
     UndoFailure,
+    UndoGate,
 )
 
 __all__ = [
     "CANCELLED",
     "COMPENSATION_FAILED_TYPE",
+    "DEADLINE_OPERATOR",
     "DEFAULT_UNDO_RETRY",
     "DEFAULT_UNDO_TIMEOUT",
     "PATCH_PIVOT_ONE_CALL",
+    "ApprovalNeeded",
     "Call",
     "Compensation",
     "FailureAttempts",
@@ -97,5 +112,7 @@ __all__ = [
     "StepKind",
     "StepRecord",
     "StepState",
+    "UndoDecision",
     "UndoFailure",
+    "UndoGate",
 ]

@@ -27,6 +27,13 @@ Rules it enforces, each a defect we have seen in sagas elsewhere:
   ``outstanding``, and an operator can ``retry_compensation`` (a fresh budget)
   or ``resolve`` them (released outside the system). Every such action is kept
   in ``actions``, an audit trail the workflow can show.
+* An undo may need a person's approval first (``undo_gate``): the unwind
+  holds it (``AWAITING_APPROVAL``) until ``approve_undo`` runs it or ``keep``
+  leaves its effect in place (``KEPT``), or until ``approval_timeout``, when
+  ``approval_default`` applies, audited as the deadline's decision. Meanwhile
+  a parallel unwind runs every other undo; a sequential one waits at the held
+  undo, since reverse order is its contract. Either decision completes the
+  unwind: a kept step is not a failed undo.
 * A step may be the *pivot*, the point of no return (``StepKind``). A pivot
   whose outcome is unknown (timeouts, a lost worker, 503s) is retried with the
   same argument until it answers; only a refusal lets the saga unwind. Once
@@ -42,17 +49,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from saga.failures import attempts_from_failure, flagged_refusal, refused, root_message
 from saga.records import (
     CANCELLED,
+    ApprovalNeeded,
     Call,
     Compensation,
     SagaAction,
@@ -61,7 +69,9 @@ from saga.records import (
     StepKind,
     StepRecord,
     StepState,
+    UndoDecision,
     UndoFailure,
+    UndoGate,
 )
 from saga.stack import Stack
 
@@ -71,8 +81,32 @@ from saga.stack import Stack
 PATCH_PIVOT_ONE_CALL = "saga-pivot-one-call"
 
 
+#: The ``operator`` of a decision that nobody took: the approval deadline's default.
+DEADLINE_OPERATOR = "deadline"
+
+
 class Saga(Stack):
     """One per workflow run: runs the steps, unwinds them, and takes operators' fixes."""
+
+    def __init__(
+        self,
+        *,
+        undo_gate: UndoGate | None = None,
+        approval_timeout: timedelta | None = None,
+        approval_default: UndoDecision | Literal["approve", "keep"] = UndoDecision.APPROVE,
+        **options: Any,
+    ) -> None:
+        """``options`` are ``Stack``'s; the three here hold costly undos for a decision.
+
+        ``undo_gate(record)`` is asked when the unwind reaches a step's undo:
+        ``ApprovalNeeded`` holds it until ``approve_undo`` or ``keep``; past
+        ``approval_timeout`` (``None``: wait as long as it takes)
+        ``approval_default`` is applied and audited with operator ``"deadline"``.
+        """
+        super().__init__(**options)
+        self.undo_gate = undo_gate
+        self.approval_timeout = approval_timeout
+        self.approval_default = UndoDecision(approval_default)
 
     async def run(
         self,
@@ -86,6 +120,7 @@ class Saga(Stack):
         summary: str | None = None,
         result_type: type | None = None,
         kind: StepKind = StepKind.COMPENSATABLE,
+        completion: Callable[[Any], Awaitable[Any] | None] | None = None,
     ) -> Any:
         """Run one forward step as an activity, with ``undo`` registered first.
 
@@ -93,6 +128,12 @@ class Saga(Stack):
         retriable step has no undo; a retriable step runs only past the pivot.
         ``retry_policy`` decides which failures end the step: list the error
         types that mean "no" in its ``non_retryable_error_types``.
+
+        ``completion`` is for a step the other side finishes later (a 202 and a
+        callback): given the activity's result, it returns ``None`` when that
+        result is final, or an awaitable of the final result. Meanwhile the
+        step is ``WAITING``; an ``ApplicationError`` from it (a deadline) fails
+        the step like a refusal would, except that its undo stays registered.
         """
         self._check_kind(name, kind, undo)
         record = (
@@ -105,7 +146,7 @@ class Saga(Stack):
         if kind is StepKind.PIVOT:
             self._pivot = name
             return await self._run_pivot(record, call)
-        return await self._run_step(record, call)
+        return await self._run_step(record, call, completion)
 
     def _check_kind(self, name: str, kind: StepKind, undo: Compensation | None) -> None:
         if kind is not StepKind.COMPENSATABLE and undo is not None:
@@ -157,7 +198,9 @@ class Saga(Stack):
                 self._changed()
                 await workflow.sleep(policy.maximum_interval or timedelta(minutes=1))
 
-    async def _run_step(self, record: StepRecord, call: Call) -> Any:
+    async def _run_step(
+        self, record: StepRecord, call: Call, completion: Callable[[Any], Awaitable[Any] | None] | None = None
+    ) -> Any:
         name = record.name
         record.state = StepState.RUNNING
         self._changed()
@@ -173,6 +216,13 @@ class Saga(Stack):
                 summary=call.summary,
                 result_type=call.result_type,
             )
+            later = completion(result) if completion is not None else None
+            if later is not None:
+                record.result = result
+                record.attempts = (self._attempts_from_result(result) if self._attempts_from_result else None) or 0
+                record.state = StepState.WAITING
+                self._changed()
+                result = await later
         except ActivityError as err:
             record.state = StepState.FAILED
             record.attempts = attempts_from_failure(err, call.retry_policy, self._attempts_from_failure)
@@ -184,6 +234,14 @@ class Saga(Stack):
                 self._first_failure = self._first_failure or name
             if refused(err) and not self.keep_undo_when_refused:
                 record.undo_pending = False
+            self._changed()
+            raise
+        except ApplicationError as err:
+            # The completion gave up (its deadline passed): the other side may
+            # still hold what the call asked for, so the undo stays.
+            record.state = StepState.FAILED
+            record.error_type, record.error = err.type or type(err).__name__, err.message
+            self._first_failure = self._first_failure or name
             self._changed()
             raise
         except asyncio.CancelledError:
@@ -200,7 +258,7 @@ class Saga(Stack):
         # An operator's retry that succeeded: the earlier failure no longer describes the step.
         record.error = record.error_type = None
         # A terminal state is never overwritten by a late answer.
-        if record.state is StepState.RUNNING:
+        if record.state in (StepState.RUNNING, StepState.WAITING):
             record.state = StepState.SUCCEEDED
         self._changed()
         return result
@@ -252,10 +310,101 @@ class Saga(Stack):
     async def _unwind(self) -> list[UndoFailure]:
         todo = [r for r in self._stack if r.undo_pending]
         if self.parallel_compensation:
-            results = await asyncio.gather(*(self._undo(r) for r in todo))
+            # A held undo waits alone: the others are independent, so they run at once.
+            results = await asyncio.gather(*(self._gated_undo(r) for r in todo))
         else:
-            results = [await self._undo(r) for r in reversed(todo)]
+            # Reverse order is the contract: the undos after a held one wait for its decision.
+            results = [await self._gated_undo(r) for r in reversed(todo)]
         return [f for f in results if f is not None]
+
+    async def _gated_undo(self, record: StepRecord) -> UndoFailure | None:
+        """Run ``record``'s undo, first holding it for a decision if the gate says so."""
+        needed = self.undo_gate(record) if self.undo_gate is not None else None
+        if needed is None:
+            return await self._undo(record)
+        await self._await_decision(record, needed)
+        if record.decision is UndoDecision.KEEP:
+            record.state = StepState.KEPT
+            self._changed()
+            return None
+        return await self._undo(record)
+
+    async def _await_decision(self, record: StepRecord, needed: ApprovalNeeded) -> None:
+        now = workflow.now()
+        record.state = StepState.AWAITING_APPROVAL
+        record.undo_pending = False  # the plan lists only undos not yet started
+        record.approval, record.approval_since = needed, now
+        record.approval_deadline = now + self.approval_timeout if self.approval_timeout is not None else None
+        self._changed()
+        try:
+            await workflow.wait_condition(lambda: record.decision is not None, timeout=self.approval_timeout)
+        except TimeoutError:
+            # A decision and the timer can land in one activation: the person's wins.
+            if record.decision is None:
+                self._decide(
+                    record,
+                    self.approval_default,
+                    operator=DEADLINE_OPERATOR,
+                    note=f"no decision within {self.approval_timeout}: the default, {self.approval_default.value}",
+                )
+
+    # --- decisions on a held undo -------------------------------------------
+
+    def awaiting_approval(self) -> list[StepRecord]:
+        """Steps whose undo is held for a decision now."""
+        return [r for r in self._stack if r.state is StepState.AWAITING_APPROVAL and r.decision is None]
+
+    def check_decision(self, step: str) -> None:
+        """``ValueError`` unless ``approve_undo(step)`` / ``keep(step)`` is allowed now (for a validator)."""
+        record = self._records.get(step)
+        if record is None:
+            raise ValueError(f"unknown step {step!r}; the steps are: {', '.join(self._records)}")
+        if record.decision is not None:
+            raise ValueError(f"step {step!r} was already decided: {record.decision.value}")
+        if record not in self.awaiting_approval():
+            held = ", ".join(r.name for r in self.awaiting_approval())
+            raise ValueError(
+                f"step {step!r} is not awaiting approval (it is {record.state.value})"
+                + (f"; awaiting approval: {held}" if held else "")
+            )
+
+    async def approve_undo(self, step: str, *, operator: str, note: str) -> StepState:
+        """Run ``step``'s held undo, accepting its cost; return its state once the undo has finished.
+
+        The undo runs in the unwind, with its usual budget; it may still fail
+        (``compensation-failed``, outstanding as any stuck undo).
+        """
+        self.check_decision(step)
+        record = self._records[step]
+        action = self._decide(record, UndoDecision.APPROVE, operator=operator, note=note)
+        await workflow.wait_condition(lambda: record.state not in (StepState.AWAITING_APPROVAL, StepState.COMPENSATING))
+        action.outcomes = {step: record.state.value}
+        self._changed()
+        return record.state
+
+    def keep(self, step: str, *, operator: str, note: str) -> StepState:
+        """Do not run ``step``'s held undo: its effect stays, and the step ends ``kept``."""
+        self.check_decision(step)
+        record = self._records[step]
+        self._decide(record, UndoDecision.KEEP, operator=operator, note=note)
+        return StepState.KEPT
+
+    def _decide(self, record: StepRecord, decision: UndoDecision, *, operator: str, note: str) -> SagaAction:
+        record.decision = decision
+        needed = record.approval
+        action = SagaAction(
+            workflow.now(),
+            operator,
+            "approve_undo" if decision is UndoDecision.APPROVE else "keep",
+            [record.name],
+            note,
+            {record.name: StepState.KEPT.value} if decision is UndoDecision.KEEP else {},
+            cost=needed.cost if needed else None,
+            currency=needed.currency if needed else None,
+        )
+        self._actions.append(action)
+        self._changed()
+        return action
 
     # --- operator actions on a stuck unwind ---------------------------------
 

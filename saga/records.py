@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -33,6 +34,8 @@ DEFAULT_UNDO_TIMEOUT = timedelta(seconds=30)
 class StepState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    #: The step's call returned, and it waits for the other side's confirmation.
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     COMPENSATING = "compensating"
@@ -41,6 +44,20 @@ class StepState(StrEnum):
     #: An operator said the step's effect was undone outside the saga.
     RESOLVED = "resolved"
     SKIPPED = "skipped"
+    #: The unwind reached an undo that needs a person's approval (``Saga(undo_gate=...)``):
+    #: it waits for ``approve_undo`` or ``keep``, or for the approval deadline.
+    AWAITING_APPROVAL = "awaiting-approval"
+    #: Its undo was not run, by decision: the effect stays in place on purpose.
+    KEPT = "kept"
+
+
+class UndoDecision(StrEnum):
+    """What was decided about an undo that needed approval."""
+
+    #: Run the undo and accept its cost.
+    APPROVE = "approve"
+    #: Do not run it: the step's effect stays, recorded as kept.
+    KEEP = "keep"
 
 
 class StepKind(StrEnum):
@@ -71,6 +88,23 @@ class Compensation:
     result_type: type | None = None
 
 
+@dataclass(frozen=True)
+class ApprovalNeeded:
+    """An undo gate's answer: this undo costs ``cost`` ``currency`` and needs a person's approval.
+
+    The saga does not interpret the cost: it shows it, and audits it with the decision.
+    """
+
+    cost: Decimal
+    currency: str
+    reason: str
+
+
+#: Called when the unwind reaches a step's undo: ``ApprovalNeeded`` holds the
+#: undo for a decision, ``None`` runs it at once. Workflow code: deterministic.
+UndoGate = Callable[["StepRecord"], "ApprovalNeeded | None"]
+
+
 #: A forward call: the same shape as an undo. ``Saga.run`` builds one for every
 #: step, and keeps a retriable step's so that an operator can run it again.
 Call = Compensation
@@ -95,6 +129,13 @@ class StepRecord:
     undo_pending: bool = False
     #: A retriable step's own call, for an operator's retry.
     forward: Call | None = field(default=None, repr=False)
+    #: Set when the undo gate held this step's undo for approval.
+    approval: ApprovalNeeded | None = None
+    #: Workflow time the undo was held, and when the default decision applies (``None``: never).
+    approval_since: datetime | None = None
+    approval_deadline: datetime | None = None
+    #: The decision on a held undo, once taken (by a person or by the deadline).
+    decision: UndoDecision | None = None
 
 
 @dataclass
@@ -104,7 +145,7 @@ class SagaAction:
     #: Workflow time at which the action was accepted.
     at: datetime
     operator: str
-    #: ``retry_compensation`` or ``resolve``.
+    #: ``retry_compensation``, ``resolve``, ``approve_undo`` or ``keep``.
     action: str
     steps: list[str]
     note: str
@@ -113,6 +154,9 @@ class SagaAction:
     #: The bulk operation this action was part of, if any: one id for every
     #: booking an operator acted on at once.
     batch: str | None = None
+    #: ``approve_undo`` / ``keep``: the cost the gate named (accepted, or avoided by keeping).
+    cost: Decimal | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, model_validator
 
 from trip import ENV_PROVIDERS_URL, ENV_TEMPORAL_UI_URL
+from trip.callbacks import ENV_CALLBACK_URL, ENV_SECRETS_FILE, generate_secrets
 from wiring.codec import ENV_KEY_FILE
 from wiring.local_stack import (
     WORKERS_FILE,
@@ -49,6 +50,7 @@ from wiring.local_stack import (
     write_workers,
 )
 from wiring.metrics import DEFAULT_METRICS_ADDRESS, ENV_METRICS_PORT
+from wiring.secrets import read_or_create
 from wiring.settings import KeySettings, Port, Settings, SettingsError, WorkerSettings
 from wiring.versioning import (
     BuildIdError,
@@ -156,6 +158,18 @@ class StackSettings(Settings):
             out["TEMPORAL_ADDRESS"] = f"{self.host}:{self.temporal_dev_port}"
             out[ENV_TEMPORAL_UI_URL] = self.temporal_ui_url or f"http://{self.host}:{self.temporal_ui_port}"
         return out
+
+
+#: The providers' callback secrets, one per kind: generated once, 0600, shared
+#: by the provider service (which signs) and the web app (which checks).
+CALLBACK_SECRETS = Path(".temporal") / "callback_secrets.json"
+
+
+def callback_env(settings: StackSettings) -> dict[str, str]:
+    """Point the providers' confirmation callbacks at the web app, with the secrets both read."""
+    path = settings.data_dir / CALLBACK_SECRETS
+    read_or_create(path, generate_secrets)
+    return {ENV_SECRETS_FILE: str(path), ENV_CALLBACK_URL: settings.web_url}
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -324,6 +338,7 @@ def main() -> int:
             print(busy, file=sys.stderr)
             return 1
         env = settings.child_env(os.environ)
+        env.update(callback_env(settings))
         if settings.temporal_address:
             print(f"[make run] using the Temporal server at {settings.temporal_address} (no dev server started)")
         else:

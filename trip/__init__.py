@@ -24,11 +24,18 @@ WORKFLOW_ID_PREFIX = "trip"
 #: Temporal CLI calls them by these names: never rename them.
 UPDATE_RETRY_COMPENSATION = "retry_compensation"
 UPDATE_RESOLVE = "resolve"
+#: Workflow Updates an operator sends to a booking whose costly undo waits
+#: for a decision (AWAITING_UNDO_APPROVAL): cancel and pay, or keep it.
+UPDATE_APPROVE_UNDO = "approve_undo"
+UPDATE_KEEP = "keep"
 #: Workflow Updates the traveller sends to a held trip (AWAITING_CONFIRMATION).
 UPDATE_CONFIRM = "confirm"
 UPDATE_DECLINE = "decline"
 #: Returns once the bookings are held or the unwind has begun (Update-with-Start).
 UPDATE_HOLDS = "holds"
+#: A provider's confirmation of a step it answered 202 to; the web app's
+#: callback receiver sends it, with the kind, delivery id and body digest as the Update id.
+UPDATE_PROVIDER_CONFIRMED = "provider_confirmed"
 
 #: Custom search attributes. ``make run`` registers them on the dev server; on
 #: any other cluster create them once with ``temporal operator search-attribute

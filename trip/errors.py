@@ -37,6 +37,9 @@ class ErrorType(StrEnum):
     #: Causes of a rolled-back held trip: the traveller said no, or did not answer in time.
     DECLINED = "Declined"
     CONFIRMATION_TIMEOUT = "ConfirmationTimeout"
+    #: A provider answered a booking 202 (pending) and did not call back with
+    #: its confirmation before the step's deadline: the step fails, the saga unwinds.
+    CALLBACK_TIMED_OUT = "CallbackTimedOut"
     #: Past the pivot, a retriable step was still not done when the attention
     #: deadline passed: the ticket is issued, the rest needs a person.
     TRIP_INCOMPLETE = "TripIncomplete"

@@ -97,6 +97,8 @@ def demo_trip(today: date) -> dict[str, str]:
         "scenario": Scenario.HAPPY.value,
         # Empty: book outright. Seconds: hold and wait for the traveller's confirm.
         "confirm_within": "",
+        # Empty: each step's own deadline for a provider's confirmation callback.
+        "async_deadline": "",
     }
 
 
@@ -116,6 +118,7 @@ FLAT_FIELDS: dict[str, tuple[str, ...]] = {
     "mode": ("mode",),
     "scenario": ("scenario",),
     "confirm_within": ("confirm_within",),
+    "async_deadline": ("async_deadline_s",),
 }
 _PATH_TO_FLAT = {path: flat for flat, path in FLAT_FIELDS.items()}
 #: Where an error about a whole section (e.g. date order) is shown.

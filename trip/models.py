@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -28,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from saga import UndoDecision
+
 MAX_DAYS_AHEAD = 365
 MAX_TRIP_DAYS = 60
 #: How long a booking whose undo is stuck waits for an operator, by default.
@@ -38,6 +41,11 @@ MAX_CONFIRM_WITHIN = timedelta(days=7)
 #: confirmed at the last second can still be ticketed and finalized before the
 #: providers let the holds lapse on their own.
 HOLD_MARGIN = timedelta(minutes=30)
+#: How long an undo that costs money waits for an operator's ``approve_undo`` or
+#: ``keep`` before the booking's default decision applies.
+DEFAULT_UNDO_APPROVAL_DEADLINE = timedelta(hours=12)
+#: The longest a step may wait for a provider's confirmation callback (a week).
+MAX_ASYNC_DEADLINE_S = 7 * 24 * 3600.0
 
 
 class Kind(StrEnum):
@@ -66,6 +74,11 @@ class Scenario(StrEnum):
     TICKETING_DOWN = "ticketing-down"
     FINALIZE_HOTEL_FLAKY = "finalize-hotel-flaky"
     FINALIZE_HOTEL_BROKEN = "finalize-hotel-broken"
+    HOTEL_CANCEL_FEE = "hotel-cancel-fee"
+    # The provider answers 202 and confirms later by a signed callback.
+    FLIGHT_ASYNC = "flight-async"
+    HOTEL_ASYNC = "hotel-async"
+    FLIGHT_ASYNC_LOST = "flight-async-lost"
 
 
 class _Model(BaseModel):
@@ -232,6 +245,18 @@ class BookingRequest(_Model):
     #: Hold and confirm: place holds, then wait this long for the traveller's
     #: ``confirm`` (or ``decline``) before ticketing. ``None``: book outright.
     confirm_within: Annotated[timedelta, Field(gt=timedelta(0), le=MAX_CONFIRM_WITHIN)] | None = None
+    #: A cancellation fee above this (in the fee's own currency) holds the undo
+    #: for an operator's approval (AWAITING_UNDO_APPROVAL); 0: any fee does.
+    undo_fee_threshold: Annotated[Decimal, Field(ge=0, le=1_000_000)] = Decimal(0)
+    #: How long a held undo waits for ``approve_undo`` / ``keep``. ``None``:
+    #: ``DEFAULT_UNDO_APPROVAL_DEADLINE``.
+    undo_approval_deadline: Annotated[timedelta, Field(gt=timedelta(0), le=timedelta(days=365))] | None = None
+    #: What applies at that deadline: cancel and pay (``approve``), or ``keep``.
+    undo_approval_default: UndoDecision = UndoDecision.APPROVE
+    #: How long a step the provider confirms later (a 202 and a callback) may
+    #: wait for its callback, in seconds. ``None``: the step's own default
+    #: (``workflows.policies.StepPolicy.confirm_within``).
+    async_deadline_s: Annotated[float, Field(gt=0, le=MAX_ASYNC_DEADLINE_S)] | None = None
 
     @field_validator("confirm_within", mode="before")
     @classmethod
@@ -267,6 +292,18 @@ class ReserveRequest(_Model):
     hold_ttl_s: float | None = None
 
 
+class Money(_Model):
+    amount: Decimal
+    currency: str
+
+
+class CancellationFee(Money):
+    """What cancelling a reservation costs, as the provider said when it booked."""
+
+    #: The fee applies to a cancellation from this instant on (UTC); free before.
+    applies_from: datetime
+
+
 class Reservation(_Model):
     kind: Kind
     reservation_id: str
@@ -274,6 +311,13 @@ class Reservation(_Model):
     attempt: int = 1
     #: Set for a hold: when the provider lets it lapse on its own (UTC).
     held_until: datetime | None = None
+    #: Set when cancelling costs money (from some instant on).
+    cancellation_fee: CancellationFee | None = None
+    #: The provider accepted the request (202) and confirms it later by a
+    #: signed callback; ``reference`` is its own name for the request, and
+    #: ``confirmation`` holds that reference until the callback brings the real one.
+    pending: bool = False
+    reference: str | None = None
 
 
 class CancelRequest(_Model):
@@ -290,6 +334,8 @@ class CancelResult(_Model):
     #: held, so the undo had nothing to do.
     outcome: str
     attempt: int = 1
+    #: What the provider charged for the cancellation, if anything.
+    fee_charged: Money | None = None
 
 
 class FinalizeRequest(_Model):

@@ -9,6 +9,7 @@ outside. The form, the CLI and the tests read the descriptions and outcomes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from trip.models import Kind, Scenario
 from trip.status import SagaStatus
@@ -36,6 +37,14 @@ class Fault:
     ticket_refused: bool = False
     #: Answer 503 to the first N finalize attempts for a key (``ALWAYS``: all).
     finalize_fail_first: int = 0
+    #: Cancelling costs this much (``cancel_fee_currency``) from the moment it
+    #: is booked: the reservation says so, and the cancellation charges it.
+    cancel_fee: Decimal | None = None
+    cancel_fee_currency: str = "EUR"
+    #: Answer a booking 202 ``pending`` and confirm it later by a signed callback.
+    confirms_later: bool = False
+    #: With ``confirms_later``: the callback is never sent.
+    callback_lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,9 @@ class ScenarioSpec:
     #: ``expected`` is the outcome once the traveller confirms. Booked
     #: outright, the scenario completes like ``happy``.
     needs_confirmation: bool = False
+    #: A provider confirms by callback: the booking needs a receiver the
+    #: provider can reach (the web app's ``/callbacks/<kind>``).
+    needs_callback: bool = False
 
     def fault(self, kind: Kind) -> Fault:
         return self.faults.get(kind, Fault())
@@ -123,10 +135,42 @@ SCENARIOS: dict[Scenario, ScenarioSpec] = {
             {Kind.HOTEL: Fault(finalize_fail_first=ALWAYS)},
             needs_confirmation=True,
         ),
+        ScenarioSpec(
+            Scenario.HOTEL_CANCEL_FEE,
+            "costly undo: the flight is sold out and cancelling the hotel costs a night (150 EUR);"
+            " the undo waits for an operator's approve_undo or keep",
+            SagaStatus.AWAITING_UNDO_APPROVAL,
+            {Kind.FLIGHT: Fault(sold_out=True), Kind.HOTEL: Fault(cancel_fee=Decimal("150.00"))},
+        ),
+        ScenarioSpec(
+            Scenario.FLIGHT_ASYNC,
+            "confirmed later: the airline answers 202 and confirms by a signed callback a little later",
+            SagaStatus.COMPLETED,
+            {Kind.FLIGHT: Fault(confirms_later=True)},
+            needs_callback=True,
+        ),
+        ScenarioSpec(
+            Scenario.HOTEL_ASYNC,
+            "confirmed later: the hotel answers 202 and confirms by a signed callback a little later",
+            SagaStatus.COMPLETED,
+            {Kind.HOTEL: Fault(confirms_later=True)},
+            needs_callback=True,
+        ),
+        ScenarioSpec(
+            Scenario.FLIGHT_ASYNC_LOST,
+            "lost callback: the airline answers 202 but never calls back; past the deadline everything is undone",
+            SagaStatus.ROLLED_BACK,
+            {Kind.FLIGHT: Fault(confirms_later=True, callback_lost=True)},
+            needs_callback=True,
+        ),
     )
 }
 
 #: Scenarios that show their fault when the trip is booked outright, and those
 #: that only show it in hold-and-confirm mode.
-OUTRIGHT: tuple[Scenario, ...] = tuple(s for s, spec in SCENARIOS.items() if not spec.needs_confirmation)
+OUTRIGHT: tuple[Scenario, ...] = tuple(
+    s for s, spec in SCENARIOS.items() if not spec.needs_confirmation and not spec.needs_callback
+)
 HELD: tuple[Scenario, ...] = tuple(s for s, spec in SCENARIOS.items() if spec.needs_confirmation)
+#: Scenarios where a provider confirms by callback (``docs/async-confirmation.md``).
+CONFIRMED_LATER: tuple[Scenario, ...] = tuple(s for s, spec in SCENARIOS.items() if spec.needs_callback)

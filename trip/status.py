@@ -8,12 +8,13 @@ The CLI and the web app import it to render a booking.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from saga import StepKind, StepState
-from trip.models import BookingRequest, Mode, Scenario
+from saga import StepKind, StepState, UndoDecision
+from trip.models import BookingRequest, Kind, Mode, Money, Scenario
 
 
 class SagaStatus(StrEnum):
@@ -32,6 +33,9 @@ class SagaStatus(StrEnum):
     #: Past the pivot, a step was still not done at the attention deadline: the
     #: run failed ``TripIncomplete``; the ticket stands, a person finishes the rest.
     TRIP_INCOMPLETE = "TRIP_INCOMPLETE"
+    #: The unwind reached an undo that costs money: it waits for an operator's
+    #: ``approve_undo`` or ``keep`` (``undo_approvals``), or for the default at the deadline.
+    AWAITING_UNDO_APPROVAL = "AWAITING_UNDO_APPROVAL"
 
 
 TERMINAL = frozenset(
@@ -56,6 +60,8 @@ class StepView(BaseModel):
     undo_attempts: int = 0
     undo_outcome: str | None = None
     undo_error: str | None = None
+    #: What the provider charged to undo it.
+    undo_fee: Money | None = None
     #: The step's running activity (or undo) is paused on the server
     #: (``temporal activity pause``). Filled in by the client, never by the workflow.
     paused: bool = False
@@ -99,6 +105,9 @@ class OperatorAction(BaseModel):
     #: The bulk operation (``run_operator.py retry --all``, "Retry all" on
     #: ``/attention``) this action was part of; None for a single booking.
     batch: str | None = None
+    #: ``approve_undo`` / ``keep``: the fee accepted, or avoided by keeping.
+    cost: Decimal | None = None
+    currency: str | None = None
 
 
 class Attention(BaseModel):
@@ -107,6 +116,21 @@ class Attention(BaseModel):
     since: datetime
     deadline: datetime
     outstanding: list[OutstandingStep]
+
+
+class UndoApproval(BaseModel):
+    """An undo the saga held because it costs money, and what was decided."""
+
+    step: str
+    confirmation: str | None = None
+    fee: Money
+    reason: str
+    since: datetime
+    #: When ``default`` applies; ``None``: no deadline.
+    deadline: datetime | None = None
+    default: UndoDecision
+    #: ``None`` while waiting.
+    decision: UndoDecision | None = None
 
 
 class Decision(StrEnum):
@@ -130,6 +154,36 @@ class ConfirmationView(BaseModel):
     #: ``None`` while waiting.
     decision: Decision | None = None
     note: str = ""
+
+
+class WaitingView(BaseModel):
+    """A step whose provider answered 202: it waits for the provider's signed callback."""
+
+    step: str
+    kind: Kind
+    #: The provider's own reference for the pending request.
+    reference: str
+    since: datetime
+    deadline: datetime
+    #: How the wait ended: ``confirmed`` (the callback came) or ``timed-out``; ``None`` while waiting.
+    outcome: str | None = None
+    ended: datetime | None = None
+
+    def text(self) -> str:
+        """ "waiting for the airline's confirmation (ref ...) since ..., deadline ...": page, CLI and Web UI say it."""
+        who = PROVIDER_NAMES[self.kind.value]
+        if self.outcome is None:
+            since, deadline = (t.isoformat(timespec="seconds") for t in (self.since, self.deadline))
+            return (
+                f"{self.step}: waiting for the {who} confirmation (ref {self.reference})"
+                f" since {since}, deadline {deadline}"
+            )
+        when = self.ended.isoformat(timespec="seconds") if self.ended else "?"
+        return f"{self.step}: the {who} confirmation (ref {self.reference}) {self.outcome} at {when}"
+
+
+#: Who confirms each kind of booking, as a person reads it.
+PROVIDER_NAMES = {"car": "car rental's", "hotel": "hotel's", "flight": "airline's"}
 
 
 class BookingStatus(BaseModel):
@@ -157,6 +211,12 @@ class BookingStatus(BaseModel):
     #: The pivot (ticketing) succeeded: from here the saga only recovers forward.
     past_pivot: bool = False
     ticket: str | None = None
+    #: Undos held for a decision because they cost money, waiting or decided.
+    undo_approvals: list[UndoApproval] = []
+    #: Steps waiting for a provider's confirmation callback, now.
+    waiting: list[WaitingView] = []
+    #: Steps that waited for one, and how each wait ended.
+    waited: list[WaitingView] = []
 
 
 class BookingResult(BaseModel):
@@ -190,6 +250,12 @@ class RetryCompensationInput(_OperatorInput):
 
 class ResolveInput(_OperatorInput):
     """``resolve``: the step's reservation was released outside the system."""
+
+    step: str = ""
+
+
+class UndoDecisionInput(_OperatorInput):
+    """``approve_undo`` / ``keep``: the step whose costly undo waits for a decision."""
 
     step: str = ""
 

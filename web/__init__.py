@@ -140,7 +140,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         portal = TemporalPortal(lambda: connect(profile), timeout=app.config["TEMPORAL_TIMEOUT"])
     app.extensions[PORTAL_KEY] = portal
 
-    from web import attention, booking, bulk, codec, errors, listing, metrics, status
+    from web import attention, booking, bulk, callbacks, codec, errors, listing, metrics, status
 
     app.register_blueprint(booking.bp)
     app.register_blueprint(status.bp)
@@ -154,6 +154,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(codec.bp)
     codec.register(app)
     metrics.register(app)
+    # Providers' confirmation callbacks authenticate by signature, not by a session or a form token.
+    csrf.exempt(callbacks.bp)
+    callbacks.register(app, app.extensions[metrics.METRICS_KEY])
     instrument_flask(app, app.config.get("TRACER_PROVIDER"))
     errors.register(app)
     app.after_request(_security_headers)

@@ -13,6 +13,10 @@ count badge is one visibility count call.
 A filter (stuck step or provider, last error type, age) narrows the list, and
 the page counts every booking it matches; "Retry all" and "Resolve all" act on
 those after a confirmation step (``web.bulk``).
+
+Above it, the bookings whose costly undo waits for a decision
+(``AWAITING_UNDO_APPROVAL``): each is decided on its own page (approve or keep,
+with a note), never in bulk, since each decision spends or saves money.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from flask_login import current_user
 from temporalio.client import Client
 
 from trip import SA_BOOKING_STATUS, WORKFLOW_TYPE
-from trip.status import Attention, SagaStatus
+from trip.status import Attention, SagaStatus, UndoApproval
 from web.auth import operator_required
 from web.bulk import FilterError, filter_fields, filter_from, matching
 from web.portal import TemporalUnavailable, current_portal
@@ -37,10 +41,40 @@ from wiring.paused_status import list_executions
 bp = Blueprint("attention", __name__)
 
 MAX_ROWS = 50
-QUERY = (
-    f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus IN ("Running", "Paused") '
-    f'AND {SA_BOOKING_STATUS.name} = "{SagaStatus.NEEDS_ATTENTION.value}"'
+_OPEN = f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus IN ("Running", "Paused")'
+QUERY = f'{_OPEN} AND {SA_BOOKING_STATUS.name} = "{SagaStatus.NEEDS_ATTENTION.value}"'
+APPROVAL_QUERY = f'{_OPEN} AND {SA_BOOKING_STATUS.name} = "{SagaStatus.AWAITING_UNDO_APPROVAL.value}"'
+#: The nav bar's badge counts both: each waits for an operator.
+BADGE_QUERY = (
+    f"{_OPEN} AND {SA_BOOKING_STATUS.name} IN "
+    f'("{SagaStatus.NEEDS_ATTENTION.value}", "{SagaStatus.AWAITING_UNDO_APPROVAL.value}")'
 )
+
+
+@dataclass(frozen=True)
+class HeldUndoBooking:
+    """A booking whose costly undo waits for an operator's approve or keep."""
+
+    workflow_id: str
+    traveller: str | None
+    held: list[UndoApproval]
+    paused: bool = False
+
+
+async def _awaiting_approval(client: Client, query_timeout: timedelta) -> list[HeldUndoBooking]:
+    found = await list_executions(client, APPROVAL_QUERY, limit=MAX_ROWS)
+
+    async def one(wf: Execution) -> HeldUndoBooking:
+        if wf.paused:
+            return HeldUndoBooking(wf.workflow_id, wf.traveller, [], paused=True)
+        try:
+            status = await fetch_status(client, client.get_workflow_handle(wf.workflow_id), rpc_timeout=query_timeout)
+        except Exception:  # no worker answering: still list it, without details
+            return HeldUndoBooking(wf.workflow_id, wf.traveller, [])
+        held = [a for a in status.undo_approvals if a.decision is None]
+        return HeldUndoBooking(wf.workflow_id, status.traveller or wf.traveller, held)
+
+    return list(await asyncio.gather(*(one(wf) for wf in found)))
 
 
 @dataclass(frozen=True)
@@ -93,12 +127,19 @@ def render_attention(values: dict[str, str], *, bulk_error: str | None = None, s
     """The page for the filter in ``values`` (the form's fields), with a bulk form's error if any."""
     timeout = timedelta(seconds=current_app.config["QUERY_TIMEOUT"])
     rows = current_portal().call(lambda client: _stuck(client, timeout))
+    approvals = current_portal().call(lambda client: _awaiting_approval(client, timeout))
     now = datetime.now().astimezone()
     try:
         chosen = filter_from(values)
     except FilterError as err:
         return render_template(
-            "attention.html", rows=rows, now=now, fields=values, filter_error=str(err), note=values.get("note", "")
+            "attention.html",
+            rows=rows,
+            approvals=approvals,
+            now=now,
+            fields=values,
+            filter_error=str(err),
+            note=values.get("note", ""),
         ), 400
     filtered = chosen != type(chosen)()
     if filtered:
@@ -106,6 +147,7 @@ def render_attention(values: dict[str, str], *, bulk_error: str | None = None, s
     return render_template(
         "attention.html",
         rows=rows,
+        approvals=approvals,
         now=now,
         fields=filter_fields(chosen),
         filter=chosen,
@@ -120,7 +162,7 @@ def attention_count() -> int | None:
     """How many bookings wait for an operator; None when Temporal does not say."""
 
     async def count(client: Client) -> int:
-        return (await client.count_workflows(QUERY)).count
+        return (await client.count_workflows(BADGE_QUERY)).count
 
     try:
         return current_portal().call(count, timeout=current_app.config["BADGE_TIMEOUT"])

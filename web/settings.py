@@ -38,6 +38,11 @@ class WebSettings(ClientSettings):
         description="Comma-separated browser origins the codec server answers. Unset: TEMPORAL_UI_URL's origin "
         "(for a loopback UI, under both 127.0.0.1 and localhost).",
     )
+    callback_secrets_file: Path | None = Field(
+        None,
+        description="The 0600 JSON file of each provider's callback secret, which `POST /callbacks/<kind>` checks "
+        "signatures with; `CALLBACK_SECRET_<KIND>` variables win over it. Unset: only those variables.",
+    )
     operators_file: Path | None = Field(
         None, description="The operators' TOML file (name = password hash). Unset: `instance/operators.toml`."
     )

@@ -11,8 +11,8 @@ whose query no worker answers, they fall back to the run's result or failure.
 Anyone with the (unguessable) id may *read* the page and its JSON: it is the
 shareable link to a booking. Acting on it is narrower: confirm, decline and
 cancel are only for the browser that booked it or a logged-in operator
-(``web.owners``); anyone else gets 403 and no Update or cancel is sent. Retry
-and resolve stay operator-only.
+(``web.owners``); anyone else gets 403 and no Update or cancel is sent. Retry,
+resolve, approve-undo and keep stay operator-only.
 """
 
 from __future__ import annotations
@@ -26,12 +26,20 @@ from temporalio.service import RPCError, RPCStatusCode
 from werkzeug.wrappers import Response
 
 from trip.models import WORKFLOW_ID_RE
-from trip.status import ConfirmResult, OperatorActionResult, SagaStatus
+from trip.status import PROVIDER_NAMES, ConfirmResult, OperatorActionResult, SagaStatus
 from web.auth import current_operator, operator_required
 from web.owners import is_operator, may_act, owner_required
 from web.portal import current_portal
 from web.status_view import BookingView, load_booking, remaining_text, undo_text
-from wiring.updates import PAUSED_MESSAGE, decide, is_paused, rejection_message, resolve, retry_compensation
+from wiring.updates import (
+    PAUSED_MESSAGE,
+    decide,
+    decide_undo,
+    is_paused,
+    rejection_message,
+    resolve,
+    retry_compensation,
+)
 
 bp = Blueprint("status", __name__, url_prefix="/bookings")
 
@@ -43,6 +51,7 @@ def _template_context(view: BookingView) -> dict[str, Any]:
         "poll_ms": current_app.config["POLL_INTERVAL_MS"],
         "remaining_text": remaining_text,
         "undo_text": undo_text,
+        "provider_names": PROVIDER_NAMES,
         "operator": is_operator(),
         "may_act": may_act(view.workflow_id),
         "may_cancel": may_cancel(view),
@@ -187,6 +196,33 @@ def resolve_step(workflow_id: str) -> Response | tuple[str, int]:
         lambda handle: resolve(handle, step=step, operator=operator, note=note),
         current_app.config["TEMPORAL_TIMEOUT"],
     )
+
+
+def _undo_decision(workflow_id: str, *, approve: bool) -> Response | tuple[str, int]:
+    """``approve_undo`` / ``keep`` for the form's ``step``; the note is required, as for resolve."""
+    step = request.form.get("step", "")
+    note = request.form.get("note", "")
+    operator = current_operator()
+    return _operator_update(
+        workflow_id,
+        lambda handle: decide_undo(handle, approve=approve, step=step, operator=operator, note=note),
+        # An approval returns once the undo has run, with its retry budget.
+        current_app.config["RETRY_TIMEOUT"] if approve else current_app.config["TEMPORAL_TIMEOUT"],
+    )
+
+
+@bp.post("/<workflow_id>/approve-undo")
+@operator_required
+def approve_undo(workflow_id: str) -> Response | tuple[str, int]:
+    """Cancel a reservation whose undo costs money, accepting the fee."""
+    return _undo_decision(workflow_id, approve=True)
+
+
+@bp.post("/<workflow_id>/keep")
+@operator_required
+def keep_step(workflow_id: str) -> Response | tuple[str, int]:
+    """Do not cancel a reservation whose undo costs money: it stays, recorded as kept."""
+    return _undo_decision(workflow_id, approve=False)
 
 
 def _traveller_decision(

@@ -118,8 +118,11 @@ class BookingView:
                 if status and status.confirmation
                 else None
             ),
+            # Steps whose provider answered 202 and will confirm by callback.
+            "waiting": [w.model_dump(mode="json") for w in status.waiting] if status else [],
             "past_pivot": status.past_pivot if status else False,
             "ticket": self.ticket,
+            "undo_approvals": [a.model_dump(mode="json") for a in status.undo_approvals] if status else [],
             "error": error,
             "note": self.note,
             "paused": self.pause_reason is not None,

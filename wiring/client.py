@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from trip import DEFAULT_TEMPORAL_ADDRESS
 from wiring.codec import data_converter
 from wiring.settings import ClientSettings
-from wiring.tracing import temporal_interceptor
+from wiring.tracing import client_interceptors
 
 #: The variable that names the env-config TOML file (the SDK reads it).
 ENV_CONFIG_FILE = "TEMPORAL_CONFIG_FILE"
@@ -75,7 +75,7 @@ async def connect(profile: str | None = None, **overrides: Any) -> Client:
     config.update(overrides)
     config.setdefault("data_converter", data_converter())
     # Workers built on this client inherit it: one trace from start to provider call.
-    config.setdefault("interceptors", [temporal_interceptor()])
+    config.setdefault("interceptors", client_interceptors())
     try:
         return await Client.connect(**config)
     except (RuntimeError, RPCError) as err:

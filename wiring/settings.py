@@ -164,3 +164,16 @@ class ProviderSettings(Settings):
     providers_host: str = Field("127.0.0.1", description="The address it listens on (--host).")
     providers_port: ListenPort = Field(8001, description="The port it listens on (--port); 0 picks a free one.")
     providers_db: Path = Field(Path(".providers/ledger.db"), description="The SQLite ledger (--db).")
+    callback_base_url: str | None = Field(
+        None,
+        description="Where a provider that confirms later (`flight-async`) sends its signed callback: the web "
+        "app's base URL (--callback-url). Unset: such callbacks fail and the saga's deadline undoes the booking.",
+    )
+    callback_secrets_file: Path | None = Field(
+        None,
+        description='A 0600 JSON file of each provider\'s callback secret, `{"flight": "..."}` '
+        "(--callback-secrets); `CALLBACK_SECRET_<KIND>` variables win over it. `make run` generates one.",
+    )
+    callback_delay_s: float = Field(
+        60.0, ge=0, description="Seconds a provider that confirms later waits before its callback (--callback-delay-s)."
+    )

@@ -11,9 +11,13 @@ The pieces, each wired where its process starts:
   ``traceparent`` header the provider service continues (``providers.app``).
 
 Export happens only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set
-(``configure_from_env``, called by each entry point); otherwise the global
-tracer provider stays the no-op one and every span above is free. Tests pass
-their own provider with an in-memory exporter instead.
+(``configure_from_env``, called by each entry point, before any client
+connects). Otherwise no tracer provider is set and neither the interceptor nor
+the httpx instrumentation is installed at all: a no-op span is cheap, but the
+interceptor around it is not (a trace-context header on every activity, which
+the codec then encrypts; a wrapper around every provider call), about a tenth
+of a worker's CPU per saga by ``python -m bench.profile``. Tests pass their own
+provider with an in-memory exporter instead, which installs both.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 import httpx
 from opentelemetry import trace
 from opentelemetry.trace import TracerProvider
+from temporalio.client import Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from wiring.settings import TracingSettings
@@ -55,13 +60,27 @@ def configure_from_env(service_name: str) -> bool:
     return True
 
 
+def tracing_on() -> bool:
+    """Whether spans go anywhere: a tracer provider was set (by ``configure_from_env``, or by
+    whoever embeds these modules), rather than OpenTelemetry's default placeholder."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
 def temporal_interceptor(provider: TracerProvider | None = None) -> TracingInterceptor:
     """The SDK's interceptor; with no provider it follows the global one."""
     return TracingInterceptor(trace.get_tracer(TRACER_NAME, tracer_provider=provider))
 
 
+def client_interceptors() -> list[Interceptor]:
+    """A client's (and its workers') interceptors: tracing only where spans are exported."""
+    return [temporal_interceptor()] if tracing_on() else []
+
+
 def instrument_http_client(client: httpx.AsyncClient, provider: TracerProvider | None = None) -> None:
-    """A client span per provider call, with the ``traceparent`` header."""
+    """A client span per provider call, with the ``traceparent`` header; nothing without a
+    ``provider`` while tracing is off (``tracing_on``)."""
+    if provider is None and not tracing_on():
+        return
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
     HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)

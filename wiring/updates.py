@@ -16,8 +16,22 @@ from temporalio.client import WorkflowHandle
 from temporalio.exceptions import FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from trip import UPDATE_CONFIRM, UPDATE_DECLINE, UPDATE_RESOLVE, UPDATE_RETRY_COMPENSATION
-from trip.status import ConfirmInput, ConfirmResult, OperatorActionResult, ResolveInput, RetryCompensationInput
+from trip import (
+    UPDATE_APPROVE_UNDO,
+    UPDATE_CONFIRM,
+    UPDATE_DECLINE,
+    UPDATE_KEEP,
+    UPDATE_RESOLVE,
+    UPDATE_RETRY_COMPENSATION,
+)
+from trip.status import (
+    ConfirmInput,
+    ConfirmResult,
+    OperatorActionResult,
+    ResolveInput,
+    RetryCompensationInput,
+    UndoDecisionInput,
+)
 
 
 async def retry_compensation(
@@ -58,6 +72,18 @@ async def resolve(
         UPDATE_RESOLVE,
         ResolveInput(step=step, operator=operator, note=note, batch=batch),
         id=update_id,
+        result_type=OperatorActionResult,
+    )
+    return result
+
+
+async def decide_undo(
+    handle: WorkflowHandle[Any, Any], *, approve: bool, step: str, operator: str, note: str
+) -> OperatorActionResult:
+    """Send ``approve_undo`` (cancel and pay; returns once the undo ran) or ``keep`` for a held costly undo."""
+    result: OperatorActionResult = await handle.execute_update(
+        UPDATE_APPROVE_UNDO if approve else UPDATE_KEEP,
+        UndoDecisionInput(step=step, operator=operator, note=note),
         result_type=OperatorActionResult,
     )
     return result

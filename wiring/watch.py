@@ -63,6 +63,16 @@ def needs_attention(status: BookingStatus) -> Outcome:
     )
 
 
+def awaiting_undo_approval(status: BookingStatus) -> Outcome:
+    """The outcome a watcher reports for a booking whose costly undo waits for a decision (it stays open)."""
+    held = "; ".join(f"{a.step} ({a.reason})" for a in status.undo_approvals if a.decision is None)
+    return Outcome(
+        SagaStatus.AWAITING_UNDO_APPROVAL,
+        error_type="AwaitingUndoApproval",
+        error_message=f"an undo costs money; the booking waits for an operator's approve_undo or keep: {held}",
+    )
+
+
 async def watch(
     client: Client,
     handle: WorkflowHandle[Any, Any],
@@ -102,10 +112,16 @@ async def watch(
                     if seen.get(name) != line:
                         seen[name] = line
                         say(line)
+                for wait in status.waiting:
+                    if seen.get(f"waiting {wait.step}") is None:
+                        seen[f"waiting {wait.step}"] = line = f"  {wait.text()}"
+                        say(line)
             if done:
                 return result_task.result(), status
             if status is not None and status.status is SagaStatus.NEEDS_ATTENTION:
                 return needs_attention(status), status
+            if status is not None and status.status is SagaStatus.AWAITING_UNDO_APPROVAL:
+                return awaiting_undo_approval(status), status
             await asyncio.wait({result_task}, timeout=POLL_S)
     finally:
         result_task.cancel()
@@ -151,6 +167,12 @@ def report(workflow_id: str, url: str | None, outcome: Outcome, status: BookingS
         out["decision"] = status.confirmation.decision
     if status is not None and status.ticket is not None:
         out["ticket"] = status.ticket
+    if status is not None and status.undo_approvals:
+        out["undo_approvals"] = [a.model_dump(mode="json") for a in status.undo_approvals]
+    if status is not None and (status.waiting or status.waited):
+        # Steps whose provider answered 202: the reference, since, deadline and how the wait ended.
+        out["waiting"] = [w.model_dump(mode="json") for w in status.waiting]
+        out["waited"] = [w.model_dump(mode="json") for w in status.waited]
     if outcome.result is not None:
         out["confirmations"] = outcome.result.confirmations
     else:

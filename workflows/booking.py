@@ -28,8 +28,10 @@ with workflow.unsafe.imports_passed_through():
         UPDATE_CONFIRM,
         UPDATE_DECLINE,
         UPDATE_HOLDS,
+        UPDATE_PROVIDER_CONFIRMED,
         WORKFLOW_TYPE,
     )
+    from trip.callbacks import CallbackAccepted, CallbackRefusal, ProviderConfirmation
     from trip.errors import ErrorType
     from trip.models import (
         DEFAULT_ATTENTION_DEADLINE,
@@ -53,9 +55,10 @@ with workflow.unsafe.imports_passed_through():
         FailureView,
         OutstandingStep,
         SagaStatus,
+        WaitingView,
     )
     from trip.steps import FINALIZING, STEP_ORDER, TICKET, step
-    from workflows import messages, policies, render, requests, tasks
+    from workflows import approval, messages, policies, render, requests, tasks
     from workflows.operator import OperatorUpdates
     from workflows.policies import FINALIZE_POLICIES, STEP_POLICIES, TICKET_POLICY, StepPolicy, seconds
 
@@ -63,6 +66,10 @@ with workflow.unsafe.imports_passed_through():
 #: and give undos stable activity ids. Runs recorded without it replay the old
 #: way: they close as RollbackIncomplete at once.
 PATCH_NEEDS_ATTENTION = "needs-attention"
+#: Marks runs that waited for a provider's callback (a booking answered 202).
+#: No run recorded before it ever got such an answer, so none can reach the
+#: wait; the marker makes a worker without this code fail such a run loudly.
+PATCH_ASYNC_CONFIRMATION = "async-confirmation"
 
 
 #: PINNED: a run finishes on the build it started on, so a change to this
@@ -84,7 +91,8 @@ class BookingWorkflow(OperatorUpdates):
         self._status = SagaStatus.RUNNING
         #: Why the saga is unwinding; set before any undo runs.
         self._failure: FailureView | None = None
-        self._saga = policies.saga_for(req, on_change=self._publish_details)
+        self._saga = policies.saga_for(req, on_change=self._saga_changed)
+        approval.configure(self._saga, req)
         self._saga.declare(*(step(k).book for k in STEP_ORDER))
         if req.confirm_within is not None:
             self._saga.declare(TICKET, kind=StepKind.PIVOT)
@@ -96,6 +104,14 @@ class BookingWorkflow(OperatorUpdates):
         self._confirmation: ConfirmationView | None = None
         #: A cancel request that arrived once the traveller had confirmed.
         self._cancel_too_late = False
+        #: Steps whose provider answered 202, while they wait for its callback.
+        self._waiting: dict[Kind, WaitingView] = {}
+        #: Waits that ended, and how.
+        self._waited: dict[Kind, WaitingView] = {}
+        #: The callbacks accepted (``provider_confirmed``), by kind.
+        self._callbacks: dict[Kind, ProviderConfirmation] = {}
+        #: Kinds whose wait ended at the deadline: a callback now is too late.
+        self._timed_out: set[Kind] = set()
 
     @workflow.run
     async def run(self, req: BookingRequest) -> BookingResult:
@@ -133,6 +149,8 @@ class BookingWorkflow(OperatorUpdates):
             attention=self._attention,
             confirmation=self._confirmation,
             cancel_too_late=self._cancel_too_late,
+            waiting=tuple(self._waiting.values()),
+            waited=tuple(self._waited.values()),
         )
 
     # --- traveller Updates (AWAITING_CONFIRMATION) --------------------------
@@ -227,7 +245,83 @@ class BookingWorkflow(OperatorUpdates):
             retry_policy=policy.retry_policy(self._req.retry),
             summary=f"Book {what}",
             result_type=Reservation,
+            completion=lambda reservation: self._confirmed_later(kind, reservation),
         )
+
+    # --- a provider that confirms later (202, then a signed callback) -------
+
+    def _confirmed_later(self, kind: Kind, reservation: Reservation) -> Any:
+        """``None`` for a confirmed reservation; for a pending one, the wait for its callback."""
+        return self._await_callback(kind, reservation) if reservation.pending else None
+
+    async def _await_callback(self, kind: Kind, reservation: Reservation) -> Reservation:
+        """WAITING until ``provider_confirmed`` brings the confirmation, or the deadline (a durable timer)."""
+        workflow.patched(PATCH_ASYNC_CONFIRMATION)
+        within = seconds(self._req.async_deadline_s) or STEP_POLICIES[kind].confirm_within
+        since = workflow.now()
+        self._waiting[kind] = WaitingView(
+            step=step(kind).book,
+            kind=kind,
+            reference=reservation.reference or reservation.confirmation,
+            since=since,
+            deadline=since + within,
+        )
+        self._publish_details()
+        try:
+            await workflow.wait_condition(lambda: kind in self._callbacks, timeout=within)
+        except TimeoutError:
+            # The timer and the callback can land in one activation: the callback wins.
+            if kind not in self._callbacks:
+                self._timed_out.add(kind)
+                workflow.metric_meter().create_counter(
+                    "booking_confirmations_timed_out_total", "Steps whose provider did not call back in time"
+                ).with_additional_attributes({"step": step(kind).book}).add(1)
+                raise messages.confirmation_timed_out(kind, within) from None
+        finally:
+            # Cancelled (a sibling failed) leaves it ``cancelled``.
+            outcome = (
+                "confirmed" if kind in self._callbacks else "timed out" if kind in self._timed_out else "cancelled"
+            )
+            ended = self._waiting.pop(kind)
+            self._waited[kind] = ended.model_copy(update={"outcome": outcome, "ended": workflow.now()})
+        callback = self._callbacks[kind]
+        return reservation.model_copy(update={"pending": False, "confirmation": callback.confirmation})
+
+    @workflow.update(name=UPDATE_PROVIDER_CONFIRMED)
+    def provider_confirmed(self, callback: ProviderConfirmation) -> CallbackAccepted:
+        """A provider's verified callback: the waiting step succeeds with its confirmation.
+
+        The receiver sends it with the kind, delivery id and body digest as the
+        Update id, so a replayed delivery is answered by the server from the first one's
+        outcome and never reaches this handler twice.
+        """
+        waiting = self._waiting[callback.kind]
+        self._callbacks[callback.kind] = callback
+        return CallbackAccepted(step=waiting.step, waited_s=(workflow.now() - waiting.since).total_seconds())
+
+    @provider_confirmed.validator
+    def _validate_provider_confirmed(self, callback: ProviderConfirmation) -> None:
+        waiting = self._waiting.get(callback.kind)
+        # Once the wait is over its reference is still known: a callback naming
+        # another is for another booking's step, however late it comes.
+        known = waiting or self._waited.get(callback.kind)
+        if known is not None and callback.reference != known.reference:
+            raise messages.callback_refused(
+                CallbackRefusal.WRONG_REFERENCE,
+                f"reference {callback.reference!r} is not the one the {callback.kind.value} step waits for",
+            )
+        if waiting is None or callback.kind in self._callbacks:
+            if callback.kind in self._timed_out:
+                raise messages.callback_refused(
+                    CallbackRefusal.PAST_DEADLINE, f"the {callback.kind.value} step's deadline passed; it was undone"
+                )
+            raise messages.callback_refused(
+                CallbackRefusal.NOT_WAITING, f"no {callback.kind.value} step waits for a callback now"
+            )
+        if workflow.now() >= waiting.deadline:
+            raise messages.callback_refused(
+                CallbackRefusal.PAST_DEADLINE, f"the {callback.kind.value} step's deadline passed"
+            )
 
     async def _book_parallel(self) -> None:
         # The providers are independent, so all three book at once. On the
@@ -387,6 +481,16 @@ class BookingWorkflow(OperatorUpdates):
         current = workflow.info().typed_search_attributes.get(SA_BOOKING_STATUS)
         if current is not None and current != status.value:
             workflow.upsert_search_attributes([SA_BOOKING_STATUS.value_set(status.value)])
+        self._publish_details()
+
+    def _saga_changed(self) -> None:
+        """Follow the unwind into AWAITING_UNDO_APPROVAL while an undo waits for a decision, and out of it."""
+        if self._status in (SagaStatus.COMPENSATING, SagaStatus.AWAITING_UNDO_APPROVAL):
+            held = self._saga.awaiting_approval()
+            status = SagaStatus.AWAITING_UNDO_APPROVAL if held else SagaStatus.COMPENSATING
+            if status is not self._status:
+                self._set_status(status)
+                return
         self._publish_details()
 
     def _publish_details(self) -> None:

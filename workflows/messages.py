@@ -15,8 +15,9 @@ from typing import Any
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from saga import StepRecord, StepState
+from trip.callbacks import CallbackRefusal
 from trip.errors import ErrorType
-from trip.models import CarRequest, FlightRequest, HotelRequest
+from trip.models import CancelResult, CarRequest, FlightRequest, HotelRequest, Kind
 from trip.status import ConfirmationView, Decision, FailureView, OperatorAction, OutstandingStep, SagaStatus
 from workflows.render import split_undone
 
@@ -56,6 +57,8 @@ def rolled_back(
     not_booked: Sequence[str],
     resolved: Sequence[str] = (),
     actions: Sequence[OperatorAction] = (),
+    kept: Sequence[str] = (),
+    fees: Sequence[str] = (),
 ) -> str:
     """Why the trip was not booked, and what became of each step.
 
@@ -66,6 +69,10 @@ def rolled_back(
         lines.append(f"nothing to undo (never booked, or the hold had lapsed): {', '.join(not_booked)}")
     if resolved:
         lines.append(f"resolved by an operator: {', '.join(resolved)}")
+    if kept:
+        lines.append(f"kept, not cancelled, by decision: {', '.join(kept)}")
+    if fees:
+        lines.append(f"cancellation fees paid: {', '.join(fees)}")
     text = (
         f"Trip not booked: {failure.step or 'the booking'} failed ({failure.type}: {failure.message}). "
         + "; ".join(lines)
@@ -95,7 +102,21 @@ def rolled_back_error(
     if audit:
         details["resolved"] = resolved = [r.name for r in records if r.state is StepState.RESOLVED]
         details["operator_actions"] = [a.model_dump(mode="json") for a in audit]
-    text = rolled_back(failure, cancelled=released, not_booked=not_booked, resolved=resolved, actions=audit)
+    kept = [r.name for r in records if r.state is StepState.KEPT]
+    paid = [(r.name, r.undo_result.fee_charged) for r in compensated if isinstance(r.undo_result, CancelResult)]
+    fees = [{"step": name, **fee.model_dump(mode="json")} for name, fee in paid if fee is not None]
+    if kept or fees:
+        # Only runs whose undo was held for approval have these: older results keep their shape.
+        details["kept"], details["fees_paid"] = kept, fees
+    text = rolled_back(
+        failure,
+        cancelled=released,
+        not_booked=not_booked,
+        resolved=resolved,
+        actions=audit,
+        kept=kept,
+        fees=[f"{f['step']} {f['amount']} {f['currency']}" for f in fees],
+    )
     return saga_error(ErrorType.BOOKING_ROLLED_BACK, failure, text, **details)
 
 
@@ -199,10 +220,20 @@ def update_rejected(reason: str) -> ApplicationError:
     )
 
 
-def operator_refusal(what: str, *, status: SagaStatus, operator: str, note: str) -> str | None:
-    """Why an operator's ``retry`` / ``resolve`` (``what``) cannot be taken now; ``None`` if it can."""
-    if status is not SagaStatus.NEEDS_ATTENTION:
-        return f"this booking is {status.value}, not {SagaStatus.NEEDS_ATTENTION.value}: there is nothing to {what}"
+def operator_refusal(
+    what: str,
+    *,
+    status: SagaStatus,
+    operator: str,
+    note: str,
+    expected: SagaStatus = SagaStatus.NEEDS_ATTENTION,
+) -> str | None:
+    """Why an operator's ``what`` (retry, resolve, approve, keep) cannot be taken now; ``None`` if it can.
+
+    ``expected`` is the status in which the action makes sense.
+    """
+    if status is not expected:
+        return f"this booking is {status.value}, not {expected.value}: there is nothing to {what}"
     if not operator:
         return "operator must name who is acting"
     if not note:
@@ -216,3 +247,18 @@ def unknown_fields(extra: dict[str, object] | None, known: Sequence[str]) -> str
         return None
     fields = "the only field is" if len(known) == 1 else "the fields are"
     return f"unknown field(s) {', '.join(sorted(extra))}; {fields}: {', '.join(known)}"
+
+
+def confirmation_timed_out(kind: Kind, within: timedelta) -> ApplicationError:
+    """A waiting step's deadline passed: a benign, typed failure of that step (it unwinds the saga)."""
+    return ApplicationError(
+        f"the {kind.value} provider did not confirm within {within.total_seconds():g} s",
+        type=ErrorType.CALLBACK_TIMED_OUT.value,
+        non_retryable=True,
+        category=ApplicationErrorCategory.BENIGN,
+    )
+
+
+def callback_refused(refusal: CallbackRefusal, reason: str) -> ApplicationError:
+    """What ``provider_confirmed``'s validator raises; the receiver maps the type to an HTTP status."""
+    return ApplicationError(reason, type=refusal.value, non_retryable=True, category=ApplicationErrorCategory.BENIGN)

@@ -37,6 +37,9 @@ class StepPolicy:
     timeout: timedelta
     #: The error types that end the step at once.
     non_retryable: tuple[str, ...] = STEP_NON_RETRYABLE_ERRORS
+    #: How long the step waits for the provider's callback when it answers 202
+    #: (pending); a booking's ``async_deadline_s`` overrides it.
+    confirm_within: timedelta = timedelta(minutes=15)
 
     def retry_policy(self, overrides: RetryOverrides | None) -> RetryPolicy:
         own = RetryPolicy(
@@ -78,7 +81,10 @@ def seconds(value: float | None) -> timedelta | None:
 #: waits longer between attempts before giving up.
 STEP_POLICIES: dict[Kind, StepPolicy] = {
     Kind.CAR: StepPolicy(timedelta(seconds=1), 2.0, timedelta(seconds=10), 5, timedelta(seconds=10)),
-    Kind.HOTEL: StepPolicy(timedelta(seconds=1), 2.0, timedelta(seconds=10), 5, timedelta(seconds=10)),
+    # A hotel that confirms by hand may take an hour.
+    Kind.HOTEL: StepPolicy(
+        timedelta(seconds=1), 2.0, timedelta(seconds=10), 5, timedelta(seconds=10), confirm_within=timedelta(hours=1)
+    ),
     Kind.FLIGHT: StepPolicy(timedelta(seconds=1), 2.0, timedelta(seconds=20), 5, timedelta(seconds=15)),
 }
 #: Hold and confirm. Ticketing has no attempt cap (the saga core sees to that)

@@ -12,8 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from saga import Saga, StepKind, StepRecord, StepState
-from trip import UPDATE_CONFIRM, UPDATE_DECLINE, UPDATE_RESOLVE, UPDATE_RETRY_COMPENSATION
-from trip.models import BookingRequest, CancelResult, FinalizeResult, Reservation, Ticket
+from trip import (
+    UPDATE_APPROVE_UNDO,
+    UPDATE_CONFIRM,
+    UPDATE_DECLINE,
+    UPDATE_KEEP,
+    UPDATE_RESOLVE,
+    UPDATE_RETRY_COMPENSATION,
+)
+from trip.models import BookingRequest, CancelResult, FinalizeResult, Money, Reservation, Ticket
 from trip.status import (
     Attention,
     BookingStatus,
@@ -24,6 +31,8 @@ from trip.status import (
     OutstandingStep,
     SagaStatus,
     StepView,
+    UndoApproval,
+    WaitingView,
 )
 from trip.steps import TICKET, booked_by, finalized_by
 
@@ -59,6 +68,23 @@ def step_view(record: StepRecord) -> StepView:
         undo_attempts=record.undo_attempts,
         undo_outcome=undo_outcome(record),
         undo_error=record.undo_error,
+        undo_fee=record.undo_result.fee_charged if isinstance(record.undo_result, CancelResult) else None,
+    )
+
+
+def undo_approval(saga: Saga, record: StepRecord) -> UndoApproval:
+    """A step whose undo the saga held because it costs money (``record.approval`` is set)."""
+    needed = record.approval
+    assert needed is not None and record.approval_since is not None
+    return UndoApproval(
+        step=record.name,
+        confirmation=confirmation_of(record),
+        fee=Money(amount=needed.cost, currency=needed.currency),
+        reason=needed.reason,
+        since=record.approval_since,
+        deadline=record.approval_deadline,
+        default=saga.approval_default,
+        decision=record.decision,
     )
 
 
@@ -89,6 +115,8 @@ def action_result(saga: Saga, outcomes: dict[str, str]) -> OperatorActionResult:
     # The run closes once nothing is outstanding (and every Update has finished).
     done = SagaStatus.COMPLETED if saga.past_pivot else SagaStatus.ROLLED_BACK
     status = SagaStatus.NEEDS_ATTENTION if outstanding else done
+    if saga.awaiting_approval():
+        status = SagaStatus.AWAITING_UNDO_APPROVAL
     return OperatorActionResult(status=status, outcomes=outcomes, outstanding=outstanding)
 
 
@@ -109,6 +137,9 @@ class Facts:
     attention: Attention | None
     confirmation: ConfirmationView | None
     cancel_too_late: bool
+    #: Steps waiting for a provider's callback (a 202 answer), and those that did.
+    waiting: Sequence[WaitingView] = ()
+    waited: Sequence[WaitingView] = ()
 
     @property
     def ticket(self) -> str | None:
@@ -155,6 +186,9 @@ def booking_status(f: Facts) -> BookingStatus:
         confirmation=f.confirmation,
         past_pivot=f.saga.past_pivot,
         ticket=f.ticket,
+        undo_approvals=[undo_approval(f.saga, r) for r in records if r.approval is not None],
+        waiting=list(f.waiting),
+        waited=list(f.waited),
     )
 
 
@@ -171,6 +205,8 @@ def details(f: Facts) -> str:
         ]
     elif c is not None and c.decision is not None:
         lines += ["", f"Traveller's answer: {c.decision.value}{' (' + c.note + ')' if c.note else ''}"]
+    for w in f.waiting:
+        lines.append(w.text())
     if f.saga.past_pivot:
         lines.append(f"Ticket {f.ticket} issued: past the point of no return, recovering forward only.")
     if f.cancel_too_late and f.saga.past_pivot:
@@ -184,12 +220,32 @@ def details(f: Facts) -> str:
             f"Waiting for an operator until {f.attention.deadline.isoformat(timespec='seconds')}; "
             f"outstanding: {held}. Send the `{UPDATE_RETRY_COMPENSATION}` or `{UPDATE_RESOLVE}` Update.",
         ]
+    for r in f.saga.awaiting_approval():
+        assert r.approval is not None
+        by = f" by {r.approval_deadline.isoformat(timespec='seconds')}" if r.approval_deadline else ""
+        lines += [
+            "",
+            f"Undo of {r.name} held: {r.approval.reason}. Send the `{UPDATE_APPROVE_UNDO}` or `{UPDATE_KEEP}`"
+            f" Update{by}; then the default applies: {f.saga.approval_default.value}.",
+        ]
     for action in f.saga.actions:
         lines.append(
             f"- {action.at.isoformat(timespec='seconds')} {action.operator}: {action.action} "
             f"{', '.join(action.steps)} ({action.note})" + (f" [batch {action.batch}]" if action.batch else "")
         )
     return "\n".join(lines)
+
+
+#: Who confirms each kind of booking, as a person reads it.
+PROVIDER_NAMES = {"car": "car rental's", "hotel": "hotel's", "flight": "airline's"}
+
+
+def waiting_line(w: WaitingView) -> str:
+    """ "waiting for the airline's confirmation (ref ...) since ..., deadline ...": the page and the CLI say it too."""
+    return (
+        f"{w.step}: waiting for the {PROVIDER_NAMES[w.kind.value]} confirmation (ref {w.reference})"
+        f" since {w.since.isoformat(timespec='seconds')}, deadline {w.deadline.isoformat(timespec='seconds')}"
+    )
 
 
 def _step_line(record: StepRecord) -> str:

@@ -32,6 +32,17 @@ class Order:
     amount_cents: int
     #: Release all reservations at once instead of in reverse order.
     parallel_unwind: bool = False
+    #: Releasing a reservation costs this (a restocking fee): each release then waits for approval.
+    restock_fee_cents: int = 0
+
+
+@dataclass
+class Decide:
+    """An operator's ``approve_undo`` or ``keep`` of a release held for its fee."""
+
+    step: str
+    operator: str
+    note: str
 
 
 @dataclass

@@ -5,7 +5,9 @@ the order only goes forward, and a shipment that keeps failing waits for an
 operator instead of unwinding. The saga core does all of that: adopting it
 takes the ``Saga(...)`` line, ``saga.run`` in place of ``execute_activity``
 (with the undo and the step's kind), ``compensate()`` on failure, and one wait
-for the operator. Workflow code: no I/O here.
+for the operator. A release that costs a restocking fee waits for an
+operator's ``approve_undo`` or ``keep`` (the ``undo_gate``). Workflow code: no
+I/O here.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import asyncio
 import dataclasses
 import functools
 from datetime import timedelta
+from decimal import Decimal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from examples.order.activities import Order, OrderActivities, Receipt, Reservation, Settle
-    from saga import Compensation, Saga, StepKind
+    from examples.order.activities import Decide, Order, OrderActivities, Receipt, Reservation, Settle
+    from saga import ApprovalNeeded, Compensation, Saga, StepKind, StepRecord
 
 TIMEOUT = timedelta(seconds=10)
 #: Small budgets so that a stuck step surfaces within seconds of (skipped) time.
@@ -39,7 +42,12 @@ class OrderWorkflow:
     @workflow.init
     def __init__(self, order: Order) -> None:
         # Built here, not in run, so that the operator's Updates always find it.
-        self.saga = Saga(parallel_compensation=order.parallel_unwind, undo_retry_policy=RETRY)
+        fee = Decimal(order.restock_fee_cents) / 100
+
+        def costly(record: StepRecord) -> ApprovalNeeded | None:
+            return ApprovalNeeded(fee, "EUR", "restocking fee") if fee > 0 else None
+
+        self.saga = Saga(parallel_compensation=order.parallel_unwind, undo_retry_policy=RETRY, undo_gate=costly)
 
     @workflow.run
     async def run(self, order: Order) -> Receipt:
@@ -88,6 +96,22 @@ class OrderWorkflow:
             raise ValueError("name the steps settled by hand")
         for step in req.steps:
             self.saga.check_resolve(step)
+
+    @workflow.update
+    async def approve_undo(self, req: Decide) -> str:
+        return (await self.saga.approve_undo(req.step, operator=req.operator, note=req.note)).value
+
+    @workflow.update
+    def keep(self, req: Decide) -> str:
+        return self.saga.keep(req.step, operator=req.operator, note=req.note).value
+
+    @approve_undo.validator
+    def _check_approve(self, req: Decide) -> None:
+        self.saga.check_decision(req.step)
+
+    @keep.validator
+    def _check_keep(self, req: Decide) -> None:
+        self.saga.check_decision(req.step)
 
     @workflow.query
     def steps(self) -> dict[str, str]:

@@ -32,6 +32,11 @@ RATIOS = (
     "worker_peak_rss",
     "web_submit_p50",
     "form_update_with_start_vs_start_then_result",
+    # Against the physical floor: realistic provider latency, the overhead at zero latency, CPU per saga.
+    "latency_vs_limit_realistic",
+    "latency_vs_seed_style_realistic",
+    "worker_cpu_ratio",
+    "server_cpu_ratio",
 )
 
 
@@ -57,6 +62,11 @@ def test_quick_bench_prints_one_results_object_with_the_ratios() -> None:
     assert results["floor"]["workflow_tasks"]["floor_empty"] == 1
     assert results["floor"]["workflow_tasks"]["floor_local"] == 1
     assert results["floor"]["reservations_left"] == 0
+    # Ours minus the same-shape no-op floor: a difference, so any sign is a figure.
+    assert math.isfinite(results["ratios"]["overhead_ms_vs_floor"])
+    # The realistic limit is built from every measured saga's own provider answers.
+    for side, limit in results["realistic"]["limits"].items():
+        assert limit["sagas_measured"] == results["plan"]["realistic_runs"], side
     # Parallel mode really ran the three bookings at once.
     assert results["cost_per_saga"]["ours"]["workflow_tasks"] < results["cost_per_saga"]["baseline"]["workflow_tasks"]
     assert (ROOT / "bench" / "results" / "latest-quick.json").exists()

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -171,6 +172,8 @@ class MakeRun:
         self.data_dir = data_dir
         env = {k: v for k, v in os.environ.items() if k not in ("TEMPORAL_ADDRESS", "TEMPORAL_UI_URL", "PROVIDERS_URL")}
         env.update({name: str(port) for name, port in self.ports.items()}, TRIP_DATA_DIR=str(data_dir))
+        # Providers that confirm later call back at once, not after the demo's minute.
+        env["CALLBACK_DELAY_S"] = "0.2"
         self.env = env
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scripts.devstack"],
@@ -267,6 +270,23 @@ def test_make_run_serves_every_service_on_the_ports_it_is_given(make_run: MakeRu
     versioning = make_run.describe(run["workflow_id"])["versioningInfo"]
     assert versioning["deploymentVersion"] == {"deploymentName": "booking", "buildId": build_id}
     assert versioning["behavior"] == "VERSIONING_BEHAVIOR_PINNED"
+
+
+def test_make_run_wires_the_providers_callbacks_to_the_web_app_with_secrets_only_they_read(make_run: MakeRun) -> None:
+    secrets = make_run.data_dir / ".temporal" / "callback_secrets.json"
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
+    booked = make_run.shell(".venv/bin/python run_workflow.py --scenario flight-async --json")
+    assert booked.returncode == 0, booked.stderr
+    run = json.loads(booked.stdout)
+    assert run["status"] == "COMPLETED"
+    assert [w["outcome"] for w in run["waited"]] == ["confirmed"]
+    ledger = httpx.get(
+        f"http://127.0.0.1:{make_run.ports['PROVIDERS_PORT']}/reservations",
+        params={"booking_id": run["workflow_id"]},
+        timeout=5,
+    ).json()
+    flight = next(r for r in ledger if r["kind"] == "flight")
+    assert run["confirmations"]["flight"] == flight["confirmation"]
 
 
 def test_make_rollout_moves_new_bookings_to_a_new_build_and_stops_the_old_worker_once_drained(

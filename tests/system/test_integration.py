@@ -19,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, make_request, wait_for_saga_status
 from tests.system.conftest import FAST, cli, temporal_cli
+from trip import SA_BOOKING_STATUS
 from trip.models import Scenario
 from trip.scenarios import OUTRIGHT, SCENARIOS
 from trip.status import SagaStatus
@@ -27,7 +28,14 @@ from wiring.outcome import await_outcome
 from wiring.start import start_booking
 from workflows.booking import BookingWorkflow
 
-EXIT_CODES = {"COMPLETED": 0, "ROLLED_BACK": 1, "ROLLBACK_INCOMPLETE": 3, "CANCELLED": 5, "NEEDS_ATTENTION": 7}
+EXIT_CODES = {
+    "COMPLETED": 0,
+    "ROLLED_BACK": 1,
+    "ROLLBACK_INCOMPLETE": 3,
+    "CANCELLED": 5,
+    "NEEDS_ATTENTION": 7,
+    "AWAITING_UNDO_APPROVAL": 9,
+}
 
 
 @pytest.mark.parametrize("scenario", OUTRIGHT)
@@ -60,6 +68,15 @@ def test_cli_runs_each_scenario_with_the_documented_exit_code_json_and_ledger(
     elif expected == "ROLLED_BACK":
         assert out["error"]["type"] == "BookingRolledBack"
         assert active == []
+    elif expected == "AWAITING_UNDO_APPROVAL":
+        [held] = out["undo_approvals"]
+        assert (held["step"], held["fee"], held["decision"]) == (
+            "book_hotel",
+            {"amount": "150.00", "currency": "EUR"},
+            None,
+        )
+        # Parallel mode: the car's undo ran while the hotel's waits for a decision.
+        assert active == ["hotel"]
     else:
         assert expected == "NEEDS_ATTENTION"
         assert [o["step"] for o in out["outstanding"]] == ["book_car"] and out["attention_deadline"]
@@ -115,6 +132,42 @@ async def test_a_stuck_undo_exits_7_and_the_temporal_cli_resolve_closes_it(
     assert outcome.status is SagaStatus.ROLLED_BACK and outcome.error_type == "BookingRolledBack"
     assert outcome.error_details["operator_actions"][0]["operator"] == "ops"
     assert providers.active_kinds(workflow_id) == ["car"]  # resolved outside the system, not by us
+
+
+async def test_a_costly_undo_exits_9_and_the_temporal_cli_approve_undo_rolls_it_back_with_the_fee(
+    dev_client: Client, providers: ProviderService, worker_queue: str, codec_server: list[str]
+) -> None:
+    """The hotel costs a night to cancel: the run waits for an operator, who approves with the Temporal CLI."""
+    workflow_id = f"cli-fee-{uuid.uuid4().hex[:8]}"
+    args = ["--scenario", "hotel-cancel-fee", "--mode", "sequential", "--workflow-id", workflow_id]
+    done = cli(dev_client, *args, "--task-queue", worker_queue, *FAST)
+    assert done.returncode == 9, done.stderr
+    assert "Outcome: AWAITING_UNDO_APPROVAL" in done.stdout and "approve-undo|keep" in done.stdout
+    handle = dev_client.get_workflow_handle(workflow_id)
+    described = await handle.describe()
+    assert described.typed_search_attributes.get(SA_BOOKING_STATUS) == "AWAITING_UNDO_APPROVAL"
+    # Sequential: the car's undo waits behind the hotel's decision.
+    assert providers.active_kinds(workflow_id) == ["car", "hotel"]
+
+    # Our own CLI sends the same Updates: a keep of a step that is not held is refused, and changes nothing.
+    wrong = ["keep", "--workflow-id", workflow_id, "--step", "book_car", "--operator", "ops", "--note", "x", "--json"]
+    kept = cli(dev_client, *wrong, script="run_operator.py")
+    assert kept.returncode == 2 and "step 'book_car' is not awaiting approval" in json.loads(kept.stdout)["message"]
+
+    payload = {"step": "book_hotel", "operator": "ops", "note": "a night is cheaper than the stay"}
+    update = ["workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "approve_undo"]
+    rejected = temporal_cli(dev_client, *update, "--input", json.dumps({**payload, "step": "book_car"}), *codec_server)
+    assert rejected.returncode != 0 and "not awaiting approval" in rejected.stderr + rejected.stdout
+    approved = temporal_cli(dev_client, *update, "--input", json.dumps(payload), *codec_server)
+    assert approved.returncode == 0, approved.stderr
+    assert "compensated" in approved.stdout  # the result, decoded by the codec server
+
+    outcome = await await_outcome(dev_client, handle)
+    assert outcome.status is SagaStatus.ROLLED_BACK and outcome.error_type == "BookingRolledBack"
+    assert outcome.error_details["fees_paid"] == [{"step": "book_hotel", "amount": "150.00", "currency": "EUR"}]
+    [action] = outcome.error_details["operator_actions"]
+    assert (action["action"], action["operator"], action["cost"]) == ("approve_undo", "ops", "150.00")
+    assert providers.active_kinds(workflow_id) == []
 
 
 async def test_run_operator_retries_a_lifted_outage_and_explains_a_rejection(

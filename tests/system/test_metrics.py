@@ -137,3 +137,19 @@ def test_final_status_names_how_the_workflow_closed() -> None:
     assert _final_status(activity_error) == "FAILED"
     # A plain exception fails the workflow task, which retries: the saga has not closed.
     assert _final_status(RuntimeError("bug")) is None
+
+
+async def test_a_step_whose_provider_never_calls_back_is_counted_as_timed_out(
+    metered: tuple[Client, str], task_queue: str
+) -> None:
+    client, url = metered
+    req = make_request(Scenario.FLIGHT_ASYNC_LOST, Mode.SEQUENTIAL).model_copy(update={"async_deadline_s": 0.5})
+    handle = await start_booking(client, req, task_queue=task_queue)
+    assert (await await_outcome(client, handle)).status is SagaStatus.ROLLED_BACK
+    samples = await wait_until(
+        lambda: scrape(url),
+        lambda s: value(s, "booking_sagas_total", status="ROLLED_BACK") >= 1,
+        what="the rolled-back saga to be counted",
+    )
+    assert value(samples, "booking_confirmations_timed_out_total", step="book_flight") == 1
+    assert value(samples, "booking_rollbacks_total", cause="CallbackTimedOut") == 1

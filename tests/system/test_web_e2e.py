@@ -29,7 +29,7 @@ from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, s
 from tests.system import demo_recording
 from tests.system.conftest import FreezableProxy
 from trip.forms import demo_trip
-from trip.models import RetryOverrides, Scenario
+from trip.models import Mode, RetryOverrides, Scenario
 from trip.status import SagaStatus
 from web.operators import add_operator
 from wiring.outcome import await_outcome
@@ -587,6 +587,49 @@ async def test_browser_operator_resolves_a_stuck_booking_from_the_attention_page
     await page.locator("#audit .audit-operator", has_text=OPERATOR).wait_for()
     audit = await page.locator("#audit").inner_text()
     assert "released by phone, ref 123" in audit and "resolve" in audit
+
+
+async def test_browser_operator_approves_a_costly_undo_with_a_note(
+    web_app: WebApp, dev_client: Client, providers: ProviderService, browser: Any, tmp_path: Path
+) -> None:
+    """The hotel costs a night to cancel: /attention lists it, the page offers Approve and Keep, a note is required."""
+    req = make_request(Scenario.HOTEL_CANCEL_FEE, Mode.SEQUENTIAL, name="Mary Jackson")
+    handle = await start_booking(dev_client, req, task_queue=web_app.task_queue)
+    location = f"/bookings/{handle.id}"
+    traveller = Browserless(web_app.url)
+    await wait_until(
+        lambda: traveller.status(location)["status"] == "AWAITING_UNDO_APPROVAL", what="the undo held", timeout=60
+    )
+    page_text = traveller.http.get(location).text
+    assert "Undo waiting for approval" in page_text and "150.00 EUR" in page_text
+    assert "Approve: cancel and pay" not in page_text  # operators only
+    operator = Browserless(web_app.url)
+    operator.log_in()
+    refused = operator.http.post(
+        f"{location}/approve-undo", data={"csrf_token": operator.csrf(location), "step": "book_hotel", "note": ""}
+    )
+    assert refused.status_code == 409 and "note must say why" in action_error(refused)
+
+    shots = screenshots_dir(tmp_path)
+    page = await browser.new_page(viewport={"width": 1000, "height": 1100})
+    await page.goto(f"{web_app.url}/login?next=/attention")
+    await page.get_by_label("Operator name").fill(OPERATOR)
+    await page.get_by_label("Password").fill(OPERATOR_PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    row = page.locator(f'#undo-approvals tr[data-workflow-id="{handle.id}"]')
+    await row.wait_for()
+    assert "book_hotel" in await row.inner_text() and "150.00 EUR" in await row.inner_text()
+    await row.get_by_role("link", name=handle.id).click()
+    await page.locator("#saga-status", has_text="Awaiting undo approval").wait_for()
+    await page.get_by_role("button", name="Keep book_hotel").wait_for()
+    await page.screenshot(path=str(shots / "undo-approval.png"), full_page=True)
+    await assert_fits_a_phone(page, shots / "undo-approval-phone.png")
+    await page.get_by_label("Note for book_hotel").fill("one night is less than the stay")
+    await page.get_by_role("button", name="Approve undo of book_hotel").click()
+    await page.locator("#saga-status", has_text="Rolled back").wait_for(timeout=60_000)
+    audit = await page.locator("#audit").inner_text()
+    assert "approve_undo" in audit and "one night is less than the stay" in audit and "150.00 EUR" in audit
+    assert providers.active_kinds(handle.id) == []
 
 
 async def test_browser_operator_retries_an_undo_once_the_outage_is_lifted(

@@ -149,3 +149,15 @@ def test_anchors_follow_githubs_rules(tmp_path: Path) -> None:
         "notes",
         "notes-1",
     }
+
+
+def test_the_readme_scenario_table_ends_with_the_held_scenarios_it_says_it_does() -> None:
+    # "The last three only differ from happy when the trip is held": rows added
+    # at the end of the table would silently change what that sentence names.
+    from trip.scenarios import HELD
+
+    text = README.read_text()
+    table, after = text.split("| scenario | what happens | outcome |", 1)[1].split("\n\n", 1)
+    names = [re.findall(r"`([a-z-]+)`", row.split("|")[1]) for row in table.strip().splitlines()[1:]]
+    assert after.startswith("The last three only differ from `happy` when the trip is held")
+    assert [n for row in names[-3:] for n in row] == [s.value for s in HELD]

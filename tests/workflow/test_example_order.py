@@ -27,7 +27,7 @@ from temporalio.worker import Worker
 
 import examples
 from examples.order import Line, Order, OrderActivities, OrderWorkflow, Receipt, Settle, Shop
-from examples.order.activities import Reservation
+from examples.order.activities import Decide, Reservation
 from examples.order.workflows import RESERVE
 from tests.conftest import wait_until
 
@@ -131,6 +131,23 @@ async def test_stuck_releases_are_collected_and_the_others_still_run(harness: Ha
     # plum's release failed first, and pear's was still run.
     assert harness.shop.log[3:] == ["release pear"]
     assert harness.shop.stock == {"apple": 4, "pear": 5, "plum": 4, "fig": 0}
+
+
+async def test_a_release_with_a_restocking_fee_waits_for_approve_or_keep(harness: Harness) -> None:
+    o = order("apple", "pear", "fig")
+    o.restock_fee_cents = 500
+    handle = await harness.start(o)
+    await wait_for_step(handle, "reserve pear", "awaiting-approval")
+    await handle.execute_update(OrderWorkflow.keep, Decide("reserve pear", "ops", "the customer still wants it"))
+    await wait_for_step(handle, "reserve apple", "awaiting-approval")
+    assert (
+        await handle.execute_update(OrderWorkflow.approve_undo, Decide("reserve apple", "ops", "fee ok"))
+        == "compensated"
+    )
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert (await handle.query(OrderWorkflow.steps))["reserve pear"] == "kept"
+    assert harness.shop.stock == {"apple": 5, "pear": 4, "plum": 5, "fig": 0}  # the pear stays reserved
 
 
 async def test_a_declined_card_releases_the_stock_and_never_ships(harness: Harness) -> None:

@@ -20,6 +20,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from wiring.worker import workflow_runner
+from workflows.approval import PATCH_UNDO_APPROVAL
 from workflows.booking import PATCH_NEEDS_ATTENTION, BookingWorkflow
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
@@ -43,6 +44,8 @@ def test_every_scenario_and_both_modes_were_recorded() -> None:
     assert "v1/car-cancel-broken-sequential-mid-unwind.json" in names
     # Hold and confirm: every held scenario in both modes, awaiting, declined.
     assert len([n for n in names if n.startswith("v3-hold-and-confirm/") and "-held" in n]) == 10
+    # A provider that confirms later: confirmed by callback and timed out, in both modes.
+    assert len([n for n in names if n.startswith("v6-async-confirmation/flight-async-lost-")]) == 4
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -55,4 +58,20 @@ async def test_the_guard_fails_without_the_patch(monkeypatch: pytest.MonkeyPatch
     """Without ``workflow.patched`` an old run would take the new path and break on replay."""
     monkeypatch.setattr(workflow, "patched", lambda patch_id: patch_id == PATCH_NEEDS_ATTENTION)
     result = await replayer().replay_workflow(load(HISTORIES / "v1" / f"{name}.json"), raise_on_replay_failure=False)
+    assert isinstance(result.replay_failure, NondeterminismError), result.replay_failure
+
+
+def test_the_undo_approval_paths_were_recorded() -> None:
+    names = {p.relative_to(HISTORIES).as_posix() for p in FILES}
+    assert {
+        "v6-undo-approval/hotel-cancel-fee-sequential-approved.json",
+        "v6-undo-approval/hotel-cancel-fee-parallel-kept.json",
+    } <= names
+
+
+async def test_a_held_undo_replays_only_with_its_patch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run recorded before the undo gate must not take it on replay: the gate asks for its patch."""
+    history = load(HISTORIES / "v6-undo-approval" / "hotel-cancel-fee-sequential-approved.json")
+    monkeypatch.setattr(workflow, "patched", lambda patch_id: patch_id != PATCH_UNDO_APPROVAL)
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert isinstance(result.replay_failure, NondeterminismError), result.replay_failure

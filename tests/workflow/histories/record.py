@@ -7,10 +7,15 @@ while ``car-cancel-broken`` is still unwinding (``...-mid-unwind.json``), and,
 where the code has NEEDS_ATTENTION, one captured while it waits for an operator.
 Where the code has hold and confirm: held trips confirmed in both modes
 (``...-held.json``), one captured while it awaits confirmation, one declined.
+Where a provider may confirm later (a 202, then a callback): ``flight-async-lost``
+confirmed by the ``provider_confirmed`` Update and timed out, in both modes
+(``--scenario flight-async-lost`` records only these).
 Where the operator's Updates take a bulk operation's batch id: a stranded
 ``car-cancel-outage`` retried by a batch while the outage is on, then after it
 is lifted (``...-bulk-retried.json``), and a ``car-cancel-broken`` resolved by
-a batch (``...-bulk-resolved.json``).
+a batch (``...-bulk-resolved.json``). Where the code holds a costly undo for
+approval: ``hotel-cancel-fee`` approved (sequential) and kept (parallel), as
+``...-approved.json`` and ``...-kept.json``.
 
 Histories recorded for an older version of the workflow must never be
 re-recorded to turn a red replay test green: record the current code under a
@@ -179,6 +184,45 @@ async def record_bulk(client: Client, queue: str, out: Path, providers_url: str)
         await _save(handle, out / f"{scenario.value}-{Mode.SEQUENTIAL.value}-{label}.json")
 
 
+async def record_approval(client: Client, queue: str, out: Path) -> None:
+    """A costly undo held for approval, then approved (sequential) or kept (parallel)."""
+    scenario = getattr(Scenario, "HOTEL_CANCEL_FEE", None)
+    if scenario is None:
+        return  # this version never holds an undo
+    for mode, update, label in ((Mode.SEQUENTIAL, "approve_undo", "approved"), (Mode.PARALLEL, "keep", "kept")):
+        handle = await start_booking(client, make_request(scenario, mode), task_queue=queue, keyring=TAGS)
+        await _wait_for(client, handle, lambda s: s.status.value == "AWAITING_UNDO_APPROVAL", "an undo held")
+        await handle.execute_update(update, {"step": "book_hotel", "operator": "ops", "note": "recorded"})
+        await await_outcome(client, handle)
+        await _save(handle, out / f"{scenario.value}-{mode.value}-{label}.json")
+
+
+async def record_async(client: Client, queue: str, out: Path) -> None:
+    """A provider that confirms later: confirmed by its callback, and timed out, in both modes.
+
+    ``flight-async-lost``'s provider never calls back, so the recorder sends the
+    ``provider_confirmed`` Update itself, as the web app's receiver would.
+    """
+    try:
+        from trip.scenarios import CONFIRMED_LATER
+    except ImportError:
+        return  # this version has no provider that confirms later
+    assert Scenario.FLIGHT_ASYNC_LOST in CONFIRMED_LATER
+    for mode in Mode:
+        req = make_request(Scenario.FLIGHT_ASYNC_LOST, mode).model_copy(update={"async_deadline_s": 600})
+        handle = await start_booking(client, req, task_queue=queue, keyring=TAGS)
+        await _wait_for(client, handle, lambda s: bool(s.waiting), "the flight to wait")
+        status = await fetch_status(client, handle)
+        confirm = {"kind": "flight", "reference": status.waiting[0].reference, "confirmation": "FLT-RECORDED"}
+        await handle.execute_update("provider_confirmed", {**confirm, "delivery_id": "d1"}, id="callback-d1")
+        await await_outcome(client, handle)
+        await _save(handle, out / f"flight-async-lost-{mode.value}-confirmed.json")
+        req = make_request(Scenario.FLIGHT_ASYNC_LOST, mode).model_copy(update={"async_deadline_s": 1})
+        handle = await start_booking(client, req, task_queue=queue, keyring=TAGS)
+        await await_outcome(client, handle)
+        await _save(handle, out / f"flight-async-lost-{mode.value}-timed-out.json")
+
+
 # Where the code has Worker Versioning, the runs are recorded on a versioned
 # worker, as shipped: their workflow tasks then carry the deployment version
 # and the PINNED behaviour the replay test must accept. Looked up rather than
@@ -235,6 +279,10 @@ async def main() -> None:
             async with build_worker(env.client, BookingActivities(http), task_queue=queue, **versioned(queue)):
                 await make_current(env.client, queue)
                 await record(env.client, queue, out, only)
+                if only is None or getattr(Scenario, "HOTEL_CANCEL_FEE", None) in only:
+                    await record_approval(env.client, queue, out)
+                if only is None or getattr(Scenario, "FLIGHT_ASYNC_LOST", None) in only:
+                    await record_async(env.client, queue, out)
                 if only is None:
                     await record_held(env.client, queue, out)
                     await record_bulk(env.client, queue, out, providers.url)
