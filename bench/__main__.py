@@ -45,7 +45,7 @@ from bench.plan import FULL, QUICK, Plan
 from bench.ratios import cost_per_saga, ratios, targets
 from bench.realistic import realistic_latency
 from bench.report import write_outputs
-from bench.scale import one_worker_against_two
+from bench.scale import capped_scale, one_worker_against_two
 from bench.sides import BASELINE, OURS, QUEUES, SIDES, WORKERS, one_saga
 from bench.stack import ROOT, Stack
 from bench.throughput import against_concurrency, reference_level
@@ -125,6 +125,8 @@ async def measure(h: Harness, web_url: str, sample_url: str) -> dict[str, Any]:
     phases["realistic"] = await realistic_latency(h)
     log("scale: one worker process against two on one queue")
     phases["scale"] = await one_worker_against_two(h)
+    log("scale on capped cores: 1 capped worker process against 2, then the knee")
+    phases["scale_capped"] = await capped_scale(h)
     log(f"rollback under a backlog of {plan.backlog} bookings")
     phases["rollback_under_backlog"] = await rollback_under_backlog(h)
     log(f"web: submit→redirect vs a request that waits, {plan.web_runs} runs")
@@ -163,6 +165,7 @@ def results(plan: Plan, quick: bool, phases: dict[str, Any]) -> dict[str, Any]:
             key: phases[key]
             for key in (
                 "scale",
+                "scale_capped",
                 "floor",
                 "overhead",
                 "realistic",

@@ -1,4 +1,4 @@
-"""Rollbacks behind a backlog: does undo priority let a rollback finish soon behind 1000 new bookings?
+"""Rollbacks behind a backlog: do the undo queue and undo priority let a rollback finish soon behind 1000 new bookings?
 
 Four ``flight-sold-out`` rollbacks, started together, on an idle queue and
 right behind ``plan.backlog`` bookings on the same queue; each from its start
@@ -34,8 +34,9 @@ async def rollback_under_backlog(h: Harness) -> dict[str, Any]:
     new bookings, against the same on an idle queue, and its unwind (failure → closed)
     loaded against idle. Four variants, started together:
 
-    - ``priority``: as shipped, undos at ``UNDO_PRIORITY_KEY`` (1);
-    - ``default``: undos at 3, as the bookings;
+    - ``priority``: as shipped, undos on their own queue (``<queue>-undo``, a
+      Worker with its own slots in the same worker process) at ``UNDO_PRIORITY_KEY`` (1);
+    - ``default``: undos on their own queue at 3, as the bookings;
     - ``escalated``: as shipped, and as soon as the booking failure is in its
       history the whole workflow is raised to priority 1 with
       ``UpdateWorkflowExecutionOptions`` (server ≥ 1.30 re-issues the pending

@@ -37,6 +37,8 @@ class Plan:
     overhead_runs: int = 10
     #: Measure the CPU levers (``bench.levers``).
     levers: bool = False
+    #: Capped worker processes, one count after another: the knee of ``bench.scale.capped_scale``.
+    capped_workers: tuple[int, ...] = (1, 2, 3, 4, 6, 8)
 
 
 FULL = Plan(
@@ -80,6 +82,7 @@ QUICK = Plan(
     eager_runs=0,
     http_calls=0,
     optimisations=False,
+    capped_workers=(1, 2),
 )
 
 

@@ -50,3 +50,34 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_knee(capped: dict[str, Any], path: Path) -> None:
+    """Throughput against the number of capped worker processes (``bench.scale.capped_scale``),
+    with the server's CPU beside it: where the line bends, the server is the bottleneck."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workers = sorted(int(n) for n in capped["knee"])
+    points = [capped["knee"][str(n)] for n in workers]
+    fig, rate = plt.subplots(figsize=(6.5, 4.2))
+    rate.plot(workers, [p["sagas_per_s"] for p in points], marker="o", color=COLOURS[OURS], label="sagas/s")
+    one = points[0]["sagas_per_s"] if workers[0] == 1 else None
+    if one is not None:
+        rate.plot(workers, [one * n for n in workers], linestyle=":", color="grey", label="linear in workers")
+    rate.set_xticks(workers, [str(n) for n in workers])
+    rate.set_xlabel(f"worker processes, each capped to {capped['cores_per_worker']} core ({capped['method']})")
+    rate.set_ylabel("completed sagas per second")
+    rate.set_title("Scale on capped cores: where the server becomes the bottleneck")
+    rate.grid(alpha=0.3)
+    server = rate.twinx()
+    server.plot(workers, [p["server_cpu_cores"] for p in points], marker="s", color="#b54708", label="server CPU")
+    server.set_ylabel("server CPU (cores)")
+    lines = rate.get_legend_handles_labels()
+    more = server.get_legend_handles_labels()
+    rate.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

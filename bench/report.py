@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.plot import plot
+from bench.plot import plot, plot_knee
 from bench.report_perf import cpu_section, overhead_section, realistic_section
 from bench.report_phases import (
     fairness_section,
@@ -27,6 +27,7 @@ from bench.report_phases import (
     scale_section,
     why_above_the_floor,
 )
+from bench.report_scale import capped_scale_section, undo_queue_section
 from bench.sides import BASELINE, OURS, SEQUENTIAL
 
 KEPT_START = "<!-- hand-written, kept by bench/report.py -->"
@@ -42,6 +43,10 @@ def write_outputs(results: dict[str, Any], root: Path, *, quick: bool) -> list[P
     plot_path = out_dir / f"{stem}.png"
     plot(results, plot_path)
     paths = [json_path, plot_path]
+    if "scale_capped" in results:
+        knee_path = out_dir / f"{stem}.knee.png"  # latest-quick.* is not kept
+        plot_knee(results["scale_capped"], knee_path)
+        paths.append(knee_path)
     if not quick:
         docs = root / "docs"
         docs.mkdir(exist_ok=True)
@@ -50,6 +55,10 @@ def write_outputs(results: dict[str, Any], root: Path, *, quick: bool) -> list[P
         md = docs / "benchmarks.md"
         md.write_text(page(results, root))
         paths += [doc_plot, md]
+        if "scale_capped" in results:
+            doc_knee = docs / "benchmarks-knee.png"
+            doc_knee.write_bytes(knee_path.read_bytes())
+            paths.append(doc_knee)
     return paths
 
 
@@ -117,7 +126,8 @@ Ours ÷ the seed-style baseline (described below), all from this one run:
   target needs is under "The floor" below);
 - a rollback behind {b["backlog"]} queued bookings: its unwind takes {times(ratios["rollback_unwind_under_backlog"])} of idle
   with undo priority ({times(ratios["rollback_unwind_under_backlog_without_priority"])} without), but from its start call
-  {times(ratios["rollback_under_backlog"])}, since its start and its bookings queue behind the backlog.{against_the_limit(ratios)}"""
+  {times(ratios.get("rollback_under_backlog_from_start_call", ratios["rollback_under_backlog"]))}, since its start
+  and its bookings queue behind the backlog.{against_the_limit(ratios)}"""
 
 
 def against_the_limit(ratios: dict[str, float]) -> str:
@@ -265,7 +275,9 @@ def markdown(r: dict[str, Any], hand_written: str = "", fairness: dict[str, Any]
         cpu_section(r),
         methods(r),
         scale_section(r),
+        capped_scale_section(r),
         rollback_section(r),
+        undo_queue_section(r),
         form_section(r),
         where_the_time_goes(r),
         hand_written,

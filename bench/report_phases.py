@@ -169,7 +169,7 @@ open at that moment), {r["plan"]["backlog_rounds"]} round(s). *From start* is th
 With {r["plan"]["backlog_rounds"]} loaded sample(s) per row (the p50 of two is the larger) and the worker saturated,
 the loaded figures spread by up to ten times within a row: read them as orders of magnitude.
 
-`rollback_under_backlog` = **{ratios["rollback_under_backlog"]:.1f}** (target ≤ 2.0), measured from the start call;
+From the start call the shipped rollback took ×{b["priority"]["ratio"]:.1f} its idle time;
 `rollback_unwind_under_backlog` = **{ratios["rollback_unwind_under_backlog"]:.1f}** for the unwind alone (shipped),
 {ratios["rollback_unwind_under_backlog_without_priority"]:.1f} with the undos at 3 and
 {ratios["rollback_unwind_under_backlog_escalated"]:.1f} with the workflow raised on the failure.

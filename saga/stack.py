@@ -52,12 +52,17 @@ class Stack:
         attempts_from_failure: FailureAttempts | None = None,
         attempts_from_result: ResultAttempts | None = None,
         undo_priority: Priority | None = None,
+        undo_task_queue: str | None = None,
     ) -> None:
         self.parallel_compensation = parallel_compensation
         #: Task-queue priority of every undo activity (``None``: inherit the
         #: workflow's). A rollback behind a backlog of new work should not wait
         #: its turn: the resources it holds are what the new work may need.
         self.undo_priority = undo_priority
+        #: Task queue of every undo activity (``None``: the workflow's own). A
+        #: queue of their own, polled by a worker with its own slots, keeps
+        #: undos out of the line of new work rather than only ahead in it.
+        self.undo_task_queue = undo_task_queue
         #: Give each undo the activity id ``undo-<step>``, so that operator
         #: tools (``temporal activity pause/reset -a undo-book_car``) can name
         #: it. Off by default only because histories recorded without it would
@@ -161,6 +166,7 @@ class Stack:
                 result_type=undo.result_type,
                 activity_id=f"undo-{record.name}" if self.stable_undo_ids else None,
                 priority=self.undo_priority or Priority.default,
+                task_queue=self.undo_task_queue or workflow.info().task_queue,
             )
         except ActivityError as err:
             record.state = StepState.COMPENSATION_FAILED

@@ -11,6 +11,7 @@ import logging
 import signal
 from dataclasses import dataclass
 from datetime import timedelta
+from types import TracebackType
 
 from temporalio.client import Client
 from temporalio.worker import (
@@ -28,6 +29,7 @@ from wiring.metrics import SagaMetricsInterceptor
 from wiring.settings import WorkerSettings
 from wiring.tracing import instrument_http_client
 from workflows.booking import BookingWorkflow
+from workflows.policies import undo_task_queue
 
 log = logging.getLogger("booking.worker")
 
@@ -68,6 +70,35 @@ class WorkerTuning:
     #: five. Off until ``make bench`` shows it pays for its extra open polls
     #: (docs/benchmarks.md has the latest figures).
     poller_autoscaling: bool = False
+    #: Undo activities run at once on the undo queue, in slots of their own:
+    #: a rollback never waits for a booking's slot (``make bench``:
+    #: rollback_under_backlog).
+    max_concurrent_undos: int = 20
+
+
+class BookingWorker:
+    """The two Workers of one booking worker process: the booking queue (workflows
+    and every activity) and its undo queue (``workflows.policies.undo_task_queue``:
+    undo activities only, in their own slots). Run it with ``async with``."""
+
+    def __init__(self, main: Worker, undo: Worker) -> None:
+        self.main = main
+        self.undo = undo
+
+    async def __aenter__(self) -> BookingWorker:
+        await self.undo.__aenter__()
+        try:
+            await self.main.__aenter__()
+        except BaseException:
+            await self.undo.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # Both drain at once: in-flight undos get the same grace as bookings.
+        await asyncio.gather(self.main.__aexit__(exc_type, exc, tb), self.undo.__aexit__(exc_type, exc, tb))
 
 
 def build_worker(
@@ -78,15 +109,15 @@ def build_worker(
     graceful_shutdown_timeout: timedelta = DEFAULT_GRACE,
     tuning: WorkerTuning = WorkerTuning(),
     deployment: WorkerDeploymentConfig | None = None,
-) -> Worker:
+) -> BookingWorker:
     """``deployment``: the Worker Deployment version this worker polls as
-    (``wiring.versioning.deployment_config``); ``None`` polls unversioned, as
-    the in-process test workers and the time-skipping server do."""
+    (``wiring.versioning.deployment_config``), on both queues; ``None`` polls
+    unversioned, as the in-process test workers and the time-skipping server do."""
     # The SDK's default is a fixed five pollers per kind of task.
     pollers: PollerBehavior = (
         PollerBehaviorAutoscaling() if tuning.poller_autoscaling else PollerBehaviorSimpleMaximum(maximum=5)
     )
-    return Worker(
+    main = Worker(
         client,
         task_queue=task_queue,
         workflows=[BookingWorkflow],
@@ -106,6 +137,17 @@ def build_worker(
         # None: an unversioned worker.
         deployment_config=deployment,
     )
+    undo = Worker(
+        client,
+        task_queue=undo_task_queue(task_queue),
+        activities=[a for a in activities.all() if a.__name__.startswith("undo_")],
+        graceful_shutdown_timeout=graceful_shutdown_timeout,
+        max_concurrent_activities=tuning.max_concurrent_undos,
+        activity_task_poller_behavior=pollers,
+        interceptors=[SagaMetricsInterceptor()],
+        deployment_config=deployment,
+    )
+    return BookingWorker(main, undo)
 
 
 def describe_deployment(deployment: WorkerDeploymentConfig | None) -> str:
@@ -143,9 +185,10 @@ async def run(
         )
         async with worker:
             log.info(
-                "worker ready: %s, task queue %r on %s (namespace %s), providers at %s, %s",
+                "worker ready: %s, task queues %r and %r on %s (namespace %s), providers at %s, %s",
                 describe_deployment(deployment),
                 task_queue,
+                worker.undo.task_queue,
                 client.service_client.config.target_host,
                 client.namespace,
                 providers_url,

@@ -5,7 +5,8 @@ never mark them non-retryable, and each step's ``non_retryable_error_types``
 says which of those types end it. A booking or a finalize gives up on a
 refusal or an unreadable answer; the pivot (ticketing) gives up only on a
 refusal, since an unreadable answer may hide an issued ticket. ``saga_for``
-builds a booking's saga with its undo budget. No Temporal calls.
+builds a booking's saga with its undo budget and the queue its undos run on;
+reading the run's own task queue is its only Temporal call.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
@@ -99,6 +101,16 @@ FINALIZE_POLICIES: dict[Kind, StepPolicy] = {s.kind: STEP_POLICIES[s.kind] for s
 UNDO_PRIORITY_KEY = 1
 
 
+def undo_task_queue(task_queue: str) -> str:
+    """The queue a booking's undos run on, beside its own ``task_queue``.
+
+    Every booking worker polls both (``wiring.worker.build_worker``), the undo
+    queue with slots of its own: a rollback behind a backlog of new bookings
+    waits for no booking's activity, only for its own workflow tasks.
+    """
+    return f"{task_queue}-undo"
+
+
 def saga_for(req: BookingRequest, *, on_change: Callable[[], None]) -> Saga:
     """The booking's saga: its unwind mode, and the undo budget tuned by the booking's overrides."""
     retry = req.retry or RetryOverrides()
@@ -111,6 +123,7 @@ def saga_for(req: BookingRequest, *, on_change: Callable[[], None]) -> Saga:
         attempts_from_failure=reported_attempt,
         attempts_from_result=lambda result: getattr(result, "attempt", None),
         undo_priority=Priority(priority_key=retry.undo_priority_key or UNDO_PRIORITY_KEY),
+        undo_task_queue=undo_task_queue(workflow.info().task_queue),
     )
 
 

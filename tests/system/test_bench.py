@@ -18,6 +18,7 @@ RATIOS = (
     "p50_time_to_consistent",
     "throughput_100",
     "scale_2_workers",
+    "scale_2_workers_capped",
     "rollback_under_backlog",
     "rollback_unwind_under_backlog",
     "rollback_under_backlog_escalated",
@@ -53,6 +54,9 @@ def test_quick_bench_prints_one_results_object_with_the_ratios() -> None:
     # Neither side's rollbacks (ours fails, the baseline returns a string) left a booking held.
     assert results["rolled_back_with_reservations_left"] == 0
     assert results["scale"]["two_workers"]["worker_2_cpu_ms_per_saga"] > 0  # the second worker really served sagas
+    # So did the second capped worker, capped by a method this machine has.
+    assert results["scale_capped"]["two_workers"]["worker_2_cpu_ms_per_saga"] > 0
+    assert results["scale_capped"]["method"] in ("cgroup2", "cgroup1", "cpulimit", "duty-cycle")
     # The floor is what it claims: the empty workflow and the local-activity trip each took one
     # workflow task, and the local trip's rollbacks left nothing held either.
     assert results["floor"]["workflow_tasks"]["floor_empty"] == 1

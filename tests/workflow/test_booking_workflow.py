@@ -36,7 +36,7 @@ from wiring.start import start_booking
 from wiring.updates import decide, rejection_message, resolve, retry_compensation
 from wiring.worker import WorkerTuning, build_worker
 from workflows.booking import BookingWorkflow
-from workflows.policies import UNDO_PRIORITY_KEY
+from workflows.policies import UNDO_PRIORITY_KEY, undo_task_queue
 
 S = StepState
 
@@ -191,7 +191,10 @@ async def test_status_query_mid_run_and_mid_unwind(
             gated_undo_hotel,
             real.undo_book_flight,
         ]
-        async with Worker(dev_client, task_queue=task_queue, workflows=[BookingWorkflow], activities=acts):
+        async with (
+            Worker(dev_client, task_queue=task_queue, workflows=[BookingWorkflow], activities=acts),
+            Worker(dev_client, task_queue=undo_task_queue(task_queue), activities=acts),
+        ):
             req = make_request(Scenario.HAPPY, Mode.SEQUENTIAL, name="Grace Hopper")
             handle = await start_booking(
                 dev_client, req, workflow_id=f"trip-{uuid.uuid4().hex[:8]}", task_queue=task_queue
@@ -375,6 +378,85 @@ async def test_undos_are_scheduled_ahead_of_bookings_on_a_backlogged_queue(
         "undo_book_car": expected_key,
         "undo_book_hotel": expected_key,
     }
+
+
+async def test_undos_run_on_the_undo_queue_served_by_the_workers_own_undo_worker(
+    dev_client: Client, providers: ProviderService, worker: str
+) -> None:
+    handle = await start_booking(dev_client, make_request(Scenario.FLIGHT_SOLD_OUT), task_queue=worker)
+    outcome = await await_outcome(dev_client, handle)
+    # The rollback finished, so the shipped worker polls the undo queue too.
+    assert outcome.status is SagaStatus.ROLLED_BACK
+    assert providers.active_kinds(handle.id) == []
+    queues: dict[str, str] = {}
+    for event in (await handle.fetch_history()).events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            attrs = event.activity_task_scheduled_event_attributes
+            queues[attrs.activity_type.name] = attrs.task_queue.name
+    # Bookings wait in the booking queue's line; undos have a queue (and slots) of their own.
+    assert queues == {
+        "book_car": worker,
+        "book_hotel": worker,
+        "book_flight": worker,
+        "undo_book_car": undo_task_queue(worker),
+        "undo_book_hotel": undo_task_queue(worker),
+    }
+
+
+class SlotHogs(BookingActivities):
+    """The shipped activities, except that the cars of the bookings in ``held`` wait for
+    ``release`` (each holds a booking slot meanwhile), and the flight of ``gated`` waits for ``go``."""
+
+    def __init__(self, http: Any, held: set[str], gated: str) -> None:
+        super().__init__(http)
+        self.held, self.gated = held, gated
+        self.holding: set[str] = set()
+        self.go, self.release = asyncio.Event(), asyncio.Event()
+
+    @activity.defn(name="book_car")
+    async def book_car(self, req: ReserveRequest) -> Any:
+        if req.booking_id in self.held:
+            self.holding.add(req.booking_id)
+            await self.release.wait()
+        return await super().book_car(req)
+
+    @activity.defn(name="book_flight")
+    async def book_flight(self, req: ReserveRequest) -> Any:
+        if req.booking_id == self.gated:
+            await self.go.wait()
+        return await super().book_flight(req)
+
+
+async def test_a_rollback_finishes_while_bookings_hold_every_booking_slot(
+    dev_client: Client, providers: ProviderService, task_queue: str
+) -> None:
+    rollback, first, second = (f"trip-{uuid.uuid4().hex[:8]}" for _ in range(3))
+    async with make_http_client(providers.url) as http:
+        hogs = SlotHogs(http, held={first, second}, gated=rollback)
+        # Two booking slots: the rollback's flight holds one, the first hog's car the other,
+        # and the second hog's car waits for the first free slot.
+        tuning = WorkerTuning(max_concurrent_activities=2)
+        async with build_worker(dev_client, hogs, task_queue=task_queue, tuning=tuning):
+            req = make_request(Scenario.FLIGHT_SOLD_OUT, Mode.SEQUENTIAL)
+            handle = await start_booking(dev_client, req, workflow_id=rollback, task_queue=task_queue)
+            await wait_until(lambda: scheduled_activities(handle), lambda a: "book_flight" in a, what="its flight")
+            happy = make_request(mode=Mode.SEQUENTIAL)
+            await start_booking(dev_client, happy, workflow_id=first, task_queue=task_queue)
+            await wait_until(lambda: hogs.holding, lambda h: first in h, what="the first hog holding a slot")
+            waiting = await start_booking(dev_client, happy, workflow_id=second, task_queue=task_queue)
+            await wait_until(lambda: scheduled_activities(waiting), lambda a: "book_car" in a, what="the second hog")
+            # The flight is refused; its slot goes to the second hog's car, queued before any undo.
+            hogs.go.set()
+            await wait_until(lambda: hogs.holding, lambda h: second in h, what="the second hog holding a slot")
+            await wait_until(
+                handle.describe, lambda d: d.status is not WorkflowExecutionStatus.RUNNING, what="the rollback closed"
+            )
+            outcome = await await_outcome(dev_client, handle)
+            # Every booking slot is still held: the undos ran in the undo Worker's own slots.
+            assert hogs.holding == {first, second} and not hogs.release.is_set()
+            hogs.release.set()
+    assert outcome.status is SagaStatus.ROLLED_BACK
+    assert providers.active_kinds(rollback) == []
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,7 @@ from wiring.start import start_booking
 from wiring.updates import decide, rejection_message, resolve, retry_compensation
 from wiring.worker import workflow_runner
 from workflows.booking import BookingWorkflow
+from workflows.policies import undo_task_queue
 
 WITHIN = timedelta(hours=1)
 
@@ -165,12 +166,16 @@ async def providers() -> Providers:
 @pytest_asyncio.fixture
 async def queue(ts_env: WorkflowEnvironment, providers: Providers) -> AsyncIterator[str]:
     name = f"tq-{uuid.uuid4().hex}"
-    async with Worker(
-        ts_env.client,
-        task_queue=name,
-        workflows=[BookingWorkflow],
-        activities=mock_activities(providers),
-        workflow_runner=workflow_runner(),
+    activities = mock_activities(providers)
+    async with (
+        Worker(
+            ts_env.client,
+            task_queue=name,
+            workflows=[BookingWorkflow],
+            activities=activities,
+            workflow_runner=workflow_runner(),
+        ),
+        Worker(ts_env.client, task_queue=undo_task_queue(name), activities=activities),
     ):
         yield name
 

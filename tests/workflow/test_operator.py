@@ -36,6 +36,7 @@ from wiring.start import start_booking
 from wiring.updates import rejection_message, resolve, retry_compensation
 from wiring.worker import workflow_runner
 from workflows.booking import BookingWorkflow
+from workflows.policies import undo_task_queue
 
 WORKFLOW_TASK_EVENTS = {
     EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
@@ -118,12 +119,16 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 async def ts_worker(ts_env: WorkflowEnvironment) -> AsyncIterator[tuple[str, CarUndo]]:
     car = CarUndo()
     queue = f"tq-{uuid.uuid4().hex}"
-    async with Worker(
-        ts_env.client,
-        task_queue=queue,
-        workflows=[BookingWorkflow],
-        activities=mock_activities(car),
-        workflow_runner=workflow_runner(),
+    activities = mock_activities(car)
+    async with (
+        Worker(
+            ts_env.client,
+            task_queue=queue,
+            workflows=[BookingWorkflow],
+            activities=activities,
+            workflow_runner=workflow_runner(),
+        ),
+        Worker(ts_env.client, task_queue=undo_task_queue(queue), activities=activities),
     ):
         yield queue, car
 
