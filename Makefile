@@ -47,7 +47,7 @@ rollout: $(SYNCED_RUN)
 # it in TEST_WORKERS processes, each with its own session fixtures (dev server,
 # providers, ...), a test file at a time so that module fixtures start once
 # (TEST_WORKERS=0 runs it in this process; PYTEST_ARGS come last and win).
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 test: install
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
