@@ -43,8 +43,13 @@ run: $(SYNCED_RUN)
 rollout: $(SYNCED_RUN)
 	$(VENV)/bin/python -m scripts.rollout $(ROLLOUT_ARGS)
 
+# The suite mostly waits (on servers, timers, subprocesses), so pytest-xdist runs
+# it in TEST_WORKERS processes, each with its own session fixtures (dev server,
+# providers, ...), a test file at a time so that module fixtures start once
+# (TEST_WORKERS=0 runs it in this process; PYTEST_ARGS come last and win).
+TEST_WORKERS ?= 3
 test: install
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

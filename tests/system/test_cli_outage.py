@@ -29,7 +29,15 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from tests.conftest import ROOT, ProviderService, WorkerProcess, free_port, stop_process, wait_until
+from tests.conftest import (
+    ROOT,
+    ProviderService,
+    WorkerProcess,
+    free_port,
+    stop_process,
+    wait_until,
+    wait_until_blocking,
+)
 from tests.system.conftest import describe_or_none
 from trip.status import BookingResult
 from wiring.client import is_unreachable
@@ -38,6 +46,14 @@ from wiring.local_stack import dev_server_command, wait_for_port
 
 #: How long the server stays down in the outage the CLI must ride out.
 OUTAGE_S = 6.0
+
+
+def _thread_state(task: Path) -> str:
+    """One thread's state letter in ``/proc/PID/task/TID/stat`` (after the command name in parentheses)."""
+    try:
+        return (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:  # the thread has exited
+        return "T"
 
 
 class DevServer:
@@ -66,7 +82,14 @@ class DevServer:
     def hang(self) -> None:
         """Stop the server without closing its sockets: connections are accepted, never answered."""
         assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGSTOP)
+        pid = self.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        # kill() only sends the signal: the server is hung once every one of its threads has stopped.
+        wait_until_blocking(
+            lambda: sorted({_thread_state(task) for task in Path(f"/proc/{pid}/task").iterdir()}),
+            lambda states: states in (["T"], ["t"], ["T", "t"]),
+            what=f"every thread of the dev server (pid {pid}) to stop",
+        )
 
     def resume(self) -> None:
         assert self.proc is not None

@@ -327,6 +327,9 @@ def test_make_rollout_moves_new_bookings_to_a_new_build_and_stops_the_old_worker
         wait_until_blocking(
             lambda: any(f"waiting for build {old} to drain: draining" in line for line in out),
             what="the rollout to wait for the old build to drain",
+            # Before that line it starts a worker process and runs several `temporal` commands,
+            # each bounded by WAIT_S on its own: a busy machine (the suite runs in parallel) takes longer.
+            timeout=120,
         )
         # Step 3 done: a new booking runs on the new build; the held one stays on the old.
         booked = make_run.shell(".venv/bin/python run_workflow.py --json")

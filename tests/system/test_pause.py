@@ -31,6 +31,7 @@ from temporalio.client import Client, WorkflowHandle
 from saga import StepState
 from tests.conftest import (
     ROOT,
+    WAIT_S,
     ProviderService,
     WorkerProcess,
     make_request,
@@ -143,7 +144,8 @@ class CliRun:
         for line in self.proc.stdout:
             self.lines.put(line.rstrip("\n"))
 
-    def wait_for(self, prefix: str, timeout: float = 30) -> str:
+    def wait_for(self, prefix: str, timeout: float = 2 * WAIT_S) -> str:
+        # Only stops a hang: a busy machine (the suite runs in parallel) can take a while to start a CLI.
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
