@@ -12,6 +12,7 @@ Nothing is downloaded: both servers are passed their installed paths.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import subprocess
@@ -30,6 +31,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from trip import SEARCH_ATTRIBUTES
 from trip.models import BookingRequest, Mode, RetryOverrides, Scenario
@@ -48,6 +50,7 @@ from wiring.outcome import Outcome, await_outcome
 from wiring.start import start_booking
 from wiring.versioning import DeploymentCommandError, make_current_when_polled
 from workflows.booking import BookingWorkflow
+from workflows.policies import undo_task_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -370,3 +373,25 @@ def worker_queue(dev_client: Client, providers: ProviderService) -> Iterator[str
     worker = WorkerProcess(dev_client, providers.url, queue)
     yield queue
     worker.stop()
+
+
+@contextlib.asynccontextmanager
+async def booking_workers(client: Client, queue: str, activities: list[Callable[..., Any]]) -> AsyncIterator[str]:
+    """In-process Workers for ``BookingWorkflow`` on ``queue``: the booking's, and its undo queue's.
+
+    A booking schedules its undos on a queue of their own; a test worker that
+    polled only ``queue`` would leave every rollback waiting forever.
+    """
+    from wiring.worker import workflow_runner
+
+    async with (
+        Worker(
+            client,
+            task_queue=queue,
+            workflows=[BookingWorkflow],
+            activities=activities,
+            workflow_runner=workflow_runner(),
+        ),
+        Worker(client, task_queue=undo_task_queue(queue), activities=activities),
+    ):
+        yield queue

@@ -21,10 +21,9 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpda
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from saga import StepState
-from tests.conftest import make_request, wait_until
+from tests.conftest import booking_workers, make_request, wait_until
 from trip.callbacks import CallbackAccepted, CallbackRefusal, ProviderConfirmation
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Kind, Mode, Reservation, ReserveRequest, Scenario
@@ -32,7 +31,6 @@ from trip.status import BookingStatus, SagaStatus
 from trip.steps import step
 from wiring.local_stack import test_server_path as time_skipping_server_path
 from wiring.start import start_booking
-from wiring.worker import workflow_runner
 from workflows.booking import BookingWorkflow
 from workflows.policies import STEP_POLICIES
 
@@ -92,13 +90,7 @@ async def providers() -> Providers:
 @pytest_asyncio.fixture
 async def queue(ts_env: WorkflowEnvironment, providers: Providers) -> AsyncIterator[str]:
     name = f"tq-{uuid.uuid4().hex}"
-    async with Worker(
-        ts_env.client,
-        task_queue=name,
-        workflows=[BookingWorkflow],
-        activities=mock_activities(providers),
-        workflow_runner=workflow_runner(),
-    ):
+    async with booking_workers(ts_env.client, name, mock_activities(providers)):
         yield name
 
 

@@ -22,10 +22,9 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpda
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from saga import StepKind, StepState
-from tests.conftest import FAST_RETRY, make_request, wait_for_saga_status
+from tests.conftest import FAST_RETRY, booking_workers, make_request, wait_for_saga_status
 from trip import UPDATE_CONFIRM
 from trip.errors import ErrorType
 from trip.models import (
@@ -48,9 +47,6 @@ from wiring.local_stack import test_server_path as time_skipping_server_path
 from wiring.outcome import await_outcome
 from wiring.start import start_booking
 from wiring.updates import decide, rejection_message, resolve, retry_compensation
-from wiring.worker import workflow_runner
-from workflows.booking import BookingWorkflow
-from workflows.policies import undo_task_queue
 
 WITHIN = timedelta(hours=1)
 
@@ -167,16 +163,7 @@ async def providers() -> Providers:
 async def queue(ts_env: WorkflowEnvironment, providers: Providers) -> AsyncIterator[str]:
     name = f"tq-{uuid.uuid4().hex}"
     activities = mock_activities(providers)
-    async with (
-        Worker(
-            ts_env.client,
-            task_queue=name,
-            workflows=[BookingWorkflow],
-            activities=activities,
-            workflow_runner=workflow_runner(),
-        ),
-        Worker(ts_env.client, task_queue=undo_task_queue(name), activities=activities),
-    ):
+    async with booking_workers(ts_env.client, name, activities):
         yield name
 
 

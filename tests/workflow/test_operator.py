@@ -22,10 +22,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from saga import StepState
-from tests.conftest import make_request, wait_for_saga_status
+from tests.conftest import booking_workers, make_request, wait_for_saga_status
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Kind, Mode, Reservation, ReserveRequest, Scenario
 from trip.status import BookingStatus, SagaStatus
@@ -34,9 +33,6 @@ from wiring.live_status import fetch_status
 from wiring.local_stack import test_server_path as time_skipping_server_path
 from wiring.start import start_booking
 from wiring.updates import rejection_message, resolve, retry_compensation
-from wiring.worker import workflow_runner
-from workflows.booking import BookingWorkflow
-from workflows.policies import undo_task_queue
 
 WORKFLOW_TASK_EVENTS = {
     EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
@@ -120,16 +116,7 @@ async def ts_worker(ts_env: WorkflowEnvironment) -> AsyncIterator[tuple[str, Car
     car = CarUndo()
     queue = f"tq-{uuid.uuid4().hex}"
     activities = mock_activities(car)
-    async with (
-        Worker(
-            ts_env.client,
-            task_queue=queue,
-            workflows=[BookingWorkflow],
-            activities=activities,
-            workflow_runner=workflow_runner(),
-        ),
-        Worker(ts_env.client, task_queue=undo_task_queue(queue), activities=activities),
-    ):
+    async with booking_workers(ts_env.client, queue, activities):
         yield queue, car
 
 

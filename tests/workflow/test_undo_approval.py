@@ -21,10 +21,9 @@ from temporalio import activity
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from saga import StepState, UndoDecision
-from tests.conftest import make_request, wait_for_saga_status
+from tests.conftest import booking_workers, make_request, wait_for_saga_status
 from trip import UPDATE_APPROVE_UNDO, UPDATE_RESOLVE
 from trip.errors import ErrorType
 from trip.models import (
@@ -44,8 +43,6 @@ from wiring.live_status import fetch_status
 from wiring.local_stack import test_server_path as time_skipping_server_path
 from wiring.start import start_booking
 from wiring.updates import decide_undo, rejection_message
-from wiring.worker import workflow_runner
-from workflows.booking import BookingWorkflow
 
 FEE = Decimal("150.00")
 
@@ -96,13 +93,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 async def booking(ts_env: WorkflowEnvironment) -> AsyncIterator[tuple[Any, Hotel]]:
     hotel = Hotel()
     queue = f"tq-{uuid.uuid4().hex}"
-    async with Worker(
-        ts_env.client,
-        task_queue=queue,
-        workflows=[BookingWorkflow],
-        activities=mock_activities(hotel),
-        workflow_runner=workflow_runner(),
-    ):
+    async with booking_workers(ts_env.client, queue, mock_activities(hotel)):
 
         async def start(**extra: Any) -> WorkflowHandle[Any, Any]:
             req = make_request(Scenario.HOTEL_CANCEL_FEE, Mode.SEQUENTIAL).model_copy(update=extra)
