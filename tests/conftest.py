@@ -30,6 +30,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -212,9 +213,19 @@ async def dev_env(
 
 @pytest_asyncio.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    async with own_time_skipping_env(data_converter()) as env:
+        yield env
+
+
+@contextlib.asynccontextmanager
+async def own_time_skipping_env(converter: DataConverter) -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server for one module (or the session) alone.
+
+    Modules that must skip hours take their own: the Java test server stops
+    skipping for good once another test has left an activity running on it.
+    """
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=data_converter(),
-        test_server_existing_path=test_server_path(),
+        data_converter=converter, test_server_existing_path=test_server_path()
     )
     async with env:
         yield env

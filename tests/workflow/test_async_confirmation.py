@@ -23,13 +23,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from saga import StepState
-from tests.conftest import booking_workers, make_request, wait_until
+from tests.conftest import booking_workers, make_request, own_time_skipping_env, wait_until
 from trip.callbacks import CallbackAccepted, CallbackRefusal, ProviderConfirmation
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Kind, Mode, Reservation, ReserveRequest, Scenario
 from trip.status import BookingStatus, SagaStatus
 from trip.steps import step
-from wiring.local_stack import test_server_path as time_skipping_server_path
 from wiring.start import start_booking
 from workflows.booking import BookingWorkflow
 from workflows.policies import STEP_POLICIES
@@ -75,10 +74,7 @@ def mock_activities(p: Providers) -> list[Any]:
 @pytest_asyncio.fixture(scope="module")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     # Its own server, as test_hold's: it must skip an hour.
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=time_skipping_server_path()
-    )
-    async with env:
+    async with own_time_skipping_env(pydantic_data_converter) as env:
         yield env
 
 

@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from saga import StepKind, StepState
-from tests.conftest import FAST_RETRY, booking_workers, make_request, wait_for_saga_status
+from tests.conftest import FAST_RETRY, booking_workers, make_request, own_time_skipping_env, wait_for_saga_status
 from trip import UPDATE_CONFIRM
 from trip.errors import ErrorType
 from trip.models import (
@@ -43,7 +43,6 @@ from trip.models import (
 from trip.status import BookingStatus, SagaStatus
 from trip.steps import step, undone_by
 from wiring.live_status import fetch_status
-from wiring.local_stack import test_server_path as time_skipping_server_path
 from wiring.outcome import await_outcome
 from wiring.start import start_booking
 from wiring.updates import decide, rejection_message, resolve, retry_compensation
@@ -147,10 +146,7 @@ def mock_activities(p: Providers) -> list[Any]:
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     # This module's own server: it must skip hours, and the Java test server
     # stops skipping once another module has left an activity running on it.
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=time_skipping_server_path()
-    )
-    async with env:
+    async with own_time_skipping_env(pydantic_data_converter) as env:
         yield env
 
 

@@ -24,13 +24,12 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from saga import StepState
-from tests.conftest import booking_workers, make_request, wait_for_saga_status
+from tests.conftest import booking_workers, make_request, own_time_skipping_env, wait_for_saga_status
 from trip.errors import ErrorType
 from trip.models import CancelRequest, CancelResult, Kind, Mode, Reservation, ReserveRequest, Scenario
 from trip.status import BookingStatus, SagaStatus
 from wiring.codec import data_converter
 from wiring.live_status import fetch_status
-from wiring.local_stack import test_server_path as time_skipping_server_path
 from wiring.start import start_booking
 from wiring.updates import rejection_message, resolve, retry_compensation
 
@@ -104,10 +103,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server of this module's own. These tests need it to skip
     days; the Java test server stops skipping for good once another test has
     left an activity running on it (tests/workflow/test_saga.py does, on purpose)."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=data_converter(), test_server_existing_path=time_skipping_server_path()
-    )
-    async with env:
+    async with own_time_skipping_env(data_converter()) as env:
         yield env
 
 

@@ -13,10 +13,9 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from tests.conftest import wait_until
+from tests.conftest import own_time_skipping_env, wait_until
 from tests.workflow.approval_workflows import ApprovalPlan, ApprovalTestWorkflow, CostlyStep, Decision, Outcome
 from wiring.codec import data_converter
-from wiring.local_stack import test_server_path as time_skipping_server_path
 
 
 class Calls:
@@ -37,10 +36,7 @@ class Calls:
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server of this module's own: the deadline tests need it to skip, and the
     Java test server stops skipping for good once another test has left an activity running on it."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=data_converter(), test_server_existing_path=time_skipping_server_path()
-    )
-    async with env:
+    async with own_time_skipping_env(data_converter()) as env:
         yield env
 
 

@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from saga import StepState, UndoDecision
-from tests.conftest import booking_workers, make_request, wait_for_saga_status
+from tests.conftest import booking_workers, make_request, own_time_skipping_env, wait_for_saga_status
 from trip import UPDATE_APPROVE_UNDO, UPDATE_RESOLVE
 from trip.errors import ErrorType
 from trip.models import (
@@ -40,7 +40,6 @@ from trip.models import (
 from trip.status import BookingStatus, SagaStatus
 from wiring.codec import data_converter
 from wiring.live_status import fetch_status
-from wiring.local_stack import test_server_path as time_skipping_server_path
 from wiring.start import start_booking
 from wiring.updates import decide_undo, rejection_message
 
@@ -82,10 +81,7 @@ def mock_activities(hotel: Hotel) -> list[Any]:
 
 @pytest_asyncio.fixture(scope="module")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=data_converter(), test_server_existing_path=time_skipping_server_path()
-    )
-    async with env:
+    async with own_time_skipping_env(data_converter()) as env:
         yield env
 
 
