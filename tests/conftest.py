@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import inspect
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -406,3 +407,13 @@ async def booking_workers(client: Client, queue: str, activities: list[Callable[
         Worker(client, task_queue=undo_task_queue(queue), activities=activities),
     ):
         yield queue
+
+
+def sigint_at_default() -> None:
+    """``preexec_fn`` for a child process a test interrupts with SIGINT, as Ctrl-C would.
+
+    A shell without job control starts its background jobs with SIGINT
+    ignored, and every child inherits that; Python then installs no
+    KeyboardInterrupt handler, and the signal the test sends is lost.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -30,7 +30,15 @@ from flask.testing import FlaskClient
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import ROOT, ProviderService, WorkerProcess, make_request, wait_until, wait_until_blocking
+from tests.conftest import (
+    ROOT,
+    ProviderService,
+    WorkerProcess,
+    make_request,
+    sigint_at_default,
+    wait_until,
+    wait_until_blocking,
+)
 from tests.system.conftest import OPERATOR, OPERATOR_PASSWORD, log_in, make_app, temporal_cli
 from tests.system.test_web_e2e import browser  # noqa: F401  (the shared Chromium fixture)
 from trip import SEARCH_ATTRIBUTES
@@ -99,6 +107,7 @@ def operator_cli(stack: Stack, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_at_default,
     )
 
 

@@ -15,7 +15,7 @@ import pytest
 from temporalio.client import Client
 
 from saga import StepKind, StepState
-from tests.conftest import ROOT, ProviderService, wait_until
+from tests.conftest import ROOT, ProviderService, sigint_at_default, wait_until
 from tests.system.conftest import FAST, cli, describe_or_none
 from trip.status import OutstandingStep, StepView
 from wiring.watch import outstanding_json, step_lines
@@ -74,6 +74,7 @@ async def test_ctrl_c_prints_one_json_object_and_exits_130(dev_client: Client, w
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=sigint_at_default,
     )
     handle = dev_client.get_workflow_handle(workflow_id)
     # Once the booking exists, the CLI is waiting on it.
